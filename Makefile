@@ -1,0 +1,53 @@
+# visrep: `make demo` runs the main job, `make test` the test suite (both set everything up).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+FMNIST ?= /usr/share/datasets/fashion-mnist
+STAMP  := $(VENV)/.visrep-installed
+
+.PHONY: demo test test-all lint bench data venv clean
+
+venv: $(STAMP)
+
+# torch/torchvision are pinned: these exact versions install from local files in ~2 minutes.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+data:
+	@if [ -f $(FMNIST)/train-images-idx3-ubyte.gz ] || [ -f $(FMNIST)/train-images-idx3-ubyte ]; then \
+		echo "Fashion-MNIST found in $(FMNIST)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the Debian package dataset-fashion-mnist"; \
+		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		  (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
+	else \
+		echo "Fashion-MNIST is missing from $(FMNIST)."; \
+		echo "Install it with: sudo apt-get install dataset-fashion-mnist"; \
+		echo "or put the four idx files (train/t10k images/labels) in a folder and run: make demo FMNIST=/that/folder"; \
+		exit 1; \
+	fi
+
+demo: venv data
+	$(VENV)/bin/visrep train mae_fmnist data.root=$(FMNIST) eval.root=$(FMNIST)
+	@echo "report: runs/demo/report.md"
+
+test: venv data
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+
+test-all: venv data
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: venv data
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/quality_per_budget.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

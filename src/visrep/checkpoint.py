@@ -1,0 +1,59 @@
+"""Checkpoints: written atomically, loaded without executing code.
+
+A checkpoint is a dict of tensors and plain Python values saved with `torch.save`
+and read back with `torch.load(weights_only=True)`, which refuses anything that
+would need arbitrary code (pickled classes). The resolved config sits beside it
+as `config.json`; exported backbones use safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from visrep.io import atomic_write
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically write `run_dir/checkpoint.pt` (temp file + fsync + rename)."""
+    path = Path(run_dir) / CHECKPOINT
+    atomic_write(path, lambda tmp: torch.save({"format_version": FORMAT_VERSION, **state}, tmp))
+    return path
+
+
+def checkpoint_path(ckpt: str | Path) -> Path:
+    """Accept a run folder or a checkpoint file; explain what is missing."""
+    p = Path(ckpt)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {p}: pass a run folder written by `visrep train` "
+            f"(it holds {CHECKPOINT} and {CONFIG})"
+        )
+    return p
+
+
+def load_checkpoint(ckpt: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = checkpoint_path(ckpt)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise ValueError(f"{path} is not a readable visrep checkpoint ({e})") from e
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise ValueError(f"{path} is not a visrep checkpoint (missing 'model'/'step')")
+    return state
+
+
+def load_run_config_dict(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: is {run_dir} a visrep run folder?")
+    return json.loads(path.read_text())

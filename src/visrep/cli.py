@@ -1,0 +1,119 @@
+"""`visrep` command line: train | eval | export | recipes | show.
+
+    visrep train mae_fmnist optim.epochs=5 run.out_dir=runs/try   # a recipe + typed overrides
+    visrep train mae_fmnist data.dataset=/my/images data.channels=3 data.img_size=64
+    visrep train --resume runs/try                                 # continue after a kill
+    visrep eval knn --ckpt runs/try eval.knn_k=10
+    visrep export --ckpt runs/try --out exported/
+    torchrun --nproc_per_node=2 -m visrep.cli train mae_fmnist     # DistributedDataParallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="visrep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="pre-train with a recipe (see `visrep recipes`)")
+    t.add_argument("recipe", nargs="?", help="recipe name")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    t.add_argument("--smoke", action="store_true", help="tiny version of the recipe (seconds on a CPU)")
+    e = sub.add_parser("eval", help="evaluate a checkpoint's frozen features")
+    e.add_argument("protocol", choices=["knn", "linear", "all"])
+    e.add_argument("--ckpt", required=True, metavar="RUN_DIR")
+    e.add_argument("--out", help="metrics JSON path (default RUN_DIR/eval_PROTOCOL.json)")
+    e.add_argument("--device", default="auto")
+    x = sub.add_parser("export", help="write backbone.safetensors + backbone.json for timm")
+    x.add_argument("--ckpt", required=True, metavar="RUN_DIR")
+    x.add_argument("--out", required=True, metavar="DIR")
+    sub.add_parser("recipes", help="list the recipes")
+    s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
+    s.add_argument("recipe")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args, overrides = _parser().parse_known_args(argv)
+    try:
+        return _dispatch(args, overrides)
+    except (ConfigError, KeyError, FileNotFoundError, FileExistsError, ValueError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"visrep: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
+    from visrep.configs import RECIPES, get_recipe, smoke
+
+    if args.command == "recipes":
+        for name, fn in RECIPES.items():
+            print(f"{name:24s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.command == "show":
+        cfg = get_recipe(args.recipe)
+        from visrep.methods import method_name
+
+        print(json.dumps(to_dict(cfg, method_name(cfg.method)), indent=2))
+        print("\nvalid override keys:\n  " + "\n  ".join(leaf_keys(cfg)))
+        return 0
+    if args.command == "train":
+        from visrep.train import train
+
+        if args.resume:
+            if args.recipe or overrides:
+                raise ConfigError("--resume takes the run's saved config; drop the recipe/overrides")
+            from visrep.runs import load_run_config
+
+            cfg = load_run_config(args.resume)
+            cfg = apply_overrides(cfg, [f"run.out_dir={args.resume}"])
+            metrics = train(cfg, resume=True)
+        else:
+            if not args.recipe:
+                raise ConfigError("name a recipe (see `visrep recipes`) or pass --resume RUN_DIR")
+            cfg = get_recipe(args.recipe)
+            cfg = smoke(cfg) if args.smoke else cfg
+            metrics = train(apply_overrides(cfg, overrides))
+        if metrics:
+            print(json.dumps(metrics, indent=2))
+        return 0
+    if args.command == "eval":
+        return _eval(args, overrides)
+    if args.command == "export":
+        from visrep.export import export_backbone
+
+        meta = export_backbone(args.ckpt, args.out)
+        print(f"wrote {Path(args.out) / 'backbone.safetensors'} and backbone.json ({meta['timm_name']})")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from visrep.evals.run import evaluate
+    from visrep.io import atomic_write_text
+    from visrep.runs import load_run
+    from visrep.train import resolve_device
+
+    device = resolve_device(args.device)
+    cfg, model = load_run(args.ckpt, device)
+    cfg = apply_overrides(cfg, overrides)
+    if not cfg.eval.dataset:
+        raise ConfigError("this run has no evaluation dataset; pass eval.dataset=fashion_mnist or a folder")
+    protocols = ("knn", "linear") if args.protocol == "all" else (args.protocol,)
+    metrics = evaluate(model.backbone, cfg.data, cfg.eval, protocols=protocols, device=device, progress=True)
+    out = Path(args.out) if args.out else Path(args.ckpt) / f"eval_{args.protocol}.json"
+    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Recipes: functions returning a `TrainConfig`. `RECIPES` maps a name to its function.
+
+Every recipe has a smoke mode (`smoke(cfg)`): the same code path at tiny sizes on
+Fashion-MNIST, a few steps on a CPU; the tests run every recipe that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from visrep.config import TrainConfig, replace
+from visrep.configs.mae import mae_fmnist, mae_vit_base_in1k, mae_vit_huge_in1k, mae_vit_large_in1k
+
+RECIPES: dict[str, Callable[[], TrainConfig]] = {
+    "mae_fmnist": mae_fmnist,
+    "mae_vit_base_in1k": mae_vit_base_in1k,
+    "mae_vit_large_in1k": mae_vit_large_in1k,
+    "mae_vit_huge_in1k": mae_vit_huge_in1k,
+}
+
+
+def get_recipe(name: str) -> TrainConfig:
+    if name not in RECIPES:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(RECIPES), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown recipe {name!r}.{hint} Available: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]()
+
+
+def smoke(cfg: TrainConfig) -> TrainConfig:
+    """Tiny version of a recipe: 2 blocks, ≤32 px, 256 Fashion-MNIST images, a few steps."""
+    method_changes = {}
+    if hasattr(cfg.method, "decoder_dim"):
+        method_changes = {"method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 2}
+    size = min(cfg.data.img_size, 32)
+    patch = cfg.backbone.patch_size if size % cfg.backbone.patch_size == 0 else 8
+    return replace(
+        cfg,
+        **method_changes,
+        **{
+            "backbone.depth": 2,
+            "backbone.patch_size": patch,
+            "data.dataset": "fashion_mnist",
+            "data.img_size": size,
+            "data.limit": 256,
+            "data.num_workers": 0,
+            "data.mean": (),
+            "data.std": (),
+            "optim.epochs": 2,
+            "optim.batch_size": 32,
+            "optim.warmup_epochs": 1.0,
+            "optim.accum_steps": 1,
+            "eval.dataset": "fashion_mnist",
+            "eval.every_epochs": 1,
+            "eval.periodic_limit": 200,
+            "eval.limit_train": 500,
+            "eval.limit_test": 200,
+            "eval.linear_epochs": 2,
+            "run.out_dir": cfg.run.out_dir + "_smoke",
+            "run.log_every": 2,
+            "run.progress": False,
+        },
+    )

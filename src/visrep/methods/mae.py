@@ -1,0 +1,143 @@
+"""MAE: Masked Autoencoders Are Scalable Vision Learners (He et al., 2022).
+
+Follows METHODS.md §1 (facebookresearch/mae `models_mae.py`): the encoder sees only
+the kept 25% of the patches; a light decoder gets the encoded tokens plus mask
+tokens and predicts the pixels of every patch; the loss is the MSE on removed
+patches of the per-patch normalized pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from visrep.backbones.vit import ViT
+from visrep.parts.masking import Masking, random_masking
+from visrep.parts.patches import normalize_patches, patchify, unpatchify
+from visrep.parts.pos_embed import sincos_2d
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """MAE hyper-parameters (paper defaults: 75% masking, 8×512 decoder, norm-pix loss)."""
+
+    mask_ratio: float = 0.75
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    norm_pix_loss: bool = True
+    # Baseline of the paper's Table 1c ("encoder w/ [M]"): the encoder processes all tokens,
+    # masked ones replaced by a learned mask token. Only for the speed benchmark.
+    encoder_mask_tokens: bool = False
+
+
+class MAE(nn.Module):
+    def __init__(self, cfg: MAEConfig, backbone: ViT) -> None:
+        super().__init__()
+        if not isinstance(backbone, ViT):
+            raise ValueError("MAE needs a ViT backbone (backbone.name=vit_*)")
+        self.cfg = cfg
+        self.backbone = backbone
+        d, dd, p, c = backbone.embed_dim, cfg.decoder_dim, backbone.patch_size, backbone.in_chans
+        self.decoder_embed = nn.Linear(d, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
+        table = sincos_2d(dd, backbone.grid_size, cls_token=True).unsqueeze(0)
+        self.decoder_pos_embed = nn.Parameter(table, requires_grad=False)
+        self.decoder_blocks = nn.Sequential(
+            *[Block(dd, cfg.decoder_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=_ln)
+              for _ in range(cfg.decoder_depth)]
+        )  # fmt: skip
+        self.decoder_norm = _ln(dd)
+        self.decoder_pred = nn.Linear(dd, p * p * c)
+        if cfg.encoder_mask_tokens:
+            self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """MAE init (§1.1): xavier-uniform Linears (patch embed viewed as a Linear), zero
+        biases, unit LayerNorms, normal(0.02) cls and mask tokens."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias) if m.bias is not None else None
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        proj = self.backbone.model.patch_embed.proj
+        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+        nn.init.zeros_(proj.bias)
+        nn.init.normal_(self.backbone.model.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        if self.cfg.encoder_mask_tokens:
+            nn.init.normal_(self.encoder_mask_token, std=0.02)
+
+    def mask(self, batch: int, device: torch.device, noise: Tensor | None = None) -> Masking:
+        return random_masking(
+            batch, self.backbone.num_patches, self.cfg.mask_ratio, noise=noise, device=device
+        )
+
+    def encode(self, images: Tensor, masking: Masking) -> Tensor:
+        """Encode the kept patches: [N, C, H, W] -> [N, 1+L_keep, D] (kept in shuffled order)."""
+        if not self.cfg.encoder_mask_tokens:
+            return self.backbone.encode(images, masking.ids_keep)
+        # Baseline: every token goes through the encoder, removed ones as a mask token.
+        vit = self.backbone
+        vit.check_input(images)
+        x = vit.model.patch_embed(images)  # [N, L, D]
+        m = masking.mask.unsqueeze(-1).to(x.dtype)
+        x = x * (1 - m) + self.encoder_mask_token * m + vit.model.pos_embed[:, 1:]
+        return vit.blocks(torch.cat([vit.cls_token(x.shape[0]), x], dim=1))  # [N, 1+L, D]
+
+    def decode(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        """[N, 1+L_keep, D] -> per-patch pixel prediction [N, L, p·p·C] (cls dropped)."""
+        x = self.decoder_embed(latent)  # [N, 1+L_keep, Dd]
+        n, num_tokens = x.shape[0], ids_restore.shape[1]
+        if x.shape[1] < 1 + num_tokens:  # append mask tokens, then unshuffle (§0.5 step 6)
+            fill = self.mask_token.expand(n, 1 + num_tokens - x.shape[1], -1)
+            x_ = torch.cat([x[:, 1:], fill], dim=1)  # [N, L, Dd] in shuffled order
+            x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+            x = torch.cat([x[:, :1], x_], dim=1)  # [N, 1+L, Dd], spatial order
+        x = x + self.decoder_pos_embed
+        x = self.decoder_norm(self.decoder_blocks(x))
+        return self.decoder_pred(x)[:, 1:]  # [N, L, p·p·C]
+
+    def target(self, images: Tensor) -> Tensor:
+        target = patchify(images, self.backbone.patch_size)  # [N, L, p·p·C]
+        return normalize_patches(target) if self.cfg.norm_pix_loss else target
+
+    def loss(self, images: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
+        """Mean squared error on removed patches only: Σ m·ℓ / Σ m (§1.2 step 6)."""
+        per_patch = ((pred - self.target(images)) ** 2).mean(dim=-1)  # [N, L]
+        return (per_patch * mask).sum() / mask.sum()
+
+    def forward(self, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
+        images = batch["images"]  # [N, C, H, W], normalized
+        masking = self.mask(images.shape[0], images.device, noise)
+        latent = self.encode(images, masking)
+        pred = self.decode(latent, masking.ids_restore)
+        return {"loss": self.loss(images, pred, masking.mask), "pred": pred, "mask": masking.mask}
+
+    @torch.no_grad()
+    def visualize(self, images: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]:
+        """Images for the reconstruction picture, in the input (normalized) space:
+        original | masked (removed patches zeroed) | reconstruction (visible patches
+        pasted back), as in the MAE demo notebook."""
+        out = self.forward({"images": images}, noise=noise)
+        p, c, grid = self.backbone.patch_size, self.backbone.in_chans, self.backbone.grid_size
+        pred, mask = out["pred"], out["mask"].unsqueeze(-1)  # [N, L, P], [N, L, 1]
+        if self.cfg.norm_pix_loss:  # undo the per-patch normalization with the true statistics
+            raw = patchify(images, p)
+            pred = pred * (raw.var(-1, keepdim=True) + 1e-6) ** 0.5 + raw.mean(-1, keepdim=True)
+        patches = patchify(images, p)
+        return {
+            "original": images,
+            "masked": unpatchify(patches * (1 - mask), p, c, grid),
+            "reconstruction": unpatchify(patches * (1 - mask) + pred * mask, p, c, grid),
+        }
+
+
+def _ln(dim: int, **kwargs) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, eps=1e-6, **kwargs)  # eps 1e-6 as in the official code (§0.3)

@@ -1,0 +1,282 @@
+"""The one training loop, for every method (DESIGN.md, "Training loop" contract).
+
+AdamW with the method's betas, lr = blr × effective batch / 256, per-iteration
+warmup + cosine (METHODS.md §0.7), no weight decay on 1-D parameters and biases,
+gradient accumulation and clipping, bf16 autocast on GPU, JSONL + TensorBoard
+logs, periodic k-NN, atomic checkpoints with exact resume, SIGTERM/SIGINT saving,
+and DistributedDataParallel when launched by torchrun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from visrep.checkpoint import CHECKPOINT, CONFIG, load_checkpoint, save_checkpoint
+from visrep.config import TrainConfig, save_json, to_dict
+from visrep.data.pipeline import build_train_data
+from visrep.logger import RunLogger
+from visrep.methods import build_method, method_name
+from visrep.parts import dist
+from visrep.schedules import cosine_lr
+
+log = logging.getLogger("visrep")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("run.device=cuda but no GPU is visible; use run.device=cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 on GPUs by default; fp32 on CPU, where bf16 runs at half speed without AMX."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"run.precision must be auto, fp32 or bf16, got {precision!r}")
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: no weight decay for 1-D parameters (norms) and biases (timm 0.3.2
+    `add_weight_decay`, as MAE uses: cls and mask tokens *are* decayed, METHODS.md A#4).
+    Frozen parameters (fixed sin-cos position embeddings) are left out."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": weight_decay},
+    ]
+
+
+class StopRequested:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step and exits."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequested:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    seen: int = 0  # images this process has trained on
+    loss_sum: float = 0.0
+    loss_n: int = 0
+    interval_start: float = field(default_factory=time.perf_counter)
+    last_ckpt: float = field(default_factory=time.perf_counter)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Pre-train `cfg.method` and return the final metrics (on the main process)."""
+    device = resolve_device(cfg.run.device)
+    env = dist.init_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+    elif cfg.run.threads or "OMP_NUM_THREADS" not in os.environ:
+        cores = cfg.run.threads or max(1, (os.cpu_count() or 1) // env.world_size - cfg.data.num_workers)
+        torch.set_num_threads(cores)
+    run_dir = Path(cfg.run.out_dir)
+    name = method_name(cfg.method)
+    torch.manual_seed(cfg.run.seed)  # identical init on every process
+    model = build_method(cfg).to(device)
+    data = build_train_data(
+        cfg.data, cfg.optim.batch_size, seed=cfg.run.seed, rank=env.rank,
+        world_size=env.world_size, device=device,
+    )  # fmt: skip
+    eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * env.world_size
+    base_lr = cfg.optim.lr or cfg.optim.blr * eff_batch / 256
+    opt = torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay), lr=base_lr, betas=cfg.optim.betas
+    )
+    start = _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env)
+    net = DistributedDataParallel(model) if env.world_size > 1 else model
+    step_fn = torch.compile(net) if cfg.run.compile else net
+    logger = RunLogger(run_dir, enabled=env.is_main, resume_step=start if resume else None)
+    if env.is_main:
+        log.info(
+            "%s: %d images/epoch, %d steps/epoch, effective batch %d, lr %.3g, %d processes",
+            name, data.steps_per_epoch * eff_batch // cfg.optim.accum_steps, data.steps_per_epoch,
+            eff_batch, base_lr, env.world_size,
+        )  # fmt: skip
+    with StopRequested() as stop:
+        state = _loop(cfg, model, step_fn, opt, data, logger, stop, start, base_lr, device, env)
+    logger.close()
+    if stop.signum is not None:
+        if env.is_main:
+            print(f"stopped by signal {stop.signum} at step {state.step}; checkpoint saved in "
+                  f"{run_dir}; continue with: visrep train --resume {run_dir}")  # fmt: skip
+        dist.cleanup()
+        raise SystemExit(128 + stop.signum)
+    metrics: dict[str, Any] = {}
+    if env.is_main:
+        from visrep.report import finish_run
+
+        metrics = finish_run(cfg, model, run_dir, device, n_skipped=data.n_skipped)
+    dist.barrier()
+    dist.cleanup()
+    return metrics
+
+
+def _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env) -> int:
+    """Load the checkpoint when resuming (returns its step); refuse to overwrite a run."""
+    if resume:
+        state = load_checkpoint(run_dir, map_location="cpu")
+        if state.get("method") != name:
+            raise ValueError(f"{run_dir} holds a {state.get('method')!r} run, not {name!r}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        return int(state["step"])
+    if (run_dir / CHECKPOINT).exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a checkpoint; continue it with "
+            f"`visrep train --resume {run_dir}` or choose another run.out_dir"
+        )
+    if env.is_main:
+        save_json(to_dict(cfg, name), run_dir / CONFIG)
+    return 0
+
+
+def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env) -> LoopState:
+    o, r = cfg.optim, cfg.run
+    spe, accum = data.steps_per_epoch, o.accum_steps
+    total = o.epochs * spe
+    end = min(total, r.max_steps) if r.max_steps else total
+    amp = autocast_dtype(r.precision, device)
+    s = LoopState(step=start)
+    bar = tqdm(total=end, initial=start, disable=not (r.progress and env.is_main), desc="train",
+               unit="step", dynamic_ncols=True)  # fmt: skip
+    for batch in data.batches(start, end):
+        step = s.step
+        if step % accum == 0:
+            lr = cosine_lr(step / spe, base_lr, o.warmup_epochs, o.epochs, o.min_lr)
+            for g in opt.param_groups:
+                g["lr"] = lr * g.get("lr_scale", 1.0)
+        # every draw inside the method (mask noise, ...) is a function of (seed, step, rank)
+        torch.manual_seed(_step_seed(r.seed, step, env.rank))
+        boundary = (step + 1) % accum == 0
+        sync = contextlib.nullcontext() if boundary or env.world_size == 1 else net.no_sync()
+        with sync, torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = net(batch)
+            (out["loss"] / accum).backward()
+        s.loss_sum += out["loss"].detach().float()
+        s.loss_n += 1
+        s.seen += batch["images"].shape[0]
+        if boundary:
+            grad_norm = _optimizer_step(model, opt, o.clip_grad, step / max(total - 1, 1))
+        s.step = step + 1
+        bar.update(1)
+        if s.step % r.log_every == 0 or s.step == end:
+            _log_train(s, out, opt, logger, bar, spe, grad_norm if boundary else None)
+        epoch_end = s.step % spe == 0
+        if epoch_end and cfg.eval.every_epochs and (s.step // spe) % cfg.eval.every_epochs == 0:
+            _periodic_eval(cfg, model, logger, s.step, device, env)
+        stop_now = dist.any_true(stop.signum is not None, device)
+        timed = time.perf_counter() - s.last_ckpt > r.ckpt_every_minutes * 60
+        if boundary and (epoch_end or stop_now or timed or s.step == end):
+            _save(cfg, model, opt, s, env, data)
+        if stop_now and boundary:
+            stop.signum = stop.signum or signal.SIGTERM
+            break
+    bar.close()
+    return s
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    from visrep.data.pipeline import mix_seed
+
+    return mix_seed(seed, step, rank, 1)
+
+
+def _optimizer_step(model: nn.Module, opt, clip: float, progress: float) -> torch.Tensor | None:
+    grad_norm = None
+    if clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    hook = getattr(model, "on_step_end", None)
+    if hook is not None:
+        hook(progress)
+    return grad_norm
+
+
+def _log_train(s: LoopState, out: dict, opt, logger: RunLogger, bar, spe: int, grad_norm) -> None:
+    loss = float(s.loss_sum) / max(s.loss_n, 1)
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"loss became {loss} at step {s.step}: lower optim.blr or set optim.clip_grad "
+            "(the last checkpoint is untouched)"
+        )
+    now = time.perf_counter()
+    metrics = {
+        "loss": loss,
+        "lr": opt.param_groups[0]["lr"],
+        "epoch": s.step / spe,
+        "img_per_s": s.seen / max(now - s.interval_start, 1e-9),
+    }
+    metrics |= {k: v for k, v in out.items() if k != "loss" and torch.is_tensor(v) and v.ndim == 0}
+    if grad_norm is not None:
+        metrics["grad_norm"] = grad_norm
+    logger.log(s.step, metrics)
+    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{metrics['lr']:.2e}", ips=f"{metrics['img_per_s']:.0f}")
+    s.loss_sum, s.loss_n, s.seen, s.interval_start = 0.0, 0, 0, now
+
+
+def _periodic_eval(cfg, model, logger, step, device, env) -> None:
+    if env.is_main:
+        from visrep.evals.run import evaluate
+
+        m = evaluate(model.backbone, cfg.data, cfg.eval, protocols=("knn",),
+                     limit=cfg.eval.periodic_limit, device=device)  # fmt: skip
+        logger.log(step, {k: v for k, v in m.items() if isinstance(v, int | float)}, prefix="eval")
+        tqdm.write(f"step {step}: k-NN top-1 {m['knn_top1']:.4f} ({m['knn_n_test']} test images)")
+    dist.barrier()
+
+
+def _save(cfg, model, opt, s: LoopState, env, data) -> None:
+    if env.is_main:
+        save_checkpoint(
+            cfg.run.out_dir,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": s.step,
+                "method": method_name(cfg.method),
+                "n_skipped": data.n_skipped,
+            },
+        )
+    s.last_ckpt = time.perf_counter()
+    dist.barrier()
