@@ -95,6 +95,10 @@ class RunConfig:
     log_every: int = 20  # steps between log lines
     ckpt_every_minutes: float = 10.0  # also at every epoch end and on SIGTERM/SIGINT
     max_steps: int = 0  # stop after this many steps (schedule unchanged); 0 = run to the end
+    # Wall-clock budget (benchmarks): the schedule runs on elapsed/budget instead of steps and
+    # training stops when the budget is spent; optim.epochs is then only an upper bound.
+    # Not exactly resumable (time is not replayable).
+    budget_minutes: float = 0.0
     progress: bool = True
 
 

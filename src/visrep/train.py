@@ -97,6 +97,7 @@ class LoopState:
     loss_n: int = 0
     interval_start: float = field(default_factory=time.perf_counter)
     last_ckpt: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
@@ -122,6 +123,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     opt = torch.optim.AdamW(
         param_groups(model, cfg.optim.weight_decay), lr=base_lr, betas=cfg.optim.betas
     )
+    if cfg.run.budget_minutes and env.world_size > 1:
+        raise ValueError("run.budget_minutes is single-process only (clocks differ across ranks)")
     start = _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env)
     net = DistributedDataParallel(model) if env.world_size > 1 else model
     step_fn = torch.compile(net) if cfg.run.compile else net
@@ -182,7 +185,8 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
     for batch in data.batches(start, end):
         step = s.step
         if step % accum == 0:
-            lr = cosine_lr(step / spe, base_lr, o.warmup_epochs, o.epochs, o.min_lr)
+            lr = cosine_lr(_epoch(s, spe, o.epochs, r.budget_minutes), base_lr, o.warmup_epochs,
+                           o.epochs, o.min_lr)  # fmt: skip
             for g in opt.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
         # every draw inside the method (mask noise, ...) is a function of (seed, step, rank)
@@ -211,8 +215,18 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
         if stop_now and boundary:
             stop.signum = stop.signum or signal.SIGTERM
             break
+        if boundary and r.budget_minutes and _epoch(s, spe, o.epochs, r.budget_minutes) >= o.epochs:
+            _save(cfg, model, opt, s, env, data)
+            break
     bar.close()
     return s
+
+
+def _epoch(s: LoopState, spe: int, epochs: int, budget_minutes: float) -> float:
+    """Fractional epoch driving the schedule: steps, or elapsed wall-clock under a budget."""
+    if budget_minutes:
+        return epochs * (time.perf_counter() - s.started) / (budget_minutes * 60)
+    return s.step / spe
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:

@@ -1,0 +1,298 @@
+"""The user's own images: a folder of files, unlabeled or with class sub-folders.
+
+Layouts understood by :func:`scan_folder`::
+
+    root/cat/001.jpg, root/dog/a/002.png   labelled: class = first sub-folder name
+    root/x.jpg, root/2019/07/y.png         unlabeled (labels -1): any image found below root
+
+Decoding follows ENVIRONMENT.md's speed notes: ``torchvision.io.decode_image``
+on the file bytes (libjpeg-turbo/libpng, ~1.5x PIL) and the v2 transforms on
+uint8 tensors, converting to float only after the resize. Formats that
+``decode_image`` does not read (BMP, TIFF) go through PIL. A corrupt file never
+stops a training run: :class:`ImageFolder` returns ``None`` for it, logs the path
+once, and :func:`collate_skip_none` drops it from the batch and counts it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+# Above this many images, load_folder_tensors shows a progress bar.
+_PROGRESS_MIN_IMAGES = 2000
+
+
+def _is_image(name: str) -> bool:
+    # Hidden files are skipped: macOS "._x.jpg" AppleDouble files carry the image
+    # extension but are not images.
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _walk_images(top: Path) -> list[Path]:
+    """All image files below ``top`` (following directory links, each real dir once)."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink cycle or a second link to the same folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, f) for f in filenames if _is_image(f)]
+    return found
+
+
+def scan_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """List the images below ``root`` and infer labels from class sub-folders.
+
+    The folder is labelled when every image lies inside a direct sub-directory of
+    ``root`` (torchvision ``ImageFolder`` convention): the label is the index of
+    that sub-directory's name among the sorted names of the sub-directories that
+    hold images (empty sub-directories are not classes, so compare ``classes``
+    when pairing a train and a validation folder). If any image lies directly in
+    ``root`` the folder is unlabeled: every image found recursively, label -1,
+    no classes. Hidden files and folders (name starting with ".") are ignored.
+
+    Returns:
+        ``(paths, labels, classes)`` with ``paths`` sorted, so the order is the same
+        on every machine.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist or is not a directory.
+        ValueError: no file with an image extension was found.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Image folder {root} does not exist or is not a directory; "
+            "pass the folder that holds your images (or one sub-folder per class)."
+        )
+    paths = sorted(_walk_images(root))
+    if not paths:
+        raise ValueError(
+            f"No images found in {root} (looked recursively for files ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}, any case)."
+        )
+    top_level = [p.relative_to(root).parts[0] for p in paths]
+    labelled = all(len(p.relative_to(root).parts) > 1 for p in paths)
+    if not labelled:
+        return paths, [-1] * len(paths), []
+    classes = sorted(set(top_level))
+    index = {c: i for i, c in enumerate(classes)}
+    return paths, [index[c] for c in top_level], classes
+
+
+def _to_uint8_channels(image: Tensor, channels: int) -> Tensor:
+    """Coerce a decoded image to uint8 ``[channels, H, W]``.
+
+    ``decode_image`` does not always honour the requested mode: GIF and WebP
+    ignore GRAY (and WebP keeps alpha), animated GIFs come back as ``[T, C, H, W]``
+    and 16-bit PNGs as uint16.
+    """
+    if image.ndim == 4:  # animated GIF: keep the first frame
+        image = image[0]
+    if image.dtype == torch.uint16:
+        image = (image.to(torch.int32) >> 8).to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        image = TF.to_dtype(image, torch.uint8, scale=True)
+    if image.shape[0] in (2, 4):  # drop alpha
+        image = image[:-1]
+    if image.shape[0] == channels:
+        return image
+    if channels == 1:
+        return TF.rgb_to_grayscale(image, num_output_channels=1)
+    return image.expand(3, -1, -1).contiguous()
+
+
+def _decode_with_pil(data: bytes, channels: int) -> Tensor:
+    with Image.open(io.BytesIO(data)) as pil:
+        pil = pil.convert("L" if channels == 1 else "RGB")  # convert() loads, so truncation raises
+    return TF.pil_to_tensor(pil)
+
+
+def decode_file(path: str | Path, channels: int) -> Tensor:
+    """Decode an image file to uint8 ``[channels, H, W]``; raise on unreadable files.
+
+    torchvision's decoders first (faster), PIL for the formats they lack.
+    """
+    data = read_file(str(path))
+    try:
+        image = decode_image(data, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        # Unsupported format (BMP, TIFF, ...) or corrupt bytes: PIL reads the former
+        # and raises on the latter (it refuses truncated files by default).
+        image = _decode_with_pil(data.numpy().tobytes(), channels)
+    return _to_uint8_channels(image, channels)
+
+
+class ImageFolder(Dataset):
+    """Images from :func:`scan_folder`, decoded to uint8 tensors.
+
+    ``dataset[i]`` is ``(image uint8 [C, H, W] after transform, label int)`` or
+    ``None`` when the file cannot be decoded; use :func:`collate_skip_none` as the
+    DataLoader's ``collate_fn``. Bad files are logged once each and kept in
+    ``bad_paths`` -- per process: with DataLoader workers each worker has its own
+    copy, and the count that reaches the main process is the batch's ``n_skipped``.
+
+    Args:
+        root: the folder (see :func:`scan_folder` for the layouts).
+        channels: 1 (grayscale) or 3 (RGB); every image is converted to it.
+        transform: applied to the uint8 tensor, e.g. :func:`folder_train_transform`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        channels: int = 3,
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+        self.root = Path(root)
+        self.paths, labels, self.classes = scan_folder(root)
+        self.labels = torch.tensor(labels, dtype=torch.long)
+        self.channels = channels
+        self.transform = transform
+        self.bad_paths: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def n_bad(self) -> int:
+        """How many distinct files failed to decode in this process so far."""
+        return len(self.bad_paths)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int] | None:
+        path = self.paths[index]
+        try:
+            image = decode_file(path, self.channels)
+        except Exception as e:  # any decoder error means "skip this file", never a crash
+            if path not in self.bad_paths:
+                self.bad_paths.add(path)
+                logger.warning("Skipping unreadable image %s (%s: %s)", path, type(e).__name__, e)
+            return None
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+
+def collate_skip_none(batch: Sequence[tuple[Tensor, int] | None]) -> dict:
+    """Stack the readable items of a batch and count the unreadable ones.
+
+    Returns:
+        ``{"images": uint8 [B, C, H, W], "labels": int64 [B], "n_skipped": int}``;
+        when every item was unreadable, ``images`` and ``labels`` are ``None`` (the
+        shape is unknown) and the training loop skips the batch.
+    """
+    good = [item for item in batch if item is not None]
+    n_skipped = len(batch) - len(good)
+    if not good:
+        return {"images": None, "labels": None, "n_skipped": n_skipped}
+    shapes = {tuple(image.shape) for image, _ in good}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Images in one batch have different shapes {sorted(shapes)}; give the dataset "
+            "a transform that resizes them (folder_train_transform / folder_eval_transform)."
+        )
+    images = torch.stack([image for image, _ in good])
+    labels = torch.tensor([label for _, label in good], dtype=torch.long)
+    return {"images": images, "labels": labels, "n_skipped": n_skipped}
+
+
+def folder_train_transform(
+    size: int, scale: tuple[float, float] = (0.2, 1.0), hflip: bool = True
+) -> Callable[[Tensor], Tensor]:
+    """Per-image training crop on uint8 tensors: RandomResizedCrop (+ horizontal flip).
+
+    The MAE recipe's minimal augmentation (He et al., 2022, Sec. 4 / A.1: crop scale
+    0.2-1, flip). Bicubic with antialias, output stays uint8 ``[C, size, size]``.
+    """
+    steps: list[Callable] = [
+        v2.RandomResizedCrop(
+            size, scale=scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True
+        )
+    ]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+def folder_eval_transform(size: int, resize_ratio: float = 0.875) -> Callable[[Tensor], Tensor]:
+    """Evaluation preprocessing on uint8 tensors: resize the short side, centre crop.
+
+    The standard ImageNet protocol (resize to ``size / 0.875``, e.g. 256 for 224, then
+    crop ``size``), bicubic with antialias as in timm's eval transform.
+    """
+    return v2.Compose(
+        [
+            v2.Resize(
+                int(size / resize_ratio),
+                interpolation=v2.InterpolationMode.BICUBIC,
+                antialias=True,
+            ),
+            v2.CenterCrop(size),
+        ]
+    )
+
+
+def load_folder_tensors(
+    root: str | Path,
+    channels: int,
+    size: int,
+    num_workers: int = 0,
+    batch_size: int = 256,
+) -> tuple[Tensor, Tensor, list[str]]:
+    """Decode a whole folder with :func:`folder_eval_transform` into memory.
+
+    For evaluation sets that fit in RAM (``N * channels * size**2`` bytes, e.g.
+    10,000 RGB images at 224 px is 1.5 GB). Unreadable files are skipped; their
+    count is logged.
+
+    Returns:
+        ``(images uint8 [N, C, size, size], labels int64 [N], classes)``; labels are
+        -1 and classes empty for an unlabeled folder.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`scan_folder`; ValueError also when
+            no image in the folder could be decoded.
+    """
+    dataset = ImageFolder(root, channels=channels, transform=folder_eval_transform(size))
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_none
+    )
+    images, labels, n_skipped = [], [], 0
+    with tqdm(
+        total=len(dataset),
+        desc=f"decoding {dataset.root.name or dataset.root}",
+        disable=len(dataset) <= _PROGRESS_MIN_IMAGES,
+    ) as bar:
+        for batch in loader:
+            n_skipped += batch["n_skipped"]
+            if batch["images"] is not None:
+                images.append(batch["images"])
+                labels.append(batch["labels"])
+            n_good = 0 if batch["images"] is None else len(batch["images"])
+            bar.update(n_good + batch["n_skipped"])
+    if n_skipped:
+        logger.warning("Skipped %d unreadable image(s) of %d in %s", n_skipped, len(dataset), root)
+    if not images:
+        raise ValueError(f"None of the {len(dataset)} image files in {root} could be decoded.")
+    return torch.cat(images), torch.cat(labels), dataset.classes
