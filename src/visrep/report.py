@@ -76,7 +76,7 @@ def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, 
     fig, axes = plt.subplots(n, 3, figsize=(3 * 1.6, n * 1.6))
     for row in range(n):
         for col, name in enumerate(("original", "masked", "reconstruction")):
-            img = (views[name][row : row + 1] * s + m).clamp(0, 1)[0].permute(1, 2, 0).cpu()
+            img = (views[name][row : row + 1] * s + m).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
             ax = axes[row, col]
             ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])

@@ -281,6 +281,9 @@ def _periodic_eval(cfg, model, logger, step, device, env) -> None:
 
 
 def _save(cfg, model, opt, s: LoopState, env, data) -> None:
+    spread = dist.param_spread(model)
+    if spread > 0:
+        log.warning("processes out of sync at step %d (parameter spread %.3g)", s.step, spread)
     if env.is_main:
         save_checkpoint(
             cfg.run.out_dir,
@@ -290,6 +293,8 @@ def _save(cfg, model, opt, s: LoopState, env, data) -> None:
                 "step": s.step,
                 "method": method_name(cfg.method),
                 "n_skipped": data.n_skipped,
+                "world_size": env.world_size,
+                "param_spread": spread,
             },
         )
     s.last_ckpt = time.perf_counter()

@@ -60,3 +60,16 @@ def broadcast_object(obj: object, src: int = 0) -> object:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@torch.no_grad()
+def param_spread(module: torch.nn.Module) -> float:
+    """Largest difference of per-parameter sums between this process and rank 0 (0.0 when
+    the replicas are in sync, as DDP guarantees: every rank applies the same averaged
+    gradients). Checked at every checkpoint; 0.0 on one process."""
+    if not is_distributed():
+        return 0.0
+    sums = torch.stack([p.detach().double().sum() for p in module.parameters()])
+    gathered = [torch.empty_like(sums) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, sums)
+    return max(float((g - gathered[0]).abs().max()) for g in gathered)

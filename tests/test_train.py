@@ -1,0 +1,127 @@
+"""End-to-end runs of the one training loop on tiny real data (Fashion-MNIST)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, requires_fmnist, visrep
+from visrep.checkpoint import load_checkpoint
+from visrep.configs import RECIPES, get_recipe, smoke
+from visrep.config import replace
+from visrep.train import train
+
+pytestmark = requires_fmnist
+
+# a run long enough to kill in the middle: 8 epochs x 4 steps, a checkpoint every step
+LONG = ["--smoke", "optim.epochs=8", "optim.batch_size=64", "eval.final=False",
+        "eval.every_epochs=0", "run.ckpt_every_minutes=0", "run.threads=1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
+    cfg = replace(smoke(get_recipe(name)), **{"run.out_dir": str(tmp_path / "run"), "run.threads": 1})
+    if name != "mae_fmnist":  # the paper-size recipes: only check they run, skip the eval work
+        cfg = replace(cfg, **{"eval.final": False, "eval.every_epochs": 0})
+    metrics = train(cfg)
+    run = tmp_path / "run"
+    for f in ["checkpoint.pt", "config.json", "metrics.json", "report.md", "log.jsonl", "loss.png"]:
+        assert (run / f).is_file(), f
+    assert list((run / "tb").iterdir()), "TensorBoard events missing"
+    state = load_checkpoint(run)
+    assert state["step"] == 2 * (256 // 32) and state["method"] == "mae"
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    assert all(map(lambda v: v == v and v < 1e3, losses))
+    if name == "mae_fmnist":
+        assert (run / "reconstruction.png").stat().st_size > 1000
+        assert 0.1 < metrics["knn_top1"] <= 1 and metrics["knn_k"] == 20
+        assert 0 <= metrics["linear_top1"] <= 1
+        assert any("eval/knn_top1" in r for r in rows)  # periodic k-NN ran
+        assert "knn_top1" in (run / "report.md").read_text()
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    visrep("train", "mae_fmnist", "--smoke", f"run.out_dir={tmp_path}", "eval.final=False",
+           "eval.every_epochs=0", "optim.epochs=1")  # fmt: skip
+    again = visrep("train", "mae_fmnist", "--smoke", f"run.out_dir={tmp_path}", check=False)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run = tmp_path_factory.mktemp("full")
+    visrep("train", "mae_fmnist", *LONG, f"run.out_dir={run}")
+    return load_checkpoint(run)
+
+
+def _start(run_dir) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "visrep.cli", "train", "mae_fmnist", *LONG, f"run.out_dir={run_dir}"]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_checkpoint(proc, run_dir, min_step: int = 2, timeout: float = 120) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        try:
+            step = load_checkpoint(run_dir)["step"]
+            if step >= min_step:
+                return step
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("no checkpoint appeared")
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k, s in a["optimizer"]["state"].items():
+        assert torch.equal(s["exp_avg"], b["optimizer"]["state"][k]["exp_avg"])
+
+
+def test_resume_after_kill_9_equals_uninterrupted(uninterrupted, tmp_path):
+    proc = _start(tmp_path)
+    killed_at = _wait_for_checkpoint(proc, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed_from = load_checkpoint(tmp_path)["step"]
+    assert killed_at <= resumed_from < uninterrupted["step"], "the kill came too late to test resume"
+    visrep("train", "--resume", str(tmp_path))
+    _assert_same_weights(uninterrupted, load_checkpoint(tmp_path))
+    steps = [json.loads(x)["step"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), "log has duplicated steps after resume"
+
+
+def test_sigterm_saves_a_checkpoint_then_resume_matches(uninterrupted, tmp_path):
+    proc = _start(tmp_path)
+    _wait_for_checkpoint(proc, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    step = load_checkpoint(tmp_path)["step"]
+    assert 0 < step < uninterrupted["step"]
+    visrep("train", "--resume", str(tmp_path))
+    _assert_same_weights(uninterrupted, load_checkpoint(tmp_path))
+
+
+def test_torchrun_two_processes_stay_in_sync(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "visrep.cli", "train", "mae_fmnist", "--smoke", f"run.out_dir={tmp_path}",
+           "eval.final=False", "eval.every_epochs=0", "run.ckpt_every_minutes=0"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = load_checkpoint(tmp_path)
+    assert state["world_size"] == 2
+    assert state["param_spread"] == 0.0  # replicas bitwise identical after 8 DDP steps
+    # 256 images / (32 per process x 2) = 4 steps per epoch, 2 epochs
+    assert state["step"] == 8
