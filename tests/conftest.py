@@ -14,7 +14,9 @@ requires_fmnist = pytest.mark.skipif(
 )
 
 
-def visrep(*args: str, check: bool = True, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+def visrep(
+    *args: str, check: bool = True, timeout: float = 600, **kw
+) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess with one torch thread (tests run two at a time)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
@@ -22,5 +24,7 @@ def visrep(*args: str, check: bool = True, timeout: float = 600, **kw) -> subpro
         capture_output=True, text=True, timeout=timeout, env=env, cwd=kw.pop("cwd", REPO), **kw,
     )  # fmt: skip
     if check and proc.returncode != 0:
-        raise AssertionError(f"visrep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"visrep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
     return proc

@@ -7,9 +7,9 @@ import pytest
 import safetensors.torch
 import timm
 import torch
+from conftest import requires_fmnist, visrep
 from PIL import Image
 
-from conftest import requires_fmnist, visrep
 from visrep.data.pipeline import make_preprocess
 from visrep.runs import load_run
 
@@ -29,11 +29,15 @@ def test_export_loads_into_timm_strictly_with_identical_features(run_dir, tmp_pa
     meta = json.loads((tmp_path / "backbone.json").read_text())
     assert set(meta) >= {"timm_name", "timm_kwargs", "mean", "std", "input_size"}
     model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"])
-    model.load_state_dict(safetensors.torch.load_file(tmp_path / "backbone.safetensors"), strict=True)
+    model.load_state_dict(
+        safetensors.torch.load_file(tmp_path / "backbone.safetensors"), strict=True
+    )
     model.eval()
     cfg, method = load_run(run_dir)
     images = torch.randint(0, 256, (6, *meta["input_size"]), dtype=torch.uint8).float()
-    x = make_preprocess(meta["input_size"][-1], meta["input_size"][0], meta["mean"], meta["std"])(images)
+    x = make_preprocess(meta["input_size"][-1], meta["input_size"][0], meta["mean"], meta["std"])(
+        images
+    )
     with torch.no_grad():
         ours, theirs = method.backbone(x), model(x)
     assert ours.shape == (6, 192)
@@ -58,7 +62,9 @@ def test_unknown_key_is_a_clear_error(tmp_path):
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
-    proc = visrep("train", "mae_fmnist", "data.root=/nonexistent", f"run.out_dir={tmp_path}", check=False)
+    proc = visrep(
+        "train", "mae_fmnist", "data.root=/nonexistent", f"run.out_dir={tmp_path}", check=False
+    )
     assert proc.returncode == 2 and "apt-get install dataset-fashion-mnist" in proc.stderr
     proc = visrep("train", "mae_fmnist", f"data.dataset={tmp_path}/nope", f"run.out_dir={tmp_path}/r",
                   check=False)  # fmt: skip

@@ -9,11 +9,11 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, requires_fmnist, visrep
+
 from visrep.checkpoint import load_checkpoint
-from visrep.configs import RECIPES, get_recipe, smoke
 from visrep.config import replace
+from visrep.configs import RECIPES, get_recipe, smoke
 from visrep.train import train
 
 pytestmark = requires_fmnist
@@ -25,7 +25,9 @@ LONG = ["--smoke", "optim.epochs=8", "optim.batch_size=64", "eval.final=False",
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
-    cfg = replace(smoke(get_recipe(name)), **{"run.out_dir": str(tmp_path / "run"), "run.threads": 1})
+    cfg = replace(
+        smoke(get_recipe(name)), **{"run.out_dir": str(tmp_path / "run"), "run.threads": 1}
+    )
     if name != "mae_fmnist":  # the paper-size recipes: only check they run, skip the eval work
         cfg = replace(cfg, **{"eval.final": False, "eval.every_epochs": 0})
     metrics = train(cfg)
@@ -62,7 +64,15 @@ def uninterrupted(tmp_path_factory):
 
 def _start(run_dir) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "visrep.cli", "train", "mae_fmnist", *LONG, f"run.out_dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "visrep.cli",
+        "train",
+        "mae_fmnist",
+        *LONG,
+        f"run.out_dir={run_dir}",
+    ]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -94,7 +104,9 @@ def test_resume_after_kill_9_equals_uninterrupted(uninterrupted, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     resumed_from = load_checkpoint(tmp_path)["step"]
-    assert killed_at <= resumed_from < uninterrupted["step"], "the kill came too late to test resume"
+    assert killed_at <= resumed_from < uninterrupted["step"], (
+        "the kill came too late to test resume"
+    )
     visrep("train", "--resume", str(tmp_path))
     _assert_same_weights(uninterrupted, load_checkpoint(tmp_path))
     steps = [json.loads(x)["step"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]

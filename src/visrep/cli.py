@@ -1,11 +1,11 @@
 """`visrep` command line: train | eval | export | recipes | show.
 
-    visrep train mae_fmnist optim.epochs=5 run.out_dir=runs/try   # a recipe + typed overrides
-    visrep train mae_fmnist data.dataset=/my/images data.channels=3 data.img_size=64
-    visrep train --resume runs/try                                 # continue after a kill
-    visrep eval knn --ckpt runs/try eval.knn_k=10
-    visrep export --ckpt runs/try --out exported/
-    torchrun --nproc_per_node=2 -m visrep.cli train mae_fmnist     # DistributedDataParallel
+visrep train mae_fmnist optim.epochs=5 run.out_dir=runs/try   # a recipe + typed overrides
+visrep train mae_fmnist data.dataset=/my/images data.channels=3 data.img_size=64
+visrep train --resume runs/try                                 # continue after a kill
+visrep eval knn --ckpt runs/try eval.knn_k=10
+visrep export --ckpt runs/try --out exported/
+torchrun --nproc_per_node=2 -m visrep.cli train mae_fmnist     # DistributedDataParallel
 """
 
 from __future__ import annotations
@@ -20,12 +20,18 @@ from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="visrep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="visrep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="pre-train with a recipe (see `visrep recipes`)")
     t.add_argument("recipe", nargs="?", help="recipe name")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
-    t.add_argument("--smoke", action="store_true", help="tiny version of the recipe (seconds on a CPU)")
+    t.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint"
+    )
+    t.add_argument(
+        "--smoke", action="store_true", help="tiny version of the recipe (seconds on a CPU)"
+    )
     e = sub.add_parser("eval", help="evaluate a checkpoint's frozen features")
     e.add_argument("protocol", choices=["knn", "linear", "all"])
     e.add_argument("--ckpt", required=True, metavar="RUN_DIR")
@@ -41,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     args, overrides = _parser().parse_known_args(argv)
     try:
         return _dispatch(args, overrides)
@@ -70,7 +78,9 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
 
         if args.resume:
             if args.recipe or overrides:
-                raise ConfigError("--resume takes the run's saved config; drop the recipe/overrides")
+                raise ConfigError(
+                    "--resume takes the run's saved config; drop the recipe/overrides"
+                )
             from visrep.runs import load_run_config
 
             cfg = load_run_config(args.resume)
@@ -91,7 +101,9 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.export import export_backbone
 
         meta = export_backbone(args.ckpt, args.out)
-        print(f"wrote {Path(args.out) / 'backbone.safetensors'} and backbone.json ({meta['timm_name']})")
+        print(
+            f"wrote {Path(args.out) / 'backbone.safetensors'} and backbone.json ({meta['timm_name']})"
+        )
         return 0
     raise AssertionError(args.command)
 
@@ -106,9 +118,13 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     cfg, model = load_run(args.ckpt, device)
     cfg = apply_overrides(cfg, overrides)
     if not cfg.eval.dataset:
-        raise ConfigError("this run has no evaluation dataset; pass eval.dataset=fashion_mnist or a folder")
+        raise ConfigError(
+            "this run has no evaluation dataset; pass eval.dataset=fashion_mnist or a folder"
+        )
     protocols = ("knn", "linear") if args.protocol == "all" else (args.protocol,)
-    metrics = evaluate(model.backbone, cfg.data, cfg.eval, protocols=protocols, device=device, progress=True)
+    metrics = evaluate(
+        model.backbone, cfg.data, cfg.eval, protocols=protocols, device=device, progress=True
+    )
     out = Path(args.out) if args.out else Path(args.ckpt) / f"eval_{args.protocol}.json"
     atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

@@ -130,19 +130,6 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **flat)
 
 
-def valid_keys(cls: type, prefix: str = "") -> dict[str, Any]:
-    """Flat dotted key -> annotated type for every leaf field of a dataclass type."""
-    hints = typing.get_type_hints(cls)
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            out.update(valid_keys(tp, f"{prefix}{f.name}."))
-        else:
-            out[f"{prefix}{f.name}"] = tp
-    return out
-
-
 def config_type(cfg: TrainConfig) -> type:
     """The concrete generic type of a run config, e.g. `TrainConfig[MAEConfig]`."""
     return TrainConfig[type(cfg.method)]  # type: ignore[index]
@@ -219,7 +206,9 @@ def _normalize_override_args(overrides: list[str]) -> list[str]:
         else:
             key, eq, value = tok.partition("=")
             if not eq:
-                raise ConfigError(f"override {tok!r} must look like key=value (e.g. optim.epochs=5)")
+                raise ConfigError(
+                    f"override {tok!r} must look like key=value (e.g. optim.epochs=5)"
+                )
         out += [f"--{key.replace('-', '_')}", value]
     return out
 

@@ -40,6 +40,9 @@ def export_backbone(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     }
     out = Path(out_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in backbone.model.state_dict().items()}
-    atomic_write(out / "backbone.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    atomic_write(
+        out / "backbone.safetensors",
+        lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}),
+    )
     atomic_write_text(out / "backbone.json", json.dumps(meta, indent=2) + "\n")
     return meta

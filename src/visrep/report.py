@@ -25,10 +25,14 @@ def finish_run(
     if cfg.eval.final and cfg.eval.dataset:
         from visrep.evals.run import evaluate
 
-        metrics |= evaluate(model.backbone, cfg.data, cfg.eval, device=device, progress=cfg.run.progress)
+        metrics |= evaluate(
+            model.backbone, cfg.data, cfg.eval, device=device, progress=cfg.run.progress
+        )
     pictures = {}
     if hasattr(model, "visualize"):
-        pictures["reconstruction"] = save_reconstruction(cfg, model, run_dir / "reconstruction.png", device)
+        pictures["reconstruction"] = save_reconstruction(
+            cfg, model, run_dir / "reconstruction.png", device
+        )
     pictures["loss"] = save_loss_curve(run_dir, run_dir / "loss.png")
     save_json(metrics, run_dir / "metrics.json")
     write_report(cfg, metrics, {k: v for k, v in pictures.items() if v}, run_dir)
@@ -105,7 +109,9 @@ def save_loss_curve(run_dir: Path, path: Path) -> str:
     if evals:
         ax2 = ax.twinx()
         spe = rows[-1]["step"] / max(rows[-1]["train/epoch"], 1e-9)
-        ax2.plot([r["step"] / spe for r in evals], [r["eval/knn_top1"] for r in evals], "o-", color="C1")
+        ax2.plot(
+            [r["step"] / spe for r in evals], [r["eval/knn_top1"] for r in evals], "o-", color="C1"
+        )
         ax2.set_ylabel("k-NN top-1", color="C1")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
@@ -113,7 +119,9 @@ def save_loss_curve(run_dir: Path, path: Path) -> str:
     return path.name
 
 
-def write_report(cfg: TrainConfig, metrics: dict[str, Any], pictures: dict[str, str], run_dir: Path) -> None:
+def write_report(
+    cfg: TrainConfig, metrics: dict[str, Any], pictures: dict[str, str], run_dir: Path
+) -> None:
     lines = [f"# visrep run: {cfg.recipe or 'custom'}", ""]
     lines += [
         f"Method `{type(cfg.method).__name__}`, backbone `{cfg.backbone.name}` "

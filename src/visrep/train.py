@@ -108,7 +108,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)
     elif cfg.run.threads or "OMP_NUM_THREADS" not in os.environ:
-        cores = cfg.run.threads or max(1, (os.cpu_count() or 1) // env.world_size - cfg.data.num_workers)
+        cores = cfg.run.threads or max(
+            1, (os.cpu_count() or 1) // env.world_size - cfg.data.num_workers
+        )
         torch.set_num_threads(cores)
     run_dir = Path(cfg.run.out_dir)
     name = method_name(cfg.method)
@@ -265,7 +267,9 @@ def _log_train(s: LoopState, out: dict, opt, logger: RunLogger, bar, spe: int, g
     if grad_norm is not None:
         metrics["grad_norm"] = grad_norm
     logger.log(s.step, metrics)
-    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{metrics['lr']:.2e}", ips=f"{metrics['img_per_s']:.0f}")
+    bar.set_postfix(
+        loss=f"{loss:.4f}", lr=f"{metrics['lr']:.2e}", ips=f"{metrics['img_per_s']:.0f}"
+    )
     s.loss_sum, s.loss_n, s.seen, s.interval_start = 0.0, 0, 0, now
 
 

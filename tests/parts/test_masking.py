@@ -4,7 +4,9 @@ import torch
 from visrep.parts.masking import gather_tokens, num_keep, random_masking
 
 
-@pytest.mark.parametrize(("L", "r", "keep"), [(196, 0.75, 49), (49, 0.6, 19), (1568, 0.9, 156), (49, 0.75, 12)])
+@pytest.mark.parametrize(
+    ("L", "r", "keep"), [(196, 0.75, 49), (49, 0.6, 19), (1568, 0.9, 156), (49, 0.75, 12)]
+)
 def test_num_keep_uses_floor(L, r, keep):
     assert num_keep(L, r) == keep
 

@@ -14,7 +14,10 @@ def test_patch_order_is_row_col_channel_with_channel_fastest():
             for u in range(p):
                 for v in range(p):
                     for ch in range(c):
-                        assert x[1, i * 3 + j, (u * p + v) * c + ch] == img[1, ch, i * p + u, j * p + v]
+                        assert (
+                            x[1, i * 3 + j, (u * p + v) * c + ch]
+                            == img[1, ch, i * p + u, j * p + v]
+                        )
 
 
 def test_patch_order_differs_from_unfold():

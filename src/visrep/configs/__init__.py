@@ -33,7 +33,11 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
     """Tiny version of a recipe: 2 blocks, ≤32 px, 256 Fashion-MNIST images, a few steps."""
     method_changes = {}
     if hasattr(cfg.method, "decoder_dim"):
-        method_changes = {"method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 2}
+        method_changes = {
+            "method.decoder_dim": 32,
+            "method.decoder_depth": 1,
+            "method.decoder_heads": 2,
+        }
     size = min(cfg.data.img_size, 32)
     patch = cfg.backbone.patch_size if size % cfg.backbone.patch_size == 0 else 8
     return replace(

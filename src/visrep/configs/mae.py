@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from visrep.config import BackboneConfig, DataConfig, EvalConfig, OptimConfig, RunConfig, TrainConfig
+from visrep.config import (
+    BackboneConfig,
+    DataConfig,
+    EvalConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+)
 from visrep.methods.mae import MAEConfig
 
 
@@ -20,7 +27,9 @@ def mae_fmnist() -> TrainConfig:
         method=MAEConfig(mask_ratio=0.75, decoder_dim=128, decoder_depth=2, decoder_heads=4),
         backbone=BackboneConfig(name="vit_tiny", patch_size=4, pool="avg"),
         data=DataConfig(dataset="fashion_mnist", img_size=28, channels=1, crop_scale=(0.35, 1.0)),
-        optim=OptimConfig(epochs=3, batch_size=128, blr=1.5e-3, warmup_epochs=0.5, weight_decay=0.05),
+        optim=OptimConfig(
+            epochs=3, batch_size=128, blr=1.5e-3, warmup_epochs=0.5, weight_decay=0.05
+        ),
         eval=EvalConfig(every_epochs=1, periodic_limit=5000),
         run=RunConfig(out_dir="runs/demo"),
     )

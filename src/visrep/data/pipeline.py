@@ -40,6 +40,7 @@ from visrep.data.folder import (
 )
 
 log = logging.getLogger(__name__)
+CPU = torch.device("cpu")
 
 
 def mix_seed(*parts: int) -> int:
@@ -115,7 +116,7 @@ class TensorTrainData:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        device: torch.device = torch.device("cpu"),
+        device: torch.device = CPU,
     ) -> None:
         self.images = match_channels(images, data.channels).contiguous()
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world_size
@@ -202,7 +203,7 @@ class FolderTrainData:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        device: torch.device = torch.device("cpu"),
+        device: torch.device = CPU,
     ) -> None:
         transform = folder_train_transform(data.img_size, scale=data.crop_scale, hflip=data.hflip)
         self.folder = ImageFolder(data.dataset, channels=data.channels, transform=transform)

@@ -21,7 +21,9 @@ from visrep.evals.linear import linear_probe
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_split(ev: EvalConfig, split: str, channels: int, img_size: int) -> tuple[Tensor, Tensor]:
+def _cached_split(
+    ev: EvalConfig, split: str, channels: int, img_size: int
+) -> tuple[Tensor, Tensor]:
     return load_eval_split(ev, split, channels, img_size)
 
 
