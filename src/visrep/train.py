@@ -210,8 +210,11 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
         epoch_end = s.step % spe == 0
         if epoch_end and cfg.eval.every_epochs and (s.step // spe) % cfg.eval.every_epochs == 0:
             _periodic_eval(cfg, model, logger, s.step, device, env)
-        stop_now = dist.any_true(stop.signum is not None, device)
-        timed = time.perf_counter() - s.last_ckpt > r.ckpt_every_minutes * 60
+        stop_now, timed = dist.any_true(
+            stop.signum is not None,
+            time.perf_counter() - s.last_ckpt > r.ckpt_every_minutes * 60,
+            device=device,
+        )
         if boundary and (epoch_end or stop_now or timed or s.step == end):
             _save(cfg, model, opt, s, env, data)
         if stop_now and boundary:

@@ -14,6 +14,7 @@ transforms on uint8 tensors; corrupt files are skipped and counted.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -238,6 +239,7 @@ class FolderTrainData:
             num_workers=self.data.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            worker_init_fn=_ignore_sigint,
         )
         last_good = None
         for b in loader:
@@ -249,6 +251,12 @@ class FolderTrainData:
             last_good = b
             x = b["images"].to(self.device, non_blocking=True).float()
             yield {"images": normalize(x, self.mean, self.std)}
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group; workers leave it to the main process,
+    which saves a checkpoint at the next step (a dead worker would abort the run)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_train_data(

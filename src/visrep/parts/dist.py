@@ -40,13 +40,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def any_true(flag: bool, device: torch.device) -> bool:
-    """True on every process if `flag` is true on any (e.g. a stop signal on one rank)."""
+def any_true(*flags: bool, device: torch.device) -> list[bool]:
+    """For each flag: true on every process if it is true on any. Decisions such as
+    "save now" (a signal or a timer on one rank) must be collective under DDP."""
     if not is_distributed():
-        return flag
-    t = torch.tensor([float(flag)], device=device)
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return [bool(v) for v in t.tolist()]
 
 
 def broadcast_object(obj: object, src: int = 0) -> object:
