@@ -59,7 +59,11 @@ def evaluate(
         raise ValueError(f"unknown evaluation protocol(s) {sorted(unknown)}; use knn or linear")
     t0 = time.perf_counter()
     mean, std = mean_std(data)
-    preprocess = make_preprocess(data.img_size, data.channels, mean, std)
+    to_model = make_preprocess(data.img_size, data.channels, mean, std)  # takes 0..255
+
+    def preprocess(x: Tensor) -> Tensor:  # extract_features hands over uint8 / 255
+        return to_model(x * 255.0)
+
     feats = {}
     for split in ("train", "test"):
         images, labels = _cached_split(ev, split, data.channels, data.img_size)

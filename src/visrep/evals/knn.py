@@ -1,0 +1,204 @@
+"""Weighted k-nearest-neighbour classification on frozen features.
+
+The protocol of Wu et al., "Unsupervised Feature Learning via Non-Parametric
+Instance Discrimination" (InstDisc, CVPR 2018, §3.4) as implemented in
+facebookresearch/dino ``eval_knn.py`` (``knn_classifier``): L2-normalised
+features, cosine similarity, the k most similar training images vote for their
+class with weight ``exp(sim / T)``, and the class with the largest summed weight
+is the prediction. DINO reports k=20, T=0.07.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _validate(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor | None,
+    k: int,
+    temperature: float,
+    num_classes: int | None,
+) -> int:
+    """Checks shapes and settings; returns the number of classes."""
+    if train_features.ndim != 2 or test_features.ndim != 2:
+        raise ValueError(
+            f"features must be [N, D]; got train {tuple(train_features.shape)}, "
+            f"test {tuple(test_features.shape)}"
+        )
+    if train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(
+            f"train and test features differ in dimension: {train_features.shape[1]} vs "
+            f"{test_features.shape[1]} (were they extracted with the same encoder?)"
+        )
+    label_sets = [("train", train_features, train_labels)]
+    if test_labels is not None:
+        label_sets.append(("test", test_features, test_labels))
+    for name, feats, labels in label_sets:
+        if labels.ndim != 1 or labels.shape[0] != feats.shape[0]:
+            raise ValueError(
+                f"{name}_labels must be [N] with N = {feats.shape[0]} ({name} features); "
+                f"got shape {tuple(labels.shape)}"
+            )
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"{name}_labels must be integer class ids; got {labels.dtype}")
+    if not 1 <= k <= train_features.shape[0]:
+        raise ValueError(f"k must be in [1, {train_features.shape[0]}] (N_train); got k={k}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = majority vote); got {temperature}")
+    all_labels = torch.cat([train_labels] + ([test_labels] if test_labels is not None else []))
+    if all_labels.numel() and int(all_labels.min()) < 0:
+        raise ValueError("labels must be non-negative class ids")
+    inferred = int(all_labels.max()) + 1 if all_labels.numel() else 0
+    if num_classes is None:
+        return inferred
+    if num_classes < inferred:
+        raise ValueError(f"num_classes={num_classes} but labels go up to {inferred - 1}")
+    return num_classes
+
+
+def _vote(sim: Tensor, neighbour_labels: Tensor, temperature: float, num_classes: int) -> Tensor:
+    """Per-class scores ``[B, C]`` from neighbour similarities and labels ``[B, k]``.
+
+    Classes that no neighbour voted for score exactly 0; every voted class scores > 0.
+    """
+    scores = sim.new_zeros(sim.shape[0], num_classes, dtype=torch.float64)
+    if temperature > 0:
+        # exp(sim / T) as in InstDisc / DINO. Subtracting each row's largest
+        # similarity rescales that row's weights by one constant (same ranking)
+        # and keeps exp finite for small T, where exp(1/T) overflows float32.
+        shifted = (sim - sim[:, :1]).double() / temperature  # [B, k], sim sorted descending
+        return scores.scatter_add_(1, neighbour_labels, shifted.exp())
+    # Majority vote, ties broken by the larger summed similarity: one lexicographic
+    # score count * (2k + 1) + (sum_sim + count). For a class with c votes the
+    # second term lies in [0, 2c] within [0, 2k], so it never outweighs one vote.
+    k = sim.shape[1]
+    votes = scores.scatter_add_(1, neighbour_labels, torch.ones_like(sim, dtype=torch.float64))
+    sim_sums = torch.zeros_like(scores).scatter_add_(1, neighbour_labels, sim.double())
+    return votes * (2 * k + 1) + (sim_sums + votes)
+
+
+@torch.no_grad()
+def knn_class_scores(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """Per-class k-NN scores for every test sample; ``argmax`` is the prediction.
+
+    Args and the scoring rule are those of :func:`knn`. Scores are only comparable
+    within a row; classes no neighbour voted for score exactly 0.
+
+    Returns:
+        ``[M, C]`` float64 scores on the CPU.
+    """
+    num_classes = _validate(
+        train_features, train_labels, test_features, None, k, temperature, num_classes
+    )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    train = F.normalize(train_features.to(device, torch.float32), dim=1)  # [N, D]
+    labels = train_labels.to(device, torch.long)  # [N]
+    out = []
+    for start in range(0, test_features.shape[0], chunk_size):
+        query = test_features[start : start + chunk_size].to(device, torch.float32)
+        query = F.normalize(query, dim=1)  # [B, D]
+        sim, idx = (query @ train.T).topk(k, dim=1, largest=True, sorted=True)  # [B, k]
+        # Voting is cheap ([B, k]); doing it on the CPU in float64 keeps the
+        # majority-vote tie-break exact on every device.
+        out.append(_vote(sim.cpu(), labels[idx].cpu(), temperature, num_classes))
+    if not out:
+        return torch.zeros(0, num_classes, dtype=torch.float64)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> dict[str, float | int]:
+    """Weighted k-NN accuracy of frozen features (InstDisc §3.4; DINO ``eval_knn.py``).
+
+    Features are L2-normalised, so similarity is cosine and the scale of the
+    features does not matter. Each test sample's k most similar training samples
+    vote for their label with weight ``exp(sim / temperature)``; the class with
+    the largest summed weight is the prediction.
+
+    ``temperature=0`` means a plain (unweighted) majority vote, the classic k-NN
+    (as sklearn's ``KNeighborsClassifier(metric="cosine")``); a tie in votes goes
+    to the class whose voters have the larger summed similarity.
+
+    Deviation from DINO, top-5 only: a class no neighbour voted for never counts
+    as a top-5 hit. DINO sorts such zero-score classes in arbitrary order, which
+    makes top-5 depend on tie order whenever fewer than 5 classes receive votes
+    (common with few classes and k=20).
+
+    Args:
+        train_features: ``[N, D]`` features of the labelled (memory) set.
+        train_labels: ``[N]`` integer labels.
+        test_features: ``[M, D]`` features to classify.
+        test_labels: ``[M]`` integer labels.
+        k: Number of neighbours (DINO: 20; 1 <= k <= N).
+        temperature: Softmax temperature of the vote weights (DINO: 0.07); 0
+            means majority vote.
+        num_classes: Number of classes; inferred from the labels if None.
+        chunk_size: Test samples per similarity matrix (memory ~ chunk_size * N).
+        device: Where the similarities are computed.
+
+    Returns:
+        ``knn_top1`` (and ``knn_top5`` if there are >= 5 classes) as fractions in
+        [0, 1], plus the settings ``knn_k``, ``knn_temperature``, ``knn_n_train``
+        and ``knn_n_test``.
+
+    Raises:
+        ValueError: On mismatched shapes, non-integer or negative labels,
+            ``k`` outside ``[1, N]``, negative temperature, or an empty test set.
+    """
+    num_classes = _validate(
+        train_features, train_labels, test_features, test_labels, k, temperature, num_classes
+    )
+    if test_features.shape[0] == 0:
+        raise ValueError("test set is empty; accuracy is undefined")
+    scores = knn_class_scores(
+        train_features,
+        train_labels,
+        test_features,
+        k=k,
+        temperature=temperature,
+        num_classes=num_classes,
+        chunk_size=chunk_size,
+        device=device,
+    )  # [M, C]
+    target = test_labels.to(torch.long).view(-1, 1)  # [M, 1]
+    metrics: dict[str, float | int] = {
+        "knn_top1": (scores.argmax(1, keepdim=True) == target).double().mean().item()
+    }
+    if num_classes >= 5:
+        top_scores, top_idx = scores.topk(5, dim=1)  # [M, 5]
+        hit = ((top_idx == target) & (top_scores > 0)).any(1)
+        metrics["knn_top5"] = hit.double().mean().item()
+    metrics.update(
+        knn_k=k,
+        knn_temperature=temperature,
+        knn_n_train=train_features.shape[0],
+        knn_n_test=test_features.shape[0],
+    )
+    return metrics
