@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,6 @@ from torch import Tensor, nn
 from visrep.config import TrainConfig, save_json
 from visrep.io import atomic_write, atomic_write_text
 from visrep.logger import read_log
-
-log = logging.getLogger("visrep")
 
 
 def finish_run(

@@ -13,7 +13,6 @@ transforms on uint8 tensors; corrupt files are skipped and counted.
 
 from __future__ import annotations
 
-import logging
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,7 +39,6 @@ from visrep.data.folder import (
     load_folder_tensors,
 )
 
-log = logging.getLogger(__name__)
 CPU = torch.device("cpu")
 
 
