@@ -1,6 +1,5 @@
 """Weighted k-NN (InstDisc / DINO eval_knn.py): hand-built cases, sklearn parity, real data."""
 
-import gzip
 import math
 import time
 from pathlib import Path
@@ -139,13 +138,11 @@ def test_input_validation():
 
 
 def _read_idx(split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST gzip idx -> (flattened pixels / 255 [N, 784], labels [N])."""
-    with gzip.open(FMNIST / f"{split}-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-    with gzip.open(FMNIST / f"{split}-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    x, y = x[:n], y[:n]
-    return torch.from_numpy(x.astype(np.float32) / 255), torch.from_numpy(y.astype(np.int64))
+    """Fashion-MNIST through the library's reader -> (flattened pixels / 255 [N, 784], labels)."""
+    from visrep.data.fashion_mnist import load_fashion_mnist
+
+    x, y = load_fashion_mnist(FMNIST, "test" if split == "t10k" else split)
+    return x[:n].flatten(1).float() / 255, y[:n]
 
 
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
