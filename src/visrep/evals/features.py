@@ -98,3 +98,17 @@ def extract_features(
         if was_training is not None:
             encoder.train(was_training)
     return torch.cat(chunks)
+
+
+def check_feature_pair(train_features: Tensor, test_features: Tensor) -> None:
+    """Both feature sets must be [N, D] with the same D (one check for every protocol)."""
+    if train_features.ndim != 2 or test_features.ndim != 2:
+        raise ValueError(
+            f"features must be [N, D]; got train {tuple(train_features.shape)}, "
+            f"test {tuple(test_features.shape)}"
+        )
+    if train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(
+            f"train and test features differ in dimension: {train_features.shape[1]} vs "
+            f"{test_features.shape[1]} (were they extracted with the same encoder?)"
+        )

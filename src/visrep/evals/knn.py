@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from visrep.evals.features import check_feature_pair
+
 
 def _validate(
     train_features: Tensor,
@@ -25,16 +27,7 @@ def _validate(
     num_classes: int | None,
 ) -> int:
     """Checks shapes and settings; returns the number of classes."""
-    if train_features.ndim != 2 or test_features.ndim != 2:
-        raise ValueError(
-            f"features must be [N, D]; got train {tuple(train_features.shape)}, "
-            f"test {tuple(test_features.shape)}"
-        )
-    if train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(
-            f"train and test features differ in dimension: {train_features.shape[1]} vs "
-            f"{test_features.shape[1]} (were they extracted with the same encoder?)"
-        )
+    check_feature_pair(train_features, test_features)
     label_sets = [("train", train_features, train_labels)]
     if test_labels is not None:
         label_sets.append(("test", test_features, test_labels))

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from visrep.evals.features import check_feature_pair
 from visrep.parts.lars import LARS
 
 # blr * N * epochs / 256 below which a LARS probe is likely to under-fit (module docstring).
@@ -115,16 +116,7 @@ def _validate(
     num_classes: int | None,
 ) -> int:
     """Checks shapes; returns the number of classes."""
-    if train_features.ndim != 2 or test_features.ndim != 2:
-        raise ValueError(
-            f"features must be [N, D]; got train {tuple(train_features.shape)}, "
-            f"test {tuple(test_features.shape)}"
-        )
-    if train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(
-            f"train and test features differ in dimension: {train_features.shape[1]} vs "
-            f"{test_features.shape[1]} (were they extracted with the same encoder?)"
-        )
+    check_feature_pair(train_features, test_features)
     for name, feats, labels in [
         ("train", train_features, train_labels),
         ("test", test_features, test_labels),
