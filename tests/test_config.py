@@ -20,6 +20,13 @@ def test_overrides_are_typed_and_nested():
     assert cfg.optim.epochs != 7  # frozen original untouched
 
 
+@pytest.mark.parametrize(("text", "value"), [("false", False), ("0", False), ("yes", True)])
+def test_booleans_accept_any_case(text, value):
+    assert apply_overrides(get_recipe("mae_fmnist"), [f"run.progress={text}"]).run.progress is value
+    with pytest.raises(ConfigError):
+        apply_overrides(get_recipe("mae_fmnist"), ["run.progress=maybe"])
+
+
 def test_unknown_key_lists_valid_keys_and_suggests():
     with pytest.raises(ConfigError) as e:
         apply_overrides(get_recipe("mae_fmnist"), ["optim.epoch=3"])

@@ -213,12 +213,18 @@ def _normalize_override_args(overrides: list[str]) -> list[str]:
     return out
 
 
+_BOOLS = {"true": "True", "1": "True", "yes": "True", "false": "False", "0": "False", "no": "False"}
+
+
 def _tyro_args(args: list[str], keys: dict[str, Any]) -> list[str]:
-    """Split tuple values ('0.2,1.0' or '(0.2, 1.0)') into the separate tokens tyro expects."""
+    """Split tuple values ('0.2,1.0' or '(0.2, 1.0)') into the separate tokens tyro expects;
+    accept booleans in any case and as 1/0/yes/no (tyro only takes True/False)."""
     out: list[str] = []
     for flag, value in zip(args[::2], args[1::2]):
         tp = keys[flag[2:]]
-        if typing.get_origin(tp) is tuple:
+        if tp is bool and value.lower() in _BOOLS:
+            out += [flag, _BOOLS[value.lower()]]
+        elif typing.get_origin(tp) is tuple:
             parts = [v for v in value.strip("()[] ").replace(",", " ").split() if v]
             out += [flag, *parts] if parts else [flag]
         else:
