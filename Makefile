@@ -29,6 +29,10 @@ data:
 		echo "or put the four idx files (train/t10k images/labels) in a folder and run: make demo FMNIST=/that/folder"; \
 		exit 1; \
 	fi
+	@# WordNet for `visrep curate build-metadata` (optional: its tests skip without it)
+	@if [ ! -d /usr/share/wordnet ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q wordnet-base >/dev/null 2>&1 || echo "wordnet-base not installed (optional)"; \
+	fi
 
 demo: venv data
 	$(VENV)/bin/visrep train mae_fmnist data.root=$(FMNIST) eval.root=$(FMNIST)

@@ -1,4 +1,4 @@
-"""`visrep` command line: train | eval | export | recipes | show.
+"""`visrep` command line: train | eval | export | recipes | show | curate.
 
 visrep train mae_fmnist optim.epochs=5 run.out_dir=runs/try   # a recipe + typed overrides
 visrep train mae_fmnist data.dataset=/my/images data.channels=3 data.img_size=64
@@ -6,6 +6,7 @@ visrep train --resume runs/try                                 # continue after 
 visrep eval knn --ckpt runs/try eval.knn_k=10
 visrep export --ckpt runs/try --out exported/
 torchrun --nproc_per_node=2 -m visrep.cli train mae_fmnist     # DistributedDataParallel
+visrep curate match pool/ --metadata metadata.json --out matched/  # MetaCLIP (docs/curation.md)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
+from visrep.curation.cli import add_curate_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("recipes", help="list the recipes")
     s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
     s.add_argument("recipe")
+    add_curate_parser(sub)
     return p
 
 
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.command == "curate":  # before the recipes import: curation needs no torch
+        from visrep.curation.cli import run_curate
+
+        return run_curate(args, overrides)
     from visrep.configs import RECIPES, get_recipe, smoke
 
     if args.command == "recipes":
