@@ -8,12 +8,18 @@ import sys
 import time
 
 import pytest
+import safetensors.torch
+import timm
 import torch
 from conftest import REPO, requires_fmnist, visrep
 
+from visrep.backbones.cnn import apply_fixups
 from visrep.checkpoint import load_checkpoint
 from visrep.config import replace
 from visrep.configs import RECIPES, get_recipe, smoke
+from visrep.export import export_backbone
+from visrep.methods import method_name
+from visrep.runs import load_run
 from visrep.train import train
 
 pytestmark = requires_fmnist
@@ -36,7 +42,7 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
         assert (run / f).is_file(), f
     assert list((run / "tb").iterdir()), "TensorBoard events missing"
     state = load_checkpoint(run)
-    assert state["step"] == 2 * (256 // 32) and state["method"] == "mae"
+    assert state["step"] == 2 * (256 // 32) and state["method"] == method_name(cfg.method)
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert all(map(lambda v: v == v and v < 1e3, losses))
@@ -46,6 +52,20 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
         assert 0 <= metrics["linear_top1"] <= 1
         assert any("eval/knn_top1" in r for r in rows)  # periodic k-NN ran
         assert "knn_top1" in (run / "report.md").read_text()
+    _check_export(run, tmp_path / "export")
+
+
+def _check_export(run, out):
+    """Every method's backbone loads into timm strictly and gives identical features
+    (after `apply_fixups` for what timm has no argument for, e.g. a small ResNet stem)."""
+    meta = export_backbone(run, out)
+    model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"])
+    apply_fixups(model, meta["timm_fixups"])
+    model.load_state_dict(safetensors.torch.load_file(out / "backbone.safetensors"), strict=True)
+    _, method = load_run(run)
+    x = torch.randn(3, *meta["input_size"])
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), method.backbone.eval()(x), rtol=0, atol=0)
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
@@ -125,10 +145,11 @@ def test_sigterm_saves_a_checkpoint_then_resume_matches(uninterrupted, tmp_path)
     _assert_same_weights(uninterrupted, load_checkpoint(tmp_path))
 
 
-def test_torchrun_two_processes_stay_in_sync(tmp_path):
+@pytest.mark.parametrize("recipe", ["mae_fmnist", "mocov3_fmnist"])  # mocov3: EMA branch + LARS
+def test_torchrun_two_processes_stay_in_sync(tmp_path, recipe):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "visrep.cli", "train", "mae_fmnist", "--smoke", f"run.out_dir={tmp_path}",
+           "-m", "visrep.cli", "train", recipe, "--smoke", f"run.out_dir={tmp_path}",
            "eval.final=False", "eval.every_epochs=0", "run.ckpt_every_minutes=0"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -26,8 +26,11 @@ class BackboneConfig:
 
     name: str = "vit_base"
     patch_size: int = 16
-    depth: int = 0  # 0 keeps the architecture's depth
-    pool: str = "token"  # features for eval/export: "token" (cls) or "avg" (mean patch token)
+    depth: int = 0  # 0 keeps the architecture's depth (ViT only)
+    num_heads: int = 0  # 0 keeps the architecture's heads (ViT only; MoCo v3's ViT-S uses 12)
+    # ViT features for eval/export: "token" (cls) or "avg" (mean patch token); CNNs always avg.
+    # For CNNs patch_size is the stem's downsampling (ResNet: 4, or 1 for 28-32 px images).
+    pool: str = "token"
     drop_path_rate: float = 0.0
 
 
@@ -43,13 +46,18 @@ class DataConfig:
     std: tuple[float, ...] = ()
     crop_scale: tuple[float, float] = (0.2, 1.0)  # RandomResizedCrop scale (MAE: 0.2-1)
     hflip: bool = True
+    # multi-view preset of visrep.parts.views.VIEW_PRESETS ("" = one crop, MAE style)
+    views: str = ""
     num_workers: int = 0  # loader processes for folders; threads + workers <= cores
     limit: int = 0  # use only the first N images (0 = all); smoke tests
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear lr scaling, per-iteration warmup + cosine (METHODS.md §0.7)."""
+    """Optimizer with linear lr scaling and warmup + cosine (METHODS.md §0.7): AdamW by
+    default; SGD (SimSiam) and LARS (MoCo v3 ResNet, §0.8) for the joint-embedding recipes."""
+
+    optimizer: str = "adamw"  # adamw | sgd | lars
 
     epochs: int = 800
     batch_size: int = 64  # per process
@@ -59,7 +67,12 @@ class OptimConfig:
     min_lr: float = 0.0
     warmup_epochs: float = 40.0
     weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[float, float] = (0.9, 0.95)  # adamw
+    momentum: float = 0.9  # sgd, lars
+    # False: no weight decay on 1-D parameters and biases (MAE). True: decay everything, as
+    # MoCo v3's AdamW and SimSiam's SGD do (LARS always skips 1-D parameters, §0.8).
+    decay_all: bool = False
+    lr_per_epoch: bool = False  # schedule set once per epoch (SimSiam), not per iteration
     clip_grad: float = 0.0  # max grad norm; 0 = off (MAE pre-training does not clip)
 
 

@@ -5,6 +5,7 @@ is needed to rebuild it and feed it::
 
     meta = json.load(open("backbone.json"))
     model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"])
+    apply_fixups(model, meta["timm_fixups"])  # only when non-empty: see cnn.py
     model.load_state_dict(safetensors.torch.load_file("backbone.safetensors"), strict=True)
     features = model(normalized_images)  # == visrep's features
 
@@ -31,6 +32,9 @@ def export_backbone(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     meta = {
         "timm_name": backbone.timm_name,
         "timm_kwargs": backbone.timm_kwargs,
+        # changes timm has no argument for (e.g. a ResNet's small-image stem); apply them with
+        # visrep.backbones.cnn.apply_fixups(model, meta["timm_fixups"]) before loading
+        "timm_fixups": backbone.timm_fixups,
         "mean": list(mean),
         "std": list(std),
         "input_size": [cfg.data.channels, cfg.data.img_size, cfg.data.img_size],

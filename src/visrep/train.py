@@ -52,19 +52,39 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: no weight decay for 1-D parameters (norms) and biases (timm 0.3.2
-    `add_weight_decay`, as MAE uses: cls and mask tokens *are* decayed, METHODS.md A#4).
-    Frozen parameters (fixed sin-cos position embeddings) are left out."""
-    decay, no_decay = [], []
+def param_groups(
+    model: nn.Module, weight_decay: float, decay_all: bool = False
+) -> list[dict[str, Any]]:
+    """Parameter groups: no weight decay for 1-D parameters (norms) and biases (timm 0.3.2
+    `add_weight_decay`, as MAE uses: cls and mask tokens *are* decayed, METHODS.md A#4), or
+    decay on everything with `decay_all` (MoCo v3 AdamW, SimSiam SGD). Parameters under the
+    method's `fixed_lr_prefixes` (SimSiam's predictor with --fix-pred-lr) get groups marked
+    `fixed_lr`: they keep the peak lr. Frozen parameters are left out."""
+    fixed = tuple(getattr(model, "fixed_lr_prefixes", ()))
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        decay = decay_all or not (p.ndim <= 1 or name.endswith(".bias"))
+        groups.setdefault((decay, bool(fixed) and name.startswith(fixed)), []).append(p)
     return [
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": decay, "weight_decay": weight_decay},
+        {"params": ps, "weight_decay": weight_decay if decay else 0.0, "fixed_lr": fix}
+        for (decay, fix), ps in sorted(groups.items())
     ]
+
+
+def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimizer:
+    """AdamW (betas from the config), SGD (momentum, coupled L2) or LARS (§0.8)."""
+    groups = param_groups(model, o.weight_decay, o.decay_all)
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=o.betas)
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum)
+    if o.optimizer == "lars":
+        from visrep.parts.lars import LARS
+
+        return LARS(groups, lr=lr, momentum=o.momentum)
+    raise ValueError(f"optim.optimizer must be adamw, sgd or lars, got {o.optimizer!r}")
 
 
 class StopRequested:
@@ -122,9 +142,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     )  # fmt: skip
     eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * env.world_size
     base_lr = cfg.optim.lr or cfg.optim.blr * eff_batch / 256
-    opt = torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=base_lr, betas=cfg.optim.betas
-    )
+    if device.type == "cuda" and env.world_size > 1:  # BN statistics over the global batch
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (CPU/gloo has no SyncBN)
+    opt = build_optimizer(model, cfg.optim, base_lr)
     if cfg.run.budget_minutes and env.world_size > 1:
         raise ValueError("run.budget_minutes is single-process only (clocks differ across ranks)")
     start = _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env)
@@ -187,10 +207,11 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
     for batch in data.batches(start, end):
         step = s.step
         if step % accum == 0:
-            lr = cosine_lr(_epoch(s, spe, o.epochs, r.budget_minutes), base_lr, o.warmup_epochs,
-                           o.epochs, o.min_lr)  # fmt: skip
+            epoch = _epoch(s, spe, o.epochs, r.budget_minutes)
+            lr = cosine_lr(math.floor(epoch) if o.lr_per_epoch else epoch, base_lr,
+                           o.warmup_epochs, o.epochs, o.min_lr)  # fmt: skip
             for g in opt.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
+                g["lr"] = (base_lr if g.get("fixed_lr") else lr) * g.get("lr_scale", 1.0)
         # every draw inside the method (mask noise, ...) is a function of (seed, step, rank)
         torch.manual_seed(_step_seed(r.seed, step, env.rank))
         boundary = (step + 1) % accum == 0
@@ -200,10 +221,12 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
             (out["loss"] / accum).backward()
         s.loss_sum += out["loss"].detach().float()
         s.loss_n += 1
-        s.seen += batch["images"].shape[0]
-        if boundary:
-            grad_norm = _optimizer_step(model, opt, o.clip_grad, step / max(total - 1, 1))
+        s.seen += batch_size(batch)
         s.step = step + 1
+        if boundary:  # the hook gets the progress of the next step (e/epochs, §3.3)
+            grad_norm = _optimizer_step(
+                model, opt, o.clip_grad, _epoch(s, spe, o.epochs, r.budget_minutes) / o.epochs
+            )
         bar.update(1)
         if s.step % r.log_every == 0 or s.step == end:
             _log_train(s, out, opt, logger, bar, spe, grad_norm if boundary else None)
@@ -232,6 +255,11 @@ def _epoch(s: LoopState, spe: int, epochs: int, budget_minutes: float) -> float:
     if budget_minutes:
         return epochs * (time.perf_counter() - s.started) / (budget_minutes * 60)
     return s.step / spe
+
+
+def batch_size(batch: dict) -> int:
+    """Images in a batch: {"images": [B, ...]} or multi-view {"views": [[B, ...], ...]}."""
+    return batch["views"][0].shape[0] if "views" in batch else batch["images"].shape[0]
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:

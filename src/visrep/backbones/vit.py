@@ -14,6 +14,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from visrep.backbones.shapes import check_image_shape
 from visrep.parts.masking import gather_tokens
 from visrep.parts.pos_embed import sincos_2d
 
@@ -40,6 +41,7 @@ class ViT(nn.Module):
             final norm, MAE's linear-probe protocol) or "avg" (mean of the normed patch
             tokens; timm's `fc_norm=False` keeps the pre-trained final norm in use).
         depth: override the number of blocks (0 keeps the architecture's).
+        num_heads: override the number of attention heads (0 keeps the architecture's).
         pos_embed: "sincos" (fixed MAE-layout table, not trained) or "learn".
     """
 
@@ -52,6 +54,7 @@ class ViT(nn.Module):
         in_chans: int = 3,
         pool: str = "token",
         depth: int = 0,
+        num_heads: int = 0,
         pos_embed: str = "sincos",
         drop_path_rate: float = 0.0,
     ) -> None:
@@ -66,6 +69,7 @@ class ViT(nn.Module):
         if pool not in ("token", "avg"):
             raise ValueError(f"pool must be 'token' or 'avg', got {pool!r}")
         self.timm_name = VIT_ARCHS[arch]
+        self.timm_fixups: dict[str, Any] = {}
         self.timm_kwargs: dict[str, Any] = dict(
             img_size=img_size,
             patch_size=patch_size,
@@ -76,6 +80,8 @@ class ViT(nn.Module):
         )
         if depth:
             self.timm_kwargs["depth"] = depth
+        if num_heads:  # e.g. MoCo v3 / SLIP ViT-S: 12 heads instead of timm's 6
+            self.timm_kwargs["num_heads"] = num_heads
         if drop_path_rate:
             self.timm_kwargs["drop_path_rate"] = drop_path_rate
         self.model = timm.create_model(self.timm_name, pretrained=False, **self.timm_kwargs)
@@ -100,12 +106,7 @@ class ViT(nn.Module):
         return self.embed_dim
 
     def check_input(self, images: Tensor) -> None:
-        expected = (self.in_chans, self.img_size, self.img_size)
-        if tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"backbone expects images of shape [B, {', '.join(map(str, expected))}], got "
-                f"{list(images.shape)}; set data.img_size / data.channels to match the backbone"
-            )
+        check_image_shape(images, self.in_chans, self.img_size)
 
     def embed(self, images: Tensor) -> Tensor:
         """Patch tokens with position embeddings added: [N, C, H, W] -> [N, L, D]."""

@@ -9,6 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from visrep.config import TrainConfig, replace
+from visrep.configs.joint_embedding import (
+    mocov3_fmnist,
+    mocov3_resnet50_in1k,
+    mocov3_vit_base_in1k,
+    mocov3_vit_small_in1k,
+    simclr_fmnist,
+    simclr_vit_base,
+    simsiam_fmnist,
+    simsiam_resnet50_in1k,
+)
 from visrep.configs.mae import mae_fmnist, mae_vit_base_in1k, mae_vit_huge_in1k, mae_vit_large_in1k
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
@@ -16,6 +26,14 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_vit_base_in1k": mae_vit_base_in1k,
     "mae_vit_large_in1k": mae_vit_large_in1k,
     "mae_vit_huge_in1k": mae_vit_huge_in1k,
+    "simsiam_fmnist": simsiam_fmnist,
+    "simsiam_resnet50_in1k": simsiam_resnet50_in1k,
+    "mocov3_fmnist": mocov3_fmnist,
+    "mocov3_vit_small_in1k": mocov3_vit_small_in1k,
+    "mocov3_vit_base_in1k": mocov3_vit_base_in1k,
+    "mocov3_resnet50_in1k": mocov3_resnet50_in1k,
+    "simclr_fmnist": simclr_fmnist,
+    "simclr_vit_base": simclr_vit_base,
 }
 
 
@@ -31,20 +49,17 @@ def get_recipe(name: str) -> TrainConfig:
 
 def smoke(cfg: TrainConfig) -> TrainConfig:
     """Tiny version of a recipe: 2 blocks, ≤32 px, 256 Fashion-MNIST images, a few steps."""
-    method_changes = {}
-    if hasattr(cfg.method, "decoder_dim"):
-        method_changes = {
-            "method.decoder_dim": 32,
-            "method.decoder_depth": 1,
-            "method.decoder_heads": 2,
-        }
+    tiny = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2,  # MAE
+            "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32}  # joint-embedding heads  # fmt: skip
+    method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}
+    is_vit = cfg.backbone.name.startswith("vit")
     size = min(cfg.data.img_size, 32)
     patch = cfg.backbone.patch_size if size % cfg.backbone.patch_size == 0 else 8
     return replace(
         cfg,
         **method_changes,
         **{
-            "backbone.depth": 2,
+            "backbone.depth": 2 if is_vit else 0,
             "backbone.patch_size": patch,
             "data.dataset": "fashion_mnist",
             "data.img_size": size,

@@ -194,11 +194,15 @@ class ImageFolder(Dataset):
         return image, int(self.labels[index])
 
 
-def collate_skip_none(batch: Sequence[tuple[Tensor, int] | None]) -> dict:
+def collate_skip_none(batch: Sequence[tuple[Tensor | list[Tensor], int] | None]) -> dict:
     """Stack the readable items of a batch and count the unreadable ones.
 
+    Items are ``(image, label)``, or ``(views, label)`` with ``views`` a list of tensors
+    (one per view, :func:`visrep.parts.views.folder_views_transform`).
+
     Returns:
-        ``{"images": uint8 [B, C, H, W], "labels": int64 [B], "n_skipped": int}``;
+        ``{"images": uint8 [B, C, H, W], "labels": int64 [B], "n_skipped": int}``, or for
+        view lists ``{"views": [uint8 [B, C, H, W] per view], "labels", "n_skipped"}``;
         when every item was unreadable, ``images`` and ``labels`` are ``None`` (the
         shape is unknown) and the training loop skips the batch.
     """
@@ -206,15 +210,26 @@ def collate_skip_none(batch: Sequence[tuple[Tensor, int] | None]) -> dict:
     n_skipped = len(batch) - len(good)
     if not good:
         return {"images": None, "labels": None, "n_skipped": n_skipped}
-    shapes = {tuple(image.shape) for image, _ in good}
+    labels = torch.tensor([label for _, label in good], dtype=torch.long)
+    first = good[0][0]
+    if isinstance(first, list | tuple):
+        views = [_stack([item[0][k] for item in good]) for k in range(len(first))]
+        return {"views": views, "labels": labels, "n_skipped": n_skipped}
+    return {
+        "images": _stack([image for image, _ in good]),
+        "labels": labels,
+        "n_skipped": n_skipped,
+    }
+
+
+def _stack(images: list[Tensor]) -> Tensor:
+    shapes = {tuple(image.shape) for image in images}
     if len(shapes) > 1:
         raise ValueError(
             f"Images in one batch have different shapes {sorted(shapes)}; give the dataset "
             "a transform that resizes them (folder_train_transform / folder_eval_transform)."
         )
-    images = torch.stack([image for image, _ in good])
-    labels = torch.tensor([label for _, label in good], dtype=torch.long)
-    return {"images": images, "labels": labels, "n_skipped": n_skipped}
+    return torch.stack(images)
 
 
 def folder_train_transform(

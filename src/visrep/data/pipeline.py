@@ -9,6 +9,13 @@ In-memory data (Fashion-MNIST) is augmented batched on tensors, on the training
 device (ENVIRONMENT.md: per-sample PIL is ~10x slower at 32 px). Folders of the
 user's own images stream through a DataLoader with per-sample torchvision v2
 transforms on uint8 tensors; corrupt files are skipped and counted.
+
+With `data.views` set to a preset of `visrep.parts.views.VIEW_PRESETS`, both
+sources yield `{"views": [v1, v2, ...]}` (each normalized like "images") instead of
+`{"images": ...}`; the preset then decides the crop scale and flip (data.crop_scale
+and data.hflip are the one-crop settings). In-memory data draws every view's
+parameters from the step's generator, folders from the per-item seed, so resume
+replays the same views.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from visrep.data.folder import (
     folder_train_transform,
     load_folder_tensors,
 )
+from visrep.parts.views import BatchedViews, folder_views_transform, view_preset
 
 CPU = torch.device("cpu")
 
@@ -124,6 +132,11 @@ class TensorTrainData:
         self.augment = BatchedRandomResizedCrop(
             data.img_size, scale=data.crop_scale, hflip=data.hflip
         )
+        self.views = (
+            BatchedViews(data.img_size, view_preset(data.views), data.channels)
+            if data.views
+            else None
+        )
         self.steps_per_epoch = len(images) // (batch_size * world_size)
         if self.steps_per_epoch == 0:
             raise ValueError(
@@ -133,7 +146,7 @@ class TensorTrainData:
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
         self.n_skipped = 0
 
-    def batch(self, step: int) -> dict[str, Tensor]:
+    def batch(self, step: int) -> dict[str, Tensor | list[Tensor]]:
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._perm_epoch:
             self._perm_epoch, self._perm = (
@@ -144,10 +157,13 @@ class TensorTrainData:
         idx = self._perm[start : start + self.batch_size]
         images = self.images[idx].to(self.device, non_blocking=True)
         g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank))
+        if self.views is not None:
+            views = self.views(images, generator=g)  # float [B, C, S, S] in 0..255 each
+            return {"views": [normalize(v, self.mean, self.std) for v in views]}
         x = self.augment(images, generator=g)  # float [B, C, S, S] in 0..255
         return {"images": normalize(x, self.mean, self.std)}
 
-    def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor]]:
+    def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor | list[Tensor]]]:
         for step in range(start_step, end_step):
             yield self.batch(step)
 
@@ -204,7 +220,14 @@ class FolderTrainData:
         world_size: int = 1,
         device: torch.device = CPU,
     ) -> None:
-        transform = folder_train_transform(data.img_size, scale=data.crop_scale, hflip=data.hflip)
+        if data.views:
+            transform = folder_views_transform(
+                data.img_size, view_preset(data.views), data.channels
+            )
+        else:
+            transform = folder_train_transform(
+                data.img_size, scale=data.crop_scale, hflip=data.hflip
+            )
         self.folder = ImageFolder(data.dataset, channels=data.channels, transform=transform)
         if data.limit:
             self.folder.paths = self.folder.paths[: data.limit]
@@ -220,7 +243,7 @@ class FolderTrainData:
             )
         self.n_skipped = 0
 
-    def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor]]:
+    def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor | list[Tensor]]]:
         sampler = StepBatchSampler(
             len(self.folder.paths),
             self.batch_size,
@@ -242,13 +265,19 @@ class FolderTrainData:
         last_good = None
         for b in loader:
             self.n_skipped += b["n_skipped"]
-            if b["images"] is None:  # every image of this batch was unreadable
+            if b["labels"] is None:  # every image of this batch was unreadable
                 if last_good is None:
                     raise RuntimeError("the first batch held only unreadable images")
                 b = last_good  # keep all processes stepping together under DDP
             last_good = b
-            x = b["images"].to(self.device, non_blocking=True).float()
-            yield {"images": normalize(x, self.mean, self.std)}
+            if "views" in b:
+                yield {"views": [self._normalized(v) for v in b["views"]]}
+            else:
+                yield {"images": self._normalized(b["images"])}
+
+    def _normalized(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True).float()
+        return normalize(x, self.mean, self.std)
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -267,6 +296,7 @@ def build_train_data(
     device: torch.device,
 ) -> TensorTrainData | FolderTrainData:
     kwargs = dict(seed=seed, rank=rank, world_size=world_size, device=device)
+
     if is_fashion_mnist(data.dataset):
         images, _ = load_fashion_mnist(data.root, "train")
         if data.limit:

@@ -14,6 +14,9 @@ from torch import nn
 from visrep.backbones import BACKBONES
 from visrep.config import BackboneConfig, DataConfig, TrainConfig
 from visrep.methods.mae import MAE, MAEConfig
+from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
+from visrep.methods.simclr import SimCLR, SimCLRConfig
+from visrep.methods.simsiam import SimSiam, SimSiamConfig
 
 
 class MethodEntry(NamedTuple):
@@ -23,6 +26,9 @@ class MethodEntry(NamedTuple):
 
 METHODS: dict[str, MethodEntry] = {
     "mae": MethodEntry(MAEConfig, MAE),
+    "simsiam": MethodEntry(SimSiamConfig, SimSiam),
+    "mocov3": MethodEntry(MoCoV3Config, MoCoV3),
+    "simclr": MethodEntry(SimCLRConfig, SimCLR),
 }
 
 
@@ -43,6 +49,7 @@ def build_backbone(bb: BackboneConfig, data: DataConfig) -> nn.Module:
         in_chans=data.channels,
         pool=bb.pool,
         depth=bb.depth,
+        num_heads=bb.num_heads,
         drop_path_rate=bb.drop_path_rate,
     )
 

@@ -74,3 +74,33 @@ def param_spread(module: torch.nn.Module) -> float:
     gathered = [torch.empty_like(sums) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, sums)
     return max(float((g - gathered[0]).abs().max()) for g in gathered)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) on a single process."""
+    if not is_distributed():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` [n, ...] from every process along dim 0 -> [n·W, ...], without a
+    gradient path (MoCo v3 keys, CLIP features: METHODS.md §3.2, §5.2). Identity on one
+    process (a detached view)."""
+    if not is_distributed():
+        return x.detach()
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` from every process keeping the gradient: backward sums the gradients
+    that every process computed for this process's slice (SLIP's GatherLayer, METHODS.md
+    §5.2; `torch.distributed.nn.functional.all_gather` does exactly this). Identity on one
+    process."""
+    if not is_distributed():
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()), dim=0)

@@ -1,0 +1,100 @@
+"""MoCo v3: An Empirical Study of Training Self-Supervised Vision Transformers (Chen, Xie
+& He, 2021). Follows METHODS.md §3 (facebookresearch/moco-v3 `builder.py`, `vits.py`).
+
+Base encoder = backbone + projector, predictor on top; a momentum copy of backbone +
+projector gives the keys. L = ctr(q1, k2) + ctr(q2, k1), InfoNCE × 2τ over keys gathered
+from every process. The momentum update θ_k ← m·θ_k + (1 − m)·θ_q runs in `on_step_end`
+(right after the optimizer step, so before the next keys), with m on MoCo v3's cosine
+schedule from m0 to 1. ViT backbones get MoCo v3's init, its sin-cos layout and, by
+default, a frozen random patch projection (`stop_grad_conv1`, the paper's stability trick).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from visrep.backbones.vit import ViT
+from visrep.methods.simsiam import output_std
+from visrep.methods.views import two_views
+from visrep.parts.ema import cosine_momentum, ema_update, frozen_copy
+from visrep.parts.heads import mlp
+from visrep.parts.losses import infonce_mocov3
+from visrep.parts.pos_embed import sincos_2d
+
+
+@dataclass(frozen=True)
+class MoCoV3Config:
+    """MoCo v3 hyper-parameters (ViT recipe defaults: τ 0.2, m0 0.99 → 1)."""
+
+    dim: int = 256
+    mlp_dim: int = 4096
+    tau: float = 0.2  # 0.2 for ViTs, 1.0 for ResNet-50
+    m0: float = 0.99
+    momentum_cosine: bool = True  # --moco-m-cos
+    stop_grad_conv1: bool = True  # ViT: frozen random patch projection
+
+
+class MoCoV3(nn.Module):
+    def __init__(self, cfg: MoCoV3Config, backbone: nn.Module) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        is_vit = isinstance(backbone, ViT)
+        if is_vit:
+            mocov3_vit_init(backbone, cfg.stop_grad_conv1)
+        d, h, e = backbone.feature_dim, cfg.mlp_dim, cfg.dim
+        # ViT: 3-layer projector, predictor ends with BN; ResNet: 2 layers, no final BN (§3.1)
+        self.projector = mlp([d, h, h, e] if is_vit else [d, h, e], bias=False, last_bn=True)
+        self.predictor = mlp([e, h, e], bias=False, last_bn=is_vit)
+        self.momentum_backbone = frozen_copy(backbone)
+        self.momentum_projector = frozen_copy(self.projector)
+        self.momentum = cfg.m0
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        x1, x2 = two_views(batch, "MoCo v3")
+        q1 = self.predictor(self.projector(self.backbone(x1)))  # [N, dim]
+        q2 = self.predictor(self.projector(self.backbone(x2)))
+        with torch.no_grad():
+            k1 = self.momentum_projector(self.momentum_backbone(x1))
+            k2 = self.momentum_projector(self.momentum_backbone(x2))
+        loss = infonce_mocov3(q1, k2, self.cfg.tau) + infonce_mocov3(q2, k1, self.cfg.tau)
+        return {"loss": loss, "z_std": output_std(q1), "momentum": torch.tensor(self.momentum)}
+
+    @torch.no_grad()
+    def on_step_end(self, progress: float) -> None:
+        """EMA update with m at the next step's progress e/epochs (§3.3)."""
+        m0 = self.cfg.m0
+        self.momentum = cosine_momentum(m0, progress) if self.cfg.momentum_cosine else m0
+        ema_update(self.momentum_backbone, self.backbone, self.momentum)
+        ema_update(self.momentum_projector, self.projector, self.momentum)
+
+
+@torch.no_grad()
+def mocov3_vit_init(vit: ViT, stop_grad_conv1: bool) -> None:
+    """MoCo v3's ViT init (`vits.py`, §3.1): xavier-uniform Linears with the qkv bound
+    computed as if Q, K, V were three D×D matrices, zero biases; cls token normal(1e-6);
+    patch projection uniform(±√(6/(C·p²+D))), zero bias; fixed sin-cos table in the MoCo v3
+    (row-first) layout. `stop_grad_conv1` freezes the patch projection."""
+    for name, m in vit.model.named_modules():
+        if isinstance(m, nn.Linear):
+            if "qkv" in name:
+                bound = math.sqrt(6.0 / (m.weight.shape[0] // 3 + m.weight.shape[1]))
+                nn.init.uniform_(m.weight, -bound, bound)
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    nn.init.normal_(vit.model.cls_token, std=1e-6)
+    proj = vit.model.patch_embed.proj
+    bound = math.sqrt(6.0 / (vit.in_chans * vit.patch_size**2 + vit.embed_dim))
+    nn.init.uniform_(proj.weight, -bound, bound)
+    nn.init.zeros_(proj.bias)
+    table = sincos_2d(vit.embed_dim, vit.grid_size, cls_token=True, layout="mocov3")
+    vit.model.pos_embed.copy_(table.unsqueeze(0))
+    if stop_grad_conv1:
+        proj.weight.requires_grad_(False)
+        proj.bias.requires_grad_(False)
