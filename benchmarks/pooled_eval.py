@@ -8,13 +8,14 @@ are then evaluated with an encoder that replays the recorded features chunk by c
 Each replayed chunk is checked against a checksum of the images `evaluate` passes in,
 so a change in `evaluate`'s order fails loudly instead of mis-pairing features.
 
-Input-scale guard: at the time of writing, `evaluate` hands the encoder images scaled
-twice by 1/255 (`evals/features.py` turns uint8 into [0, 1], then
-`data.pipeline.make_preprocess` -> `normalize` divides by 255 again), so every encoder
-sees an almost uniform image (values -0.810..-0.799 instead of -0.81..2.02 as in
-training). `input_fix` detects this by running evaluate's preprocessing on a test
-pattern and, if the bug is there, the wrappers here undo the extra factor before the
-encoder; when the bug is fixed in src the detection returns None and nothing is changed.
+Input-scale guard: the figures in benchmarks/results/quality_per_budget.* were measured
+when `evaluate` scaled images twice by 1/255 (fixed since: `evals.run.eval_preprocess`);
+`input_fix` runs evaluate's own preprocessing (`eval_preprocess`) on a test pattern and,
+if the double scaling were ever back, the wrappers here would undo it before the encoder.
+With the current library it returns None and nothing is changed. (Until this session it
+tested `make_preprocess` directly, which no longer is what `evaluate` uses, and so wrongly
+"fixed" correct inputs: figures with `input_scale_fixed: true` measured after the library
+fix — none in docs/results.md — are invalid.)
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from visrep.data.augment import normalize
-from visrep.data.pipeline import make_preprocess, mean_std
+from visrep.data.pipeline import mean_std
 from visrep.evals.features import extract_features
-from visrep.evals.run import evaluate
+from visrep.evals.run import eval_preprocess, evaluate
 
 POOLINGS = ("avg", "token")  # visrep names: mean of the normed patch tokens, cls token
 
@@ -44,7 +45,7 @@ def input_fix(data: Any) -> Callable[[Tensor], Tensor] | None:
     mean, std = mean_std(data)
     c, s = data.channels, data.img_size
     pattern = (torch.arange(c * s * s) % 256).to(torch.uint8).view(1, c, s, s)
-    got = extract_features(nn.Flatten(), pattern, preprocess=make_preprocess(s, c, mean, std))
+    got = extract_features(nn.Flatten(), pattern, preprocess=eval_preprocess(data))
     want = normalize(pattern.float(), mean, std).flatten(1)
     if torch.allclose(got, want, atol=1e-4):
         return None

@@ -16,6 +16,9 @@ got are recorded beside each number.
 
 Run:   .venv/bin/python benchmarks/quality_per_budget.py --budgets 6      (~37 minutes)
        (several budgets: --budgets 3 6 12)
+Another method's recipe against its own random init (no lightly peer):
+       .venv/bin/python benchmarks/quality_per_budget.py --recipe maskfeat_fmnist \
+           --skip lightly --out /tmp/quality_maskfeat.md
 Writes benchmarks/results/quality_per_budget.md and .json (updated after every step).
 """
 
@@ -52,7 +55,12 @@ RECIPE = "mae_fmnist"
 
 
 def visrep_worker(
-    budget: float, run_dir: str, json_path: str, eval_limit: int, as_shipped: bool
+    budget: float,
+    run_dir: str,
+    json_path: str,
+    eval_limit: int,
+    as_shipped: bool,
+    recipe: str = RECIPE,
 ) -> None:
     """Train visrep's recipe for `budget` minutes in this process, then evaluate it."""
     from visrep.checkpoint import load_checkpoint
@@ -61,7 +69,7 @@ def visrep_worker(
     from visrep.train import train
 
     cfg = replace(
-        get_recipe(RECIPE),
+        get_recipe(recipe),
         **{
             "run.out_dir": run_dir,
             "run.budget_minutes": budget,
@@ -105,11 +113,11 @@ def visrep_worker(
     write_json(result, json_path)
 
 
-def baselines(eval_limit: int) -> dict:
-    """Raw pixels and a random-init ViT (visrep's MAE init, seed 0, as a run's step 0)."""
+def baselines(eval_limit: int, recipe: str = RECIPE) -> dict:
+    """Raw pixels and a random-init ViT (the recipe's method init, seed 0, as a run's step 0)."""
     from visrep.methods import build_method
 
-    cfg = get_recipe(RECIPE)
+    cfg = get_recipe(recipe)
     out: dict = {}
     with CpuMeter() as meter:
         m = evaluate_encoder(nn.Flatten(), cfg.data, cfg.eval, limit=eval_limit)
@@ -147,6 +155,7 @@ def timed_run(make_cmd, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budgets", type=float, nargs="+", default=[6.0], help="minutes")
+    ap.add_argument("--recipe", default=RECIPE, help="visrep recipe to train (default: MAE's)")
     ap.add_argument("--runs-dir", default="/tmp/visrep-bench-runs", help="training run folders")
     ap.add_argument("--eval-limit", type=int, default=0, help="images per eval split (0 = all)")
     ap.add_argument(
@@ -172,14 +181,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     if args.worker:
-        visrep_worker(args.budget, args.run_dir, args.json, args.eval_limit, not args.no_as_shipped)
+        visrep_worker(
+            args.budget, args.run_dir, args.json, args.eval_limit, not args.no_as_shipped,
+            args.recipe,
+        )  # fmt: skip
         return {}
     out = Path(args.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     runs = Path(args.runs_dir) / stamp
     runs.mkdir(parents=True, exist_ok=True)
     results: dict = {"command": command_line(), "env": environment(), "uptime_start": uptime(),
-                     "recipe": RECIPE, "eval_limit": args.eval_limit, "budgets": {}}  # fmt: skip
+                     "recipe": args.recipe, "eval_limit": args.eval_limit, "budgets": {}}  # fmt: skip
     limit = ["--eval-limit", str(args.eval_limit)]
     for b in args.budgets:
         entry = results["budgets"].setdefault(f"{b:g}", {})
@@ -190,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
                 j = runs / f"visrep_B{b:g}_try{k}.json"
                 return [sys.executable, __file__, "--worker", "visrep", "--budget", str(b),
                         "--run-dir", str(runs / f"visrep_B{b:g}_try{k}"), "--json", str(j),
-                        *limit, *extra], j  # fmt: skip
+                        "--recipe", args.recipe, *limit, *extra], j  # fmt: skip
 
             entry["visrep"] = timed_run(visrep_cmd, args)
             save(results, out)
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
             entry["lightly"] = timed_run(lightly_cmd, args)
             save(results, out)
     if "baselines" not in args.skip:  # no timing involved: host load does not matter
-        results["baselines"] = baselines(args.eval_limit)
+        results["baselines"] = baselines(args.eval_limit, args.recipe)
     results["uptime_end"] = uptime()
     save(results, out)
     print(out.read_text())
@@ -241,12 +253,25 @@ def _wait_notes(results: dict) -> list[str]:
     return notes
 
 
+def _recipe_line(recipe: str) -> str:
+    if recipe == RECIPE:
+        return (
+            f"Recipe `{RECIPE}` (ViT-Tiny/4, 28 px, 1 channel, 2x128 decoder, batch 128, "
+            "75% masking). "
+        )
+    from visrep.configs import RECIPES
+
+    return f"Recipe `{recipe}`: {(RECIPES[recipe].__doc__ or '').splitlines()[0]} "
+
+
 def render(results: dict) -> str:
     headers = ["budget", "encoder", "pooling", "train images (epochs)", "img/s over budget",
                "cores used (train)", "load 1-min before/after", "k-NN top-1", "linear top-1"]  # fmt: skip
     rows, shipped, fixed = [], [], set()
     for b, entry in results["budgets"].items():
-        for name, label in (("visrep", "visrep MAE"), ("lightly", "lightly MAE")):
+        recipe = results.get("recipe", RECIPE)
+        visrep_label = "visrep MAE" if recipe == RECIPE else f"visrep {recipe}"
+        for name, label in (("visrep", visrep_label), ("lightly", "lightly MAE")):
             if name not in entry:
                 continue
             r = entry[name]
@@ -288,8 +313,8 @@ def render(results: dict) -> str:
     lines = [
         "# Quality per wall-clock budget: Fashion-MNIST",
         "",
-        f"Recipe `{RECIPE}` (ViT-Tiny/4, 28 px, 1 channel, 2x128 decoder, batch 128, 75% masking). "
-        f"Evaluation: visrep `evaluate` on {n}: weighted 20-NN (cosine, T=0.07) and the MAE "
+        _recipe_line(results.get("recipe", RECIPE))
+        + f"Evaluation: visrep `evaluate` on {n}: weighted 20-NN (cosine, T=0.07) and the MAE "
         "linear probe (BN + Linear, LARS, 90 epochs, cached features). Pooling `avg` = mean "
         "of the normed patch tokens (the recipe's), `token` = cls token. Training runs are "
         "sequential, one process each, 2 threads; 'cores used' is that process's CPU time / "
@@ -303,7 +328,9 @@ def render(results: dict) -> str:
         "Loss: visrep = MSE on masked patches of per-patch normalized pixels (norm_pix_loss, "
         "MAE's released setting); lightly = its example's `nn.MSELoss` on masked patches of "
         "the (dataset-normalized) pixels, no per-patch normalization. Everything else "
-        "(data, batches, augmentation, model size, optimizer, wall-clock schedule) is shared.",
+        "(data, batches, augmentation, model size, optimizer, wall-clock schedule) is shared."
+        if results.get("recipe", RECIPE) == RECIPE
+        else "The random-init ViT has the recipe's own initialisation (seed 0, step 0).",
         "",
         *_wait_notes(results),
         f"- uptime at start: `{results['uptime_start']}`",

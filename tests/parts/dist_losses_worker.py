@@ -39,6 +39,7 @@ def main() -> None:
         out[name] = torch.stack(values).mean()
     if rank == 0:
         torch.save(out, sys.argv[1])
+    dist.barrier()
     dist.destroy_process_group()
 
 

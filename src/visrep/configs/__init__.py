@@ -20,12 +20,15 @@ from visrep.configs.joint_embedding import (
     simsiam_resnet50_in1k,
 )
 from visrep.configs.mae import mae_fmnist, mae_vit_base_in1k, mae_vit_huge_in1k, mae_vit_large_in1k
+from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_fmnist": mae_fmnist,
     "mae_vit_base_in1k": mae_vit_base_in1k,
     "mae_vit_large_in1k": mae_vit_large_in1k,
     "mae_vit_huge_in1k": mae_vit_huge_in1k,
+    "maskfeat_fmnist": maskfeat_fmnist,
+    "maskfeat_vit_base_in1k": maskfeat_vit_base_in1k,
     "simsiam_fmnist": simsiam_fmnist,
     "simsiam_resnet50_in1k": simsiam_resnet50_in1k,
     "mocov3_fmnist": mocov3_fmnist,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,18 @@ def subset(images: Tensor, labels: Tensor, limit: int, seed: int = 0) -> tuple[T
     return images[idx], labels[idx]
 
 
+def eval_preprocess(data: DataConfig) -> Callable[[Tensor], Tensor]:
+    """What `evaluate` applies to the [0, 1] images `extract_features` hands over: the
+    pre-training normalization (resize and channel matching included)."""
+    mean, std = mean_std(data)
+    to_model = make_preprocess(data.img_size, data.channels, mean, std)  # takes 0..255
+
+    def preprocess(x: Tensor) -> Tensor:
+        return to_model(x * 255.0)
+
+    return preprocess
+
+
 def evaluate(
     backbone: nn.Module,
     data: DataConfig,
@@ -58,12 +70,7 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown evaluation protocol(s) {sorted(unknown)}; use knn or linear")
     t0 = time.perf_counter()
-    mean, std = mean_std(data)
-    to_model = make_preprocess(data.img_size, data.channels, mean, std)  # takes 0..255
-
-    def preprocess(x: Tensor) -> Tensor:  # extract_features hands over uint8 / 255
-        return to_model(x * 255.0)
-
+    preprocess = eval_preprocess(data)
     feats = {}
     for split in ("train", "test"):
         images, labels = _cached_split(ev, split, data.channels, data.img_size)

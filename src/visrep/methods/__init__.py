@@ -14,6 +14,7 @@ from torch import nn
 from visrep.backbones import BACKBONES
 from visrep.config import BackboneConfig, DataConfig, TrainConfig
 from visrep.methods.mae import MAE, MAEConfig
+from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
 from visrep.methods.simclr import SimCLR, SimCLRConfig
 from visrep.methods.simsiam import SimSiam, SimSiamConfig
@@ -26,6 +27,7 @@ class MethodEntry(NamedTuple):
 
 METHODS: dict[str, MethodEntry] = {
     "mae": MethodEntry(MAEConfig, MAE),
+    "maskfeat": MethodEntry(MaskFeatConfig, MaskFeat),
     "simsiam": MethodEntry(SimSiamConfig, SimSiam),
     "mocov3": MethodEntry(MoCoV3Config, MoCoV3),
     "simclr": MethodEntry(SimCLRConfig, SimCLR),

@@ -94,13 +94,27 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """Forward: all_gather. Backward: all-reduce (sum) the gradients of every slice and
+    return this process's own (SLIP's GatherLayer, METHODS.md §5.2)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> torch.Tensor:
+        g = torch.stack([gr.contiguous() for gr in grads])
+        dist.all_reduce(g)
+        return g[dist.get_rank()]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate `x` from every process keeping the gradient: backward sums the gradients
     that every process computed for this process's slice (SLIP's GatherLayer, METHODS.md
-    §5.2; `torch.distributed.nn.functional.all_gather` does exactly this). Identity on one
-    process."""
+    §5.2). Identity on one process."""
     if not is_distributed():
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    return torch.cat(_GatherWithGrad.apply(x), dim=0)

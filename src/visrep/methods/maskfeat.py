@@ -1,0 +1,136 @@
+"""MaskFeat: Masked Feature Prediction for Self-Supervised Visual Pre-Training (Wei et al.,
+2022), image version on a plain ViT.
+
+Follows METHODS.md §2 (SlowFast `MaskMViT._maskfeat_forward`): block-wise masks (§2.2)
+replace masked patch embeddings by a learned mask token *before* the position embedding;
+the encoder sees every token (no dropping, no decoder); a linear head predicts, for each
+masked token, the HOG of its cells (§2.4) computed from the model input; the loss is the
+plain MSE over masked tokens × K dims.
+
+Differences from the official module, by design:
+- The head's LayerNorm is the backbone's final `norm` (same eps 1e-6, same place: right
+  after the last block), so pre-training computes the paper's blocks → LN → Linear while
+  the exported backbone keeps that trained norm for evaluation and fine-tuning.
+- The backbone's fixed sin-cos table is turned into the paper's learned position
+  embedding here (trainable, trunc_normal(0.02)); it is weight-decayed like the cls and
+  mask tokens (SlowFast ZERO_DECAY_POS_CLS False), which the loop's ndim rule does.
+- Masks are drawn in the forward pass from a `random.Random` seeded by the torch
+  generator, so a step's masks are a function of the loop's per-step seed (exact resume)
+  instead of coming from data-loader workers; inject `mask` to bypass it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from visrep.backbones.vit import ViT
+from visrep.parts.hog import hog, hog_token_targets
+from visrep.parts.masking import block_masks, num_block_masked
+
+
+@dataclass(frozen=True)
+class MaskFeatConfig:
+    """MaskFeat hyper-parameters (paper: 40% block-wise masking, HOG 9 bins, 8 px cells).
+
+    `cell_size` must divide the patch size: each token predicts the HOG of its
+    (patch / cell)² cells, K = nbins · (patch / cell)² · channels (108 at ViT-B/16 RGB).
+    """
+
+    mask_ratio: float = 0.4  # target round(L · ratio) masked tokens; can end below (§2.2)
+    min_mask_patches: int = 0  # smallest block area; 0 = SlowFast's num_masked // 5
+    mask_min_aspect: float = 0.3  # block aspect in [0.3, 1/0.3], log-uniform
+    nbins: int = 9
+    cell_size: int = 8
+
+
+class MaskFeat(nn.Module):
+    def __init__(self, cfg: MaskFeatConfig, backbone: ViT) -> None:
+        super().__init__()
+        if not isinstance(backbone, ViT):
+            raise ValueError("MaskFeat needs a ViT backbone (backbone.name=vit_*)")
+        p, cell = backbone.patch_size, cfg.cell_size
+        if cell <= 0 or p % cell:
+            raise ValueError(
+                f"method.cell_size={cell} must divide the patch size {p}: each token predicts "
+                "the HOG of the cells it covers"
+            )
+        num_masked = num_block_masked(backbone.num_patches, cfg.mask_ratio)  # checks the ratio
+        if num_masked == 0:
+            raise ValueError(
+                f"mask_ratio {cfg.mask_ratio} masks no token of {backbone.num_patches}"
+            )
+        self.cfg = cfg
+        self.backbone = backbone
+        self.num_masked = num_masked
+        self.target_dim = cfg.nbins * (p // cell) ** 2 * backbone.in_chans  # K
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, backbone.embed_dim))
+        self.head = nn.Linear(backbone.embed_dim, self.target_dim)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """SlowFast init (§2.1): trunc_normal(0.02) Linear/conv weights, Linear and LayerNorm
+        biases 0.02 (sic; the conv bias keeps PyTorch's default), LayerNorm weights 1;
+        learned pos embed, cls and mask tokens trunc_normal(0.02); head bias 0."""
+        vit = self.backbone.model
+        for m in vit.modules():
+            if isinstance(m, nn.Linear | nn.Conv2d):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.constant_(m.bias, 0.02)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.constant_(m.bias, 0.02)
+        vit.pos_embed.requires_grad_(True)  # the backbone's default is a fixed sin-cos table
+        for t in (vit.pos_embed, vit.cls_token, self.mask_token, self.head.weight):
+            nn.init.trunc_normal_(t, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def draw_mask(self, batch: int) -> Tensor:
+        """Block-wise masks [N, h, w] (bool) from a Python RNG seeded by the torch generator."""
+        rng = random.Random(int(torch.randint(0, 2**62, ())))
+        kw = {"min_patches": self.cfg.min_mask_patches or None}
+        return block_masks(batch, self.backbone.grid_size, self.num_masked, rng,
+                           min_aspect=self.cfg.mask_min_aspect, **kw)  # fmt: skip
+
+    def target(self, images: Tensor) -> Tensor:
+        """Per-token HOG of the model input, no gradient: [N, C, H, W] -> [N, L, K]."""
+        features = hog(images, self.cfg.nbins, self.cfg.cell_size)  # [N, C, nbins, Hc, Wc]
+        return hog_token_targets(features, self.backbone.grid_size)
+
+    def encode(self, images: Tensor, mask: Tensor) -> Tensor:
+        """All tokens, masked ones replaced by the mask token before the position embedding:
+        [N, C, H, W], mask [N, L] -> [N, 1+L, D] (after the final norm)."""
+        vit = self.backbone
+        vit.check_input(images)
+        x = vit.model.patch_embed(images)  # [N, L, D]
+        m = mask.unsqueeze(-1).to(x.dtype)  # [N, L, 1]
+        x = x * (1 - m) + self.mask_token.to(x.dtype) * m
+        x = x + vit.model.pos_embed[:, 1:]  # masked positions keep their position
+        return vit.blocks(torch.cat([vit.cls_token(x.shape[0]), x], dim=1))
+
+    def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """MSE over masked tokens × K dims (nn.MSELoss 'mean' on the selected rows, §2.3)."""
+        sel = mask.bool()
+        sq = (pred[sel] - target[sel]) ** 2  # [M, K]
+        return sq.sum() / (sel.sum() * self.target_dim).clamp(min=1)  # 0, not NaN, if M = 0
+
+    def forward(self, batch: dict, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """`mask`: optional [N, h, w] or [N, L] (bool or 0/1, 1 = masked)."""
+        images = batch["images"]  # [N, C, H, W], normalized
+        n = images.shape[0]
+        mask = self.draw_mask(n) if mask is None else mask
+        if mask.numel() != n * self.backbone.num_patches:
+            raise ValueError(
+                f"mask must be [N, h, w] or [N, h·w] for the {self.backbone.grid_size} token "
+                f"grid and {n} images, got {list(mask.shape)}"
+            )
+        mask = mask.reshape(n, -1).to(images.device, torch.float32)  # [N, L]
+        target = self.target(images)  # [N, L, K]
+        latent = self.encode(images, mask)  # [N, 1+L, D]
+        pred = self.head(latent[:, 1:])  # [N, L, K]; only masked rows enter the loss
+        loss = self.loss(pred.float(), target, mask)
+        return {"loss": loss, "pred": pred, "mask": mask, "masked_frac": mask.mean()}
