@@ -19,6 +19,7 @@ from pathlib import Path
 
 from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
 from visrep.curation.cli import add_curate_parser
+from visrep.data.caption_shards import add_data_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,10 +36,11 @@ def _parser() -> argparse.ArgumentParser:
         "--smoke", action="store_true", help="tiny version of the recipe (seconds on a CPU)"
     )
     e = sub.add_parser("eval", help="evaluate a checkpoint's frozen features")
-    e.add_argument("protocol", choices=["knn", "linear", "all"])
+    e.add_argument("protocol", choices=["knn", "linear", "all", "zeroshot"])
     e.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     e.add_argument("--out", help="metrics JSON path (default RUN_DIR/eval_PROTOCOL.json)")
     e.add_argument("--device", default="auto")
+    e.add_argument("--templates", default="imagenet", help="zeroshot: template set (unseen)")
     x = sub.add_parser("export", help="write backbone.safetensors + backbone.json for timm")
     x.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     x.add_argument("--out", required=True, metavar="DIR")
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
     s.add_argument("recipe")
     add_curate_parser(sub)
+    add_data_parser(sub)
     return p
 
 
@@ -67,6 +70,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.curation.cli import run_curate
 
         return run_curate(args, overrides)
+    if args.command == "data":
+        from visrep.data.caption_shards import run_data
+
+        return run_data(args)
     from visrep.configs import RECIPES, get_recipe, smoke
 
     if args.command == "recipes":
@@ -128,10 +135,15 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError(
             "this run has no evaluation dataset; pass eval.dataset=fashion_mnist or a folder"
         )
-    protocols = ("knn", "linear") if args.protocol == "all" else (args.protocol,)
-    metrics = evaluate(
-        model.backbone, cfg.data, cfg.eval, protocols=protocols, device=device, progress=True
-    )
+    if args.protocol == "zeroshot":  # image-text runs: Fashion-MNIST test, unseen templates
+        from visrep.evals.zeroshot import run_zeroshot
+
+        metrics = run_zeroshot(cfg, model, device, args.templates)
+    else:
+        protocols = ("knn", "linear") if args.protocol == "all" else (args.protocol,)
+        metrics = evaluate(
+            model.backbone, cfg.data, cfg.eval, protocols=protocols, device=device, progress=True
+        )
     out = Path(args.out) if args.out else Path(args.ckpt) / f"eval_{args.protocol}.json"
     atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

@@ -49,6 +49,11 @@ class DataConfig:
     # multi-view preset of visrep.parts.views.VIEW_PRESETS ("" = one crop, MAE style)
     views: str = ""
     num_workers: int = 0  # loader processes for folders; threads + workers <= cores
+    # Image-text methods (CLIP/SLIP/FLIP): when data.dataset is Fashion-MNIST, caption each
+    # train image with its class name in this template set of visrep.data.templates
+    # ("fmnist_train"; "" = images only). Pair files (WebDataset shards, CSV/JSONL) carry
+    # their own captions and ignore it.
+    captions: str = ""
     limit: int = 0  # use only the first N images (0 = all); smoke tests
 
 

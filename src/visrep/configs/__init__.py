@@ -9,6 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from visrep.config import TrainConfig, replace
+from visrep.configs.clip import (
+    clip_fmnist,
+    clip_vit_base_yfcc,
+    flip_fmnist,
+    flip_vit_large_laion,
+    slip_fmnist,
+    slip_vit_base_yfcc,
+)
 from visrep.configs.joint_embedding import (
     mocov3_fmnist,
     mocov3_resnet50_in1k,
@@ -37,6 +45,12 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mocov3_resnet50_in1k": mocov3_resnet50_in1k,
     "simclr_fmnist": simclr_fmnist,
     "simclr_vit_base": simclr_vit_base,
+    "clip_fmnist": clip_fmnist,
+    "slip_fmnist": slip_fmnist,
+    "flip_fmnist": flip_fmnist,
+    "clip_vit_base_yfcc": clip_vit_base_yfcc,
+    "slip_vit_base_yfcc": slip_vit_base_yfcc,
+    "flip_vit_large_laion": flip_vit_large_laion,
 }
 
 
@@ -53,7 +67,8 @@ def get_recipe(name: str) -> TrainConfig:
 def smoke(cfg: TrainConfig) -> TrainConfig:
     """Tiny version of a recipe: 2 blocks, ≤32 px, 256 Fashion-MNIST images, a few steps."""
     tiny = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2,  # MAE
-            "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32}  # joint-embedding heads  # fmt: skip
+            "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32,  # joint-embedding heads
+            "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2}  # text tower  # fmt: skip
     method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}
     is_vit = cfg.backbone.name.startswith("vit")
     size = min(cfg.data.img_size, 32)

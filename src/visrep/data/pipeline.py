@@ -296,7 +296,10 @@ def build_train_data(
     device: torch.device,
 ) -> TensorTrainData | FolderTrainData:
     kwargs = dict(seed=seed, rank=rank, world_size=world_size, device=device)
+    from visrep.data.pairs import build_pair_data, is_pair_data
 
+    if is_pair_data(data):  # image-text pairs for CLIP/SLIP/FLIP (visrep.data.pairs)
+        return build_pair_data(data, batch_size, **kwargs)
     if is_fashion_mnist(data.dataset):
         images, _ = load_fashion_mnist(data.root, "train")
         if data.limit:

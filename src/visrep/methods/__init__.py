@@ -13,11 +13,13 @@ from torch import nn
 
 from visrep.backbones import BACKBONES
 from visrep.config import BackboneConfig, DataConfig, TrainConfig
+from visrep.methods.clip import CLIP, FLIP, CLIPConfig, FLIPConfig
 from visrep.methods.mae import MAE, MAEConfig
 from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
 from visrep.methods.simclr import SimCLR, SimCLRConfig
 from visrep.methods.simsiam import SimSiam, SimSiamConfig
+from visrep.methods.slip import SLIP, SLIPConfig
 
 
 class MethodEntry(NamedTuple):
@@ -31,6 +33,9 @@ METHODS: dict[str, MethodEntry] = {
     "simsiam": MethodEntry(SimSiamConfig, SimSiam),
     "mocov3": MethodEntry(MoCoV3Config, MoCoV3),
     "simclr": MethodEntry(SimCLRConfig, SimCLR),
+    "clip": MethodEntry(CLIPConfig, CLIP),
+    "slip": MethodEntry(SLIPConfig, SLIP),
+    "flip": MethodEntry(FLIPConfig, FLIP),
 }
 
 

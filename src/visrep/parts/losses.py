@@ -71,3 +71,39 @@ def nt_xent(a: Tensor, b: Tensor, tau: float = 0.1) -> Tensor:
     loss_a = F.cross_entropy(torch.cat([logits_ab, logits_aa], dim=1), labels)
     loss_b = F.cross_entropy(torch.cat([logits_ba, logits_bb], dim=1), labels)
     return (loss_a + loss_b) / 2
+
+
+def clip_loss(image: Tensor, text: Tensor, logit_scale: Tensor) -> Tensor:
+    """CLIP's symmetric contrastive loss as SLIP's `CLIPLoss` (METHODS.md §5.2).
+
+    Image and text embeddings are L2-normalised and gathered from every process **without**
+    gradient. With s = exp(logit_scale) and labels ℓ = n·rank + arange(n):
+    L = ½[CE(s·I Tₐₗₗᵀ, ℓ) + CE(s·T Iₐₗₗᵀ, ℓ)].
+
+    This process's own slice of the gathered matrices keeps its gradient (open_clip's rule;
+    SLIP's plain all_gather drops it when W > 1, but keeps it on one process, where it does
+    not gather): on one process the gradient is exactly that of the loss; with W processes
+    only the other processes' columns carry no gradient. Loss values are identical in both.
+
+    Args:
+        image, text: this process's embeddings [n, E] (paired row by row).
+        logit_scale: the learnable log-temperature (a 0-dim tensor); exponentiated here.
+    """
+    image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+    all_image, all_text = _gather_keep_local(image), _gather_keep_local(text)  # [nW, E]
+    labels = _local_labels(image.shape[0], image.device)
+    scale = logit_scale.exp()
+    logits_per_image = scale * image @ all_text.T  # [n, nW]
+    logits_per_text = scale * text @ all_image.T
+    return (
+        F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)
+    ) / 2
+
+
+def _gather_keep_local(x: Tensor) -> Tensor:
+    """gather_no_grad, with this process's slice replaced by `x` itself (keeps its grad)."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return x
+    gathered, n = gather_no_grad(x), x.shape[0]
+    return torch.cat([gathered[: rank * n], x, gathered[(rank + 1) * n :]])

@@ -1,0 +1,358 @@
+"""Image-text training data for CLIP, SLIP and FLIP: batches {"images", "tokens" [B, 77]}
+(plus {"views": [v1, v2]} when `data.views` is set, for SLIP's SSL branch).
+
+Sources, chosen by `is_pair_data` in `data.pipeline.build_train_data`:
+
+- **WebDataset shards** (`data.dataset` = a `.tar`, a folder of `.tar`, or a brace pattern
+  `shard-{000000..000009}.tar`): samples `key.jpg|jpeg|png|webp` + `key.txt`, streamed one
+  tar at a time with the `webdataset` package (never the whole set in memory). Shard order
+  is permuted per epoch from (seed, epoch), samples pass a seeded shuffle buffer, and rank r
+  takes every W-th sample. Batches are a function of (seed, step, rank): resume re-reads the
+  current epoch up to the step (exact, costs at most one epoch of decoding). Decoding runs in
+  the training process (`data.num_workers` is not used for shards yet).
+- **CSV / JSONL** (`image_path, caption`; paths relative to the file): a map-style dataset
+  read by a DataLoader with `data.num_workers`, the folder pipeline's step sampler.
+- **Fashion-MNIST with class-name captions** (`data.dataset=fashion_mnist`,
+  `data.captions=fmnist_train`): in-memory
+  images, each captioned per step with a random template of that set around its class name
+  (train split only; `visrep.data.templates`).
+
+Bad pairs (missing image or caption, empty caption, undecodable image) are skipped and
+counted in `n_skipped`. Image transform: RandomResizedCrop(data.crop_scale) and optional
+flip (SLIP's CLIP transform: scale (0.5, 1), no flip), then normalisation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from visrep.config import DataConfig
+from visrep.data.augment import normalize
+from visrep.data.fashion_mnist import load_fashion_mnist
+from visrep.data.templates import FMNIST_CLASSNAMES, template_set
+from visrep.data.tokenizer import tokenize
+
+IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+CPU = torch.device("cpu")
+
+
+def is_pair_data(data: DataConfig) -> bool:
+    from visrep.data.pipeline import is_fashion_mnist
+
+    d = data.dataset
+    if is_fashion_mnist(d):
+        return bool(data.captions)
+    if d.endswith((".tar", ".csv", ".jsonl")) or ("{" in d and ".tar" in d):
+        return True
+    return Path(d).is_dir() and any(Path(d).glob("*.tar"))
+
+
+def decode_image(data: bytes, channels: int) -> Tensor:
+    """uint8 [C, H, W]; transparent pixels are composited on white (cut-out stamps, clip art)."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode in ("RGBA", "LA", "P") and (im.mode != "P" or "transparency" in im.info):
+            im = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im)
+        im = im.convert("L" if channels == 1 else "RGB")
+    return TF.pil_to_tensor(im)
+
+
+def pair_transform(data: DataConfig):
+    """Per-sample transform of a uint8 image -> {"image": uint8, "views": [...]?}."""
+    from visrep.parts.views import folder_views_transform, view_preset
+
+    steps = [v2.RandomResizedCrop(data.img_size, scale=data.crop_scale, antialias=True)]
+    steps += [v2.RandomHorizontalFlip()] if data.hflip else []
+    crop = v2.Compose(steps)
+    views = (folder_views_transform(data.img_size, view_preset(data.views), data.channels)
+             if data.views else None)  # fmt: skip
+
+    def apply(image: Tensor) -> dict:
+        return {"image": crop(image)} | ({"views": views(image)} if views else {})
+
+    return apply
+
+
+def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transform, seed: int):
+    """One training pair, or None for a bad pair (counted by the caller)."""
+    if raw is None or not caption or not caption.strip():
+        return None
+    try:
+        image = decode_image(raw, data.channels)
+    except Exception:  # undecodable / truncated file
+        return None
+    torch.manual_seed(seed)
+    return transform(image) | {"caption": caption.strip()}
+
+
+class _Batcher:
+    """Collates items into normalised batches; counts skipped pairs."""
+
+    def __init__(self, data: DataConfig, device: torch.device) -> None:
+        from visrep.data.pipeline import mean_std
+
+        self.data, self.device, self.n_skipped = data, device, 0
+        self.mean, self.std = mean_std(data)
+        self.context = 77
+
+    def __call__(self, items: list[dict]) -> dict:
+        norm = lambda x: normalize(x.to(self.device).float(), self.mean, self.std)  # noqa: E731
+        tokens = tokenize([it["caption"] for it in items], self.context)
+        out = {"images": norm(torch.stack([it["image"] for it in items])),
+               "tokens": tokens.to(self.device)}  # fmt: skip
+        if "views" in items[0]:
+            out["views"] = [norm(torch.stack([it["views"][k] for it in items]))
+                            for k in range(len(items[0]["views"]))]  # fmt: skip
+        return out
+
+
+def list_shards(spec: str) -> list[str]:
+    p = Path(spec)
+    if p.is_dir():
+        shards = sorted(str(s) for s in p.glob("*.tar"))
+    elif "{" in spec:
+        import braceexpand
+
+        shards = list(braceexpand.braceexpand(spec))
+    else:
+        shards = [spec]
+    missing = [s for s in shards if not Path(s).is_file()]
+    if not shards or missing:
+        raise FileNotFoundError(f"no WebDataset shards at {spec} (missing: {missing[:3]})")
+    return shards
+
+
+def count_samples(shards: list[str]) -> int:
+    """Samples in the shards: `sizes.json` beside them (written by `build-captions`, the
+    open_clip convention) or a scan of the tar headers."""
+    sizes = Path(shards[0]).parent / "sizes.json"
+    if sizes.is_file():
+        table = json.loads(sizes.read_text())
+        if all(Path(s).name in table for s in shards):
+            return sum(int(table[Path(s).name]) for s in shards)
+    import tarfile
+
+    keys = set()
+    for s in shards:
+        with tarfile.open(s) as tar:
+            keys |= {(s, n.rsplit(".", 1)[0]) for n in tar.getnames() if not n.startswith("__")}
+    return len(keys)
+
+
+class ShardPairData:
+    """Streaming WebDataset shards (see module docstring)."""
+
+    def __init__(self, data, batch_size, *, seed, rank=0, world_size=1, device=CPU,
+                 buffer: int = 2000) -> None:  # fmt: skip
+        self.shards = list_shards(data.dataset)
+        self.data, self.b, self.seed = data, batch_size, seed
+        self.rank, self.world = rank, world_size
+        self.buffer, self.transform = buffer, pair_transform(data)
+        self.collate = _Batcher(data, device)
+        n = count_samples(self.shards)
+        if data.limit:
+            n = min(n, data.limit)
+        self.steps_per_epoch = n // (batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{n} pairs in {data.dataset} are fewer than one global batch "
+                             f"({batch_size} x {world_size}); lower optim.batch_size")  # fmt: skip
+
+    @property
+    def n_skipped(self) -> int:
+        return self.collate.n_skipped
+
+    def _raw(self, epoch: int, cycle: int) -> Iterator[tuple[bytes | None, str | None]]:
+        """This rank's (image bytes, caption) stream for an epoch, shuffled."""
+        from webdataset import tarfile_samples
+
+        from visrep.data.pipeline import mix_seed
+
+        rng = random.Random(mix_seed(self.seed, epoch, cycle))
+        order = rng.sample(self.shards, len(self.shards))
+        samples = tarfile_samples([{"url": s} for s in order])
+        buf: list = []
+        rng_rank = random.Random(mix_seed(self.seed, epoch, cycle, self.rank))
+        for i, s in enumerate(samples):
+            if self.data.limit and i >= self.data.limit:
+                break
+            if i % self.world != self.rank:
+                continue
+            raw = next((s[k] for k in IMAGE_KEYS if k in s), None)
+            txt = s["txt"].decode("utf-8", "replace") if "txt" in s else None
+            buf.append((raw, txt))
+            if len(buf) >= self.buffer:
+                yield buf.pop(rng_rank.randrange(len(buf)))
+        rng_rank.shuffle(buf)
+        yield from buf
+
+    def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
+        from visrep.data.pipeline import mix_seed
+
+        step = start_step
+        while step < end_step:
+            epoch = step // self.steps_per_epoch
+            first = epoch * self.steps_per_epoch
+            s, items, cycle, good = first, [], 0, 0
+            stream = self._raw(epoch, cycle)
+            while s < min(end_step, first + self.steps_per_epoch):
+                try:
+                    raw, txt = next(stream)
+                except StopIteration:  # bad pairs shortened the epoch: re-draw to fill it
+                    if good == 0:
+                        msg = f"no readable image-text pair in {self.data.dataset}"
+                        raise RuntimeError(msg) from None
+                    cycle, good = cycle + 1, 0
+                    stream = self._raw(epoch, cycle)
+                    continue
+                item = make_item(raw, txt, self.data, self.transform,
+                                 mix_seed(self.seed, s, self.rank, len(items)))  # fmt: skip
+                if item is None:
+                    self.collate.n_skipped += s >= step  # count each bad pair once
+                    continue
+                items.append(item)
+                good += 1
+                if len(items) == self.b:
+                    if s >= step:
+                        yield self.collate(items)
+                    s, items = s + 1, []
+            step = s
+
+
+class TablePairs(Dataset):
+    """CSV (header with `image_path`/`caption` columns, or two columns) or JSONL rows."""
+
+    def __init__(self, path: str, data: DataConfig) -> None:
+        self.path, self.data, self.transform = Path(path), data, pair_transform(data)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no CSV/JSONL pair file at {path}")
+        rows = _read_table(self.path)
+        self.rows = [(p, c) for p, c in rows if c and c.strip()]
+        self.n_empty = len(rows) - len(self.rows)
+        if data.limit:
+            self.rows = self.rows[: data.limit]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        rel, caption = self.rows[index]
+        p = Path(rel) if Path(rel).is_absolute() else self.path.parent / rel
+        raw = p.read_bytes() if p.is_file() else None
+        return make_item(raw, caption, self.data, self.transform, seed)
+
+
+def _read_table(path: Path) -> list[tuple[str, str]]:
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [(r.get("image_path", ""), r.get("caption", "")) for r in rows]
+    with path.open(newline="") as f:
+        reader = list(csv.reader(f))
+    if reader and reader[0][:2] == ["image_path", "caption"]:
+        reader = reader[1:]
+    return [(r[0], r[1] if len(r) > 1 else "") for r in reader if r]
+
+
+class TablePairData:
+    """A CSV/JSONL of pairs through a DataLoader (the folder pipeline's step sampler)."""
+
+    def __init__(self, data, batch_size, *, seed, rank=0, world_size=1, device=CPU) -> None:
+        self.table = TablePairs(data.dataset, data)
+        self.data, self.b, self.seed = data, batch_size, seed
+        self.rank, self.world = rank, world_size
+        self.collate = _Batcher(data, device)
+        self.collate.n_skipped = self.table.n_empty
+        self.steps_per_epoch = len(self.table) // (batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.table)} pairs in {data.dataset} are fewer than one "
+                             f"global batch ({batch_size} x {world_size})")  # fmt: skip
+
+    @property
+    def n_skipped(self) -> int:
+        return self.collate.n_skipped
+
+    def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
+        from visrep.data.pipeline import StepBatchSampler
+
+        sampler = StepBatchSampler(len(self.table), self.b, self.seed, self.rank, self.world,
+                                   start_step, end_step)  # fmt: skip
+        loader = DataLoader(self.table, batch_sampler=sampler, collate_fn=lambda b: b,
+                            num_workers=self.data.num_workers)  # fmt: skip
+        last = None
+        for items in loader:
+            good = [it for it in items if it is not None]
+            self.collate.n_skipped += len(items) - len(good)
+            if not good:  # keep every process stepping together
+                if last is None:
+                    raise RuntimeError("the first batch held only unreadable pairs")
+                yield last
+                continue
+            last = self.collate(good)
+            yield last
+
+
+class FMNISTCaptionData:
+    """Fashion-MNIST train images captioned per step with a random template of
+    `data.captions` around the class name; batched augmentation as `TensorTrainData`."""
+
+    def __init__(self, data, batch_size, *, seed, rank=0, world_size=1, device=CPU) -> None:
+        from visrep.data.pipeline import TensorTrainData
+
+        images, labels = load_fashion_mnist(data.root, "train")
+        if data.limit:
+            images, labels = images[: data.limit], labels[: data.limit]
+        from visrep.config import replace
+        from visrep.parts.views import BatchedViews, view_preset
+
+        self.images = TensorTrainData(images, replace(data, views=""), batch_size, seed=seed,
+                                      rank=rank, world_size=world_size, device=device)  # fmt: skip
+        self.views = (BatchedViews(data.img_size, view_preset(data.views), data.channels)
+                      if data.views else None)  # fmt: skip
+        self.labels, self.device, self.seed, self.rank = labels, device, seed, rank
+        templates = template_set(data.captions)
+        names = [[t.format(c) for t in templates] for c in FMNIST_CLASSNAMES]
+        self.table = tokenize([s for row in names for s in row]).view(
+            len(names), len(templates), -1
+        )
+        self.steps_per_epoch, self.n_skipped = self.images.steps_per_epoch, 0
+
+    def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
+        from visrep.data.pipeline import mix_seed
+
+        t = self.images
+        for step in range(start_step, end_step):
+            batch = t.batch(step)
+            epoch, i = divmod(step, t.steps_per_epoch)
+            start = (i * t.world + t.rank) * t.batch_size
+            idx = t._perm[start : start + t.batch_size]  # the rows `batch` holds
+            g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 2))
+            which = torch.randint(self.table.shape[1], (len(idx),), generator=g)
+            batch["tokens"] = self.table[self.labels[idx], which].to(self.device)
+            if self.views is not None:  # SLIP's two SSL views of the same images
+                g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 3))
+                views = self.views(t.images[idx].to(self.device), generator=g)
+                batch["views"] = [normalize(v, t.mean, t.std) for v in views]
+            yield batch
+
+
+def build_pair_data(data: DataConfig, batch_size: int, **kwargs):
+    """The image-text source `data` names (module docstring)."""
+    from visrep.data.pipeline import is_fashion_mnist
+
+    if is_fashion_mnist(data.dataset):
+        return FMNISTCaptionData(data, batch_size, **kwargs)
+    if data.dataset.endswith((".csv", ".jsonl")):
+        return TablePairData(data, batch_size, **kwargs)
+    return ShardPairData(data, batch_size, **kwargs)

@@ -1,0 +1,64 @@
+"""CLIP's BPE tokenizer (METHODS.md §5.3), reused from open_clip rather than rewritten.
+
+open_clip ships OpenAI's `bpe_simple_vocab_16e6.txt.gz` inside the package, so this works
+offline: vocab 49408, <|startoftext|> = 49406, <|endoftext|> = 49407, zero padding, context
+77. Text cleaning (ftfy, HTML unescape, whitespace collapse, lower case) is open_clip's.
+
+Truncation of captions longer than 75 BPE tokens (§5.3, §5.7 pitfall 5):
+
+- ``truncate="eot"`` (default, open_clip's behaviour): keep the first ``context - 1`` ids and
+  put EOT in the last position, so the text tower's argmax pooling always lands on EOT.
+- ``truncate="slice"`` (SLIP's ``tokenizer.py``, for parity only): [SOT] + ids + [EOT] sliced
+  to ``context``: a long caption loses its EOT and argmax pooling then picks the position of
+  the largest remaining token id.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+CONTEXT_LENGTH = 77
+VOCAB_SIZE = 49408
+SOT, EOT = 49406, 49407
+
+
+@functools.lru_cache(maxsize=1)
+def _bpe():
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer()
+
+
+def encode(text: str) -> list[int]:
+    """BPE ids of one string, without SOT/EOT."""
+    return _bpe().encode(text)
+
+
+def decode(ids: Sequence[int]) -> str:
+    return _bpe().decode([i for i in ids if i not in (0, SOT, EOT)])
+
+
+def tokenize(
+    texts: str | Sequence[str], context_length: int = CONTEXT_LENGTH, truncate: str = "eot"
+) -> Tensor:
+    """Token ids ``[N, context_length]`` (int64): [SOT] + BPE + [EOT], zero padded.
+
+    A single string gives one row (``[1, context_length]``; SLIP returns 1-D there).
+    """
+    if truncate not in ("eot", "slice"):
+        raise ValueError(f"truncate must be 'eot' or 'slice', got {truncate!r}")
+    if isinstance(texts, str):
+        texts = [texts]
+    out = torch.zeros(len(texts), context_length, dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids = [SOT, *encode(text), EOT]
+        if len(ids) > context_length:
+            ids = ids[:context_length]
+            if truncate == "eot":
+                ids[-1] = EOT
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out

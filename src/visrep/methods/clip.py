@@ -1,0 +1,117 @@
+"""CLIP (Radford et al., 2021) as SLIP trains it, and FLIP (Li et al., 2023).
+
+CLIP (METHODS.md §5.1-5.2): image tower = the visrep backbone (pooled features, what is
+exported) → image_projection (V × E, no bias); text tower = `TextTransformer` pooled at EOT
+→ text_projection (W × E, no bias); learnable logit scale, init ln(1/0.07), clamped in
+place to [0, ln 100] after each optimizer step (`on_step_end`, §5.2; not in the forward).
+Loss: `clip_loss`, gather without gradient.
+
+FLIP (§9): the same model; in training the image tower encodes only a random
+`1 - mask_ratio` of the patch tokens (MAE's argsort masking, §0.5, injectable `noise`;
+position embeddings added before masking; no decoder, no reconstruction). Evaluation and
+`mask_ratio=0` (the unmasked-tuning phase, §9.4) use every token. Differences from the
+official JAX FLIP, chosen so the exported backbone computes the trained features: the image
+feature is the backbone's own pooling (cls token by default; FLIP averages all tokens
+including cls), the text tower is CLIP's causal one (FLIP: BERT-style), and the logit scale
+is clamped after the step as in SLIP (FLIP clips it in the forward).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from visrep.backbones.text import TextTransformer
+from visrep.parts.losses import clip_loss
+from visrep.parts.masking import random_masking
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    """CLIP/SLIP sizes (§5.1): E = 512, text 12 × 512, 8 heads, context 77, vocab 49408."""
+
+    embed_dim: int = 512
+    text_width: int = 512
+    text_layers: int = 12
+    text_heads: int = 8
+    context_length: int = 77
+    vocab_size: int = 49408
+    logit_scale_init: float = math.log(1 / 0.07)
+    logit_scale_max: float = math.log(100.0)
+
+
+@dataclass(frozen=True)
+class FLIPConfig(CLIPConfig):
+    """FLIP: CLIP with `mask_ratio` of the image patch tokens dropped in training (0.5 in the
+    paper, 0.75 studied; 0 = the unmasked-tuning phase)."""
+
+    mask_ratio: float = 0.5
+
+
+class CLIP(nn.Module):
+    def __init__(self, cfg: CLIPConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.text = TextTransformer(cfg.vocab_size, cfg.context_length, cfg.text_width,
+                                    cfg.text_layers, cfg.text_heads)  # fmt: skip
+        v, w, e = backbone.feature_dim, cfg.text_width, cfg.embed_dim
+        self.image_projection = nn.Parameter(torch.randn(v, e) * v**-0.5)  # std V^-½
+        self.text_projection = nn.Parameter(torch.randn(w, e) * w**-0.5)  # std W^-½
+        self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
+
+    def image_features(self, images: Tensor, noise: Tensor | None = None) -> Tensor:
+        """Pooled image-tower features [N, V] (FLIP overrides this to mask tokens)."""
+        return self.backbone(images)
+
+    def encode_image(self, images: Tensor, noise: Tensor | None = None) -> Tensor:
+        return self.image_features(images, noise) @ self.image_projection  # [N, E]
+
+    def encode_text(self, tokens: Tensor) -> Tensor:
+        # Drop the all-padding tail columns: with the causal mask no position attends to
+        # later ones, so the EOT features are unchanged (exact) and short captions are cheap.
+        t = max(int((tokens != 0).sum(1).max()), 1)
+        return self.text(tokens[:, :t]) @ self.text_projection  # [N, E]
+
+    def clip_outputs(self, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
+        tokens = batch.get("tokens")
+        if tokens is None:
+            raise ValueError(
+                f"{type(self).__name__} trains on image-text pairs: set data.dataset to "
+                "WebDataset shards, a CSV/JSONL of image_path,caption, or use "
+                "data.captions with Fashion-MNIST (see visrep.data.pairs)"
+            )
+        image = self.encode_image(batch["images"], noise)  # [N, E]
+        text = self.encode_text(tokens)  # [N, E]
+        loss = clip_loss(image, text, self.logit_scale)
+        with torch.no_grad():  # image→text accuracy within the local batch (SLIP's clip_acc)
+            acc = (image @ text.T).argmax(1).eq(torch.arange(len(image), device=image.device))
+        return {"loss": loss, "clip_loss": loss.detach(), "clip_acc": acc.float().mean(),
+                "logit_scale": self.logit_scale.detach().exp()}  # fmt: skip
+
+    def forward(self, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
+        return self.clip_outputs(batch, noise)
+
+    @torch.no_grad()
+    def on_step_end(self, progress: float) -> None:
+        """In-place clamp of the logit scale to [0, ln 100] after the step (§5.2, §5.7-3)."""
+        self.logit_scale.clamp_(0, self.cfg.logit_scale_max)
+
+
+class FLIP(CLIP):
+    def __init__(self, cfg: FLIPConfig, backbone: nn.Module) -> None:
+        if not hasattr(backbone, "encode"):
+            raise ValueError("FLIP masks image tokens and needs a ViT backbone (vit_*)")
+        super().__init__(cfg, backbone)
+
+    def image_features(self, images: Tensor, noise: Tensor | None = None) -> Tensor:
+        if not self.training or self.cfg.mask_ratio == 0:
+            return self.backbone(images)  # every token: evaluation, unmasked tuning
+        vit = self.backbone
+        masking = random_masking(images.shape[0], vit.num_patches, self.cfg.mask_ratio,
+                                 noise=noise, device=images.device)  # fmt: skip
+        tokens = vit.encode(images, masking.ids_keep)  # [N, 1+L_keep, D]
+        return vit.pool(tokens)  # [N, D]
