@@ -41,6 +41,7 @@ from visrep.train import train  # noqa: E402
 
 RUNS = [  # (label, recipe, overrides)
     ("MAE", "mae_fmnist", {}),
+    ("FCMAE", "fcmae_fmnist", {}),
     ("SimSiam", "simsiam_fmnist", {}),
     ("MoCo v3", "mocov3_fmnist", {}),
     ("SimCLR", "simclr_fmnist", {}),

@@ -17,6 +17,11 @@ from visrep.configs.clip import (
     slip_fmnist,
     slip_vit_base_yfcc,
 )
+from visrep.configs.fcmae import (
+    fcmae_convnextv2_atto_in1k,
+    fcmae_convnextv2_base_in1k,
+    fcmae_fmnist,
+)
 from visrep.configs.joint_embedding import (
     mocov3_fmnist,
     mocov3_resnet50_in1k,
@@ -37,6 +42,9 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_vit_huge_in1k": mae_vit_huge_in1k,
     "maskfeat_fmnist": maskfeat_fmnist,
     "maskfeat_vit_base_in1k": maskfeat_vit_base_in1k,
+    "fcmae_fmnist": fcmae_fmnist,
+    "fcmae_convnextv2_atto_in1k": fcmae_convnextv2_atto_in1k,
+    "fcmae_convnextv2_base_in1k": fcmae_convnextv2_base_in1k,
     "simsiam_fmnist": simsiam_fmnist,
     "simsiam_resnet50_in1k": simsiam_resnet50_in1k,
     "mocov3_fmnist": mocov3_fmnist,

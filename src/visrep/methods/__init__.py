@@ -14,6 +14,7 @@ from torch import nn
 from visrep.backbones import BACKBONES
 from visrep.config import BackboneConfig, DataConfig, TrainConfig
 from visrep.methods.clip import CLIP, FLIP, CLIPConfig, FLIPConfig
+from visrep.methods.fcmae import FCMAE, FCMAEConfig
 from visrep.methods.mae import MAE, MAEConfig
 from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
@@ -30,6 +31,7 @@ class MethodEntry(NamedTuple):
 METHODS: dict[str, MethodEntry] = {
     "mae": MethodEntry(MAEConfig, MAE),
     "maskfeat": MethodEntry(MaskFeatConfig, MaskFeat),
+    "fcmae": MethodEntry(FCMAEConfig, FCMAE),
     "simsiam": MethodEntry(SimSiamConfig, SimSiam),
     "mocov3": MethodEntry(MoCoV3Config, MoCoV3),
     "simclr": MethodEntry(SimCLRConfig, SimCLR),
