@@ -28,3 +28,16 @@ def visrep(
             f"visrep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def torchrun_worker(script: Path, out: Path, timeout: float = 180) -> dict:
+    """Run `script out` under `torchrun --standalone --nproc_per_node=2` (gloo, one thread
+    each) and return what rank 0 saved to `out` (loaded with weights_only)."""
+    import torch
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(script), str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(out, weights_only=True)

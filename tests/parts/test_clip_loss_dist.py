@@ -1,12 +1,11 @@
 """Issue 5 acceptance: CLIP loss with 2 gloo processes × B equals one process with 2B."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from conftest import torchrun_worker
 
 from visrep.parts.losses import clip_loss
 
@@ -40,13 +39,7 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
     sys.path.insert(0, str(HERE))
     from dist_clip_worker import global_batch
 
-    out = tmp_path / "dist.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "dist_clip_worker.py"), str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = torch.load(out, weights_only=True)
+    got = torchrun_worker(HERE / "dist_clip_worker.py", tmp_path / "dist.pt")
     full = global_batch()
     # the loss value: identical to one process holding the global batch of 2B
     one = clip_loss(full["image"], full["text"], full["scale"])

@@ -1,11 +1,10 @@
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import torchrun_worker
 
 from visrep.parts.losses import infonce_mocov3, negative_cosine, nt_xent
 
@@ -66,13 +65,7 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
     sys.path.insert(0, str(HERE))
     from dist_losses_worker import global_batch, losses
 
-    out = tmp_path / "dist.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "dist_losses_worker.py"), str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = torch.load(out, weights_only=True)
+    got = torchrun_worker(HERE / "dist_losses_worker.py", tmp_path / "dist.pt")
     full = {k: v.requires_grad_(True) for k, v in global_batch().items()}
     for name, loss in losses(full).items():
         torch.testing.assert_close(got[name], loss.detach(), rtol=1e-10, atol=1e-12)
