@@ -159,3 +159,16 @@ def test_simsiam_fixed_predictor_lr_group_and_decay_all():
 def test_unknown_optimizer_is_a_clear_error():
     with pytest.raises(ValueError, match="adamw, sgd or lars"):
         build_optimizer(nn.Linear(2, 2), OptimConfig(optimizer="adam"), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("arch", "patch", "stride"),
+    [("resnet18", 1, 8), ("resnet18", 2, 16), ("resnet18", 4, 32), ("convnextv2_atto", 1, 8),
+     ("convnextv2_atto", 2, 32), ("convnextv2_atto", 4, 32)],
+)  # fmt: skip
+def test_cnn_stride_matches_the_feature_map(arch, patch, stride):
+    bb = BACKBONES[arch](arch, img_size=64, patch_size=patch, in_chans=1)
+    feats = bb.model.forward_features(torch.randn(1, 1, 64, 64))
+    assert bb.stride == stride and feats.shape[-1] == 64 // stride
+    with pytest.raises(ValueError, match="too small"):
+        BACKBONES[arch](arch, img_size=stride - 1, patch_size=patch, in_chans=1)

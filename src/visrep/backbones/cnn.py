@@ -5,8 +5,8 @@ exported state dict loads into `timm.create_model(timm_name, **timm_kwargs)` wit
 `strict=True` and gives the same features.
 
 `patch_size` is the stem's downsampling factor:
-  * ConvNeXt: timm's own `patch_size` argument (4 at 224 px); timm keeps the total stride
-    at 32 for smaller patches (stage 1 then downsamples too), so images need >= 32 px.
+  * ConvNeXt: timm's own `patch_size` argument (4 at 224 px). timm keeps the total stride
+    at 32 for patch 2 (stage 1 then downsamples too); patch 1 gives a total stride of 8.
   * ResNet: 4 is the standard stem (7×7 stride-2 conv + stride-2 max-pool); 1 is the
     small-image stem of the CIFAR literature (SimCLR §B.9, SimSiam §4 CIFAR): a 3×3
     stride-1 conv and no max-pool; 2 is the same conv with stride 2 (4× cheaper, for
@@ -120,21 +120,24 @@ class CNN(nn.Module):
         )
         self.in_chans, self.img_size, self.patch_size = in_chans, img_size, patch_size
         self.feature_dim: int = self.model.num_features
-        stride = (patch_size if is_resnet else max(patch_size, 4)) * 8  # 3 stride-2 stages
-        if img_size < stride:
+        if img_size < self.stride:
             raise ValueError(
-                f"{arch} with stem downsampling {patch_size} reduces the image by {stride}; "
-                f"img_size {img_size} is too small: use a ResNet with backbone.patch_size=1 "
-                "or 2, or larger images"
+                f"{arch} with stem downsampling {patch_size} reduces the image by "
+                f"{self.stride}; img_size {img_size} is too small: use backbone.patch_size=1 "
+                "(or 2 for a ResNet), or larger images"
             )
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling of the final feature map (timm's, or the small stem's)."""
+        if self.timm_fixups.get("stem") in SMALL_STEMS.values():  # timm's info predates it
+            return self.patch_size * 8
+        return self.model.feature_info[-1]["reduction"]
 
     @property
     def num_patches(self) -> int:
         """Cells of the final feature map at `img_size` (the mask grid of FCMAE, §7.2)."""
-        stride = self.model.feature_info[-1]["reduction"]
-        if self.timm_fixups.get("stem") in SMALL_STEMS.values():  # timm's info predates it
-            stride = self.patch_size * 8
-        return (self.img_size // stride) ** 2
+        return (self.img_size // self.stride) ** 2
 
     def check_input(self, images: Tensor) -> None:
         check_image_shape(images, self.in_chans, self.img_size)
