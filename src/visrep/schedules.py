@@ -15,3 +15,11 @@ def cosine_lr(
     span = max(total_epochs - warmup_epochs, 1e-12)
     t = min((epoch - warmup_epochs) / span, 1.0)
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def cosine_weight_decay(progress: float, wd: float, wd_end: float) -> float:
+    """SparK's weight-decay schedule (`utils/lr_control.py`, METHODS.md §8.5): a half-cosine
+    from `wd` at progress 0 to `wd_end` at progress 1 (rising for SparK: 0.04 -> 0.2).
+    SparK's progress is it / (max_it - 1); here it is the loop's e / epochs."""
+    t = min(max(progress, 0.0), 1.0)
+    return wd_end + (wd - wd_end) * 0.5 * (1.0 + math.cos(math.pi * t))

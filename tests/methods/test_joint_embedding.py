@@ -157,7 +157,7 @@ def test_simsiam_fixed_predictor_lr_group_and_decay_all():
 
 
 def test_unknown_optimizer_is_a_clear_error():
-    with pytest.raises(ValueError, match="adamw, sgd or lars"):
+    with pytest.raises(ValueError, match="adamw, sgd, lars or lamb"):
         build_optimizer(nn.Linear(2, 2), OptimConfig(optimizer="adam"), 0.1)
 
 

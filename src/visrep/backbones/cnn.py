@@ -29,6 +29,7 @@ CNN_ARCHS: dict[str, str] = {
     "resnet50": "resnet50",  # 2048-d, Bottleneck [3, 4, 6, 3], stride on the 3x3 (torchvision's)
     "convnext_atto": "convnext_atto",  # dims 40-320, depths [2, 2, 6, 2]
     "convnext_tiny": "convnext_tiny",  # dims 96-768, depths [3, 3, 9, 3]
+    "convnext_small": "convnext_small",  # dims 96-768, depths [3, 3, 27, 3] (SparK §8.5)
     "convnext_base": "convnext_base",
     "convnextv2_atto": "convnextv2_atto",  # ConvNeXt V2: GRN in every block
     "convnextv2_tiny": "convnextv2_tiny",
