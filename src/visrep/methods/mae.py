@@ -4,6 +4,12 @@ Follows METHODS.md §1 (facebookresearch/mae `models_mae.py`): the encoder sees 
 the kept 25% of the patches; a light decoder gets the encoded tokens plus mask
 tokens and predicts the pixels of every patch; the loss is the MSE on removed
 patches of the per-patch normalized pixels.
+
+Long-sequence MAE (METHODS.md §10.4, facebookresearch/long_seq_mae) is this model with
+`mask_unit` = k > 1: larger inputs give a long token sequence, and masking works on
+k×k units of patches (`parts.masking.unit_masking`) so the masked regions keep the size
+they had at the original resolution. `no_k_bias_in_vit` drops the attention key bias as
+that code can. Its `decoder_downsampling` / `pred_downsampling` options are not ported.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from visrep.backbones.vit import ViT
-from visrep.parts.masking import Masking, random_masking
+from visrep.parts.masking import Masking, random_masking, unit_anchors, unit_masking
 from visrep.parts.patches import normalize_patches, patchify, unpatchify
 from visrep.parts.pos_embed import sincos_2d
 
@@ -32,6 +38,13 @@ class MAEConfig:
     # Baseline of the paper's Table 1c ("encoder w/ [M]"): the encoder processes all tokens,
     # masked ones replaced by a learned mask token. Only for the speed benchmark.
     encoder_mask_tokens: bool = False
+    # Long-sequence MAE (§10.4): mask k×k units of patches (official --mask_downsampling);
+    # 1 = ordinary per-patch MAE masking.
+    mask_unit: int = 1
+    # Attention with q and v biases but no k bias, in encoder and decoder (official
+    # --no_k_bias_in_vit, to match TF/JAX ViTs): the k slice of timm's fused qkv bias is
+    # held at zero, so the weights still load into timm strictly.
+    no_k_bias_in_vit: bool = False
 
 
 class MAE(nn.Module):
@@ -39,6 +52,8 @@ class MAE(nn.Module):
         super().__init__()
         if not isinstance(backbone, ViT):
             raise ValueError("MAE needs a ViT backbone (backbone.name=vit_*)")
+        if cfg.mask_unit < 1:
+            raise ValueError(f"method.mask_unit must be >= 1 patch, got {cfg.mask_unit}")
         self.cfg = cfg
         self.backbone = backbone
         d, dd, p, c = backbone.embed_dim, cfg.decoder_dim, backbone.patch_size, backbone.in_chans
@@ -55,6 +70,8 @@ class MAE(nn.Module):
         if cfg.encoder_mask_tokens:
             self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self._init_weights()
+        if cfg.no_k_bias_in_vit:
+            _drop_k_bias(self)
 
     def _init_weights(self) -> None:
         """MAE init (§1.1): xavier-uniform Linears (patch embed viewed as a Linear), zero
@@ -75,9 +92,22 @@ class MAE(nn.Module):
             nn.init.normal_(self.encoder_mask_token, std=0.02)
 
     def mask(self, batch: int, device: torch.device, noise: Tensor | None = None) -> Masking:
-        return random_masking(
-            batch, self.backbone.num_patches, self.cfg.mask_ratio, noise=noise, device=device
-        )
+        """Per-patch masking (§0.5), or with `mask_unit` k > 1 unit masking (§10.4).
+
+        `noise` is [N, L] per patch in both cases (default ``torch.rand(N, L)``, as MAE);
+        with k > 1 each unit ranks by the noise of its top-left patch, so the unit
+        permutation is uniform and k = 1 is exactly MAE. To inject the official loader's
+        unit permutation instead, pass ``masking=unit_masking(perm=...)`` to `forward`."""
+        r, k, n = self.cfg.mask_ratio, self.cfg.mask_unit, self.backbone.num_patches
+        if k == 1:
+            return random_masking(batch, n, r, noise=noise, device=device)
+        if noise is None:
+            noise = torch.rand(batch, n, device=device)
+        if noise.shape != (batch, n):
+            raise ValueError(f"noise must have shape {(batch, n)}, got {tuple(noise.shape)}")
+        grid = self.backbone.grid_size
+        perm = noise[:, unit_anchors(grid, k).to(noise.device)].argsort(dim=1)  # [N, U]
+        return unit_masking(batch, grid, k, r, perm=perm)
 
     def encode(self, images: Tensor, masking: Masking) -> Tensor:
         """Encode the kept patches: [N, C, H, W] -> [N, 1+L_keep, D] (kept in shuffled order)."""
@@ -113,9 +143,14 @@ class MAE(nn.Module):
         per_patch = ((pred - self.target(images)) ** 2).mean(dim=-1)  # [N, L]
         return (per_patch * mask).sum() / mask.sum()
 
-    def forward(self, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, batch: dict, noise: Tensor | None = None, masking: Masking | None = None
+    ) -> dict[str, Tensor]:
+        """`noise` or a whole `masking` (e.g. `unit_masking(perm=...)`, the ids the official
+        long-seq loader hands its model) may be injected; by default drawn here."""
         images = batch["images"]  # [N, C, H, W], normalized
-        masking = self.mask(images.shape[0], images.device, noise)
+        if masking is None:
+            masking = self.mask(images.shape[0], images.device, noise)
         latent = self.encode(images, masking)
         pred = self.decode(latent, masking.ids_restore)
         return {"loss": self.loss(images, pred, masking.mask), "pred": pred, "mask": masking.mask}
@@ -137,6 +172,23 @@ class MAE(nn.Module):
             "masked": unpatchify(patches * (1 - mask), p, c, grid),
             "reconstruction": unpatchify(patches * (1 - mask) + pred * mask, p, c, grid),
         }
+
+
+def _drop_k_bias(model: nn.Module) -> None:
+    """Zero the key third of every fused qkv bias and its gradient (§10.4 no_k_bias_in_vit).
+
+    timm's qkv bias is [q | k | v]. A key bias only shifts each query's logits by a
+    constant, so softmax ignores it and its true gradient is zero; the hook also removes
+    the rounding noise AdamW would otherwise turn into ±lr steps."""
+    for m in model.modules():
+        qkv = getattr(m, "qkv", None)
+        if isinstance(qkv, nn.Linear) and qkv.bias is not None:
+            d = qkv.out_features // 3
+            with torch.no_grad():
+                qkv.bias[d : 2 * d] = 0
+            qkv.bias.register_hook(
+                lambda g, d=d: torch.cat([g[:d], torch.zeros_like(g[d : 2 * d]), g[2 * d :]])
+            )
 
 
 def _ln(dim: int, **kwargs) -> nn.LayerNorm:

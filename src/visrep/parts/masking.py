@@ -4,6 +4,11 @@
 mae `models_mae.py:random_masking`). Every random draw can be injected through
 `noise`, so a test can reproduce the official forward exactly.
 
+`unit_masking` is long-sequence MAE's masking (METHODS.md §10.4): the mask unit is a
+k×k block of patches, decoupled from the patch size. A permutation of the units (given,
+or drawn) is expanded into a permutation of the patches, so every kept token belongs to a
+kept unit; with k = 1 it is `random_masking` driven by the same permutation.
+
 `block_mask` is BEiT's block-wise masking as MaskFeat uses it (METHODS.md §2.2). Its
 draws come from a `random.Random` in the official order, so a seeded instance
 reproduces the official generator's masks exactly.
@@ -56,14 +61,104 @@ def random_masking(
         noise = torch.rand(batch, num_tokens, device=device)
     if noise.shape != (batch, num_tokens):
         raise ValueError(f"noise must have shape {(batch, num_tokens)}, got {tuple(noise.shape)}")
+    return masking_from_shuffle(torch.argsort(noise, dim=1), mask_ratio)  # small noise kept
+
+
+def masking_from_shuffle(ids_shuffle: Tensor, mask_ratio: float) -> Masking:
+    """Keep the first ``floor(L * (1 - r))`` tokens of a per-sample permutation (§0.5 steps
+    3-5): ids_shuffle [N, L] -> ids_keep, mask (1 = removed, original order), ids_restore."""
+    batch, num_tokens = ids_shuffle.shape
     keep = num_keep(num_tokens, mask_ratio)
-    ids_shuffle = torch.argsort(noise, dim=1)  # ascending: small noise is kept
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :keep]
-    mask = torch.ones(batch, num_tokens, device=noise.device)
+    mask = torch.ones(batch, num_tokens, device=ids_shuffle.device)
     mask[:, :keep] = 0
     mask = torch.gather(mask, 1, ids_restore)  # back to the original token order
     return Masking(ids_keep, mask, ids_restore)
+
+
+def unit_order(unit: int) -> list[tuple[int, int]]:
+    """(ry, rx) offsets of the patches inside a k×k mask unit, in the order the official
+    loader lists them (§10.4): column offset rx outer, row offset ry inner, i.e.
+    (0,0), (1,0), ..., (k-1,0), (0,1), ... — for k = 2: (0,0), (1,0), (0,1), (1,1)."""
+    return [(ry, rx) for rx in range(unit) for ry in range(unit)]
+
+
+def unit_shuffle(perm: Tensor, grid: tuple[int, int], unit: int) -> Tensor:
+    """Expand a permutation of mask units into a permutation of patches (§10.4).
+
+    Units tile the (h, w) patch grid row-major on a ceil(h/k) × ceil(w/k) unit grid (unit
+    u covers patch rows k·(u // uw) + ry and columns k·(u % uw) + rx). Each unit in
+    `perm` order contributes its patch indices consecutively, in `unit_order`. When k does
+    not divide the grid, the units on the bottom/right border are partial: their
+    out-of-range patches are dropped (as the official loader does), so the result is
+    still a permutation of all h·w patches.
+
+    Args:
+        perm: [N, U] a permutation of range(U) per sample, U = ceil(h/k)·ceil(w/k).
+        grid: (h, w) patch grid.
+        unit: k, the mask unit side in patches.
+
+    Returns:
+        ids_shuffle [N, h·w].
+    """
+    (gh, gw), k = grid, unit
+    uw = -(-gw // k)
+    offsets = torch.tensor(unit_order(k), device=perm.device)  # [k², 2] (ry, rx)
+    y = (perm // uw * k).unsqueeze(-1) + offsets[:, 0]  # [N, U, k²] patch rows
+    x = (perm % uw * k).unsqueeze(-1) + offsets[:, 1]  # [N, U, k²] patch columns
+    ids = (y * gw + x).flatten(1)  # [N, U·k²]
+    inside = ((y < gh) & (x < gw)).flatten(1)  # the same count, h·w, in every row
+    return ids[inside].view(perm.shape[0], gh * gw)
+
+
+def unit_anchors(grid: tuple[int, int], unit: int) -> Tensor:
+    """[U] index of each mask unit's first (top-left) patch, units in row-major order."""
+    (gh, gw), k = grid, unit
+    uy, ux = torch.meshgrid(torch.arange(0, gh, k), torch.arange(0, gw, k), indexing="ij")
+    return (uy * gw + ux).flatten()
+
+
+def unit_masking(
+    batch: int,
+    grid: tuple[int, int],
+    unit: int,
+    mask_ratio: float,
+    *,
+    perm: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Masking:
+    """Long-sequence MAE masking: whole k×k units of patches are kept or removed (§10.4).
+
+    ids_shuffle = `unit_shuffle(perm)`; ids_restore is its inverse; the first
+    ``int(L * (1 - r))`` entries are kept (L = h·w), which are whole units when
+    L·(1 − r) is a multiple of k² and the grid is divisible by k. With k = 1 this is
+    `random_masking` with ``argsort(noise) = perm``.
+
+    Args:
+        batch: N.
+        grid: (h, w) patch grid.
+        unit: k >= 1, the mask unit side in patches (the official ``--mask_downsampling``).
+        mask_ratio: r.
+        perm: optional [N, U] permutations of the units, U = ceil(h/k)·ceil(w/k). The
+            official loader draws ``np.random.permutation(U)`` per image; pass those to
+            reproduce it. When None, drawn as ``argsort(torch.rand(N, U, generator=...))``.
+        generator: the source of the draw when `perm` is None (default: torch's global
+            generator, which the training loop seeds per step).
+        device: where to draw when `perm` is None.
+    """
+    if unit < 1:
+        raise ValueError(f"mask unit must be >= 1 patch, got {unit}")
+    num_units = -(-grid[0] // unit) * -(-grid[1] // unit)
+    if perm is None:
+        perm = torch.rand(batch, num_units, generator=generator, device=device).argsort(dim=1)
+    elif perm.shape != (batch, num_units):
+        raise ValueError(
+            f"perm must have shape {(batch, num_units)} (units of {unit}x{unit} patches on a "
+            f"{grid[0]}x{grid[1]} grid), got {tuple(perm.shape)}"
+        )
+    return masking_from_shuffle(unit_shuffle(perm.long(), grid, unit), mask_ratio)
 
 
 def gather_tokens(x: Tensor, ids: Tensor) -> Tensor:
