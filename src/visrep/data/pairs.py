@@ -40,6 +40,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from visrep.config import DataConfig
 from visrep.data.augment import normalize
+from visrep.data.bow import caption_transform, fmnist_bow, shard_captions
 from visrep.data.fashion_mnist import load_fashion_mnist
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
 from visrep.data.tokenizer import tokenize
@@ -85,8 +86,10 @@ def pair_transform(data: DataConfig):
     return apply
 
 
-def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transform, seed: int):
-    """One training pair, or None for a bad pair (counted by the caller)."""
+def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transform, seed: int,
+              caption_fn=None):  # fmt: skip
+    """One training pair, or None for a bad pair (counted by the caller). `caption_fn`
+    (e.g. the bag-of-words transform of `visrep.data.bow`) gets a generator seeded by `seed`."""
     if raw is None or not caption or not caption.strip():
         return None
     try:
@@ -94,7 +97,10 @@ def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transfor
     except Exception:  # undecodable / truncated file
         return None
     torch.manual_seed(seed)
-    return transform(image) | {"caption": caption.strip()}
+    caption = caption.strip()
+    if caption_fn is not None:
+        caption = caption_fn(caption, torch.Generator().manual_seed(seed))
+    return transform(image) | {"caption": caption}
 
 
 class _Batcher:
@@ -111,7 +117,9 @@ class _Batcher:
         norm = lambda x: normalize(x.to(self.device).float(), self.mean, self.std)  # noqa: E731
         tokens = tokenize([it["caption"] for it in items], self.context)
         out = {"images": norm(torch.stack([it["image"] for it in items])),
-               "tokens": tokens.to(self.device)}  # fmt: skip
+               "tokens": tokens.to(self.device),
+               # the raw strings too: a pretrained text tower (MiniLM) has its own tokenizer
+               "captions": [it["caption"] for it in items]}  # fmt: skip
         if "views" in items[0]:
             out["views"] = [norm(torch.stack([it["views"][k] for it in items]))
                             for k in range(len(items[0]["views"]))]  # fmt: skip
@@ -161,6 +169,8 @@ class ShardPairData:
         self.rank, self.world = rank, world_size
         self.buffer, self.transform = buffer, pair_transform(data)
         self.collate = _Batcher(data, device)
+        self.caption_fn = caption_transform(data.caption_style, data.bow_balance,
+                                            lambda: shard_captions(self.shards, data.limit))  # fmt: skip
         n = count_samples(self.shards)
         if data.limit:
             n = min(n, data.limit)
@@ -217,7 +227,7 @@ class ShardPairData:
                     stream = self._raw(epoch, cycle)
                     continue
                 item = make_item(raw, txt, self.data, self.transform,
-                                 mix_seed(self.seed, s, self.rank, len(items)))  # fmt: skip
+                                 mix_seed(self.seed, s, self.rank, len(items)), self.caption_fn)  # fmt: skip
                 if item is None:
                     self.collate.n_skipped += s >= step  # count each bad pair once
                     continue
@@ -242,6 +252,8 @@ class TablePairs(Dataset):
         self.n_empty = len(rows) - len(self.rows)
         if data.limit:
             self.rows = self.rows[: data.limit]
+        self.caption_fn = caption_transform(data.caption_style, data.bow_balance,
+                                            lambda: (c for _, c in self.rows))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -251,7 +263,7 @@ class TablePairs(Dataset):
         rel, caption = self.rows[index]
         p = Path(rel) if Path(rel).is_absolute() else self.path.parent / rel
         raw = p.read_bytes() if p.is_file() else None
-        return make_item(raw, caption, self.data, self.transform, seed)
+        return make_item(raw, caption, self.data, self.transform, seed, self.caption_fn)
 
 
 def _read_table(path: Path) -> list[tuple[str, str]]:
@@ -327,6 +339,7 @@ class FMNISTCaptionData:
             len(names), len(templates), -1
         )
         self.steps_per_epoch, self.n_skipped = self.images.steps_per_epoch, 0
+        self.bow = fmnist_bow(data, FMNIST_CLASSNAMES, templates, labels)  # None: sentences
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
         from visrep.data.pipeline import mix_seed
@@ -339,7 +352,9 @@ class FMNISTCaptionData:
             idx = t._perm[start : start + t.batch_size]  # the rows `batch` holds
             g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 2))
             which = torch.randint(self.table.shape[1], (len(idx),), generator=g)
-            batch["tokens"] = self.table[self.labels[idx], which].to(self.device)
+            tokens = (self.bow.tokens(self.labels[idx], which, g) if self.bow is not None
+                      else self.table[self.labels[idx], which])  # fmt: skip
+            batch["tokens"] = tokens.to(self.device)
             if self.views is not None:  # SLIP's two SSL views of the same images
                 g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 3))
                 views = self.views(t.images[idx].to(self.device), generator=g)

@@ -4,8 +4,9 @@ Zero-shot: for every class, each template is filled with the class name, encoded
 normalised; the class embedding is the renormalised mean. Image embeddings are L2-
 normalised; logits are cosine similarities (no logit scale); top-1 / top-5 accuracy.
 
-Retrieval: one caption per image, cosine similarities; image→text and text→image Recall@K
-(the pair's own partner is the only correct answer).
+Retrieval: `retrieval_recall` here is the one-caption-per-image case of
+`visrep.evals.retrieval` (several captions per image, held-out pair files, `visrep eval
+retrieval`).
 
 Fashion-MNIST protocol (cannot leak labels): train on pairs whose Fashion-MNIST captions use
 `FMNIST_TRAIN_TEMPLATES` on the train split; evaluate here on the **test** split with the 7
@@ -57,15 +58,11 @@ def topk_accuracy(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) ->
 def retrieval_recall(
     image: Tensor, text: Tensor, ks: Sequence[int] = (1, 5, 10)
 ) -> dict[str, float]:
-    """Recall@K both ways for paired rows of normalised embeddings [N, E]."""
-    sim = image @ text.T  # [N, N]
-    target = torch.arange(len(sim)).view(-1, 1)
-    out = {}
-    for name, s in (("i2t", sim), ("t2i", sim.T)):
-        # rank of the partner = number of candidates scoring strictly higher
-        rank = (s > s.gather(1, target)).sum(1)
-        out |= {f"{name}_R@{k}": (rank < k).float().mean().item() for k in ks}
-    return out
+    """Recall@K both ways for paired rows of normalised embeddings [N, E] (one caption per
+    image; `visrep.evals.retrieval` handles several)."""
+    from visrep.evals.retrieval import retrieval_recall as recall
+
+    return recall(image, text, torch.arange(len(text)), ks)
 
 
 def zeroshot(
@@ -110,6 +107,12 @@ def run_zeroshot(cfg, model: nn.Module, device, templates: str = "imagenet") -> 
     images, labels = load_eval_split(cfg.eval, "test", cfg.data.channels, cfg.data.img_size)
     mean, std = mean_std(cfg.data)
     pre = make_preprocess(cfg.data.img_size, cfg.data.channels, mean, std)
-    out = zeroshot(model, images, labels, FMNIST_CLASSNAMES, template_set(templates), pre,
+    temps, style = template_set(templates), cfg.data.caption_style
+    if style == "bow":  # a BoW-trained text tower gets BoW prompts ("photo large {}")
+        from visrep.data.bow import bow_template
+
+        temps = tuple(dict.fromkeys(bow_template(t) for t in temps))
+    out = zeroshot(model, images, labels, FMNIST_CLASSNAMES, temps, pre,
                    batch_size=cfg.eval.batch_size, device=device)  # fmt: skip
-    return {"eval_dataset": cfg.eval.dataset, "split": "test", "template_set": templates} | out
+    return {"eval_dataset": cfg.eval.dataset, "split": "test", "template_set": templates,
+            "zeroshot_prompt_style": style} | out  # fmt: skip

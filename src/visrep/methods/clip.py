@@ -4,7 +4,10 @@ CLIP (METHODS.md §5.1-5.2): image tower = the visrep backbone (pooled features,
 exported) → image_projection (V × E, no bias); text tower = `TextTransformer` pooled at EOT
 → text_projection (W × E, no bias); learnable logit scale, init ln(1/0.07), clamped in
 place to [0, ln 100] after each optimizer step (`on_step_end`, §5.2; not in the forward).
-Loss: `clip_loss`, gather without gradient.
+Loss: `clip_loss`, gather without gradient. `text_tower="minilm"` replaces the text tower
+with the pretrained all-MiniLM-L6-v2 (384-d sentence embedding → text_projection), frozen
+with `lock_text` (LiT; `visrep.backbones.text_pretrained`); it reads the batch's raw
+`captions` when present, else decodes the CLIP token ids.
 
 FLIP (§9): the same model; in training the image tower encodes only a random
 `1 - mask_ratio` of the patch tokens (MAE's argsort masking, §0.5, injectable `noise`;
@@ -41,6 +44,10 @@ class CLIPConfig:
     vocab_size: int = 49408
     logit_scale_init: float = math.log(1 / 0.07)
     logit_scale_max: float = math.log(100.0)
+    # "clip": the causal transformer above, trained from scratch; "minilm": the pretrained
+    # all-MiniLM-L6-v2 (visrep.backbones.text_pretrained; text_width/layers/heads unused)
+    text_tower: str = "clip"
+    lock_text: bool = False  # LiT: freeze the pretrained text tower, train its projection
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,8 @@ class CLIP(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone
-        self.text = TextTransformer(cfg.vocab_size, cfg.context_length, cfg.text_width,
-                                    cfg.text_layers, cfg.text_heads)  # fmt: skip
-        v, w, e = backbone.feature_dim, cfg.text_width, cfg.embed_dim
+        self.text = build_text_tower(cfg)
+        v, w, e = backbone.feature_dim, self.text.width, cfg.embed_dim
         self.image_projection = nn.Parameter(torch.randn(v, e) * v**-0.5)  # std V^-½
         self.text_projection = nn.Parameter(torch.randn(w, e) * w**-0.5)  # std W^-½
         self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
@@ -70,7 +76,9 @@ class CLIP(nn.Module):
     def encode_image(self, images: Tensor, noise: Tensor | None = None) -> Tensor:
         return self.image_features(images, noise) @ self.image_projection  # [N, E]
 
-    def encode_text(self, tokens: Tensor) -> Tensor:
+    def encode_text(self, tokens: Tensor | list[str]) -> Tensor:
+        if self.cfg.text_tower != "clip":  # its own tokenizer: strings, or CLIP ids decoded
+            return self.text(tokens) @ self.text_projection  # [N, E]
         # Drop the all-padding tail columns: with the causal mask no position attends to
         # later ones, so the EOT features are unchanged (exact) and short captions are cheap.
         t = max(int((tokens != 0).sum(1).max()), 1)
@@ -85,7 +93,8 @@ class CLIP(nn.Module):
                 "data.captions with Fashion-MNIST (see visrep.data.pairs)"
             )
         image = self.encode_image(batch["images"], noise)  # [N, E]
-        text = self.encode_text(tokens)  # [N, E]
+        captions = batch.get("captions") if self.cfg.text_tower != "clip" else None
+        text = self.encode_text(tokens if captions is None else captions)  # [N, E]
         loss = clip_loss(image, text, self.logit_scale)
         with torch.no_grad():  # image→text accuracy within the local batch (SLIP's clip_acc)
             acc = (image @ text.T).argmax(1).eq(torch.arange(len(image), device=image.device))
@@ -99,6 +108,24 @@ class CLIP(nn.Module):
     def on_step_end(self, progress: float) -> None:
         """In-place clamp of the logit scale to [0, ln 100] after the step (§5.2, §5.7-3)."""
         self.logit_scale.clamp_(0, self.cfg.logit_scale_max)
+
+
+def build_text_tower(cfg: CLIPConfig) -> nn.Module:
+    """CLIP's causal transformer (from scratch) or a pretrained tower, locked or not."""
+    if cfg.text_tower == "clip":
+        if cfg.lock_text:
+            raise ValueError(
+                "method.lock_text=true locks a pretrained text tower: set "
+                "method.text_tower=minilm (a from-scratch tower would stay random)"
+            )
+        return TextTransformer(cfg.vocab_size, cfg.context_length, cfg.text_width,
+                               cfg.text_layers, cfg.text_heads)  # fmt: skip
+    from visrep.backbones.text_pretrained import PRETRAINED_TEXT_TOWERS, PretrainedTextTower
+
+    if cfg.text_tower not in PRETRAINED_TEXT_TOWERS:
+        raise ValueError(f"method.text_tower must be 'clip' or one of {PRETRAINED_TEXT_TOWERS}, "
+                         f"got {cfg.text_tower!r}")  # fmt: skip
+    return PretrainedTextTower(cfg.text_tower, locked=cfg.lock_text)
 
 
 class FLIP(CLIP):
