@@ -47,3 +47,29 @@ def sincos_2d(
     if cls_token:
         table = np.concatenate([np.zeros((1, dim)), table], axis=0)
     return torch.from_numpy(table).float()
+
+
+def interpolate_pos_embed(
+    pos_embed: Tensor, new_grid: int | tuple[int, int], num_prefix_tokens: int = 1
+) -> Tensor:
+    """Resize a [1, prefix + gh·gw, D] position-embedding table to another patch grid.
+
+    MAE fine-tuning at a new resolution (METHODS.md §1.4; mae `util/pos_embed.py:L75-96`): the
+    cls (prefix) rows are kept as they are, the grid rows are reshaped to [1, D, gh, gw] and
+    resized bicubically (align_corners=False, no antialias) to the new grid. The old grid must
+    be square, as in MAE.
+    """
+    gh, gw = (new_grid, new_grid) if isinstance(new_grid, int) else new_grid
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    old = int(round(grid.shape[1] ** 0.5))
+    if old * old != grid.shape[1]:
+        raise ValueError(f"position embedding has {grid.shape[1]} grid rows, not a square grid")
+    if (old, old) == (gh, gw):
+        return pos_embed
+    dim = grid.shape[-1]
+    grid = grid.reshape(1, old, old, dim).permute(0, 3, 1, 2)  # [1, D, g, g]
+    grid = torch.nn.functional.interpolate(
+        grid.float(), size=(gh, gw), mode="bicubic", align_corners=False
+    ).to(pos_embed.dtype)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, dim)  # [1, gh·gw, D]
+    return torch.cat([prefix, grid], dim=1)

@@ -1,0 +1,190 @@
+"""A pre-trained backbone as the start of fine-tuning (METHODS.md §1.4 MAE, §7.8 ConvNeXt V2).
+
+`load_pretrained` reads a run folder (`visrep train`) or an exported backbone folder
+(`visrep export`); `build_classifier` rebuilds it as a timm classifier with the weights
+loaded and a fresh head; `TimmFeatures` is that classifier without its head, the
+`backbone` the supervised method evaluates and exports.
+
+* **ViT** (mae `models_vit.py`): with `pool="avg"` the features are the mean of the patch
+  tokens (cls excluded) through a *new* `fc_norm` LayerNorm starting at (1, 0); the
+  pre-trained final `norm` is dropped, not copied into `fc_norm` **[PITFALL]** (§1.6.6: the
+  encoder output was normalised for the decoder, the pooled mean is not). timm's ViT built
+  with `global_pool="avg", fc_norm=True` has exactly that structure (its `norm` is an
+  Identity), so the checkpoint's `norm.*` keys are the only unexpected ones and `fc_norm.*` +
+  `head.*` the only missing ones; anything else is an error. `pool="token"` (MAE
+  `--cls_token`) keeps `norm` and classifies the cls token. The position embedding, fixed
+  sin-cos in pre-training, is *trained* in fine-tuning (MAE's `models_vit` holds it as a
+  parameter) and bicubically resized when the image size changes the grid.
+* **Head**: `trunc_normal(std=2e-5)`, bias 0 (MAE and ConvNeXt V2 `main_finetune.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from visrep.config import DataConfig
+from visrep.parts.pos_embed import interpolate_pos_embed
+
+if TYPE_CHECKING:
+    from visrep.methods.supervised import SupervisedConfig
+
+EXPORT_META = "backbone.json"
+
+
+@dataclass
+class Pretrained:
+    """A backbone as timm sees it: architecture and weights (`source`: where they came from)."""
+
+    timm_name: str
+    timm_kwargs: dict[str, Any]
+    timm_fixups: dict[str, Any]
+    state: dict[str, Tensor]
+    source: str
+
+
+def from_backbone(backbone: nn.Module, source: str = "backbone") -> Pretrained:
+    """A visrep backbone (`ViT`, `CNN`) with its current weights."""
+    if not hasattr(backbone, "timm_name"):
+        raise ValueError(f"{source} holds no timm image backbone to fine-tune")
+    state = {k: v.detach().cpu() for k, v in backbone.model.state_dict().items()}
+    return Pretrained(
+        backbone.timm_name,
+        dict(backbone.timm_kwargs),
+        dict(backbone.timm_fixups),
+        state,
+        source,
+    )
+
+
+def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -> Pretrained:
+    """Read a run folder (`visrep train`) or an exported backbone folder (`visrep export`).
+
+    `init="random"` keeps the architecture and input conventions but takes the weights a fresh
+    pre-training run would start from (visrep's init, e.g. the fixed sin-cos position table;
+    timm's own init for an exported folder), seeded by `seed`: the from-scratch baseline.
+    """
+    if init not in ("pretrained", "random"):
+        raise ValueError(f"method.init must be 'pretrained' or 'random', got {init!r}")
+    path = Path(path)
+    if (path / EXPORT_META).is_file():
+        import safetensors.torch
+
+        meta, _ = export_meta(path)
+        if init == "random":
+            torch.manual_seed(seed)
+            model = _create(meta["timm_name"], meta["timm_kwargs"], meta["timm_fixups"])
+            state = model.state_dict()
+        else:
+            state = safetensors.torch.load_file(str(path / "backbone.safetensors"))
+        return Pretrained(
+            meta["timm_name"], dict(meta["timm_kwargs"]), meta["timm_fixups"], state, str(path)
+        )
+    from visrep.methods import build_backbone
+    from visrep.runs import load_run, load_run_config
+
+    if init == "random":
+        cfg = load_run_config(path)
+        torch.manual_seed(seed)
+        backbone = build_backbone(cfg.backbone, cfg.data)
+    else:
+        backbone = load_run(path)[1].backbone
+    return from_backbone(backbone, str(path))
+
+
+def export_meta(path: Path) -> tuple[dict[str, Any], DataConfig]:
+    """`backbone.json` of an exported folder and the input conventions it records."""
+    meta = json.loads((path / EXPORT_META).read_text())
+    c, size = meta["input_size"][0], meta["input_size"][-1]
+    return meta, DataConfig(
+        img_size=size, channels=c, mean=tuple(meta["mean"]), std=tuple(meta["std"])
+    )
+
+
+def _create(name: str, kwargs: dict[str, Any], fixups: dict[str, Any]) -> nn.Module:
+    from visrep.backbones.cnn import apply_fixups
+
+    return apply_fixups(timm.create_model(name, pretrained=False, **kwargs), fixups)
+
+
+def is_vit(model: nn.Module) -> bool:
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
+
+
+def classifier_kwargs(pre: Pretrained, ft: SupervisedConfig, num_classes: int) -> dict[str, Any]:
+    """timm arguments of the classifier: the backbone's, a head, drop path, the ViT pooling."""
+    kw = dict(pre.timm_kwargs, num_classes=num_classes, drop_path_rate=ft.drop_path)
+    if pre.timm_name.startswith("vit_"):
+        if ft.pool not in ("avg", "token"):
+            raise ValueError(f"method.pool must be 'avg' or 'token', got {ft.pool!r}")
+        # fc_norm=True replaces the final norm by a new LayerNorm on the pooled tokens (§1.4)
+        kw |= dict(
+            img_size=ft.img_size or kw["img_size"], global_pool=ft.pool, fc_norm=ft.pool == "avg"
+        )
+    return kw
+
+
+def build_classifier(
+    pre: Pretrained, ft: SupervisedConfig, num_classes: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """timm classifier with the pre-trained weights loaded and a freshly initialised head.
+
+    Returns the model and a loading report (missing / dropped keys, pos-embed resize).
+    """
+    vit = pre.timm_name.startswith("vit_")
+    model = _create(pre.timm_name, classifier_kwargs(pre, ft, num_classes), pre.timm_fixups)
+    state = dict(pre.state)
+    report: dict[str, Any] = {}
+    if vit:
+        report["dropped"] = [
+            k for k in ("norm.weight", "norm.bias") if ft.pool == "avg" and k in state
+        ]
+        for k in report["dropped"]:
+            del state[k]  # the [PITFALL] of §1.6.6: fc_norm starts at (1, 0), not from norm
+        grid = tuple(model.patch_embed.grid_size)
+        if state["pos_embed"].shape != model.pos_embed.shape:
+            report["pos_embed_resized"] = [list(state["pos_embed"].shape), list(grid)]
+            state["pos_embed"] = interpolate_pos_embed(
+                state["pos_embed"], grid, model.num_prefix_tokens
+            )
+    head = model.get_classifier()
+    head_keys = {
+        f"{n}.{p}" for n, m in model.named_modules() if m is head for p in ("weight", "bias")
+    }
+    expected = head_keys | (
+        {"fc_norm.weight", "fc_norm.bias"} if vit and ft.pool == "avg" else set()
+    )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if set(missing) != expected or unexpected:
+        raise ValueError(
+            f"pre-trained weights from {pre.source} do not fit {pre.timm_name}: missing "
+            f"{sorted(missing)} (expected exactly {sorted(expected)}), unexpected {sorted(unexpected)}"
+        )
+    report["missing"] = sorted(missing)
+    nn.init.trunc_normal_(head.weight, std=ft.head_init_std)
+    nn.init.zeros_(head.bias)
+    if vit:
+        model.pos_embed.requires_grad_(True)  # learned in fine-tuning (MAE models_vit)
+    return model, report
+
+
+class TimmFeatures(nn.Module):
+    """A timm classifier whose head was taken out (`reset_classifier(0)`): images -> pooled
+    features [B, D], exactly what `timm.create_model(timm_name, **timm_kwargs)` computes, so
+    `visrep export` writes it like any pre-trained backbone."""
+
+    def __init__(self, model: nn.Module, pre: Pretrained, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.timm_name, self.timm_fixups = pre.timm_name, dict(pre.timm_fixups)
+        self.timm_kwargs = dict(kwargs, num_classes=0)
+        self.feature_dim: int = model.num_features
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)  # [B, D]

@@ -1,0 +1,236 @@
+"""Labelled batches for the supervised method: fine-tuning (METHODS.md §1.4 augmentation,
+§7.8), `{"images": [B, C, S, S], "labels": [B]}` from the eval dataset's train split.
+
+In-memory images (Fashion-MNIST) are augmented batched on the device with the library's
+RandomResizedCrop + flip (`augment.py`), then timm's RandomErasing on the batch; folders of
+images go through timm's `create_transform` per sample (RandomResizedCrop, flip,
+RandAugment, RandomErasing, bicubic), as MAE's `util/datasets.py` does. RandAugment is
+PIL-per-sample, so it is not applied to in-memory tensors. As in the pre-training pipeline
+(`pipeline.py`), batch `step` of process `rank` is a function of (seed, step, rank) only, so
+a resumed run replays it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.data import create_transform
+from timm.data.random_erasing import RandomErasing
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from visrep.config import DataConfig, EvalConfig, TrainConfig
+from visrep.data.augment import BatchedRandomResizedCrop, normalize
+from visrep.data.folder import ImageFolder, collate_skip_none
+from visrep.data.pipeline import (
+    StepBatchSampler,
+    epoch_permutation,
+    is_fashion_mnist,
+    load_eval_split,
+    mean_std,
+    mix_seed,
+)
+
+Batch = dict[str, Tensor]
+
+
+class TensorBatches:
+    """In-memory labelled images (Fashion-MNIST): batched RandomResizedCrop + flip on the
+    device (`data/augment.py`), normalization, then timm RandomErasing on the batch."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        cfg: TrainConfig,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device,
+    ) -> None:
+        self.images, self.labels, self.device = images, labels, device
+        self.batch_size, self.seed = cfg.optim.batch_size, cfg.run.seed
+        self.rank, self.world = rank, world_size
+        self.mean, self.std = mean_std(cfg.data)
+        d, m = cfg.data, cfg.method
+        self.crop = BatchedRandomResizedCrop(d.img_size, scale=d.crop_scale, hflip=d.hflip)
+        self.erase = (
+            RandomErasing(m.reprob, mode=m.remode, max_count=m.recount, device=str(device))
+            if m.reprob > 0
+            else None
+        )
+        self.steps_per_epoch = len(images) // (self.batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(images)} training images < one global batch; lower batch_size")
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        self.n_skipped = 0
+
+    def batch(self, step: int) -> Batch:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, epoch_permutation(len(self.images), self.seed, epoch)
+        first = (i * self.world + self.rank) * self.batch_size
+        idx = self._perm[first : first + self.batch_size]
+        g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 2))
+        x = self.crop(self.images[idx].to(self.device), generator=g)  # [B, C, S, S] in 0..255
+        x = normalize(x, self.mean, self.std)
+        if self.erase is not None:  # timm draws boxes from `random`, pixels from torch
+            random.seed(mix_seed(self.seed, step, self.rank, 3))
+            torch.manual_seed(mix_seed(self.seed, step, self.rank, 4))
+            x = self.erase(x)
+        return {"images": x, "labels": self.labels[idx].to(self.device)}
+
+    def batches(self, start: int, end: int) -> Iterator[Batch]:
+        for step in range(start, end):
+            yield self.batch(step)
+
+
+class _PILTransform:
+    """uint8 [C, H, W] tensor -> PIL -> a timm transform (picklable for DataLoader workers)."""
+
+    def __init__(self, transform: Callable) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Tensor) -> Tensor:
+        from torchvision.transforms.v2.functional import to_pil_image
+
+        return self.transform(to_pil_image(image))
+
+
+class _SeededFolder(torch.utils.data.Dataset):
+    """Seeds torch and `random` (timm's RandAugment/RandomErasing draw from it) per item."""
+
+    def __init__(self, folder: Any) -> None:
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        index, seed = item
+        random.seed(seed)
+        torch.manual_seed(seed)
+        return self.folder[index]
+
+
+def _folder_split(root: str, split: str) -> Path:
+    names = ["train"] if split == "train" else ["val", "test"]
+    sub = next((Path(root) / n for n in names if (Path(root) / n).is_dir()), None)
+    if sub is None:
+        raise FileNotFoundError(f"{root} needs a {' or '.join(names)}/ folder with class folders")
+    return sub
+
+
+class FolderBatches:
+    """A labelled folder (`eval.dataset/train/<class>/...`) through timm's `create_transform`
+    (RandomResizedCrop, flip, RandAugment, RandomErasing; MAE `util/datasets.py`)."""
+
+    def __init__(
+        self, cfg: TrainConfig, *, rank: int = 0, world_size: int = 1, device: torch.device
+    ) -> None:
+        d, m, ev = cfg.data, cfg.method, cfg.eval
+        mean, std = mean_std(d)
+        tf = create_transform(
+            d.img_size,
+            is_training=True,
+            scale=d.crop_scale,
+            hflip=0.5 if d.hflip else 0.0,
+            color_jitter=m.color_jitter or None,
+            auto_augment=m.auto_augment or None,
+            interpolation="bicubic",
+            re_prob=m.reprob,
+            re_mode=m.remode,
+            re_count=m.recount,
+            mean=mean,
+            std=std,
+        )
+        self.folder = ImageFolder(_folder_split(ev.dataset, "train"), d.channels, _PILTransform(tf))
+        if ev.limit_train:
+            self.folder.paths = self.folder.paths[: ev.limit_train]
+            self.folder.labels = self.folder.labels[: ev.limit_train]
+        self.labels, self.device, self.num_workers = self.folder.labels, device, d.num_workers
+        self.batch_size, self.seed = cfg.optim.batch_size, cfg.run.seed
+        self.rank, self.world = rank, world_size
+        self.steps_per_epoch = len(self.folder.paths) // (self.batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.folder.paths)} training images < one global batch")
+        self.n_skipped = 0
+
+    def batches(self, start: int, end: int) -> Iterator[Batch]:
+        sampler = StepBatchSampler(
+            len(self.folder.paths), self.batch_size, self.seed, self.rank, self.world, start, end
+        )
+        loader = DataLoader(
+            _SeededFolder(self.folder),
+            batch_sampler=sampler,
+            collate_fn=collate_skip_none,
+            num_workers=self.num_workers,
+        )
+        last = None
+        for b in loader:
+            self.n_skipped += b["n_skipped"]
+            if b["labels"] is not None:
+                last = {
+                    "images": b["images"].to(self.device),
+                    "labels": b["labels"].to(self.device),
+                }
+            yield last  # a batch of only unreadable files repeats the previous one
+
+
+def eval_batches(
+    data: DataConfig, ev: EvalConfig, num_workers: int = 0
+) -> tuple[Iterator[tuple[Tensor, Tensor]], int]:
+    """Test split, preprocessed like the k-NN / linear evaluations (Fashion-MNIST: resize +
+    normalize) or, for folders, timm's eval transform (Resize(size/0.875) + CenterCrop, MAE)."""
+    from visrep.evals.run import eval_preprocess
+
+    img_size, bs = data.img_size, ev.batch_size
+    if is_fashion_mnist(ev.dataset):
+        images, labels = load_eval_split(ev, "test", data.channels, img_size)
+        pre = eval_preprocess(data)
+
+        def it() -> Iterator[tuple[Tensor, Tensor]]:
+            for s in range(0, len(images), bs):
+                yield pre(images[s : s + bs].float() / 255), labels[s : s + bs]  # pre takes 0..1
+
+        return it(), len(images)
+
+    mean, std = mean_std(data)
+    tf = create_transform(
+        img_size,
+        is_training=False,
+        interpolation="bicubic",
+        mean=mean,
+        std=std,
+        crop_pct=0.875 if img_size <= 224 else 1.0,
+    )
+    folder = ImageFolder(_folder_split(ev.dataset, "test"), data.channels, _PILTransform(tf))
+    if ev.limit_test:
+        folder.paths, folder.labels = folder.paths[: ev.limit_test], folder.labels[: ev.limit_test]
+    loader = DataLoader(
+        folder, batch_size=bs, collate_fn=collate_skip_none, num_workers=num_workers
+    )
+    return ((b["images"], b["labels"]) for b in loader if b["labels"] is not None), len(folder)
+
+
+def num_classes(ev: EvalConfig) -> int:
+    """Classes of the labelled train split (Fashion-MNIST: 10; a folder: its class folders)."""
+    if is_fashion_mnist(ev.dataset):
+        return 10
+    return sum(p.is_dir() for p in _folder_split(ev.dataset, "train").iterdir())
+
+
+def train_batches(
+    cfg: TrainConfig, *, rank: int = 0, world_size: int = 1, device: torch.device
+) -> tuple[TensorBatches | FolderBatches, int]:
+    """Training batches of the eval dataset's labelled train split and its number of classes."""
+    kw: dict[str, Any] = dict(rank=rank, world_size=world_size, device=device)
+    if is_fashion_mnist(cfg.eval.dataset):
+        images, labels = load_eval_split(cfg.eval, "train", cfg.data.channels, cfg.data.img_size)
+        return TensorBatches(images, labels, cfg, **kw), int(labels.max()) + 1
+    train = FolderBatches(cfg, **kw)
+    return train, int(train.labels.max()) + 1

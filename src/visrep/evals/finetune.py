@@ -1,0 +1,239 @@
+"""`visrep eval finetune`: end-to-end fine-tuning of a pre-trained backbone (METHODS.md §1.4
+MAE, §7.8 ConvNeXt V2) as a run of the `supervised` method in the one training loop.
+
+`visrep eval finetune --ckpt RUN_DIR [--preset NAME] [key=value ...]` builds a
+`TrainConfig[SupervisedConfig]` (`finetune_config`: the source's input conventions and eval
+dataset, the fine-tuning defaults or a paper preset, then the overrides), trains it with
+`visrep.train.train` into `run.out_dir` (default `RUN_DIR/finetune`: checkpoints, logs,
+`metrics.json`, exact `--resume`, torchrun) and writes the metrics to
+`RUN_DIR/eval_finetune.json`. The final evaluation of a supervised run is `classifier_eval`:
+top-1/top-5 of the fine-tuned classifier on the eval test split.
+
+Override keys are those of any run: `method.*` (init, layer_decay, mixup, cutmix,
+smoothing, drop_path, pool, reprob, auto_augment, ...), `optim.*` (epochs, batch_size, blr,
+warmup_epochs, ...), `data.*` (img_size, crop_scale, hflip, num_workers), `eval.*` (dataset,
+limit_train, limit_test: the labelled train split is the training set) and `run.*`
+(max_steps, seed, threads, precision, out_dir).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from visrep.backbones.pretrained import EXPORT_META, export_meta
+from visrep.config import (
+    BackboneConfig,
+    ConfigError,
+    EvalConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    replace,
+)
+from visrep.methods.supervised import SupervisedConfig
+
+METRICS_FILE = "eval_finetune.json"
+RUN_SUBDIR = "finetune"
+
+
+def _paper(changes: dict[str, Any]) -> dict[str, Any]:
+    """The papers' common settings (MAE FINETUNE.md, ConvNeXt V2 TRAINING.md) at 224 px;
+    `optim.batch_size` is per process: the papers' 1024 is 32 per GPU x 32 GPUs (or
+    `optim.accum_steps`)."""
+    common = {
+        "optim.batch_size": 32, "data.img_size": 224, "optim.min_lr": 1e-6,
+        "optim.weight_decay": 0.05, "method.mixup": 0.8, "method.cutmix": 1.0,
+        "method.smoothing": 0.1, "data.crop_scale": (0.08, 1.0), "method.reprob": 0.25,
+        "data.num_workers": 8,
+    }  # fmt: skip
+    return common | changes
+
+
+# Named presets (`--preset NAME`), dotted overrides; METHODS.md §1.4 table and §7.8.
+PRESETS: dict[str, dict[str, Any]] = {
+    "mae_vit_base": _paper({"optim.epochs": 100, "optim.blr": 5e-4, "method.layer_decay": 0.65,
+                            "method.drop_path": 0.1, "optim.warmup_epochs": 5}),
+    "mae_vit_large": _paper({"optim.epochs": 50, "optim.blr": 1e-3, "method.layer_decay": 0.75,
+                             "method.drop_path": 0.2, "optim.warmup_epochs": 5}),
+    "mae_vit_huge": _paper({"optim.epochs": 50, "optim.blr": 1e-3, "method.layer_decay": 0.75,
+                            "method.drop_path": 0.3, "optim.warmup_epochs": 5}),
+    "fcmae_convnextv2_base": _paper({"optim.epochs": 100, "optim.blr": 6.25e-4,
+                                     "optim.warmup_epochs": 20, "method.layer_decay": 0.6,
+                                     "method.layer_decay_type": "group", "method.drop_path": 0.1}),
+    "fcmae_convnextv2_tiny": _paper({"optim.epochs": 300, "optim.blr": 8e-4,
+                                     "optim.warmup_epochs": 40, "method.layer_decay": 0.9,
+                                     "method.layer_decay_type": "single", "method.drop_path": 0.2}),
+    "fcmae_convnextv2_atto": _paper({"optim.epochs": 600, "optim.blr": 2e-4,
+                                     "optim.warmup_epochs": 0, "method.layer_decay": 0.9,
+                                     "method.layer_decay_type": "single",
+                                     "optim.weight_decay": 0.3, "method.drop_path": 0.1,
+                                     "method.mixup": 0.0, "method.cutmix": 0.0,
+                                     "method.smoothing": 0.2}),
+}  # fmt: skip
+
+# The fine-tuning defaults for the Fashion-MNIST demo models (a short schedule).
+FINETUNE_OPTIM = OptimConfig(
+    epochs=2, batch_size=128, blr=1e-3, min_lr=1e-6, warmup_epochs=0.2, weight_decay=0.05,
+    betas=(0.9, 0.999),
+)  # fmt: skip
+
+
+def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[SupervisedConfig]:
+    """The fine-tuning run for `source` (a run or an exported backbone folder) before
+    overrides: its input conventions (image size, channels, normalization) and eval dataset,
+    the fine-tuning defaults or a named preset, `run.out_dir` = `source/finetune`."""
+    if preset and preset not in PRESETS:
+        raise ValueError(f"unknown fine-tuning preset {preset!r}; choose one of {sorted(PRESETS)}")
+    path = Path(source)
+    if (path / EXPORT_META).is_file():
+        data, ev, backbone = export_meta(path)[1], EvalConfig(), BackboneConfig()
+    else:
+        from visrep.runs import load_run_config
+
+        run = load_run_config(path)
+        data, ev, backbone = run.data, run.eval, run.backbone
+    cfg = TrainConfig(
+        method=SupervisedConfig(source=str(source)),
+        recipe=f"finetune:{preset}" if preset else "finetune",
+        backbone=backbone,
+        data=dataclasses.replace(
+            data, crop_scale=(0.35, 1.0), hflip=True, views="", limit=0, num_workers=0
+        ),  # fmt: skip
+        optim=FINETUNE_OPTIM,
+        eval=dataclasses.replace(ev, every_epochs=0, final=True),
+        run=RunConfig(out_dir=str(path / RUN_SUBDIR)),
+    )
+    return replace(cfg, **PRESETS[preset]) if preset else cfg
+
+
+def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]:
+    """After the overrides: the classifier's image size is `data.img_size`, and the number of
+    classes (when 0) that of the eval dataset."""
+    from visrep.data.labelled import num_classes
+
+    if not cfg.eval.dataset:
+        raise ConfigError("no labelled dataset: pass eval.dataset=fashion_mnist or a folder")
+    k = cfg.method.num_classes or num_classes(cfg.eval)
+    return replace(cfg, **{"method.img_size": cfg.data.img_size, "method.num_classes": k})
+
+
+@torch.no_grad()
+def accuracy(
+    logits_fn: Any,
+    batches: Any,
+    device: torch.device,
+    amp: torch.dtype | None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Top-1 / top-5 (fractions) and mean cross-entropy of a classifier."""
+    n = hit1 = hit5 = 0
+    loss = 0.0
+    for x, y in tqdm(batches, desc="finetune eval", disable=not progress, unit="batch"):
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = logits_fn(x).float()  # [B, K]
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # [B, 5]
+        hit1 += int((top[:, 0] == y).sum())
+        hit5 += int((top == y[:, None]).any(1).sum())
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        n += len(y)
+    return {"top1": hit1 / n, "top5": hit5 / n, "loss": loss / n, "n": n}
+
+
+def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The final evaluation of a supervised run: the classifier's top-1/top-5 on the eval test
+    split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform)."""
+    from visrep.data.labelled import eval_batches
+    from visrep.train import autocast_dtype
+
+    t0 = time.perf_counter()
+    batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)
+    model.eval()
+    amp = autocast_dtype(cfg.run.precision, device)
+    acc = accuracy(model.logits, batches, device, amp, progress=cfg.run.progress)
+    m = cfg.method
+    return {
+        "finetune_top1": acc["top1"],
+        "finetune_top5": acc["top5"],
+        "finetune_test_loss": acc["loss"],
+        "finetune_n_test": acc["n"],
+        "finetune_init": m.init,
+        "finetune_source": m.source,
+        "finetune_arch": model.backbone.timm_name,
+        "finetune_load": model.load_report,
+        "eval_dataset": cfg.eval.dataset,
+        "eval_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def finetune(cfg: TrainConfig[SupervisedConfig], *, resume: bool = False) -> dict[str, Any]:
+    """Train the supervised run `cfg` (`visrep.train.train`) and return its final metrics
+    plus the schedule it ran (`finetune_steps`, `finetune_lr`, last train loss) and the whole
+    config under `config`; {} on the non-main processes of a torchrun."""
+    from visrep.logger import read_log
+    from visrep.train import train
+
+    metrics = train(cfg, resume=resume)
+    if not metrics:
+        return metrics
+    rows = [r for r in read_log(cfg.run.out_dir) if "train/loss" in r]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * world
+    return metrics | {
+        "finetune_train_loss": rows[-1]["train/loss"] if rows else float("nan"),
+        "finetune_steps": rows[-1]["step"] if rows else 0,
+        "finetune_epochs_done": rows[-1]["train/epoch"] if rows else 0.0,
+        "finetune_lr": cfg.optim.lr or cfg.optim.blr * eff_batch / 256,
+        "finetune_effective_batch": eff_batch,
+        "finetune_run": cfg.run.out_dir,
+        "config": dataclasses.asdict(cfg),
+    }
+
+
+def run_finetune_cli(
+    ckpt: str,
+    overrides: list[str],
+    *,
+    preset: str = "",
+    out: str | None = None,
+    device: str = "",
+    resume: bool = False,
+) -> dict:
+    """`visrep eval finetune`: config, overrides, train, write the metrics JSON atomically.
+    With `resume`, continue the fine-tuning run in `run.out_dir` (default RUN_DIR/finetune)
+    from its checkpoint with its saved config (`run.*` overrides only, e.g. run.max_steps)."""
+    from visrep.config import apply_overrides
+    from visrep.io import atomic_write_text
+
+    extra = [f"run.device={device}"] if device else []
+    if resume:  # the saved config; only run.* (max_steps, threads, device, ...) may change
+        if preset or any(not o.startswith("run.") or "=" not in o for o in overrides):
+            raise ConfigError("--resume takes the fine-tuning run's saved config; pass only "
+                              "run.key=value overrides (run.out_dir=DIR, default "
+                              "RUN_DIR/finetune)")  # fmt: skip
+        from visrep.runs import load_run_config
+
+        dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("run.out_dir=")]
+        run_dir = dirs[-1] if dirs else str(Path(ckpt) / RUN_SUBDIR)
+        cfg = apply_overrides(
+            load_run_config(run_dir), [*extra, *overrides, f"run.out_dir={run_dir}"]
+        )
+    else:
+        cfg = resolve(apply_overrides(finetune_config(ckpt, preset), [*extra, *overrides]))
+    metrics = finetune(cfg, resume=resume)
+    if metrics:
+        if preset:
+            metrics["finetune_preset"] = preset
+        path = Path(out) if out else Path(ckpt) / METRICS_FILE
+        atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+    return metrics

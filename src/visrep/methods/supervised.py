@@ -1,0 +1,156 @@
+"""Supervised training of a classifier: end-to-end fine-tuning of a pre-trained backbone
+(METHODS.md §1.4 MAE, §7.8 ConvNeXt V2), run by the one training loop.
+
+`visrep eval finetune --ckpt RUN_DIR` builds a `TrainConfig[SupervisedConfig]` whose
+`method.source` is that run (`visrep.evals.finetune`); the loop gives AdamW, warmup +
+cosine, accumulation, clipping, checkpoints, exact resume, DDP and the logs. This module
+adds what fine-tuning needs on top of a pre-training method:
+
+* the classifier (`backbones/pretrained.py`: MAE's `fc_norm` global pool, head init 2e-5),
+  held as `backbone` (timm model without head: what eval and export use) + `head`;
+* layer-wise lr decay and MAE's no-weight-decay names, read by the loop's `param_groups`
+  through `lr_scale(name)` and `no_decay_names` (`parts/layer_decay.py`);
+* Mixup/CutMix with label smoothing inside (`timm.data.Mixup`, `SoftTargetCrossEntropy`),
+  `LabelSmoothingCrossEntropy` without mixup, drop path; RandomErasing and RandAugment are
+  in the labelled data (`data/labelled.py`, `train_data`).
+
+timm's Mixup draws from numpy's global RNG; `forward` seeds numpy (and `random`) from the
+seed the loop gave torch for this step (`torch.initial_seed()`), or from `mix_seed`, so a
+resumed run replays the same mixes. Not here: model EMA (ConvNeXt V2 evaluates an EMA copy),
+MaskFeat's head-init scale.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from torch import Tensor, nn
+
+from visrep.backbones.pretrained import (
+    TimmFeatures,
+    build_classifier,
+    classifier_kwargs,
+    from_backbone,
+    load_pretrained,
+)
+from visrep.parts.layer_decay import layer_decay_scale, no_weight_decay_names
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """Classifier, layer decay, Mixup/CutMix and the labelled-data augmentation. Defaults suit
+    the Fashion-MNIST demo models (a short schedule: no Mixup/CutMix, which need ~100 epochs
+    to pay off); `visrep.evals.finetune.PRESETS` hold the papers'."""
+
+    source: str = ""  # run or exported-backbone folder to start from ("" = the run's backbone)
+    init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
+    num_classes: int = 0  # 0: `visrep eval finetune` counts the eval dataset's classes
+    layer_decay: float = 0.75  # 1.0 = off
+    # ConvNeXt ids (§7.8): single | group | auto (group when the third stage has 27 blocks)
+    layer_decay_type: str = "auto"
+    drop_path: float = 0.1
+    pool: str = "avg"  # ViT: "avg" (fc_norm on mean patch token, MAE default) or "token"
+    img_size: int = 0  # 0 = the source's size; else its pos embed is interpolated (= data.img_size)
+    head_init_std: float = 2e-5
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    smoothing: float = 0.1
+    auto_augment: str = "rand-m9-mstd0.5-inc1"  # folders only ("" = off)
+    color_jitter: float = 0.0  # folders only; MAE leaves it off (None) with RandAugment
+    reprob: float = 0.25  # RandomErasing
+    remode: str = "pixel"
+    recount: int = 1
+
+
+def criterion(cfg: SupervisedConfig) -> tuple[Mixup | None, nn.Module]:
+    """Mixup/CutMix with label smoothing inside -> soft-target CE (MAE / ConvNeXt V2
+    `main_finetune.py`); else label-smoothing CE; else plain CE."""
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup = Mixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            prob=cfg.mixup_prob,
+            switch_prob=cfg.mixup_switch_prob,
+            mode=cfg.mixup_mode,
+            label_smoothing=cfg.smoothing,
+            num_classes=cfg.num_classes,
+        )
+        return mixup, SoftTargetCrossEntropy()
+    if cfg.smoothing > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
+    return None, nn.CrossEntropyLoss()
+
+
+class Supervised(nn.Module):
+    """Cross-entropy training of `head(backbone(images))` on labelled batches."""
+
+    def __init__(self, cfg: SupervisedConfig, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        if cfg.num_classes < 1:
+            raise ValueError("method.num_classes must be set (>= 1) for a supervised run")
+        if cfg.source:
+            pre = load_pretrained(cfg.source, cfg.init, seed=torch.initial_seed())
+        elif backbone is not None:
+            pre = from_backbone(backbone)  # the run's own backbone: training from its init
+        else:
+            raise ValueError("a supervised run needs method.source or a backbone")
+        # the run's seed again (train() set it; loading may have drawn): the head init is
+        # then a function of the seed only, as in a fine-tuning run started on its own
+        torch.manual_seed(torch.initial_seed())
+        model, self.load_report = build_classifier(pre, cfg, cfg.num_classes)
+        self.cfg, self.img_size = cfg, cfg.img_size or pre.timm_kwargs.get("img_size", 0)
+        self.head = model.get_classifier()  # nn.Linear [D -> K]: timm's head / head.fc / fc
+        self._scale = layer_decay_scale(model, cfg.layer_decay, cfg.layer_decay_type)
+        model.reset_classifier(0)  # the head lives beside the backbone (export: features)
+        self.backbone = TimmFeatures(model, pre, classifier_kwargs(pre, cfg, cfg.num_classes))
+        self.no_decay_names = {f"backbone.model.{n}" for n in no_weight_decay_names(model)}
+        self.mixup, self.criterion = criterion(cfg)
+
+    def lr_scale(self, name: str) -> float:
+        """Layer-wise lr decay factor of parameter `name` (the head and fc_norm get 1)."""
+        return self._scale(name.removeprefix("backbone.model."))
+
+    def logits(self, images: Tensor) -> Tensor:
+        return self.head(self.backbone(images)).float()  # [B, K]
+
+    def forward(self, batch: dict[str, Tensor], mix_seed: int | None = None) -> dict[str, Any]:
+        x, y = batch["images"], batch["labels"]  # [B, C, H, W], [B]
+        target = y
+        if self.mixup is not None:  # numpy/random seeded from the loop's per-step torch seed
+            seed = torch.initial_seed() if mix_seed is None else mix_seed
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            x, target = self.mixup(x, y)  # mixed images, soft targets [B, K]
+        logits = self.logits(x)
+        loss = self.criterion(logits, target)
+        top1 = (logits.detach().argmax(1) == y).float().mean()  # against the unmixed labels
+        return {"loss": loss, "top1": top1}
+
+    def train_data(self, cfg: Any, *, rank: int, world_size: int, device: torch.device) -> Any:
+        """The loop's data: the eval dataset's labelled train split, augmented
+        (`data/labelled.py`); `cfg` is the whole `TrainConfig`."""
+        from visrep.data.labelled import train_batches
+
+        if self.img_size and cfg.data.img_size != self.img_size:
+            raise ValueError(
+                f"data.img_size={cfg.data.img_size} but the classifier takes {self.img_size} px "
+                f"images; set method.img_size={cfg.data.img_size} too"
+            )
+        if self.mixup is not None and cfg.optim.batch_size % 2:
+            raise ValueError(
+                f"Mixup/CutMix need an even optim.batch_size, got {cfg.optim.batch_size}"
+            )
+        data, k = train_batches(cfg, rank=rank, world_size=world_size, device=device)
+        if k > self.cfg.num_classes:
+            raise ValueError(f"{cfg.eval.dataset} has {k} classes, method.num_classes is "
+                             f"{self.cfg.num_classes}")  # fmt: skip
+        return data
