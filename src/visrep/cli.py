@@ -5,6 +5,7 @@ visrep train mae_fmnist data.dataset=/my/images data.channels=3 data.img_size=64
 visrep train --resume runs/try                                 # continue after a kill
 visrep eval knn --ckpt runs/try eval.knn_k=10
 visrep export --ckpt runs/try --out exported/
+visrep export --ckpt runs/clip --out oc/ --format open_clip   # whole CLIP for open_clip
 torchrun --nproc_per_node=2 -m visrep.cli train mae_fmnist     # DistributedDataParallel
 visrep curate match pool/ --metadata metadata.json --out matched/  # MetaCLIP (docs/curation.md)
 """
@@ -36,14 +37,26 @@ def _parser() -> argparse.ArgumentParser:
         "--smoke", action="store_true", help="tiny version of the recipe (seconds on a CPU)"
     )
     e = sub.add_parser("eval", help="evaluate a checkpoint's frozen features")
-    e.add_argument("protocol", choices=["knn", "linear", "all", "zeroshot"])
+    e.add_argument(
+        "protocol", choices=["knn", "linear", "all", "zeroshot", "retrieval", "finetune"]
+    )
     e.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     e.add_argument("--out", help="metrics JSON path (default RUN_DIR/eval_PROTOCOL.json)")
     e.add_argument("--device", default="auto")
     e.add_argument("--templates", default="imagenet", help="zeroshot: template set (unseen)")
-    x = sub.add_parser("export", help="write backbone.safetensors + backbone.json for timm")
+    e.add_argument("--pairs", default="", help="retrieval: held-out pairs (shards, CSV, JSONL)")
+    e.add_argument("--preset", default="", help="finetune: paper preset (evals/finetune.py)")
+    e.add_argument("--resume", action="store_true",
+                   help="finetune: continue the fine-tuning run (run.out_dir) from its checkpoint")  # fmt: skip
+    x = sub.add_parser("export", help="the backbone for timm, or a CLIP model for open_clip")
     x.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     x.add_argument("--out", required=True, metavar="DIR")
+    x.add_argument(
+        "--format",
+        choices=["timm", "open_clip"],
+        default="timm",
+        help="timm: the backbone (any method); open_clip: the whole CLIP model (docs/export.md)",
+    )
     sub.add_parser("recipes", help="list the recipes")
     s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
     s.add_argument("recipe")
@@ -111,6 +124,13 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     if args.command == "eval":
         return _eval(args, overrides)
+    if args.command == "export" and args.format == "open_clip":
+        from visrep.export import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, export_open_clip
+
+        export_open_clip(args.ckpt, args.out)
+        print(f"wrote {Path(args.out) / OPEN_CLIP_WEIGHTS} and {OPEN_CLIP_CONFIG}; load with "
+              f"open_clip.create_model('local-dir:{Path(args.out).resolve()}')")  # fmt: skip
+        return 0
     if args.command == "export":
         from visrep.export import export_backbone
 
@@ -123,6 +143,15 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.protocol == "finetune":  # trains the whole backbone (METHODS.md §1.4, §7.8)
+        from visrep.evals.finetune import run_finetune_cli
+
+        metrics = run_finetune_cli(
+            args.ckpt, overrides, preset=args.preset, out=args.out, device=args.device,
+            resume=args.resume,
+        )  # fmt: skip
+        print(json.dumps({k: v for k, v in metrics.items() if k != "config"}, indent=2))
+        return 0
     from visrep.evals.run import evaluate
     from visrep.io import atomic_write_text
     from visrep.runs import load_run
@@ -131,11 +160,15 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     device = resolve_device(args.device)
     cfg, model = load_run(args.ckpt, device)
     cfg = apply_overrides(cfg, overrides)
-    if not cfg.eval.dataset:
+    if args.protocol == "retrieval":  # image-text runs: R@1/5/10 on held-out pairs
+        from visrep.evals.retrieval import run_retrieval
+
+        metrics = run_retrieval(cfg, model, device, args.pairs)
+    elif not cfg.eval.dataset:
         raise ConfigError(
             "this run has no evaluation dataset; pass eval.dataset=fashion_mnist or a folder"
         )
-    if args.protocol == "zeroshot":  # image-text runs: Fashion-MNIST test, unseen templates
+    elif args.protocol == "zeroshot":  # image-text runs: Fashion-MNIST test, unseen templates
         from visrep.evals.zeroshot import run_zeroshot
 
         metrics = run_zeroshot(cfg, model, device, args.templates)

@@ -54,6 +54,10 @@ class DataConfig:
     # ("fmnist_train"; "" = images only). Pair files (WebDataset shards, CSV/JSONL) carry
     # their own captions and ignore it.
     captions: str = ""
+    # Caption form for image-text methods: "sentence" (as given) or "bow" (bag of words,
+    # random order; visrep.data.bow). bow_balance = word-balancing threshold t (0 = off).
+    caption_style: str = "sentence"
+    bow_balance: float = 0.0
     limit: int = 0  # use only the first N images (0 = all); smoke tests
 
 
@@ -62,7 +66,7 @@ class OptimConfig:
     """Optimizer with linear lr scaling and warmup + cosine (METHODS.md §0.7): AdamW by
     default; SGD (SimSiam) and LARS (MoCo v3 ResNet, §0.8) for the joint-embedding recipes."""
 
-    optimizer: str = "adamw"  # adamw | sgd | lars
+    optimizer: str = "adamw"  # adamw | sgd | lars | lamb (SparK, §8.5)
 
     epochs: int = 800
     batch_size: int = 64  # per process
@@ -72,6 +76,9 @@ class OptimConfig:
     min_lr: float = 0.0
     warmup_epochs: float = 40.0
     weight_decay: float = 0.05
+    # > 0: weight decay follows a cosine from weight_decay to this over the run, set per
+    # iteration (SparK's rising 0.04 -> 0.2, §8.5); 0 = constant weight_decay
+    weight_decay_end: float = 0.0
     betas: tuple[float, float] = (0.9, 0.95)  # adamw
     momentum: float = 0.9  # sgd, lars
     # False: no weight decay on 1-D parameters and biases (MAE). True: decay everything, as
@@ -79,6 +86,7 @@ class OptimConfig:
     decay_all: bool = False
     lr_per_epoch: bool = False  # schedule set once per epoch (SimSiam), not per iteration
     clip_grad: float = 0.0  # max grad norm; 0 = off (MAE pre-training does not clip)
+    # (lamb also gets it as LAMB's own max_grad_norm: the same global-norm clip, §8.5)
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,9 @@ class EvalConfig:
     batch_size: int = 512  # feature extraction
     limit_train: int = 0  # 0 = all
     limit_test: int = 0
+    # Image-text runs: held-out pairs (WebDataset shards or CSV/JSONL) for image<->text
+    # retrieval R@1/5/10 in the periodic and final evaluations ("" = none)
+    retrieval_pairs: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,10 @@ def replace(cfg: Any, **changes: Any) -> Any:
 
 
 def config_type(cfg: TrainConfig) -> type:
-    """The concrete generic type of a run config, e.g. `TrainConfig[MAEConfig]`."""
+    """The concrete generic type of a run config, e.g. `TrainConfig[MAEConfig]` (any other
+    config dataclass is its own type)."""
+    if not isinstance(cfg, TrainConfig):
+        return type(cfg)
     return TrainConfig[type(cfg.method)]  # type: ignore[index]
 
 

@@ -19,12 +19,20 @@ def finish_run(
 ) -> dict[str, Any]:
     """Evaluate (if configured), draw the pictures, write metrics.json and report.md."""
     metrics: dict[str, Any] = {"unreadable_images_skipped": n_skipped}
-    if cfg.eval.final and cfg.eval.dataset:
+    if cfg.eval.final and cfg.eval.dataset and hasattr(model, "logits"):
+        from visrep.evals.finetune import classifier_eval  # a classifier: its own top-1/top-5
+
+        metrics |= classifier_eval(model, cfg, device)
+    elif cfg.eval.final and cfg.eval.dataset:
         from visrep.evals.run import evaluate
 
         metrics |= evaluate(
             model.backbone, cfg.data, cfg.eval, device=device, progress=cfg.run.progress
         )
+    if cfg.eval.final:  # image-text runs: zero-shot and retrieval ({} for other methods)
+        from visrep.evals.retrieval import image_text_eval
+
+        metrics |= image_text_eval(cfg, model, device)
     pictures = {}
     if hasattr(model, "visualize"):
         pictures["reconstruction"] = save_reconstruction(

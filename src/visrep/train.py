@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from visrep.data.pipeline import build_train_data
 from visrep.logger import RunLogger
 from visrep.methods import build_method, method_name
 from visrep.parts import dist
-from visrep.schedules import cosine_lr
+from visrep.schedules import cosine_lr, cosine_weight_decay
 
 log = logging.getLogger("visrep")
 
@@ -53,29 +54,53 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, decay_all: bool = False
+    model: nn.Module,
+    weight_decay: float,
+    decay_all: bool = False,
+    *,
+    lr_scale: Callable[[str], float] | None = None,
+    no_decay_names: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Parameter groups: no weight decay for 1-D parameters (norms) and biases (timm 0.3.2
     `add_weight_decay`, as MAE uses: cls and mask tokens *are* decayed, METHODS.md A#4), or
     decay on everything with `decay_all` (MoCo v3 AdamW, SimSiam SGD). Parameters under the
     method's `fixed_lr_prefixes` (SimSiam's predictor with --fix-pred-lr) get groups marked
-    `fixed_lr`: they keep the peak lr. Frozen parameters are left out."""
+    `fixed_lr`: they keep the peak lr. Frozen parameters are left out.
+
+    Fine-tuning (METHODS.md §1.4, §7.8) adds `lr_scale(name)`, the layer-wise lr decay factor
+    (stored as the group's `lr_scale`, which the schedule multiplies in), and
+    `no_decay_names`, parameters spared weight decay by name (MAE: pos_embed, cls_token)."""
     fixed = tuple(getattr(model, "fixed_lr_prefixes", ()))
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    # names containing one of the method's `no_decay_keywords` are not decayed (SparK §8.5)
+    keywords = tuple(getattr(model, "no_decay_keywords", ()))
+    groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        decay = decay_all or not (p.ndim <= 1 or name.endswith(".bias"))
-        groups.setdefault((decay, bool(fixed) and name.startswith(fixed)), []).append(p)
+        decay = decay_all or not (p.ndim <= 1 or name.endswith(".bias") or name in no_decay_names)
+        decay = decay and not any(k in name for k in keywords)
+        scale = lr_scale(name) if lr_scale is not None else 1.0
+        groups.setdefault((decay, bool(fixed) and name.startswith(fixed), scale), []).append(p)
     return [
-        {"params": ps, "weight_decay": weight_decay if decay else 0.0, "fixed_lr": fix}
-        for (decay, fix), ps in sorted(groups.items())
+        {
+            "params": ps,
+            "weight_decay": weight_decay if decay else 0.0,
+            "fixed_lr": fix,
+            "wd_scale": 1.0 if decay else 0.0,  # the weight-decay schedule scales by it
+        }
+        | ({"lr_scale": scale} if lr_scale is not None else {})
+        for (decay, fix, scale), ps in sorted(groups.items(), key=lambda kv: kv[0])
     ]
 
 
 def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimizer:
-    """AdamW (betas from the config), SGD (momentum, coupled L2) or LARS (§0.8)."""
-    groups = param_groups(model, o.weight_decay, o.decay_all)
+    """AdamW (betas from the config), SGD (momentum, coupled L2), LARS (§0.8) or LAMB (timm's,
+    SparK §8.5: eps 1e-6, bias correction, trust ratio on decayed groups only, global
+    grad-norm clipping inside the optimizer at `clip_grad`)."""
+    # fine-tuning (the supervised method): layer-wise lr decay and no-decay names by name
+    groups = param_groups(model, o.weight_decay, o.decay_all,
+                          lr_scale=getattr(model, "lr_scale", None),
+                          no_decay_names=getattr(model, "no_decay_names", ()))  # fmt: skip
     if o.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=o.betas)
     if o.optimizer == "sgd":
@@ -84,7 +109,11 @@ def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimize
         from visrep.parts.lars import LARS
 
         return LARS(groups, lr=lr, momentum=o.momentum)
-    raise ValueError(f"optim.optimizer must be adamw, sgd or lars, got {o.optimizer!r}")
+    if o.optimizer == "lamb":
+        from timm.optim import Lamb
+
+        return Lamb(groups, lr=lr, betas=o.betas, eps=1e-6, max_grad_norm=o.clip_grad or None)
+    raise ValueError(f"optim.optimizer must be adamw, sgd, lars or lamb, got {o.optimizer!r}")
 
 
 class StopRequested:
@@ -136,10 +165,15 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     name = method_name(cfg.method)
     torch.manual_seed(cfg.run.seed)  # identical init on every process
     model = build_method(cfg).to(device)
-    data = build_train_data(
-        cfg.data, cfg.optim.batch_size, seed=cfg.run.seed, rank=env.rank,
-        world_size=env.world_size, device=device,
-    )  # fmt: skip
+    # a method may bring its own data source: labelled batches (supervised fine-tuning),
+    # a pool it curates as it trains (CiT)
+    if hasattr(model, "train_data"):
+        data = model.train_data(cfg, rank=env.rank, world_size=env.world_size, device=device)
+    else:
+        data = build_train_data(
+            cfg.data, cfg.optim.batch_size, seed=cfg.run.seed, rank=env.rank,
+            world_size=env.world_size, device=device,
+        )  # fmt: skip
     eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * env.world_size
     base_lr = cfg.optim.lr or cfg.optim.blr * eff_batch / 256
     if device.type == "cuda" and env.world_size > 1:  # BN statistics over the global batch
@@ -212,6 +246,10 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
                            o.warmup_epochs, o.epochs, o.min_lr)  # fmt: skip
             for g in opt.param_groups:
                 g["lr"] = (base_lr if g.get("fixed_lr") else lr) * g.get("lr_scale", 1.0)
+            if o.weight_decay_end:  # SparK: weight decay rises by a cosine over the run
+                wd = cosine_weight_decay(epoch / o.epochs, o.weight_decay, o.weight_decay_end)
+                for g in opt.param_groups:
+                    g["weight_decay"] = wd * g.get("wd_scale", float(g["weight_decay"] > 0))
         # every draw inside the method (mask noise, ...) is a function of (seed, step, rank)
         torch.manual_seed(_step_seed(r.seed, step, env.rank))
         boundary = (step + 1) % accum == 0
@@ -290,7 +328,8 @@ def _log_train(s: LoopState, out: dict, opt, logger: RunLogger, bar, spe: int, g
     now = time.perf_counter()
     metrics = {
         "loss": loss,
-        "lr": opt.param_groups[0]["lr"],
+        # the scheduled lr (a group's lr is it x its layer-decay scale when it has one)
+        "lr": opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_scale", 1.0),
         "epoch": s.step / spe,
         "img_per_s": s.seen / max(now - s.interval_start, 1e-9),
     }
@@ -310,8 +349,12 @@ def _periodic_eval(cfg, model, logger, step, device, env) -> None:
 
         m = evaluate(model.backbone, cfg.data, cfg.eval, protocols=("knn",),
                      limit=cfg.eval.periodic_limit, device=device)  # fmt: skip
+        from visrep.evals.retrieval import image_text_eval  # zero-shot, retrieval; {} if none
+
+        m |= image_text_eval(cfg, model, device, limit=cfg.eval.periodic_limit)
         logger.log(step, {k: v for k, v in m.items() if isinstance(v, int | float)}, prefix="eval")
-        tqdm.write(f"step {step}: k-NN top-1 {m['knn_top1']:.4f} ({m['knn_n_test']} test images)")
+        tqdm.write(f"step {step}: k-NN top-1 {m['knn_top1']:.4f} ({m['knn_n_test']} test images)"
+                   + (f", zero-shot top-1 {m['zeroshot_top1']:.4f}" if "zeroshot_top1" in m else ""))  # fmt: skip
     dist.barrier()
 
 

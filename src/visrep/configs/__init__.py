@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from visrep.config import TrainConfig, replace
+from visrep.configs.cit import cit_fmnist
 from visrep.configs.clip import (
+    clip_bow_fmnist,
     clip_fmnist,
     clip_vit_base_yfcc,
     flip_fmnist,
     flip_vit_large_laion,
+    lit_fmnist,
     slip_fmnist,
     slip_vit_base_yfcc,
 )
@@ -33,18 +36,30 @@ from visrep.configs.joint_embedding import (
     simsiam_resnet50_in1k,
 )
 from visrep.configs.mae import mae_fmnist, mae_vit_base_in1k, mae_vit_huge_in1k, mae_vit_large_in1k
+from visrep.configs.mae_longseq import (
+    mae_longseq_fmnist,
+    mae_longseq_vit_base_448,
+    mae_longseq_vit_large_448,
+)
 from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
+from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_fmnist": mae_fmnist,
     "mae_vit_base_in1k": mae_vit_base_in1k,
     "mae_vit_large_in1k": mae_vit_large_in1k,
     "mae_vit_huge_in1k": mae_vit_huge_in1k,
+    "mae_longseq_fmnist": mae_longseq_fmnist,
+    "mae_longseq_vit_base_448": mae_longseq_vit_base_448,
+    "mae_longseq_vit_large_448": mae_longseq_vit_large_448,
     "maskfeat_fmnist": maskfeat_fmnist,
     "maskfeat_vit_base_in1k": maskfeat_vit_base_in1k,
     "fcmae_fmnist": fcmae_fmnist,
     "fcmae_convnextv2_atto_in1k": fcmae_convnextv2_atto_in1k,
     "fcmae_convnextv2_base_in1k": fcmae_convnextv2_base_in1k,
+    "spark_fmnist": spark_fmnist,
+    "spark_resnet50_in1k": spark_resnet50_in1k,
+    "spark_convnext_small_in1k": spark_convnext_small_in1k,
     "simsiam_fmnist": simsiam_fmnist,
     "simsiam_resnet50_in1k": simsiam_resnet50_in1k,
     "mocov3_fmnist": mocov3_fmnist,
@@ -54,8 +69,11 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "simclr_fmnist": simclr_fmnist,
     "simclr_vit_base": simclr_vit_base,
     "clip_fmnist": clip_fmnist,
+    "cit_fmnist": cit_fmnist,
+    "clip_bow_fmnist": clip_bow_fmnist,
     "slip_fmnist": slip_fmnist,
     "flip_fmnist": flip_fmnist,
+    "lit_fmnist": lit_fmnist,
     "clip_vit_base_yfcc": clip_vit_base_yfcc,
     "slip_vit_base_yfcc": slip_vit_base_yfcc,
     "flip_vit_large_laion": flip_vit_large_laion,
@@ -76,7 +94,8 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
     """Tiny version of a recipe: 2 blocks, ≤32 px, 256 Fashion-MNIST images, a few steps."""
     tiny = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2,  # MAE
             "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32,  # joint-embedding heads
-            "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2}  # text tower  # fmt: skip
+            "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2,  # text tower
+            "curate_every": 4}  # CiT: several curation rounds  # fmt: skip
     method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}
     is_vit = cfg.backbone.name.startswith("vit")
     size = min(cfg.data.img_size, 32)

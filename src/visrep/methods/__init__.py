@@ -13,6 +13,7 @@ from torch import nn
 
 from visrep.backbones import BACKBONES
 from visrep.config import BackboneConfig, DataConfig, TrainConfig
+from visrep.methods.cit import CiT, CiTConfig
 from visrep.methods.clip import CLIP, FLIP, CLIPConfig, FLIPConfig
 from visrep.methods.fcmae import FCMAE, FCMAEConfig
 from visrep.methods.mae import MAE, MAEConfig
@@ -21,6 +22,8 @@ from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
 from visrep.methods.simclr import SimCLR, SimCLRConfig
 from visrep.methods.simsiam import SimSiam, SimSiamConfig
 from visrep.methods.slip import SLIP, SLIPConfig
+from visrep.methods.spark import SparK, SparKConfig
+from visrep.methods.supervised import Supervised, SupervisedConfig
 
 
 class MethodEntry(NamedTuple):
@@ -32,12 +35,15 @@ METHODS: dict[str, MethodEntry] = {
     "mae": MethodEntry(MAEConfig, MAE),
     "maskfeat": MethodEntry(MaskFeatConfig, MaskFeat),
     "fcmae": MethodEntry(FCMAEConfig, FCMAE),
+    "spark": MethodEntry(SparKConfig, SparK),
     "simsiam": MethodEntry(SimSiamConfig, SimSiam),
     "mocov3": MethodEntry(MoCoV3Config, MoCoV3),
     "simclr": MethodEntry(SimCLRConfig, SimCLR),
     "clip": MethodEntry(CLIPConfig, CLIP),
+    "cit": MethodEntry(CiTConfig, CiT),
     "slip": MethodEntry(SLIPConfig, SLIP),
     "flip": MethodEntry(FLIPConfig, FLIP),
+    "supervised": MethodEntry(SupervisedConfig, Supervised),  # fine-tuning (evals/finetune.py)
 }
 
 
@@ -65,4 +71,6 @@ def build_backbone(bb: BackboneConfig, data: DataConfig) -> nn.Module:
 
 def build_method(cfg: TrainConfig) -> nn.Module:
     entry = METHODS[method_name(cfg.method)]
+    if getattr(cfg.method, "source", ""):  # fine-tuning builds its backbone from the source run
+        return entry.model(cfg.method)
     return entry.model(cfg.method, build_backbone(cfg.backbone, cfg.data))
