@@ -160,3 +160,23 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path, recipe):
     assert state["param_spread"] == 0.0  # replicas bitwise identical after 8 DDP steps
     # 256 images / (32 per process x 2) = 4 steps per epoch, 2 epochs
     assert state["step"] == 8
+
+
+def test_init_from_continues_weights_with_a_fresh_schedule(tmp_path):
+    """FLIP's unmasked tuning (§9.4): a new run starts from a masked run's weights with
+    mask_ratio 0. With lr 0 the new run's weights must equal the source's exactly; a run of
+    another method is refused with a clear error."""
+    quiet = {"eval.final": False, "eval.every_epochs": 0, "run.threads": 1}
+    src = replace(smoke(get_recipe("flip_fmnist")), **quiet, **{"run.out_dir": str(tmp_path / "a")})
+    train(src)
+    tune = replace(src, **{"run.out_dir": str(tmp_path / "b"), "run.init_from": str(tmp_path / "a"),
+                           "method.mask_ratio": 0.0, "optim.blr": 0.0, "run.max_steps": 2})  # fmt: skip
+    train(tune)
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    assert b["step"] == 2 and a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    other = replace(smoke(get_recipe("mae_fmnist")), **quiet,
+                    **{"run.out_dir": str(tmp_path / "c"), "run.init_from": str(tmp_path / "a")})  # fmt: skip
+    with pytest.raises(ValueError, match="same method"):
+        train(other)

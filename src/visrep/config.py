@@ -124,6 +124,11 @@ class RunConfig:
     log_every: int = 20  # steps between log lines
     ckpt_every_minutes: float = 10.0  # also at every epoch end and on SIGTERM/SIGINT
     max_steps: int = 0  # stop after this many steps (schedule unchanged); 0 = run to the end
+    # Start from the model weights of another run of the same method (a run folder or its
+    # checkpoint.pt), with a fresh optimizer and schedule: FLIP's unmasked tuning (§9.4)
+    # continues a masked run with method.mask_ratio=0. Ignored by --resume (the run's own
+    # checkpoint wins).
+    init_from: str = ""
     # Wall-clock budget (benchmarks): the schedule runs on elapsed/budget instead of steps and
     # training stops when the budget is spent; optim.epochs is then only an upper bound.
     # Not exactly resumable (time is not replayable).

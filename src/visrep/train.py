@@ -165,6 +165,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     name = method_name(cfg.method)
     torch.manual_seed(cfg.run.seed)  # identical init on every process
     model = build_method(cfg).to(device)
+    if cfg.run.init_from and not resume:
+        _init_from(model, cfg.run.init_from, name)
     # a method may bring its own data source: labelled batches (supervised fine-tuning),
     # a pool it curates as it trains (CiT)
     if hasattr(model, "train_data"):
@@ -208,6 +210,20 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     dist.barrier()
     dist.cleanup()
     return metrics
+
+
+def _init_from(model: nn.Module, source: str, name: str) -> None:
+    """Load another run's model weights (strict: same method and architecture)."""
+    state = load_checkpoint(source, map_location="cpu")
+    if state.get("method") != name:
+        raise ValueError(f"run.init_from={source} holds a {state.get('method')!r} run; "
+                         f"this run trains {name!r}: start from a run of the same method")  # fmt: skip
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"run.init_from={source}: its weights do not fit this model "
+                         f"(different backbone or method settings?): {e}") from e  # fmt: skip
+    log.info("initialised from %s (step %d)", source, int(state["step"]))
 
 
 def _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env) -> int:

@@ -93,7 +93,9 @@ def flip_fmnist() -> TrainConfig:
     """FLIP (50% of image tokens dropped in training) on the same data as clip_fmnist.
 
     Command: `visrep train flip_fmnist`; zero-shot as clip_fmnist (evaluation uses every
-    token). `method.mask_ratio=0` continues as the unmasked-tuning phase.
+    token). Unmasked tuning (§9.4), a short second run from this one's weights with a fresh
+    schedule: `visrep train flip_fmnist run.init_from=runs/flip_fmnist method.mask_ratio=0
+    optim.blr=... optim.epochs=... run.out_dir=runs/flip_fmnist_unmasked`.
     """
     return _fmnist("flip_fmnist", FLIPConfig(**_TINY_TEXT, mask_ratio=0.5))
 
@@ -185,7 +187,8 @@ def flip_vit_large_laion() -> TrainConfig:
 
     Command: `torchrun ... train flip_vit_large_laion data.dataset=/data/laion400m/...tar`
     (e.g. 256 GPUs × 256). Expected (paper): 74.6 zero-shot ImageNet top-1 before unmasked
-    tuning. Unmasked tuning: `method.mask_ratio=0`, blr 4e-8, 100 virtual epochs, warmup 20.
+    tuning. Unmasked tuning: a second run `run.init_from=RUN method.mask_ratio=0
+    optim.blr=4e-8`, 100 virtual epochs, warmup 20 (fresh optimizer and schedule).
     Differences from the official JAX code: see `visrep.methods.clip` (pooling, text tower).
     """
     return TrainConfig(
