@@ -32,7 +32,9 @@ def mae_longseq_fmnist() -> TrainConfig:
     benchmarks/results/throughput_methods.md), so this recipe runs 1 epoch (468 steps)
     and evaluates on a 10,000-image memory bank / probe set and the full test set at 56 px.
     Expected: ~57 img/s on a quiet 2-core CPU (3.7× slower per image than the demo), so
-    ~18 minutes of training plus the evaluation; k-NN/linear figures not measured yet.
+    ~18 minutes of training plus the evaluation; not run end to end yet. Fixed-step
+    check (docs/results.md, 50 steps of 128 compressed into one epoch): loss 1.285 ->
+    0.700, 20-NN top-1 0.625 vs 0.584 at random init (2,000/2,000-image subsets).
     """
     return TrainConfig(
         recipe="mae_longseq_fmnist",
