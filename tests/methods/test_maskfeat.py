@@ -101,6 +101,18 @@ def test_init_follows_slowfast_and_layernorm_eps():
     assert all(m.eps == 1e-6 for m in model.modules() if isinstance(m, nn.LayerNorm))
 
 
+def test_patch_embed_init_option_sets_the_projection_scale():
+    """slowfast: trunc_normal(0.02); xavier: U(±sqrt(6 / (fan_in + fan_out))) on the
+    flattened [D, p·p·C] projection (fan_in 48, fan_out 192 here: bound 0.158, std 0.091)."""
+    w = tiny().backbone.model.patch_embed.proj.weight
+    assert 0.015 < w.std() < 0.025
+    w = tiny(patch_embed_init="xavier").backbone.model.patch_embed.proj.weight
+    bound = (6 / (48 + 192)) ** 0.5
+    assert w.abs().max() <= bound and 0.08 < w.std() < 0.1
+    with pytest.raises(ValueError, match="slowfast or xavier"):
+        tiny(patch_embed_init="kaiming")
+
+
 def test_target_is_the_hog_of_the_model_input_without_gradient():
     model = tiny()
     x = torch.randn(2, 3, 16, 16, requires_grad=True)

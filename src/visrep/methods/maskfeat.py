@@ -45,6 +45,10 @@ class MaskFeatConfig:
     mask_min_aspect: float = 0.3  # block aspect in [0.3, 1/0.3], log-uniform
     nbins: int = 9
     cell_size: int = 8
+    # "slowfast": trunc_normal(0.02) on the patch projection too, as the official code
+    # (§2.1); "xavier": MAE's xavier_uniform on the flattened projection, whose scale follows
+    # the patch size (trunc_normal(0.02) is ~7x smaller than xavier for 4×4×1 patches)
+    patch_embed_init: str = "slowfast"
 
 
 class MaskFeat(nn.Module):
@@ -88,6 +92,14 @@ class MaskFeat(nn.Module):
         for t in (vit.pos_embed, vit.cls_token, self.mask_token, self.head.weight):
             nn.init.trunc_normal_(t, std=0.02)
         nn.init.zeros_(self.head.bias)
+        if self.cfg.patch_embed_init == "xavier":
+            w = vit.patch_embed.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        elif self.cfg.patch_embed_init != "slowfast":
+            raise ValueError(
+                f"method.patch_embed_init must be slowfast or xavier, "
+                f"got {self.cfg.patch_embed_init!r}"
+            )
 
     def draw_mask(self, batch: int) -> Tensor:
         """Block-wise masks [N, h, w] (bool) from a Python RNG seeded by the torch generator."""
