@@ -247,10 +247,14 @@ def test_finetune_convnextv2_from_a_run_and_from_its_export(tmp_path):
                   "run.threads": 1, "eval.final": False, "eval.every_epochs": 0,
                   "optim.epochs": 1, "data.limit": 64})  # fmt: skip
     train(cfg)
-    job = _job(tmp_path / "run", **FAST, **{"method.mixup": 0.8, "method.cutmix": 1.0})
+    job = _job(tmp_path / "run", **FAST, **{"method.mixup": 0.8, "method.cutmix": 1.0,
+                                            "method.ema_decay": 0.9})  # fmt: skip
     m = finetune(job)
     assert m["finetune_arch"] == "convnextv2_atto" and m["finetune_load"]["missing"] == [
         "head.fc.bias", "head.fc.weight"]  # fmt: skip
+    # the model EMA is evaluated beside the model (ConvNeXt V2's --model_ema_eval)
+    assert m["finetune_ema_decay"] == 0.9 and 0 <= m["finetune_ema_top1"] <= 1
+    assert m["finetune_ema_test_loss"] != m["finetune_test_loss"]
     export_backbone(tmp_path / "run", tmp_path / "export")
     job2 = _job(tmp_path / "export", **FAST)
     assert job2.data.img_size == cfg.data.img_size and job2.data.channels == 1
@@ -332,3 +336,6 @@ def test_presets_follow_the_papers():
     assert (c["optim.blr"], c["method.layer_decay"], c["method.layer_decay_type"]) == (
         6.25e-4, 0.6, "group")  # fmt: skip
     assert c["optim.warmup_epochs"] == 20
+    assert all(PRESETS[f"fcmae_convnextv2_{s}"]["method.ema_decay"] == 0.9999
+               for s in ("atto", "tiny", "base"))  # TRAINING.md: --model_ema True  # fmt: skip
+    assert "method.ema_decay" not in b  # MAE's fine-tuning has no EMA

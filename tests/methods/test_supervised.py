@@ -1,6 +1,7 @@
 """The supervised method (fine-tuning, METHODS.md §1.4/§7.8) in the one training loop:
-exact resume with Mixup/CutMix, RandomErasing and drop path; layer decay in the loop's
-optimizer groups; the fine-tuned backbone exports into timm strictly."""
+exact resume with Mixup/CutMix, RandomErasing, drop path and a model EMA; layer decay in
+the loop's optimizer groups; the EMA's recurrence; the fine-tuned backbone exports into
+timm strictly."""
 
 import random
 
@@ -22,13 +23,16 @@ from visrep.train import train
 
 pytestmark = requires_fmnist
 D = 0.5  # layer decay
+EMA_D = 0.9  # model EMA decay (short run: the EMA must move)
 
 
 def _cfg(out_dir, **changes) -> TrainConfig:
     """A from-scratch supervised run (method.source = "": the run's own tiny ViT) on 64
-    Fashion-MNIST images: 2 epochs of 4 steps, with every random augmentation on."""
+    Fashion-MNIST images: 2 epochs of 4 steps, with every random augmentation and a model
+    EMA on (so resume and export cover them)."""
     cfg = TrainConfig(
-        method=SupervisedConfig(num_classes=10, layer_decay=D, mixup=0.8, cutmix=1.0, reprob=0.5),
+        method=SupervisedConfig(num_classes=10, layer_decay=D, mixup=0.8, cutmix=1.0, reprob=0.5,
+                                ema_decay=EMA_D),
         backbone=BackboneConfig(name="vit_tiny", patch_size=7, depth=2, pool="avg"),
         data=DataConfig(img_size=28, channels=1),
         optim=replace(FINETUNE_OPTIM, batch_size=16),
@@ -109,3 +113,32 @@ def test_the_finetuned_backbone_exports_into_timm_strictly(full, tmp_path):
 def test_a_run_needs_its_number_of_classes():
     with pytest.raises(ValueError, match="num_classes"):
         Supervised(SupervisedConfig())
+
+
+def test_model_ema_follows_the_recurrence_and_stays_out_of_the_optimizer(full):
+    """After each optimizer step ema <- d·ema + (1 − d)·model with a fixed d (ConvNeXt V2's
+    ModelEma), buffers included; the EMA copy gets no gradient and no optimizer slot."""
+    ckpt = load_checkpoint(full)
+    n_opt = sum(len(g["params"]) for g in ckpt["optimizer"]["param_groups"])
+    _, model = load_run(full)
+    live = [n for n, _ in model.named_parameters() if not n.startswith("model_ema.")]
+    assert n_opt == len(live) and all(not p.requires_grad for p in model.model_ema.parameters())
+    assert any(not torch.equal(ckpt["model"][f"model_ema.module.{n}"], ckpt["model"][n])
+               for n in live)  # 8 steps moved the EMA away from the model  # fmt: skip
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    ema = {k: v.clone() for k, v in model.model_ema.module.state_dict().items()}
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    for step in range(3):
+        model({"images": x.clone(), "labels": y}, mix_seed=step)["loss"].backward()
+        assert all(p.grad is None for p in model.model_ema.parameters())
+        opt.step()
+        opt.zero_grad()
+        model.on_step_end(0.0)
+        now = model._classifier().state_dict()
+        ema = {k: EMA_D * e + (1 - EMA_D) * now[k] for k, e in ema.items()}
+        for k, e in model.model_ema.module.state_dict().items():
+            torch.testing.assert_close(e, ema[k], rtol=1e-6, atol=1e-7)
+    assert model.ema_backbone is model.model_ema.module["backbone"]
+    with pytest.raises(ValueError, match="ema_decay"):
+        Supervised(SupervisedConfig(num_classes=10, ema_decay=1.0), backbone=model.backbone)

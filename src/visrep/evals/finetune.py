@@ -7,7 +7,8 @@ dataset, the fine-tuning defaults or a paper preset, then the overrides), trains
 `visrep.train.train` into `run.out_dir` (default `RUN_DIR/finetune`: checkpoints, logs,
 `metrics.json`, exact `--resume`, torchrun) and writes the metrics to
 `RUN_DIR/eval_finetune.json`. The final evaluation of a supervised run is `classifier_eval`:
-top-1/top-5 of the fine-tuned classifier on the eval test split.
+top-1/top-5 of the fine-tuned classifier on the eval test split (and of its model EMA
+when `method.ema_decay` > 0, as the ConvNeXt V2 presets set).
 
 Override keys are those of any run: `method.*` (init, layer_decay, mixup, cutmix,
 smoothing, drop_path, pool, reprob, auto_augment, ...), `optim.*` (epochs, batch_size, blr,
@@ -59,6 +60,12 @@ def _paper(changes: dict[str, Any]) -> dict[str, Any]:
     return common | changes
 
 
+def _convnext(changes: dict[str, Any]) -> dict[str, Any]:
+    """ConvNeXt V2 TRAINING.md: every fine-tuning command adds `--model_ema True
+    --model_ema_eval True` (decay 0.9999, `main_finetune.py`'s default)."""
+    return _paper({"method.ema_decay": 0.9999} | changes)
+
+
 # Named presets (`--preset NAME`), dotted overrides; METHODS.md §1.4 table and §7.8.
 PRESETS: dict[str, dict[str, Any]] = {
     "mae_vit_base": _paper({"optim.epochs": 100, "optim.blr": 5e-4, "method.layer_decay": 0.65,
@@ -67,18 +74,20 @@ PRESETS: dict[str, dict[str, Any]] = {
                              "method.drop_path": 0.2, "optim.warmup_epochs": 5}),
     "mae_vit_huge": _paper({"optim.epochs": 50, "optim.blr": 1e-3, "method.layer_decay": 0.75,
                             "method.drop_path": 0.3, "optim.warmup_epochs": 5}),
-    "fcmae_convnextv2_base": _paper({"optim.epochs": 100, "optim.blr": 6.25e-4,
-                                     "optim.warmup_epochs": 20, "method.layer_decay": 0.6,
-                                     "method.layer_decay_type": "group", "method.drop_path": 0.1}),
-    "fcmae_convnextv2_tiny": _paper({"optim.epochs": 300, "optim.blr": 8e-4,
-                                     "optim.warmup_epochs": 40, "method.layer_decay": 0.9,
-                                     "method.layer_decay_type": "single", "method.drop_path": 0.2}),
-    "fcmae_convnextv2_atto": _paper({"optim.epochs": 600, "optim.blr": 2e-4,
-                                     "optim.warmup_epochs": 0, "method.layer_decay": 0.9,
-                                     "method.layer_decay_type": "single",
-                                     "optim.weight_decay": 0.3, "method.drop_path": 0.1,
-                                     "method.mixup": 0.0, "method.cutmix": 0.0,
-                                     "method.smoothing": 0.2}),
+    "fcmae_convnextv2_base": _convnext({"optim.epochs": 100, "optim.blr": 6.25e-4,
+                                        "optim.warmup_epochs": 20, "method.layer_decay": 0.6,
+                                        "method.layer_decay_type": "group",
+                                        "method.drop_path": 0.1}),
+    "fcmae_convnextv2_tiny": _convnext({"optim.epochs": 300, "optim.blr": 8e-4,
+                                        "optim.warmup_epochs": 40, "method.layer_decay": 0.9,
+                                        "method.layer_decay_type": "single",
+                                        "method.drop_path": 0.2}),
+    "fcmae_convnextv2_atto": _convnext({"optim.epochs": 600, "optim.blr": 2e-4,
+                                        "optim.warmup_epochs": 0, "method.layer_decay": 0.9,
+                                        "method.layer_decay_type": "single",
+                                        "optim.weight_decay": 0.3, "method.drop_path": 0.1,
+                                        "method.mixup": 0.0, "method.cutmix": 0.0,
+                                        "method.smoothing": 0.2}),
 }  # fmt: skip
 
 # The fine-tuning defaults for the Fashion-MNIST demo models (a short schedule).
@@ -162,7 +171,13 @@ def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     amp = autocast_dtype(cfg.run.precision, device)
     acc = accuracy(model.logits, batches, device, amp, progress=cfg.run.progress)
     m = cfg.method
-    return {
+    ema = {}
+    if getattr(model, "model_ema", None) is not None:  # ConvNeXt V2's --model_ema_eval
+        batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)  # a generator
+        e = accuracy(model.ema_logits, batches, device, amp, progress=cfg.run.progress)
+        ema = {"finetune_ema_top1": e["top1"], "finetune_ema_top5": e["top5"],
+               "finetune_ema_test_loss": e["loss"], "finetune_ema_decay": m.ema_decay}  # fmt: skip
+    return ema | {
         "finetune_top1": acc["top1"],
         "finetune_top5": acc["top5"],
         "finetune_test_loss": acc["loss"],

@@ -16,8 +16,15 @@ adds what fine-tuning needs on top of a pre-training method:
 
 timm's Mixup draws from numpy's global RNG; `forward` seeds numpy (and `random`) from the
 seed the loop gave torch for this step (`torch.initial_seed()`), or from `mix_seed`, so a
-resumed run replays the same mixes. Not here: model EMA (ConvNeXt V2 evaluates an EMA copy),
-MaskFeat's head-init scale.
+resumed run replays the same mixes.
+
+Model EMA (`ema_decay` > 0; the ConvNeXt V2 presets use 0.9999 with `--model_ema_eval`):
+timm's `ModelEmaV3` holds a copy of backbone + head, initialised as the model and updated
+after every optimizer step (the loop's `on_step_end`) as ema <- d·ema + (1 − d)·model, with
+a fixed d and buffers included, as ConvNeXt V2's `ModelEma`. It is part of the state dict
+(checkpoints, exact resume) but not of the optimizer; the final evaluation reports the
+classifier and its EMA; export writes the trained backbone (`ema_backbone` is the EMA's).
+Not here: MaskFeat's head-init scale.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
 from torch import Tensor, nn
 
 from visrep.backbones.pretrained import (
@@ -69,6 +77,7 @@ class SupervisedConfig:
     reprob: float = 0.25  # RandomErasing
     remode: str = "pixel"
     recount: int = 1
+    ema_decay: float = 0.0  # model EMA of backbone + head (ConvNeXt V2: 0.9999); 0 = off
 
 
 def criterion(cfg: SupervisedConfig) -> tuple[Mixup | None, nn.Module]:
@@ -97,6 +106,8 @@ class Supervised(nn.Module):
         super().__init__()
         if cfg.num_classes < 1:
             raise ValueError("method.num_classes must be set (>= 1) for a supervised run")
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise ValueError(f"method.ema_decay must be in [0, 1) (0 = off), got {cfg.ema_decay}")
         if cfg.source:
             pre = load_pretrained(cfg.source, cfg.init, seed=torch.initial_seed())
         elif backbone is not None:
@@ -114,6 +125,28 @@ class Supervised(nn.Module):
         self.backbone = TimmFeatures(model, pre, classifier_kwargs(pre, cfg, cfg.num_classes))
         self.no_decay_names = {f"backbone.model.{n}" for n in no_weight_decay_names(model)}
         self.mixup, self.criterion = criterion(cfg)
+        if cfg.ema_decay > 0:  # a copy of the model at init, outside the optimizer
+            self.model_ema = ModelEmaV3(self._classifier(), decay=cfg.ema_decay)
+            self.model_ema.requires_grad_(False)
+
+    def _classifier(self) -> nn.ModuleDict:
+        """Backbone + head as one module (the structure the EMA copy mirrors)."""
+        return nn.ModuleDict({"backbone": self.backbone, "head": self.head})
+
+    @property
+    def ema_backbone(self) -> nn.Module | None:
+        """The EMA copy's backbone (None without `ema_decay`)."""
+        ema = getattr(self, "model_ema", None)
+        return ema.module["backbone"] if ema is not None else None
+
+    def on_step_end(self, progress: float) -> None:
+        """After each optimizer step: ema <- d·ema + (1 − d)·model (fixed d)."""
+        if getattr(self, "model_ema", None) is not None:
+            self.model_ema.update(self._classifier())
+
+    def ema_logits(self, images: Tensor) -> Tensor:
+        ema = self.model_ema.module
+        return ema["head"](ema["backbone"](images)).float()  # [B, K]
 
     def lr_scale(self, name: str) -> float:
         """Layer-wise lr decay factor of parameter `name` (the head and fc_norm get 1)."""
