@@ -24,6 +24,8 @@ equal seconds, because this host is shared and wall-clock budgets would not be e
 work. Random-init V2 is the reference curve.
 
 Run:   python benchmarks/grn_collapse.py --steps 120 --device cpu      (2-core host)
+       (`--profile-every N`: the statistic every N steps too, second panel of the plot)
+       (`--jobs 2 --threads 1`: two models at once, one thread each)
 Writes benchmarks/results/grn_collapse.{json,md,png}.
 """
 
@@ -39,9 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from host import command_line, environment, md_table, write_json  # noqa: E402
+from host import command_line, environment, md_table, parallel_map, write_json  # noqa: E402
 
-from visrep.config import replace  # noqa: E402
+from visrep.config import apply_overrides, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from visrep.data.pipeline import make_preprocess, mean_std  # noqa: E402
@@ -58,7 +60,16 @@ RUNS = [  # (label, backbone.name)
 
 
 def cosine_distance(x: Tensor) -> Tensor:
-    """Paper §3.2 per image: x [N, C, H, W] -> [N], 1/C² Σ_ij (1 − cos(X_i, X_j)) / 2."""
+    """Paper §3.2 per image: x [N, C, H, W] -> [N], 1/C² Σ_ij (1 − cos(X_i, X_j)) / 2,
+    computed as (1 − ‖Σ_i v_i‖² / C²) / 2 with v_i = X_i / ‖X_i‖ (Σ_ij v_i·v_j = ‖Σ_i v_i‖²):
+    O(C·HW) instead of the C×C matrix (`cosine_distance_pairwise`, the check)."""
+    v = F.normalize(x.flatten(2).float(), dim=-1, eps=1e-8)  # [N, C, HW]
+    c = v.shape[1]
+    return (1 - v.sum(1).pow(2).sum(-1) / c**2) / 2
+
+
+def cosine_distance_pairwise(x: Tensor) -> Tensor:
+    """The formula as written (C×C cosines per image); `cosine_distance` must equal it."""
     v = F.normalize(x.flatten(2).float(), dim=-1, eps=1e-8)  # [N, C, HW]
     cos = v @ v.transpose(1, 2)  # [N, C, C]
     return ((1 - cos) / 2).mean(dim=(1, 2))
@@ -104,21 +115,49 @@ def eval_images(cfg, device: str, per_class: int = 100) -> Tensor:
     return pre(images[idx].float()).to(device)
 
 
-def train_run(arch: str, steps: int, batch: int, out: Path, device: str) -> dict:
+def _summary(profile: dict) -> dict:
+    e = profile["expansion"]
+    return {"mean": sum(e) / len(e), "min": min(e), "last": e[-1]}
+
+
+def train_run(
+    arch: str,
+    steps: int,
+    batch: int,
+    out: str,
+    device: str,
+    threads: int,
+    extra: list[str],
+    profile_every: int = 0,
+) -> dict:
+    """Train one model (a worker of `--jobs`); the final backbone is read back from `out`.
+    With `profile_every`, training stops every that many steps (`run.max_steps`, then an
+    exact `--resume`: the schedule is that of the whole run) and the collapse statistic of
+    the checkpoint is recorded: `trajectory` = [(step, summary)], step 0 = the init."""
     cfg = replace(get_recipe("fcmae_fmnist"), **{
         "backbone.name": arch, "data.limit": steps * batch, "optim.batch_size": batch,
-        "optim.epochs": 1, "run.out_dir": str(out), "run.device": device,
+        "optim.epochs": 1, "run.out_dir": out, "run.device": device, "run.threads": threads,
         "run.progress": False, "eval.final": False, "eval.every_epochs": 0,
     })  # fmt: skip
+    cfg = apply_overrides(cfg, extra)
     t0 = time.perf_counter()
-    train(cfg)
+    trajectory = []
+    if profile_every:
+        torch.set_num_threads(threads or torch.get_num_threads())
+        images = eval_images(cfg, device)
+        torch.manual_seed(cfg.run.seed)
+        trajectory.append((0, _summary(collapse_profile(build_method(cfg).backbone, images))))
+        for stop in range(profile_every, steps, profile_every):
+            train(replace(cfg, **{"run.max_steps": stop}), resume=stop > profile_every)
+            _, method = load_run(out)
+            trajectory.append((stop, _summary(collapse_profile(method.backbone, images))))
+    train(cfg, resume=bool(trajectory) and steps > profile_every)
     rows = [r for r in read_log(out) if "train/loss" in r]
-    _, method = load_run(out)
     return {
         "wall_s": time.perf_counter() - t0,
         "steps": rows[-1]["step"],
         "loss": [(r["step"], r["train/loss"]) for r in rows],
-        "backbone": method.backbone.to(device),
+        "trajectory": trajectory,
     }
 
 
@@ -128,7 +167,9 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    traj = {k: r["trajectory"] for k, r in results["runs"].items() if r.get("trajectory")}
+    fig, axes = plt.subplots(1, 2 if traj else 1, figsize=(11 if traj else 6.5, 3.8))
+    ax = axes[0] if traj else axes
     for i, (label, prof) in enumerate(results["profiles"].items()):
         ys = prof["expansion"]
         xs = [(k + 1) / len(ys) for k in range(len(ys))]
@@ -138,6 +179,20 @@ def plot(results: dict, path: Path) -> None:
     ax.set_ylabel("feature cosine distance")
     ax.set_title(f"FCMAE on Fashion-MNIST, ConvNeXt-Atto, {results['steps']} steps each")
     ax.legend(fontsize=8)
+    if traj:
+        ax = axes[1]
+        labels = list(results["profiles"])
+        for label, points in traj.items():
+            i = labels.index(label)
+            xs = [p[0] for p in points] + [results["runs"][label]["steps"]]
+            ys = [p[1]["mean"] for p in points] + [sum(results["profiles"][label]["expansion"])
+                                                   / len(results["profiles"][label]["expansion"])]  # fmt: skip
+            ax.plot(xs, ys, marker="o", ms=3, color=f"C{i}", label=label)
+        ax.set_xlabel("FCMAE step")
+        ax.set_ylabel("mean feature cosine distance (all blocks)")
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_title("during training")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -149,25 +204,34 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--runs-dir", default="/tmp/visrep-grn-collapse")
     ap.add_argument("--only", nargs="*", help="labels of RUNS to train (default: all)")
+    ap.add_argument("--threads", type=int, default=0, help="run.threads of each run (0 = all)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    ap.add_argument("--set", nargs="*", default=[], help="extra key=value for every run")
+    ap.add_argument("--profile-every", type=int, default=0,
+                    help="also record the statistic every N steps (0 = only at the end)")  # fmt: skip
     ap.add_argument("--out", default="benchmarks/results/grn_collapse.md")
     args = ap.parse_args()
     out = Path(args.out)
-    cfg = get_recipe("fcmae_fmnist")
+    cfg = apply_overrides(get_recipe("fcmae_fmnist"), args.set)
     images = eval_images(cfg, args.device)
     results: dict = {"command": command_line(), "env": environment(), "steps": args.steps,
                      "batch": args.batch, "device": args.device, "eval_images": len(images),
+                     "extra": args.set,
                      "profiles": {}, "runs": {}}  # fmt: skip
     torch.manual_seed(cfg.run.seed)
     results["profiles"]["random init V2"] = collapse_profile(
         build_method(cfg).backbone.to(args.device), images
     )
-    for label, arch in RUNS:
-        if args.only and label not in args.only:
-            continue
-        run_dir = Path(args.runs_dir) / f"{arch}_{int(time.time())}"
-        run = train_run(arch, args.steps, args.batch, run_dir, args.device)
-        results["profiles"][label] = collapse_profile(run.pop("backbone"), images)
-        results["runs"][label] = run | {"arch": arch, "run_dir": str(run_dir)}
+    stamp = int(time.time())
+    todo = [(label, arch, str(Path(args.runs_dir) / f"{arch}_{stamp}")) for label, arch in RUNS
+            if not args.only or label in args.only]  # fmt: skip
+    jobs = [(arch, args.steps, args.batch, d, args.device, args.threads, args.set,
+             args.profile_every) for _, arch, d in todo]  # fmt: skip
+    for (label, arch, run_dir), run in zip(todo, parallel_map(train_run, jobs, args.jobs),
+                                           strict=True):  # fmt: skip
+        _, method = load_run(run_dir)
+        results["profiles"][label] = collapse_profile(method.backbone.to(args.device), images)
+        results["runs"][label] = run | {"arch": arch, "run_dir": run_dir}
         print(label, {k: round(sum(v) / len(v), 4) for k, v in results["profiles"][label].items()})
     write_json(results, out.with_suffix(".json"))
     plot(results, out.with_suffix(".png"))

@@ -199,3 +199,17 @@ def run_guarded(
     mean = sum(others_samples) / len(others_samples) if others_samples else 0.0
     return {"interrupted": False, "others_cores_mean": round(mean, 3),
             "others_cores_max": round(max(others_samples, default=0.0), 2)}  # fmt: skip
+
+
+def parallel_map(fn: Any, jobs: list[tuple], workers: int) -> list[Any]:
+    """`[fn(*args) for args in jobs]`, in `workers` spawned processes when `workers` > 1 (each
+    should train on its own thread: `run.threads=1`); results in the order of `jobs`. `fn`
+    must be a module-level function of a script importable by its path (spawn re-imports
+    it), and its arguments and result picklable."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(*args) for args in jobs]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        return list(ex.map(fn, *zip(*jobs, strict=True)))

@@ -13,6 +13,7 @@ in eval mode (BN running statistics):
   features, train subset as memory bank, test subset as queries.
 
 Run:   OMP_NUM_THREADS=1 python benchmarks/simsiam_collapse_knn.py --steps 40 --threads 1
+       (`--jobs 2`: both runs at once, one thread each)
 Writes benchmarks/results/simsiam_collapse_knn.{md,json}.
 """
 
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from host import command_line, environment, md_table, write_json  # noqa: E402
+from host import command_line, environment, md_table, parallel_map, write_json  # noqa: E402
 
 from visrep.config import apply_overrides, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
@@ -88,6 +89,32 @@ def measure_model(cfg, model: nn.Module, limit: int) -> dict:
     }
 
 
+def train_and_measure(
+    label: str,
+    overrides: dict,
+    steps: int,
+    limit: int,
+    threads: int,
+    device: str,
+    runs_dir: str,
+    extra: list[str],
+) -> dict:
+    """Train one run of `RUNS` for `steps` steps and measure it (a worker of `--jobs`)."""
+    out = Path(runs_dir) / label.replace(" ", "_")
+    cfg = replace(get_recipe("simsiam_fmnist"), **{
+        "run.out_dir": str(out), "run.device": device, "run.progress": False,
+        "run.threads": threads, "run.max_steps": steps, "eval.final": False,
+        "eval.every_epochs": 0, **overrides,
+    })  # fmt: skip
+    cfg = apply_overrides(cfg, extra)
+    t0 = time.perf_counter()
+    train(cfg)
+    wall = time.perf_counter() - t0
+    rows = [r for r in read_log(out) if "train/loss" in r]
+    log = [{k: r.get(k) for k in ("step", "train/loss", "train/z_std")} for r in rows]
+    return {"overrides": overrides, "train_wall_s": wall, "log": log, **measure(out, limit)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40)
@@ -98,29 +125,16 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="labels of RUNS to train (default: both)")
     ap.add_argument("--no-random-init", action="store_true", help="skip the step-0 row")
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value for both runs")
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
     ap.add_argument("--out", default="benchmarks/results/simsiam_collapse_knn.md")
     args = ap.parse_args()
     extra = {k: v for k, v in (kv.split("=", 1) for kv in args.set)}  # for the JSON
     res: dict = {"command": command_line(), "env": environment(), "steps": args.steps,
                  "limit": args.limit, "device": args.device, "extra": extra, "runs": {}}  # fmt: skip
-    for label, overrides in RUNS:
-        if args.only and label not in args.only:
-            continue
-        out = Path(args.runs_dir) / label.replace(" ", "_")
-        cfg = replace(get_recipe("simsiam_fmnist"), **{
-            "run.out_dir": str(out), "run.device": args.device, "run.progress": False,
-            "run.threads": args.threads, "run.max_steps": args.steps, "eval.final": False,
-            "eval.every_epochs": 0, **overrides,
-        })  # fmt: skip
-        cfg = apply_overrides(cfg, args.set)
-        t0 = time.perf_counter()
-        train(cfg)
-        wall = time.perf_counter() - t0
-        rows = [r for r in read_log(out) if "train/loss" in r]
-        log = [{k: r.get(k) for k in ("step", "train/loss", "train/z_std")} for r in rows]
-        res["runs"][label] = {"overrides": overrides, "train_wall_s": wall, "log": log,
-                              **measure(out, args.limit)}  # fmt: skip
-        r = res["runs"][label]
+    todo = [(label, o, args.steps, args.limit, args.threads, args.device, args.runs_dir,
+             args.set) for label, o in RUNS if not args.only or label in args.only]  # fmt: skip
+    for (label, *_), r in zip(todo, parallel_map(train_and_measure, todo, args.jobs), strict=True):
+        res["runs"][label] = r
         print(f"{label}: {r}", flush=True)
     # untrained model (the recipe's seed, step 0), same subsets
     if not args.no_random_init:
@@ -131,8 +145,34 @@ def main() -> None:
     out_md = Path(args.out)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     write_json(res, out_md.with_suffix(".json"))
-    out_md.write_text(render(res))
+    out_md.write_text(
+        render(res) + f"\n![loss and output std]({out_md.with_suffix('.png').name})\n"
+    )
+    plot(res, out_md.with_suffix(".png"))
     print(out_md.read_text())
+
+
+def plot(res: dict, path: Path) -> None:
+    """Training loss and per-channel std of the L2-normalised z (train-mode BN, the log's
+    `train/z_std`) against the step, one line per run; 1/√d dashed (SimSiam Fig. 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_std) = plt.subplots(1, 2, figsize=(10, 3.6))
+    dim = next(iter(res["runs"].values()))["z_dim"] if res["runs"] else 2048
+    for i, (label, r) in enumerate(res["runs"].items()):
+        steps = [row["step"] for row in r["log"]]
+        ax_loss.plot(steps, [row["train/loss"] for row in r["log"]], color=f"C{i}", label=label)
+        ax_std.plot(steps, [row["train/z_std"] for row in r["log"]], color=f"C{i}", label=label)
+    ax_std.axhline(1 / math.sqrt(dim), ls="--", color="gray", lw=1, label="1/√d")
+    ax_loss.set(xlabel="step", ylabel="training loss (min −1)", title="SimSiam loss")
+    ax_std.set(xlabel="step", ylabel="std of z/‖z‖ per channel", title="output std", ylim=(0, None))
+    for ax in (ax_loss, ax_std):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def render(res: dict) -> str:
