@@ -32,6 +32,7 @@ Writes benchmarks/results/grn_collapse.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -197,6 +198,43 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def report(results: dict, out: Path) -> None:
+    """Write `out` (.md table), .json and .png of `results`."""
+    write_json(results, out.with_suffix(".json"))
+    plot(results, out.with_suffix(".png"))
+    rows = []
+    for label, prof in results["profiles"].items():
+        e = prof["expansion"]
+        run = results["runs"].get(label, {})
+        rows.append([label, f"{sum(e) / len(e):.3f}", f"{min(e):.3f}", f"{e[-1]:.3f}",
+                     f"{sum(prof['after_grn']) / len(e):.3f}" if "after_grn" in prof else "-",
+                     run.get("steps", 0), f"{run['loss'][-1][1]:.4f}" if run else "-",
+                     f"{run.get('wall_s', 0):.0f}"])  # fmt: skip
+    headers = ["model", "mean distance", "min", "last block", "mean after GRN",
+               "steps", "final loss", "train s"]  # fmt: skip
+    commands = "\n".join(f"`{c}`" for c in results.get("commands", [results["command"]]))
+    out.write_text(
+        f"# GRN and feature collapse (ConvNeXt V2 §3.2, Fig. 4)\n\n{commands}\n\n"
+        f"Feature cosine distance of the dimension-expansion activations, mean over the "
+        f"{results['eval_images']} Fashion-MNIST test images and over blocks (see the script's "
+        f"docstring).\n\n{md_table(headers, rows)}\n\n![per block]({out.with_suffix('.png').name})\n"
+    )
+    print(out.read_text())
+
+
+def merge(paths: list[str]) -> dict:
+    """One result from several runs of this script (same steps and batch): their profiles
+    and runs side by side, every command kept."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    base = parts[0] | {"commands": [p["command"] for p in parts], "profiles": {}, "runs": {}}
+    for p in parts:
+        if (p["steps"], p["batch"]) != (base["steps"], base["batch"]):
+            raise SystemExit(f"cannot merge runs of different steps/batch: {paths}")
+        base["profiles"] |= p["profiles"]
+        base["runs"] |= p["runs"]
+    return base
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=120, help="optimizer steps per model")
@@ -210,8 +248,12 @@ def main() -> None:
     ap.add_argument("--profile-every", type=int, default=0,
                     help="also record the statistic every N steps (0 = only at the end)")  # fmt: skip
     ap.add_argument("--out", default="benchmarks/results/grn_collapse.md")
+    ap.add_argument("--merge", nargs="+", help="JSONs of earlier runs: one report, no training")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.merge:
+        report(merge(args.merge), out)
+        return
     cfg = apply_overrides(get_recipe("fcmae_fmnist"), args.set)
     images = eval_images(cfg, args.device)
     results: dict = {"command": command_line(), "env": environment(), "steps": args.steps,
@@ -233,25 +275,7 @@ def main() -> None:
         results["profiles"][label] = collapse_profile(method.backbone.to(args.device), images)
         results["runs"][label] = run | {"arch": arch, "run_dir": run_dir}
         print(label, {k: round(sum(v) / len(v), 4) for k, v in results["profiles"][label].items()})
-    write_json(results, out.with_suffix(".json"))
-    plot(results, out.with_suffix(".png"))
-    rows = []
-    for label, prof in results["profiles"].items():
-        e = prof["expansion"]
-        run = results["runs"].get(label, {})
-        rows.append([label, f"{sum(e) / len(e):.3f}", f"{min(e):.3f}", f"{e[-1]:.3f}",
-                     f"{sum(prof['after_grn']) / len(e):.3f}" if "after_grn" in prof else "-",
-                     run.get("steps", 0), f"{run['loss'][-1][1]:.4f}" if run else "-",
-                     f"{run.get('wall_s', 0):.0f}"])  # fmt: skip
-    headers = ["model", "mean distance", "min", "last block", "mean after GRN",
-               "steps", "final loss", "train s"]  # fmt: skip
-    out.write_text(
-        f"# GRN and feature collapse (ConvNeXt V2 §3.2, Fig. 4)\n\n`{results['command']}`\n\n"
-        f"Feature cosine distance of the dimension-expansion activations, mean over the "
-        f"{len(images)} Fashion-MNIST test images and over blocks (see the script's "
-        f"docstring).\n\n{md_table(headers, rows)}\n\n![per block]({out.with_suffix('.png').name})\n"
-    )
-    print(out.read_text())
+    report(results, out)
 
 
 if __name__ == "__main__":
