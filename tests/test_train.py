@@ -180,3 +180,29 @@ def test_init_from_continues_weights_with_a_fresh_schedule(tmp_path):
                     **{"run.out_dir": str(tmp_path / "c"), "run.init_from": str(tmp_path / "a")})  # fmt: skip
     with pytest.raises(ValueError, match="same method"):
         train(other)
+
+
+def test_warmup_start_and_min_lr_ratio_shape_the_loops_lr(tmp_path):
+    """SparK's `lr_control.py` schedule: warmup from warmup_start × lr, cosine to
+    min_lr_ratio × lr; the loop logs each step's lr (log_every=1)."""
+    from visrep.config import ConfigError, OptimConfig
+    from visrep.schedules import cosine_lr
+
+    cfg = replace(smoke(get_recipe("mae_fmnist")), **{
+        "run.out_dir": str(tmp_path), "run.threads": 1, "run.log_every": 1, "eval.final": False,
+        "eval.every_epochs": 0, "optim.warmup_epochs": 1, "optim.warmup_start": 0.1,
+        "optim.min_lr_ratio": 0.5,
+    })  # fmt: skip
+    train(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    lrs = [r["train/lr"] for r in rows if "train/lr" in r]
+    peak = cfg.optim.blr * cfg.optim.batch_size / 256
+    spe = len(lrs) // cfg.optim.epochs
+    want = [cosine_lr(k / spe, peak, 1, cfg.optim.epochs, 0.5 * peak, 0.1) for k in range(len(lrs))]
+    assert lrs == pytest.approx(want, rel=1e-9)
+    assert lrs[0] == pytest.approx(0.1 * peak) and lrs[spe] == pytest.approx(peak)
+    assert min(lrs[spe:]) > 0.5 * peak  # the floor is reached at the end of the last epoch
+    with pytest.raises(ConfigError, match="min_lr_ratio"):
+        OptimConfig(min_lr=1e-6, min_lr_ratio=1e-3)
+    with pytest.raises(ConfigError, match="warmup_start"):
+        OptimConfig(warmup_start=1.5)

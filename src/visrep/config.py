@@ -74,7 +74,11 @@ class OptimConfig:
     blr: float = 1.5e-4  # lr = blr * effective batch / 256
     lr: float = 0.0  # absolute lr; overrides blr when > 0
     min_lr: float = 0.0
+    # > 0: the cosine's floor is this fraction of the lr instead of min_lr (SparK: 0.001),
+    # so it follows the batch size as the peak does
+    min_lr_ratio: float = 0.0
     warmup_epochs: float = 40.0
+    warmup_start: float = 0.0  # lr at the start of warmup, as a fraction of the lr (SparK: 0.005)
     weight_decay: float = 0.05
     # > 0: weight decay follows a cosine from weight_decay to this over the run, set per
     # iteration (SparK's rising 0.04 -> 0.2, §8.5); 0 = constant weight_decay
@@ -87,6 +91,15 @@ class OptimConfig:
     lr_per_epoch: bool = False  # schedule set once per epoch (SimSiam), not per iteration
     clip_grad: float = 0.0  # max grad norm; 0 = off (MAE pre-training does not clip)
     # (lamb also gets it as LAMB's own max_grad_norm: the same global-norm clip, §8.5)
+
+    def __post_init__(self) -> None:
+        if self.min_lr and self.min_lr_ratio:
+            raise ConfigError(
+                f"optim.min_lr={self.min_lr} and optim.min_lr_ratio={self.min_lr_ratio} both "
+                "set the cosine's floor: set one of them to 0"
+            )
+        if not 0.0 <= self.warmup_start <= 1.0:
+            raise ConfigError(f"optim.warmup_start must be in [0, 1], got {self.warmup_start}")
 
 
 @dataclass(frozen=True)

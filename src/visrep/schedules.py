@@ -6,12 +6,18 @@ import math
 
 
 def cosine_lr(
-    epoch: float, base_lr: float, warmup_epochs: float, total_epochs: float, min_lr: float = 0.0
+    epoch: float,
+    base_lr: float,
+    warmup_epochs: float,
+    total_epochs: float,
+    min_lr: float = 0.0,
+    warmup_start: float = 0.0,
 ) -> float:
     """MAE's per-iteration schedule at fractional epoch e (mae `util/lr_sched.py`):
-    linear warmup to `base_lr`, then half-cosine to `min_lr` at `total_epochs`."""
+    linear warmup to `base_lr`, then half-cosine to `min_lr` at `total_epochs`. The warmup
+    starts at `warmup_start` × `base_lr` (MAE: 0; SparK's `lr_control.py`: 0.005)."""
     if epoch < warmup_epochs:
-        return base_lr * epoch / warmup_epochs
+        return base_lr * (warmup_start + (1.0 - warmup_start) * epoch / warmup_epochs)
     span = max(total_epochs - warmup_epochs, 1e-12)
     t = min((epoch - warmup_epochs) / span, 1.0)
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))

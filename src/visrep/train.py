@@ -250,6 +250,7 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
     spe, accum = data.steps_per_epoch, o.accum_steps
     total = o.epochs * spe
     end = min(total, r.max_steps) if r.max_steps else total
+    min_lr = o.min_lr_ratio * base_lr if o.min_lr_ratio else o.min_lr
     amp = autocast_dtype(r.precision, device)
     s = LoopState(step=start)
     bar = tqdm(total=end, initial=start, disable=not (r.progress and env.is_main), desc="train",
@@ -259,7 +260,7 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
         if step % accum == 0:
             epoch = _epoch(s, spe, o.epochs, r.budget_minutes)
             lr = cosine_lr(math.floor(epoch) if o.lr_per_epoch else epoch, base_lr,
-                           o.warmup_epochs, o.epochs, o.min_lr)  # fmt: skip
+                           o.warmup_epochs, o.epochs, min_lr, o.warmup_start)  # fmt: skip
             for g in opt.param_groups:
                 g["lr"] = (base_lr if g.get("fixed_lr") else lr) * g.get("lr_scale", 1.0)
             if o.weight_decay_end:  # SparK: weight decay rises by a cosine over the run

@@ -242,3 +242,19 @@ def test_clear_errors():
         tiny()({"images": torch.randn(2, 1, 32, 32)}, active=torch.ones(2, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="multiple of the encoder's total stride"):
         SparK(SparKConfig(), CNN("resnet18", img_size=36, patch_size=1, in_chans=1))
+
+
+def test_imagenet_recipes_follow_sparks_lr_control():
+    """§8.5: warmup 40 epochs linearly from 0.005 × peak, cosine to 0.001 × peak at 1600."""
+    from visrep.configs import get_recipe
+    from visrep.schedules import cosine_lr
+
+    for name in ("spark_resnet50_in1k", "spark_convnext_small_in1k"):
+        o = get_recipe(name).optim
+        peak = o.blr * 4096 / 256
+        assert peak == pytest.approx(3.2e-3)
+        floor = o.min_lr_ratio * peak
+        lr = [cosine_lr(e, peak, o.warmup_epochs, o.epochs, floor, o.warmup_start)
+              for e in (0, 20, 40, 820, 1600)]  # fmt: skip
+        assert lr == pytest.approx([1.6e-5, (0.005 + 0.995 / 2) * 3.2e-3, 3.2e-3,
+                                    (3.2e-3 + 3.2e-6) / 2, 3.2e-6])  # fmt: skip

@@ -66,15 +66,16 @@ def _spark_in1k(arch: str, drop_path: float, betas: tuple[float, float]) -> Trai
             crop_scale=(0.67, 1.0),
             num_workers=8,
         ),
-        # 64 per GPU × 64 GPUs = 4096 (8 GPUs: optim.accum_steps=8); base lr 2e-4 → 3.2e-3,
-        # cosine to 0.001 × peak (SparK's floor) at batch 4096
+        # 64 per GPU × 64 GPUs = 4096 (8 GPUs: optim.accum_steps=8); base lr 2e-4 → 3.2e-3;
+        # warmup from 0.005 × peak, cosine to 0.001 × peak (`lr_control.py`)
         optim=OptimConfig(
             optimizer="lamb",
             epochs=1600,
             batch_size=64,
             blr=2e-4,
-            min_lr=3.2e-6,
+            min_lr_ratio=0.001,
             warmup_epochs=40,
+            warmup_start=0.005,
             weight_decay=0.04,
             weight_decay_end=0.2,
             betas=betas,
@@ -96,9 +97,10 @@ def spark_resnet50_in1k() -> TrainConfig:
     data.dataset=/data/imagenet/train optim.accum_steps=8` (8 GPUs × 64 × 8 = 4096).
     Expected (paper, after its fine-tuning, which visrep does not run here): 80.6 top-1.
 
-    Not reproduced: the warmup starts at 0 instead of 0.005 × peak; the crop resizes
-    bilinearly (the official one is bicubic); the cosine floor is an absolute 3.2e-6
-    (0.001 × peak only at batch 4096).
+    The lr warms up linearly from 0.005 × peak (`optim.warmup_start`) and the cosine ends at
+    0.001 × peak (`optim.min_lr_ratio`), as SparK's `lr_control.py`; the crop is bicubic
+    (folders). Not reproduced: the cosine's progress is e / epochs, where SparK divides by
+    max_it − 1 (one iteration's difference).
     """
     return _spark_in1k("resnet50", 0.05, (0.9, 0.95))
 
