@@ -24,7 +24,8 @@ after every optimizer step (the loop's `on_step_end`) as ema <- d·ema + (1 − 
 a fixed d and buffers included, as ConvNeXt V2's `ModelEma`. It is part of the state dict
 (checkpoints, exact resume) but not of the optimizer; the final evaluation reports the
 classifier and its EMA; export writes the trained backbone (`ema_backbone` is the EMA's).
-Not here: MaskFeat's head-init scale.
+MaskFeat's HEAD_INIT_SCALE 0.001 on its trunc_normal(0.02) head is the same head std
+2e-5 (its bias, 0.02 × 0.001, starts at 0 here).
 """
 
 from __future__ import annotations
