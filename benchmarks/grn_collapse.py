@@ -178,7 +178,8 @@ def plot(results: dict, path: Path) -> None:
         ax.plot(xs, ys, style, marker="o", ms=3, color=f"C{i}", label=label)
     ax.set_xlabel("relative depth (block / number of blocks)")
     ax.set_ylabel("feature cosine distance")
-    ax.set_title(f"FCMAE on Fashion-MNIST, ConvNeXt-Atto, {results['steps']} steps each")
+    steps = max((r["steps"] for r in results["runs"].values()), default=results["steps"])
+    ax.set_title(f"FCMAE on Fashion-MNIST, ConvNeXt-Atto, {steps} steps each")
     ax.legend(fontsize=8)
     if traj:
         ax = axes[1]
@@ -226,7 +227,8 @@ def merge(paths: list[str]) -> dict:
     """One result from several runs of this script (same steps and batch): their profiles
     and runs side by side, every command kept."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    base = parts[0] | {"commands": [p["command"] for p in parts], "profiles": {}, "runs": {}}
+    commands = [c for p in parts for c in p.get("commands", [p["command"]])]
+    base = parts[0] | {"commands": commands, "profiles": {}, "runs": {}}
     for p in parts:
         if (p["steps"], p["batch"]) != (base["steps"], base["batch"]):
             raise SystemExit(f"cannot merge runs of different steps/batch: {paths}")
@@ -237,7 +239,8 @@ def merge(paths: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=120, help="optimizer steps per model")
+    ap.add_argument("--steps", type=int, default=120,
+                    help="optimizer steps per model (at most one epoch: 60,000 / batch)")  # fmt: skip
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--runs-dir", default="/tmp/visrep-grn-collapse")
