@@ -29,9 +29,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from host import CpuMeter, command_line, environment, uptime, write_json  # noqa: E402
+from host import (  # noqa: E402
+    CpuMeter,
+    command_line,
+    environment,
+    fixed_step_config,
+    uptime,
+    write_json,
+)
 
-from visrep.config import apply_overrides, replace  # noqa: E402
+from visrep.config import apply_overrides  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.evals.run import evaluate  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
@@ -59,12 +66,8 @@ def main(argv: list[str] | None = None, *, default_recipe: str = "spark_fmnist")
     run_dir = Path(tempfile.mkdtemp(prefix=f"fixed_step_{args.recipe}_"))
     cfg = apply_overrides(get_recipe(args.recipe), args.overrides)
     batch = args.batch or cfg.optim.batch_size
-    cfg = replace(cfg, **{
-        "data.limit": args.steps * batch, "optim.batch_size": batch,
-        "optim.epochs": 1, "eval.final": False, "eval.every_epochs": 0,
-        "run.out_dir": str(run_dir), "run.progress": False, "run.threads": args.threads,
-        "run.log_every": args.log_every,
-    })  # fmt: skip
+    cfg = fixed_step_config(cfg, args.steps, batch, run_dir, threads=args.threads,
+                            log_every=args.log_every)  # fmt: skip
     result = {
         "command": command_line(), "recipe": args.recipe, "overrides": args.overrides,
         "env": environment(), "load": uptime(),

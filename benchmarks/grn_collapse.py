@@ -42,7 +42,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from host import command_line, environment, md_table, parallel_map, write_json  # noqa: E402
+from host import (  # noqa: E402
+    command_line,
+    environment,
+    fixed_step_config,
+    md_table,
+    parallel_map,
+    write_json,
+)
 
 from visrep.config import apply_overrides, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
@@ -135,12 +142,10 @@ def train_run(
     With `profile_every`, training stops every that many steps (`run.max_steps`, then an
     exact `--resume`: the schedule is that of the whole run) and the collapse statistic of
     the checkpoint is recorded: `trajectory` = [(step, summary)], step 0 = the init."""
-    cfg = replace(get_recipe("fcmae_fmnist"), **{
-        "backbone.name": arch, "data.limit": steps * batch, "optim.batch_size": batch,
-        "optim.epochs": 1, "run.out_dir": out, "run.device": device, "run.threads": threads,
-        "run.progress": False, "eval.final": False, "eval.every_epochs": 0,
-    })  # fmt: skip
-    cfg = apply_overrides(cfg, extra)
+    cfg = replace(get_recipe("fcmae_fmnist"), **{"backbone.name": arch})
+    cfg = apply_overrides(
+        fixed_step_config(cfg, steps, batch, out, device=device, threads=threads), extra
+    )
     t0 = time.perf_counter()
     trajectory = []
     if profile_every:

@@ -213,3 +213,17 @@ def parallel_map(fn: Any, jobs: list[tuple], workers: int) -> list[Any]:
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
         return list(ex.map(fn, *zip(*jobs, strict=True)))
+
+
+def fixed_step_config(cfg: Any, steps: int, batch: int, out_dir: str, **run: Any) -> Any:
+    """`cfg` trained for exactly `steps` steps of `batch` images with its schedule compressed,
+    not cut: one epoch over the first steps × batch training images (`data.limit`,
+    `optim.epochs=1`), so warmup and cosine complete; no evaluation during or after
+    training; `run` sets further `run.*` keys (threads, device, log_every)."""
+    from visrep.config import replace
+
+    return replace(cfg, **{
+        "data.limit": steps * batch, "optim.batch_size": batch, "optim.epochs": 1,
+        "eval.final": False, "eval.every_epochs": 0, "run.out_dir": str(out_dir),
+        "run.progress": False, **{f"run.{k}": v for k, v in run.items()},
+    })  # fmt: skip

@@ -59,9 +59,11 @@ def main() -> None:
         held, train = rows[: args.held_out], rows[args.held_out :]
     for name, part in (("held_out", held), ("train", train)):
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-    report = {"pairs": len(rows), "duplicate_images_dropped": dup, "train": len(train), "held_out": len(held), "seed": args.seed, "unique_captions": args.unique_captions,
-              "shards": args.shards, "held_out_captions_also_in_train":
-              sum(r["caption"] in {t["caption"] for t in train} for r in held)}  # fmt: skip
+    train_captions = {t["caption"] for t in train}
+    report = {"pairs": len(rows), "duplicate_images_dropped": dup, "train": len(train),
+              "held_out": len(held), "seed": args.seed, "unique_captions": args.unique_captions,
+              "shards": args.shards,
+              "held_out_captions_also_in_train": sum(r["caption"] in train_captions for r in held)}  # fmt: skip
     (out / "split.json").write_text(json.dumps(report, indent=1))
     print(report)
 

@@ -139,6 +139,5 @@ def test_model_ema_follows_the_recurrence_and_stays_out_of_the_optimizer(full):
         ema = {k: EMA_D * e + (1 - EMA_D) * now[k] for k, e in ema.items()}
         for k, e in model.model_ema.module.state_dict().items():
             torch.testing.assert_close(e, ema[k], rtol=1e-6, atol=1e-7)
-    assert model.ema_backbone is model.model_ema.module["backbone"]
     with pytest.raises(ValueError, match="ema_decay"):
         Supervised(SupervisedConfig(num_classes=10, ema_decay=1.0), backbone=model.backbone)

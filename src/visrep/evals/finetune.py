@@ -138,25 +138,31 @@ def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]
 
 @torch.no_grad()
 def accuracy(
-    logits_fn: Any,
+    logits_fns: dict[str, Any],
     batches: Any,
     device: torch.device,
     amp: torch.dtype | None,
     progress: bool = False,
-) -> dict[str, float]:
-    """Top-1 / top-5 (fractions) and mean cross-entropy of a classifier."""
-    n = hit1 = hit5 = 0
-    loss = 0.0
+) -> dict[str, dict[str, float]]:
+    """Top-1 / top-5 (fractions) and mean cross-entropy of each classifier in `logits_fns`
+    ({name: images -> logits [B, K]}), all in one pass over `batches`."""
+    from visrep.evals.zeroshot import topk_accuracy
+
+    sums = {name: {"top1": 0.0, "top5": 0.0, "loss": 0.0} for name in logits_fns}
+    n = 0
     for x, y in tqdm(batches, desc="finetune eval", disable=not progress, unit="batch"):
         x, y = x.to(device), y.to(device)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = logits_fn(x).float()  # [B, K]
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # [B, 5]
-        hit1 += int((top[:, 0] == y).sum())
-        hit5 += int((top == y[:, None]).any(1).sum())
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        for name, logits_fn in logits_fns.items():
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = logits_fn(x).float()  # [B, K]
+            k5 = min(5, logits.shape[1])
+            acc = topk_accuracy(logits, y, (1, k5))
+            s = sums[name]
+            s["top1"] += acc["top1"] * len(y)
+            s["top5"] += acc[f"top{k5}"] * len(y)
+            s["loss"] += float(F.cross_entropy(logits, y, reduction="sum"))
         n += len(y)
-    return {"top1": hit1 / n, "top5": hit5 / n, "loss": loss / n, "n": n}
+    return {name: {k: v / n for k, v in s.items()} | {"n": n} for name, s in sums.items()}
 
 
 def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
@@ -169,12 +175,14 @@ def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)
     model.eval()
     amp = autocast_dtype(cfg.run.precision, device)
-    acc = accuracy(model.logits, batches, device, amp, progress=cfg.run.progress)
-    m = cfg.method
-    ema = {}
+    fns = {"model": model.logits}
     if getattr(model, "model_ema", None) is not None:  # ConvNeXt V2's --model_ema_eval
-        batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)  # a generator
-        e = accuracy(model.ema_logits, batches, device, amp, progress=cfg.run.progress)
+        fns["ema"] = model.ema_logits
+    res = accuracy(fns, batches, device, amp, progress=cfg.run.progress)
+    acc, m = res["model"], cfg.method
+    ema = {}
+    if "ema" in res:
+        e = res["ema"]
         ema = {"finetune_ema_top1": e["top1"], "finetune_ema_top5": e["top5"],
                "finetune_ema_test_loss": e["loss"], "finetune_ema_decay": m.ema_decay}  # fmt: skip
     return ema | {

@@ -23,7 +23,7 @@ timm's `ModelEmaV3` holds a copy of backbone + head, initialised as the model an
 after every optimizer step (the loop's `on_step_end`) as ema <- d·ema + (1 − d)·model, with
 a fixed d and buffers included, as ConvNeXt V2's `ModelEma`. It is part of the state dict
 (checkpoints, exact resume) but not of the optimizer; the final evaluation reports the
-classifier and its EMA; export writes the trained backbone (`ema_backbone` is the EMA's).
+classifier and its EMA; export writes the trained backbone, not the EMA.
 MaskFeat's HEAD_INIT_SCALE 0.001 on its trunc_normal(0.02) head is the same head std
 2e-5 (its bias, 0.02 × 0.001, starts at 0 here).
 """
@@ -133,12 +133,6 @@ class Supervised(nn.Module):
     def _classifier(self) -> nn.ModuleDict:
         """Backbone + head as one module (the structure the EMA copy mirrors)."""
         return nn.ModuleDict({"backbone": self.backbone, "head": self.head})
-
-    @property
-    def ema_backbone(self) -> nn.Module | None:
-        """The EMA copy's backbone (None without `ema_decay`)."""
-        ema = getattr(self, "model_ema", None)
-        return ema.module["backbone"] if ema is not None else None
 
     def on_step_end(self, progress: float) -> None:
         """After each optimizer step: ema <- d·ema + (1 − d)·model (fixed d)."""
