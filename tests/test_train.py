@@ -1,5 +1,6 @@
 """End-to-end runs of the one training loop on tiny real data (Fashion-MNIST)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -13,8 +14,9 @@ import timm
 import torch
 from conftest import REPO, requires_fmnist, visrep
 
+import visrep.train as train_module
 from visrep.backbones.cnn import apply_fixups
-from visrep.checkpoint import load_checkpoint
+from visrep.checkpoint import checkpoint_bytes, load_checkpoint
 from visrep.config import replace
 from visrep.configs import RECIPES, get_recipe, smoke
 from visrep.export import export_backbone
@@ -38,13 +40,18 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
     )
     if name != "mae_fmnist":  # the paper-size recipes: only check they run, skip the eval work
         cfg = replace(cfg, **{"eval.final": False, "eval.every_epochs": 0})
-    metrics = train(cfg)
+    with _gradient_spy() as reached:
+        metrics = train(cfg)
     run = tmp_path / "run"
     for f in ["checkpoint.pt", "config.json", "metrics.json", "report.md", "log.jsonl", "loss.png"]:
         assert (run / f).is_file(), f
     assert list((run / "tb").iterdir()), "TensorBoard events missing"
     state = load_checkpoint(run)
     assert state["step"] == 2 * (256 // 32) and state["method"] == method_name(cfg.method)
+    # the start-of-run disk-space check's estimate bounds the real file (AdamW: ~1; LARS: less)
+    _, method = load_run(run)
+    size = (run / "checkpoint.pt").stat().st_size
+    assert 0.6 < size / checkpoint_bytes(method) < 1.03, size / checkpoint_bytes(method)
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert all(map(lambda v: v == v and v < 1e3, losses))
@@ -54,17 +61,44 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
         assert 0 <= metrics["linear_top1"] <= 1
         assert any("eval/knn_top1" in r for r in rows)  # periodic k-NN ran
         assert "knn_top1" in (run / "report.md").read_text()
-    _check_export(run, tmp_path / "export")
+    # every trainable backbone weight learned (a degenerate smoke size once masked every cell)
+    missed = [n for n, p in method.named_parameters()
+              if n.startswith("backbone.") and p.requires_grad and n not in reached]  # fmt: skip
+    assert not missed, missed
+    _check_export(run, tmp_path / "export", method)
 
 
-def _check_export(run, out):
+@contextlib.contextmanager
+def _gradient_spy():
+    """Names of the parameters that received a non-zero gradient in some optimizer step."""
+    reached: set[str] = set()
+    build = train_module.build_optimizer
+
+    def spy(model, *args, **kwargs):
+        opt = build(model, *args, **kwargs)
+        names = {id(p): n for n, p in model.named_parameters()}
+
+        def pre_step(o, args, kwargs):
+            reached.update(names[id(p)] for g in o.param_groups for p in g["params"]
+                           if p.grad is not None and p.grad.count_nonzero() > 0)  # fmt: skip
+
+        opt.register_step_pre_hook(pre_step)
+        return opt
+
+    train_module.build_optimizer = spy
+    try:
+        yield reached
+    finally:
+        train_module.build_optimizer = build
+
+
+def _check_export(run, out, method):
     """Every method's backbone loads into timm strictly and gives identical features
     (after `apply_fixups` for what timm has no argument for, e.g. a small ResNet stem)."""
     meta = export_backbone(run, out)
     model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"])
     apply_fixups(model, meta["timm_fixups"])
     model.load_state_dict(safetensors.torch.load_file(out / "backbone.safetensors"), strict=True)
-    _, method = load_run(run)
     x = torch.randn(3, *meta["input_size"])
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), method.backbone.eval()(x), rtol=0, atol=0)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_leaves
 
-from visrep.io import atomic_write
+from visrep.io import MiB, atomic_write, free_bytes
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -26,6 +27,32 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     path = Path(run_dir) / CHECKPOINT
     atomic_write(path, lambda tmp: torch.save({"format_version": FORMAT_VERSION, **state}, tmp))
     return path
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """About how many bytes `save_checkpoint` will write for `model`: its state dict plus
+    two optimizer slots per trainable parameter (AdamW's moments; an upper bound for LARS
+    and SGD, one slot). Pickle and metadata overhead is small beside them."""
+    storages = {}  # torch.save writes a storage shared by several entries once
+    for t in tree_leaves(model.state_dict()):  # (extra states may nest tensors in dicts)
+        if isinstance(t, torch.Tensor):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    state = sum(storages.values())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return state + 2 * trainable
+
+
+def space_warning(run_dir: str | Path, model: torch.nn.Module) -> str | None:
+    """A message when `run_dir`'s file system cannot hold one more checkpoint of `model`
+    (checked at the start of a run, so it does not learn this after hours, at its first save)."""
+    need, free = checkpoint_bytes(model), free_bytes(run_dir)
+    if free >= need + 64 * MiB:
+        return None
+    return (
+        f"{run_dir} has {free / MiB:,.0f} MiB free but a checkpoint of this run needs about "
+        f"{need / MiB:,.0f} MiB (weights and optimizer state): the first save will fail; free "
+        f"some space or choose another run.out_dir"
+    )
 
 
 def checkpoint_path(ckpt: str | Path) -> Path:

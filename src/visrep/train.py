@@ -25,7 +25,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from visrep.checkpoint import CHECKPOINT, CONFIG, load_checkpoint, save_checkpoint
+from visrep.checkpoint import (
+    CHECKPOINT,
+    CONFIG,
+    load_checkpoint,
+    save_checkpoint,
+    space_warning,
+)
 from visrep.config import TrainConfig, save_json, to_dict
 from visrep.data.pipeline import build_train_data
 from visrep.logger import RunLogger
@@ -188,6 +194,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     step_fn = torch.compile(net) if cfg.run.compile else net
     logger = RunLogger(run_dir, enabled=env.is_main, resume_step=start if resume else None)
     if env.is_main:
+        if warning := space_warning(run_dir, model):
+            log.warning(warning)
         log.info(
             "%s: %d images/epoch, %d steps/epoch, effective batch %d, lr %.3g, %d processes",
             name, data.steps_per_epoch * eff_batch // cfg.optim.accum_steps, data.steps_per_epoch,

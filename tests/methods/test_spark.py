@@ -43,6 +43,9 @@ def features(model: SparK, images: torch.Tensor, active: torch.Tensor) -> list[t
 def test_visible_count_is_round_not_floor():
     assert num_visible(49, 0.6) == 20 and num_keep(49, 0.6) == 19  # §8.1 vs §0.5
     assert num_visible(16, 0.6) == 6 and num_visible(49, 0.75) == 12
+    assert num_visible(2, 0.6) == 1  # round(0.8), where MAE's floor keeps none
+    with pytest.raises(ValueError, match="leaves no visible"):
+        num_visible(1, 0.6)  # a stride-32 encoder on 32 px images: its one cell masked
     model = tiny()
     assert model.grid == 4 and model.patch_size == 8
     assert torch.all(model.mask(5).flatten(1).sum(1) == 6)

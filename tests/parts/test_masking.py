@@ -11,6 +11,13 @@ def test_num_keep_uses_floor(L, r, keep):
     assert num_keep(L, r) == keep
 
 
+def test_masking_that_keeps_nothing_is_refused():
+    # e.g. a stride-32 CNN on 32 px images: one cell, floor(1 × 0.4) = 0 kept
+    with pytest.raises(ValueError, match="leaves no visible token or cell of 1.*data.img_size"):
+        num_keep(1, 0.6)
+    assert num_keep(3, 0.6) == 1  # the smallest grid that keeps one
+
+
 def test_masking_matches_argsort_formula():
     noise = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.4, 0.6]])
     m = random_masking(2, 4, 0.5, noise=noise)

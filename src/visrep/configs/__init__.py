@@ -91,14 +91,15 @@ def get_recipe(name: str) -> TrainConfig:
 
 
 def smoke(cfg: TrainConfig) -> TrainConfig:
-    """Tiny version of a recipe: 2 blocks, ≤32 px, 256 Fashion-MNIST images, a few steps."""
+    """Tiny version of a recipe: 2 blocks, ≤32 px (≤64 for masked CNNs), 256 Fashion-MNIST images, a few steps."""
     tiny = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2,  # MAE
             "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32,  # joint-embedding heads
             "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2,  # text tower
             "curate_every": 4}  # CiT: several curation rounds  # fmt: skip
     method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}
     is_vit = cfg.backbone.name.startswith("vit")
-    size = min(cfg.data.img_size, 32)
+    # a CNN masked at its stride-32 grid (FCMAE, SparK) needs 2×2 cells to keep one visible
+    size = min(cfg.data.img_size, 64 if hasattr(cfg.method, "mask_ratio") and not is_vit else 32)
     patch = cfg.backbone.patch_size if size % cfg.backbone.patch_size == 0 else 8
     return replace(
         cfg,

@@ -20,6 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from visrep.backbones.cnn import CNN
 from visrep.parts.light_decoder import LightDecoder
+from visrep.parts.masking import _nothing_visible
 from visrep.parts.patches import normalize_patches, patchify, unpatchify
 from visrep.parts.sparse import SparseConvNeXt, SparseResNet, sparse_batch_norm, upsample_mask
 
@@ -37,7 +38,10 @@ def num_visible(cells: int, mask_ratio: float) -> int:
     """round(f²·(1 − r)) visible cells (§8.1; MAE/FCMAE floor instead: 20 vs 19 of 49)."""
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
-    return round(cells * (1 - mask_ratio))
+    visible = round(cells * (1 - mask_ratio))
+    if visible == 0:
+        raise ValueError(_nothing_visible(cells, mask_ratio))
+    return visible
 
 
 class SparK(nn.Module):

@@ -35,7 +35,18 @@ def num_keep(num_tokens: int, mask_ratio: float) -> int:
     """Number of kept tokens, floor as in MAE (`int(L * (1 - r))`, §0.5 step 1)."""
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
-    return int(num_tokens * (1 - mask_ratio))
+    keep = int(num_tokens * (1 - mask_ratio))
+    if keep == 0:
+        raise ValueError(_nothing_visible(num_tokens, mask_ratio))
+    return keep
+
+
+def _nothing_visible(cells: int, mask_ratio: float) -> str:
+    return (
+        f"mask_ratio {mask_ratio} leaves no visible token or cell of {cells}: the encoder "
+        f"would see nothing and learn nothing; use larger images (data.img_size), a smaller "
+        f"patch or stride, or a lower method.mask_ratio"
+    )
 
 
 def random_masking(
