@@ -153,6 +153,8 @@ def test_clear_errors():
         FCMAE(FCMAEConfig(), CNN("resnet18", img_size=32, patch_size=1, in_chans=1))
     with pytest.raises(ValueError, match="multiple of the encoder's total stride 8"):
         FCMAE(FCMAEConfig(), CNN("convnextv2_atto", img_size=36, patch_size=1, in_chans=1))
+    with pytest.raises(ValueError, match="no visible token or cell of 1"):  # stride 32 at 32 px
+        FCMAE(FCMAEConfig(), CNN("convnextv2_atto", img_size=32, patch_size=4, in_chans=1))
     model = tiny()
     with pytest.raises(ValueError, match="grn_stats"):
         SparseConvNeXt(model.backbone.model, grn_stats="global")

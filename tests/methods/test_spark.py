@@ -245,6 +245,8 @@ def test_clear_errors():
         tiny()({"images": torch.randn(2, 1, 32, 32)}, active=torch.ones(2, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="multiple of the encoder's total stride"):
         SparK(SparKConfig(), CNN("resnet18", img_size=36, patch_size=1, in_chans=1))
+    with pytest.raises(ValueError, match="no visible token or cell of 1"):  # stride 32 at 32 px
+        SparK(SparKConfig(), CNN("resnet50", img_size=32, patch_size=4, in_chans=1))
 
 
 def test_imagenet_recipes_follow_sparks_lr_control():

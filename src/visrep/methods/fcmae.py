@@ -17,7 +17,7 @@ from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from visrep.backbones.cnn import CNN
-from visrep.parts.masking import random_masking
+from visrep.parts.masking import num_keep, random_masking
 from visrep.parts.patches import normalize_patches, patchify, unpatchify
 from visrep.parts.sparse import SparseConvNeXt
 
@@ -55,6 +55,7 @@ class FCMAE(nn.Module):
                 f"stride {p} (FCMAE masks {p}×{p} px cells)"
             )
         self.grid = (backbone.img_size // p,) * 2
+        num_keep(self.grid[0] * self.grid[1], cfg.mask_ratio)  # refuse a mask hiding everything
         dd = cfg.decoder_dim
         self.proj = nn.Conv2d(backbone.feature_dim, dd, kernel_size=1)
         self.mask_token = nn.Parameter(torch.zeros(1, dd, 1, 1))

@@ -20,7 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from visrep.backbones.cnn import CNN
 from visrep.parts.light_decoder import LightDecoder
-from visrep.parts.masking import _nothing_visible
+from visrep.parts.masking import nothing_visible_message
 from visrep.parts.patches import normalize_patches, patchify, unpatchify
 from visrep.parts.sparse import SparseConvNeXt, SparseResNet, sparse_batch_norm, upsample_mask
 
@@ -40,7 +40,7 @@ def num_visible(cells: int, mask_ratio: float) -> int:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     visible = round(cells * (1 - mask_ratio))
     if visible == 0:
-        raise ValueError(_nothing_visible(cells, mask_ratio))
+        raise ValueError(nothing_visible_message(cells, mask_ratio))
     return visible
 
 
@@ -64,6 +64,7 @@ class SparK(nn.Module):
                 f"stride {p} (SparK masks {p}×{p} px cells)"
             )
         self.grid = backbone.img_size // p
+        num_visible(self.grid**2, cfg.mask_ratio)  # refuse a mask that hides everything now
         self.decoder = LightDecoder(p, cfg.decoder_dim, backbone.in_chans)
         chans = [
             f["num_chs"] for f in model.feature_info if f["module"].startswith(("layer", "stages"))

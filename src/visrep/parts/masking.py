@@ -37,11 +37,12 @@ def num_keep(num_tokens: int, mask_ratio: float) -> int:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     keep = int(num_tokens * (1 - mask_ratio))
     if keep == 0:
-        raise ValueError(_nothing_visible(num_tokens, mask_ratio))
+        raise ValueError(nothing_visible_message(num_tokens, mask_ratio))
     return keep
 
 
-def _nothing_visible(cells: int, mask_ratio: float) -> str:
+def nothing_visible_message(cells: int, mask_ratio: float) -> str:
+    """The error for a mask that hides every token or cell (MAE's floor, SparK's round)."""
     return (
         f"mask_ratio {mask_ratio} leaves no visible token or cell of {cells}: the encoder "
         f"would see nothing and learn nothing; use larger images (data.img_size), a smaller "
