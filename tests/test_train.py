@@ -181,6 +181,20 @@ def test_sigterm_saves_a_checkpoint_then_resume_matches(uninterrupted, tmp_path)
     _assert_same_weights(uninterrupted, load_checkpoint(tmp_path))
 
 
+def test_warns_at_start_when_a_checkpoint_will_not_fit(tmp_path, monkeypatch, caplog):
+    import visrep.checkpoint
+
+    monkeypatch.setattr(visrep.checkpoint, "free_bytes", lambda d: 0)  # a full disk
+    cfg = replace(smoke(get_recipe("mae_fmnist")), **{
+        "run.out_dir": str(tmp_path), "run.threads": 1, "run.max_steps": 1,
+        "eval.final": False, "eval.every_epochs": 0,
+    })  # fmt: skip
+    with caplog.at_level("WARNING", logger="visrep"):
+        train(cfg)  # (the disk is not really full: the run goes on and saves)
+    assert any("has 0 MiB free but a checkpoint of this run needs" in r.message
+               for r in caplog.records)  # fmt: skip
+
+
 @pytest.mark.parametrize("recipe", ["mae_fmnist", "mocov3_fmnist"])  # mocov3: EMA branch + LARS
 def test_torchrun_two_processes_stay_in_sync(tmp_path, recipe):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
