@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_leaves
 
 from visrep.io import MiB, atomic_write, free_bytes
 
@@ -33,10 +32,16 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
     """About how many bytes `save_checkpoint` will write for `model`: its state dict plus
     two optimizer slots per trainable parameter (AdamW's moments; an upper bound for LARS
     and SGD, one slot). Pickle and metadata overhead is small beside them."""
-    storages = {}  # torch.save writes a storage shared by several entries once
-    for t in tree_leaves(model.state_dict()):  # (extra states may nest tensors in dicts)
-        if isinstance(t, torch.Tensor):
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    storages: dict[int, int] = {}  # torch.save writes a storage shared by entries once
+
+    def visit(v: Any) -> None:  # extra states (e.g. CiT's) may nest tensors in containers
+        if isinstance(v, torch.Tensor):
+            storages[v.untyped_storage().data_ptr()] = v.untyped_storage().nbytes()
+        elif isinstance(v, dict | list | tuple):
+            for x in v.values() if isinstance(v, dict) else v:
+                visit(x)
+
+    visit(model.state_dict())
     state = sum(storages.values())
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return state + 2 * trainable

@@ -91,7 +91,8 @@ def get_recipe(name: str) -> TrainConfig:
 
 
 def smoke(cfg: TrainConfig) -> TrainConfig:
-    """Tiny version of a recipe: 2 blocks, ≤32 px (≤64 for masked CNNs), 256 Fashion-MNIST images, a few steps."""
+    """Tiny version of a recipe: 2 blocks, ≤32 px (≤64 for masked CNNs), 256 Fashion-MNIST
+    images, a few steps."""
     tiny = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2,  # MAE
             "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32,  # joint-embedding heads
             "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2,  # text tower
