@@ -108,10 +108,23 @@ class ViT(nn.Module):
     def check_input(self, images: Tensor) -> None:
         check_image_shape(images, self.in_chans, self.img_size)
 
-    def embed(self, images: Tensor) -> Tensor:
-        """Patch tokens with position embeddings added: [N, C, H, W] -> [N, L, D]."""
+    def embed(
+        self, images: Tensor, mask: Tensor | None = None, mask_token: Tensor | None = None
+    ) -> Tensor:
+        """Patch tokens with position embeddings added: [N, C, H, W] -> [N, L, D].
+
+        With `mask` [N, L] (1 = masked, bool or 0/1) the masked patch embeddings are replaced
+        by `mask_token` (broadcast to [N, L, D]) *before* the position embedding, so a masked
+        token keeps its position: x_i <- (1 - m_i)·x_i + m_i·t, then x_i + p_i. This is
+        MaskFeat's encoder input (SlowFast `slowfast/models/masked.py`, `MaskMViT`) and the
+        "encoder w/ [M]" baseline of the MAE paper (Table 1c)."""
         self.check_input(images)
         x = self.model.patch_embed(images)  # [N, L, D]
+        if mask is not None:
+            if mask_token is None:
+                raise ValueError("encoding with a mask needs the mask_token that replaces it")
+            m = mask.unsqueeze(-1).to(x.dtype)  # [N, L, 1]
+            x = x * (1 - m) + mask_token.to(x.dtype) * m
         return x + self.model.pos_embed[:, 1:]
 
     def cls_token(self, batch: int) -> Tensor:
@@ -125,9 +138,22 @@ class ViT(nn.Module):
         x = self.model.blocks(x)
         return self.model.norm(x)
 
-    def encode(self, images: Tensor, ids_keep: Tensor | None = None) -> Tensor:
-        """Encode all patch tokens, or only those at `ids_keep` [N, K]: -> [N, 1+K, D]."""
-        x = self.embed(images)
+    def encode(
+        self,
+        images: Tensor,
+        ids_keep: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        mask_token: Tensor | None = None,
+    ) -> Tensor:
+        """Encode the patch tokens and the cls token: [N, C, H, W] -> [N, 1+K, D].
+
+        Every token (K = L); only those at `ids_keep` [N, K] (MAE's encoder, FLIP); or every
+        token with those under `mask` [N, L] replaced by `mask_token` (see `embed`; MaskFeat).
+        """
+        if ids_keep is not None and mask is not None:
+            raise ValueError("pass ids_keep (drop tokens) or mask (replace them), not both")
+        x = self.embed(images, mask, mask_token)
         if ids_keep is not None:
             x = gather_tokens(x, ids_keep)
         x = torch.cat([self.cls_token(x.shape[0]), x], dim=1)

@@ -111,15 +111,11 @@ class MAE(nn.Module):
 
     def encode(self, images: Tensor, masking: Masking) -> Tensor:
         """Encode the kept patches: [N, C, H, W] -> [N, 1+L_keep, D] (kept in shuffled order)."""
-        if not self.cfg.encoder_mask_tokens:
-            return self.backbone.encode(images, masking.ids_keep)
-        # Baseline: every token goes through the encoder, removed ones as a mask token.
-        vit = self.backbone
-        vit.check_input(images)
-        x = vit.model.patch_embed(images)  # [N, L, D]
-        m = masking.mask.unsqueeze(-1).to(x.dtype)
-        x = x * (1 - m) + self.encoder_mask_token * m + vit.model.pos_embed[:, 1:]
-        return vit.blocks(torch.cat([vit.cls_token(x.shape[0]), x], dim=1))  # [N, 1+L, D]
+        if self.cfg.encoder_mask_tokens:  # baseline: every token, removed ones as [M]
+            return self.backbone.encode(
+                images, mask=masking.mask, mask_token=self.encoder_mask_token
+            )  # [N, 1+L, D]
+        return self.backbone.encode(images, masking.ids_keep)
 
     def decode(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
         """[N, 1+L_keep, D] -> per-patch pixel prediction [N, L, p·p·C] (cls dropped)."""

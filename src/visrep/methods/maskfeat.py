@@ -116,13 +116,7 @@ class MaskFeat(nn.Module):
     def encode(self, images: Tensor, mask: Tensor) -> Tensor:
         """All tokens, masked ones replaced by the mask token before the position embedding:
         [N, C, H, W], mask [N, L] -> [N, 1+L, D] (after the final norm)."""
-        vit = self.backbone
-        vit.check_input(images)
-        x = vit.model.patch_embed(images)  # [N, L, D]
-        m = mask.unsqueeze(-1).to(x.dtype)  # [N, L, 1]
-        x = x * (1 - m) + self.mask_token.to(x.dtype) * m
-        x = x + vit.model.pos_embed[:, 1:]  # masked positions keep their position
-        return vit.blocks(torch.cat([vit.cls_token(x.shape[0]), x], dim=1))
+        return self.backbone.encode(images, mask=mask, mask_token=self.mask_token)
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         """MSE over masked tokens × K dims (nn.MSELoss 'mean' on the selected rows, §2.3)."""
