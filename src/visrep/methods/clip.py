@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from visrep.backbones.text import TextTransformer
 from visrep.parts.losses import clip_loss
 from visrep.parts.masking import random_masking
 
@@ -118,6 +117,8 @@ def build_text_tower(cfg: CLIPConfig) -> nn.Module:
                 "method.lock_text=true locks a pretrained text tower: set "
                 "method.text_tower=minilm (a from-scratch tower would stay random)"
             )
+        from visrep.backbones.text import TextTransformer  # imports open_clip (~1 s)
+
         return TextTransformer(cfg.vocab_size, cfg.context_length, cfg.text_width,
                                cfg.text_layers, cfg.text_heads)  # fmt: skip
     from visrep.backbones.text_pretrained import PRETRAINED_TEXT_TOWERS, PretrainedTextTower
