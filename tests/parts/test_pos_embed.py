@@ -2,8 +2,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
-from visrep.parts.pos_embed import sincos_2d
+from visrep.parts.pos_embed import interpolate_pos_embed, sincos_2d
 
 
 def formula(dim, g, layout):
@@ -42,3 +44,40 @@ def test_mae_first_half_encodes_column_and_cls_is_zero():
 def test_dim_must_be_divisible_by_4():
     with pytest.raises(ValueError, match="divisible by 4"):
         sincos_2d(6, 3)
+
+
+def mae_resize(table, old, new, prefix):
+    """MAE's `util/pos_embed.py` rule: prefix rows kept, grid resized bicubically with
+    align_corners=False and no antialias."""
+    grid = table[:, prefix:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=new, mode="bicubic", align_corners=False)
+    return torch.cat([table[:, :prefix], grid.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
+
+
+@pytest.mark.parametrize("prefix", [0, 1, 2])
+@pytest.mark.parametrize("new", [8, 3, (6, 4), (4, 5)])
+def test_interpolate_pos_embed_is_maes_bicubic_resize(prefix, new):
+    torch.manual_seed(0)
+    table = torch.randn(1, prefix + 16, 32)  # a 4x4 grid
+    size = (new, new) if isinstance(new, int) else new
+    out = interpolate_pos_embed(table, new, prefix)
+    assert out.shape == (1, prefix + size[0] * size[1], 32)
+    assert torch.equal(out, mae_resize(table, 4, size, prefix))
+    assert torch.equal(out[:, :prefix], table[:, :prefix])
+
+
+def test_interpolate_pos_embed_keeps_a_same_size_table_and_needs_a_square_grid():
+    table = torch.randn(1, 1 + 16, 8)
+    assert interpolate_pos_embed(table, 4) is table
+    assert interpolate_pos_embed(table, (4, 4)) is table
+    with pytest.raises(ValueError, match="not a square grid"):
+        interpolate_pos_embed(torch.randn(1, 1 + 12, 8), 4)
+
+
+def test_timms_default_antialias_would_differ_even_when_upsampling():
+    """Why antialias=False is passed: timm's default antialiased bicubic uses PIL's kernel
+    (a = -0.5), not PyTorch's (a = -0.75) that MAE's resize uses."""
+    torch.manual_seed(0)
+    table = torch.randn(1, 1 + 16, 32)
+    timm_default = resample_abs_pos_embed(table, [8, 8], num_prefix_tokens=1)
+    assert not torch.allclose(timm_default, interpolate_pos_embed(table, 8), atol=1e-3)

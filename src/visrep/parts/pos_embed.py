@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from timm.layers import resample_abs_pos_embed
 from torch import Tensor
 
 
@@ -54,22 +55,25 @@ def interpolate_pos_embed(
 ) -> Tensor:
     """Resize a [1, prefix + gh·gw, D] position-embedding table to another patch grid.
 
-    MAE fine-tuning at a new resolution (METHODS.md §1.4; mae `util/pos_embed.py:L75-96`): the
-    cls (prefix) rows are kept as they are, the grid rows are reshaped to [1, D, gh, gw] and
-    resized bicubically (align_corners=False, no antialias) to the new grid. The old grid must
-    be square, as in MAE.
+    MAE fine-tuning at a new resolution (facebookresearch/mae `util/pos_embed.py`,
+    `interpolate_pos_embed`): the cls (prefix) rows are kept as they are, the grid rows are
+    resized bicubically (align_corners=False, no antialias) to the new grid; the table is
+    returned as is when the grid does not change. The old grid must be square, as in MAE.
+
+    This is timm's `resample_abs_pos_embed` with ``antialias=False``: timm's default
+    (antialias on, whose bicubic kernel is PIL's a = -0.5 rather than PyTorch's -0.75) gives
+    a different table even when upsampling, so MAE's setting is passed explicitly.
     """
     gh, gw = (new_grid, new_grid) if isinstance(new_grid, int) else new_grid
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    old = int(round(grid.shape[1] ** 0.5))
-    if old * old != grid.shape[1]:
-        raise ValueError(f"position embedding has {grid.shape[1]} grid rows, not a square grid")
-    if (old, old) == (gh, gw):
-        return pos_embed
-    dim = grid.shape[-1]
-    grid = grid.reshape(1, old, old, dim).permute(0, 3, 1, 2)  # [1, D, g, g]
-    grid = torch.nn.functional.interpolate(
-        grid.float(), size=(gh, gw), mode="bicubic", align_corners=False
-    ).to(pos_embed.dtype)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, dim)  # [1, gh·gw, D]
-    return torch.cat([prefix, grid], dim=1)
+    num_grid = pos_embed.shape[1] - num_prefix_tokens
+    old = int(round(num_grid**0.5))
+    if old * old != num_grid:
+        raise ValueError(f"position embedding has {num_grid} grid rows, not a square grid")
+    return resample_abs_pos_embed(
+        pos_embed,
+        [gh, gw],
+        old_size=[old, old],
+        num_prefix_tokens=num_prefix_tokens,
+        interpolation="bicubic",
+        antialias=False,
+    )
