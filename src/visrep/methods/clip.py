@@ -1,22 +1,24 @@
 """CLIP (Radford et al., 2021) as SLIP trains it, and FLIP (Li et al., 2023).
 
-CLIP (METHODS.md §5.1-5.2): image tower = the visrep backbone (pooled features, what is
-exported) → image_projection (V × E, no bias); text tower = `TextTransformer` pooled at EOT
-→ text_projection (W × E, no bias); learnable logit scale, init ln(1/0.07), clamped in
-place to [0, ln 100] after each optimizer step (`on_step_end`, §5.2; not in the forward).
-Loss: `clip_loss`, gather without gradient. `text_tower="minilm"` replaces the text tower
-with the pretrained all-MiniLM-L6-v2 (384-d sentence embedding → text_projection), frozen
-with `lock_text` (LiT; `visrep.backbones.text_pretrained`); it reads the batch's raw
+CLIP (CLIP paper Sec. 2.4-2.5 and Fig. 3; facebookresearch/SLIP `models.py` CLIP,
+`losses.py` CLIPLoss): image tower = the visrep backbone (pooled features, what is exported)
+→ image_projection (V × E, no bias); text tower = `TextTransformer` pooled at EOT →
+text_projection (W × E, no bias); learnable logit scale, init ln(1/0.07), clamped in place to
+[0, ln 100] after each optimizer step (`on_step_end`, as SLIP's `main.py`; not in the
+forward). Loss: `clip_loss`, gather without gradient. `text_tower="minilm"` replaces the
+text tower with the pretrained all-MiniLM-L6-v2 (384-d sentence embedding → text_projection),
+frozen with `lock_text` (LiT; `visrep.backbones.text_pretrained`); it reads the batch's raw
 `captions` when present, else decodes the CLIP token ids.
 
-FLIP (§9): the same model; in training the image tower encodes only a random
-`1 - mask_ratio` of the patch tokens (MAE's argsort masking, §0.5, injectable `noise`;
-position embeddings added before masking; no decoder, no reconstruction). Evaluation and
-`mask_ratio=0` (the unmasked-tuning phase, §9.4) use every token. Differences from the
-official JAX FLIP, chosen so the exported backbone computes the trained features: the image
-feature is the backbone's own pooling (cls token by default; FLIP averages all tokens
-including cls), the text tower is CLIP's causal one (FLIP: BERT-style), and the logit scale
-is clamped after the step as in SLIP (FLIP clips it in the forward).
+FLIP (FLIP paper; facebookresearch/flip `models_flip.py`): the same model; in training the
+image tower encodes only a random `1 - mask_ratio` of the patch tokens (MAE's argsort
+masking, `parts.masking.random_masking`, injectable `noise`; position embeddings added before
+masking; no decoder, no reconstruction). Evaluation and `mask_ratio=0` (the paper's
+unmasked-tuning phase) use every token. Differences from the official JAX FLIP, chosen so
+the exported backbone computes the trained features: the image feature is the backbone's own
+pooling (cls token by default; FLIP averages all tokens including cls), the text tower is
+CLIP's causal one (FLIP: BERT-style), and the logit scale is clamped after the step as in
+SLIP (FLIP clips it in the forward).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from visrep.parts.masking import random_masking
 
 @dataclass(frozen=True)
 class CLIPConfig:
-    """CLIP/SLIP sizes (§5.1): E = 512, text 12 × 512, 8 heads, context 77, vocab 49408."""
+    """CLIP/SLIP sizes (CLIP paper Sec. 2.5; SLIP `models.py`): E = 512, text 12 × 512,
+    8 heads, context 77, vocab 49408."""
 
     embed_dim: int = 512
     text_width: int = 512
@@ -105,7 +108,8 @@ class CLIP(nn.Module):
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
-        """In-place clamp of the logit scale to [0, ln 100] after the step (§5.2, §5.7-3)."""
+        """In-place clamp of the logit scale to [0, ln 100] after the step, as SLIP's `main.py`
+        (CLIP paper Sec. 2.5: the logits are scaled by at most 100)."""
         self.logit_scale.clamp_(0, self.cfg.logit_scale_max)
 
 

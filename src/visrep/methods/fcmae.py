@@ -1,8 +1,9 @@
 """FCMAE: the fully convolutional masked autoencoder of ConvNeXt V2 (Woo et al., 2023).
 
-Follows METHODS.md §7.2 (facebookresearch/ConvNeXt-V2 `models/fcmae.py`): 60% of the
-cells of the encoder's final-stride grid (32×32 px at 224) are removed; the ConvNeXt
-encoder runs sparsely on the visible cells (here: densely with masks, §7.3,
+Follows the ConvNeXt V2 paper, Sec. 2 (facebookresearch/ConvNeXt-V2 `models/fcmae.py`): 60%
+of the cells of the encoder's final-stride grid (32×32 px at 224) are removed; the ConvNeXt
+encoder runs sparsely on the visible cells (here: densely with the mask applied before and
+after each conv, the numerically equivalent form the paper's Sec. 2 gives;
 `parts/sparse.py`); a 1×1 conv projects to the decoder width, mask tokens fill the
 removed cells, one ConvNeXt V2 block decodes, a 1×1 conv predicts each cell's pixels;
 the MSE is averaged over removed cells only.
@@ -29,9 +30,13 @@ class FCMAEConfig:
     mask_ratio: float = 0.6
     decoder_dim: int = 512
     decoder_depth: int = 1
-    norm_pix_loss: bool = False  # off in the documented command (§7.7)
-    grn_stats: str = "sample"  # "sample": per image (paper, JAX); "batch": MinkowskiGRN (§7.4)
-    init: str = "fcmae"  # "fcmae": the official override (§7.5); "timm": timm's own init
+    norm_pix_loss: bool = False  # off in the documented command (ConvNeXt-V2 `TRAINING.md`)
+    # "sample": per image (paper Sec. 3; ConvNeXt-V2 `models/utils.py` GRN, JAX); "batch":
+    # `MinkowskiGRN` of the same file, which pools over the whole sparse batch
+    grn_stats: str = "sample"
+    # "fcmae": the official override, `FCMAE._init_weights` in `models/fcmae.py`;
+    # "timm": timm's own init
+    init: str = "fcmae"
 
 
 class FCMAE(nn.Module):
@@ -45,8 +50,9 @@ class FCMAE(nn.Module):
         self.backbone = backbone
         self.encoder = SparseConvNeXt(backbone.model, cfg.grn_stats)  # hooks, no parameters
         # The pooled-feature LayerNorm (timm's head.norm) is not part of the pre-training
-        # encoder (§7.2: no final norm) and gets no gradient: frozen, so DDP (which expects
-        # a gradient for every trainable parameter) works; it stays at its identity init.
+        # encoder (`SparseConvNeXtV2` in ConvNeXt-V2 `models/convnextv2_sparse.py` has no
+        # final norm) and gets no gradient: frozen, so DDP (which expects a gradient for every
+        # trainable parameter) works; it stays at its identity init.
         backbone.model.head.requires_grad_(False)
         self.patch_size = p = self.encoder.stride  # the mask unit = the encoder's total stride
         if backbone.img_size % p:
@@ -66,12 +72,12 @@ class FCMAE(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """init="fcmae" (§7.5): `FCMAE._init_weights` overrides the encoder's own init.
-        Depthwise kernels, pointwise weights (MinkowskiLinear there) and every nn.Conv2d
-        (stem, proj, decoder dw conv, pred) get trunc_normal std 1.0 (timm's default, cut at
-        ±2), the downsamplers std 0.02, biases 0; decoder Linears keep PyTorch's init; mask
-        token normal(0.02). init="timm": the encoder keeps timm's init (std 0.02) and the
-        decoder gets the same."""
+        """init="fcmae": `FCMAE._init_weights` (ConvNeXt-V2 `models/fcmae.py`) overrides the
+        encoder's own init. Depthwise kernels, pointwise weights (MinkowskiLinear there) and
+        every nn.Conv2d (stem, proj, decoder dw conv, pred) get trunc_normal std 1.0 (timm's
+        default, cut at ±2), the downsamplers std 0.02, biases 0; decoder Linears keep
+        PyTorch's init; mask token normal(0.02). init="timm": the encoder keeps timm's init
+        (std 0.02) and the decoder gets the same."""
         nn.init.normal_(self.mask_token, std=0.02)
         enc = self.backbone.model
         downsamplers = [
@@ -90,7 +96,8 @@ class FCMAE(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def mask(self, batch: int, device: torch.device, noise: Tensor | None = None) -> Tensor:
-        """[N, gh, gw], 1 = removed. Official draw: torch.randn(N, L) (§7.2, Appendix B)."""
+        """[N, gh, gw], 1 = removed. Official draw: torch.randn(N, L) (`models/fcmae.py`
+        `gen_random_mask`)."""
         num = self.grid[0] * self.grid[1]
         if noise is None:
             noise = torch.randn(batch, num, device=device)
@@ -99,7 +106,7 @@ class FCMAE(nn.Module):
         )
 
     def decode(self, latent: Tensor, mask: Tensor) -> Tensor:
-        """[N, D, gh, gw] -> pixel prediction per cell [N, L, p·p·C] (§0.4 order)."""
+        """[N, D, gh, gw] -> pixel prediction per cell [N, L, p·p·C] (MAE's patch order)."""
         x = self.proj(latent)  # [N, Dd, gh, gw]
         m = mask.unsqueeze(1).to(x.dtype)  # [N, 1, gh, gw]
         x = x * (1 - m) + self.mask_token * m
@@ -111,7 +118,8 @@ class FCMAE(nn.Module):
         return normalize_patches(target) if self.cfg.norm_pix_loss else target
 
     def loss(self, images: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
-        """MSE on removed cells only: Σ m·ℓ / Σ m (§7.2)."""
+        """MSE on removed cells only: Σ m·ℓ / Σ m (paper Sec. 2; `models/fcmae.py`
+        `forward_loss`)."""
         per_patch = ((pred - self.target(images)) ** 2).mean(dim=-1)  # [N, L]
         mask = mask.flatten(1)
         return (per_patch * mask).sum() / mask.sum()

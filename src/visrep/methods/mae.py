@@ -1,12 +1,13 @@
 """MAE: Masked Autoencoders Are Scalable Vision Learners (He et al., 2022).
 
-Follows METHODS.md §1 (facebookresearch/mae `models_mae.py`): the encoder sees only
+Follows the MAE paper, Sec. 3 (facebookresearch/mae `models_mae.py`): the encoder sees only
 the kept 25% of the patches; a light decoder gets the encoded tokens plus mask
 tokens and predicts the pixels of every patch; the loss is the MSE on removed
 patches of the per-patch normalized pixels.
 
-Long-sequence MAE (METHODS.md §10.4, facebookresearch/long_seq_mae) is this model with
-`mask_unit` = k > 1: larger inputs give a long token sequence, and masking works on
+Long-sequence MAE ("Exploring Long-Sequence Masked Autoencoders", Hu et al., 2022;
+facebookresearch/long_seq_mae `models_mae.py`, `util/long_seq_patch_loader.py`) is this
+model with `mask_unit` = k > 1: larger inputs give a long token sequence, and masking works on
 k×k units of patches (`parts.masking.unit_masking`) so the masked regions keep the size
 they had at the original resolution. `no_k_bias_in_vit` drops the attention key bias as
 that code can. Its `decoder_downsampling` / `pred_downsampling` options are not ported.
@@ -38,7 +39,7 @@ class MAEConfig:
     # Baseline of the paper's Table 1c ("encoder w/ [M]"): the encoder processes all tokens,
     # masked ones replaced by a learned mask token. Only for the speed benchmark.
     encoder_mask_tokens: bool = False
-    # Long-sequence MAE (§10.4): mask k×k units of patches (official --mask_downsampling);
+    # Long-sequence MAE: mask k×k units of patches (official --mask_downsampling);
     # 1 = ordinary per-patch MAE masking.
     mask_unit: int = 1
     # Attention with q and v biases but no k bias, in encoder and decoder (official
@@ -74,8 +75,9 @@ class MAE(nn.Module):
             _drop_k_bias(self)
 
     def _init_weights(self) -> None:
-        """MAE init (§1.1): xavier-uniform Linears (patch embed viewed as a Linear), zero
-        biases, unit LayerNorms, normal(0.02) cls and mask tokens."""
+        """MAE init (paper Appendix A.1; `models_mae.py` `initialize_weights`): xavier-uniform
+        Linears (patch embed viewed as a Linear), zero biases, unit LayerNorms, normal(0.02)
+        cls and mask tokens."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -92,7 +94,8 @@ class MAE(nn.Module):
             nn.init.normal_(self.encoder_mask_token, std=0.02)
 
     def mask(self, batch: int, device: torch.device, noise: Tensor | None = None) -> Masking:
-        """Per-patch masking (§0.5), or with `mask_unit` k > 1 unit masking (§10.4).
+        """Per-patch masking (`models_mae.py` `random_masking`), or with `mask_unit` k > 1
+        long-sequence MAE's unit masking (`parts.masking.unit_masking`).
 
         `noise` is [N, L] per patch in both cases (default ``torch.rand(N, L)``, as MAE);
         with k > 1 each unit ranks by the noise of its top-left patch, so the unit
@@ -121,7 +124,7 @@ class MAE(nn.Module):
         """[N, 1+L_keep, D] -> per-patch pixel prediction [N, L, p·p·C] (cls dropped)."""
         x = self.decoder_embed(latent)  # [N, 1+L_keep, Dd]
         n, num_tokens = x.shape[0], ids_restore.shape[1]
-        if x.shape[1] < 1 + num_tokens:  # append mask tokens, then unshuffle (§0.5 step 6)
+        if x.shape[1] < 1 + num_tokens:  # append mask tokens, unshuffle (`forward_decoder`)
             fill = self.mask_token.expand(n, 1 + num_tokens - x.shape[1], -1)
             x_ = torch.cat([x[:, 1:], fill], dim=1)  # [N, L, Dd] in shuffled order
             x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
@@ -135,7 +138,8 @@ class MAE(nn.Module):
         return normalize_patches(target) if self.cfg.norm_pix_loss else target
 
     def loss(self, images: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
-        """Mean squared error on removed patches only: Σ m·ℓ / Σ m (§1.2 step 6)."""
+        """Mean squared error on removed patches only: Σ m·ℓ / Σ m (paper Sec. 3,
+        "Reconstruction target"; `models_mae.py` `forward_loss`)."""
         per_patch = ((pred - self.target(images)) ** 2).mean(dim=-1)  # [N, L]
         return (per_patch * mask).sum() / mask.sum()
 
@@ -171,7 +175,8 @@ class MAE(nn.Module):
 
 
 def _drop_k_bias(model: nn.Module) -> None:
-    """Zero the key third of every fused qkv bias and its gradient (§10.4 no_k_bias_in_vit).
+    """Zero the key third of every fused qkv bias and its gradient (long-seq MAE's
+    --no_k_bias_in_vit).
 
     timm's qkv bias is [q | k | v]. A key bias only shifts each query's logits by a
     constant, so softmax ignores it and its true gradient is zero; the hook also removes
@@ -188,4 +193,4 @@ def _drop_k_bias(model: nn.Module) -> None:
 
 
 def _ln(dim: int, **kwargs) -> nn.LayerNorm:
-    return nn.LayerNorm(dim, eps=1e-6, **kwargs)  # eps 1e-6 as in the official code (§0.3)
+    return nn.LayerNorm(dim, eps=1e-6, **kwargs)  # eps 1e-6 as in `models_mae.py`

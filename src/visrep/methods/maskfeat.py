@@ -1,11 +1,13 @@
 """MaskFeat: Masked Feature Prediction for Self-Supervised Visual Pre-Training (Wei et al.,
 2022), image version on a plain ViT.
 
-Follows METHODS.md §2 (SlowFast `MaskMViT._maskfeat_forward`): block-wise masks (§2.2)
-replace masked patch embeddings by a learned mask token *before* the position embedding;
-the encoder sees every token (no dropping, no decoder); a linear head predicts, for each
-masked token, the HOG of its cells (§2.4) computed from the model input; the loss is the
-plain MSE over masked tokens × K dims.
+Follows the MaskFeat paper, Sec. 3 (facebookresearch/SlowFast `slowfast/models/masked.py`,
+`MaskMViT._maskfeat_forward`): block-wise masks (BEiT's, `parts.masking.block_masks`)
+replace masked patch embeddings by a learned mask token *before* the position embedding
+(`ViT.encode(mask=, mask_token=)`); the encoder sees every token (no dropping, no decoder); a
+linear head predicts, for each masked token, the HOG of its cells (SlowFast
+`slowfast/models/operators.py` `HOGLayerC`, `parts.hog`) computed from the model input; the
+loss is the plain MSE over masked tokens × K dims.
 
 Differences from the official module, by design:
 - The head's LayerNorm is the backbone's final `norm` (same eps 1e-6, same place: right
@@ -40,14 +42,15 @@ class MaskFeatConfig:
     (patch / cell)² cells, K = nbins · (patch / cell)² · channels (108 at ViT-B/16 RGB).
     """
 
-    mask_ratio: float = 0.4  # target round(L · ratio) masked tokens; can end below (§2.2)
+    mask_ratio: float = 0.4  # target round(L · ratio) masked tokens; can end below (BEiT)
     min_mask_patches: int = 0  # smallest block area; 0 = SlowFast's num_masked // 5
     mask_min_aspect: float = 0.3  # block aspect in [0.3, 1/0.3], log-uniform
     nbins: int = 9
     cell_size: int = 8
     # "slowfast": trunc_normal(0.02) on the patch projection too, as the official code
-    # (§2.1); "xavier": MAE's xavier_uniform on the flattened projection, whose scale follows
-    # the patch size (trunc_normal(0.02) is ~7x smaller than xavier for 4×4×1 patches)
+    # (SlowFast `MViT._init_weights`); "xavier": MAE's xavier_uniform on the flattened
+    # projection, whose scale follows the patch size (trunc_normal(0.02) is ~7x smaller than
+    # xavier for 4×4×1 patches)
     patch_embed_init: str = "slowfast"
 
 
@@ -76,9 +79,10 @@ class MaskFeat(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """SlowFast init (§2.1): trunc_normal(0.02) Linear/conv weights, Linear and LayerNorm
-        biases 0.02 (sic; the conv bias keeps PyTorch's default), LayerNorm weights 1;
-        learned pos embed, cls and mask tokens trunc_normal(0.02); head bias 0."""
+        """SlowFast init (`slowfast/models/video_model_builder.py` `MViT._init_weights`):
+        trunc_normal(0.02) Linear/conv weights, Linear and LayerNorm biases 0.02 (sic; the conv
+        bias keeps PyTorch's default), LayerNorm weights 1; learned pos embed, cls and mask
+        tokens trunc_normal(0.02); head bias 0."""
         vit = self.backbone.model
         for m in vit.modules():
             if isinstance(m, nn.Linear | nn.Conv2d):
@@ -119,7 +123,8 @@ class MaskFeat(nn.Module):
         return self.backbone.encode(images, mask=mask, mask_token=self.mask_token)
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        """MSE over masked tokens × K dims (nn.MSELoss 'mean' on the selected rows, §2.3)."""
+        """MSE over masked tokens × K dims (paper Sec. 3; nn.MSELoss 'mean' on the
+        selected rows, SlowFast's "mse" loss)."""
         sel = mask.bool()
         sq = (pred[sel] - target[sel]) ** 2  # [M, K]
         return sq.sum() / (sel.sum() * self.target_dim).clamp(min=1)  # 0, not NaN, if M = 0

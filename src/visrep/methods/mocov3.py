@@ -1,5 +1,6 @@
 """MoCo v3: An Empirical Study of Training Self-Supervised Vision Transformers (Chen, Xie
-& He, 2021). Follows METHODS.md §3 (facebookresearch/moco-v3 `builder.py`, `vits.py`).
+& He, 2021). Follows the paper's Sec. 3 and Algorithm 1 (facebookresearch/moco-v3
+`moco/builder.py`, `vits.py`, `main_moco.py`).
 
 Base encoder = backbone + projector, predictor on top; a momentum copy of backbone +
 projector gives the keys. L = ctr(q1, k2) + ctr(q2, k1), InfoNCE × 2τ over keys gathered
@@ -47,7 +48,8 @@ class MoCoV3(nn.Module):
         if is_vit:
             mocov3_vit_init(backbone, cfg.stop_grad_conv1)
         d, h, e = backbone.feature_dim, cfg.mlp_dim, cfg.dim
-        # ViT: 3-layer projector, predictor ends with BN; ResNet: 2 layers, no final BN (§3.1)
+        # ViT: 3-layer projector, predictor ends with BN; ResNet: 2 layers, no final BN
+        # (`moco/builder.py`)
         self.projector = mlp([d, h, h, e] if is_vit else [d, h, e], bias=False, last_bn=True)
         self.predictor = mlp([e, h, e], bias=False, last_bn=is_vit)
         self.momentum_backbone = frozen_copy(backbone)
@@ -66,7 +68,8 @@ class MoCoV3(nn.Module):
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
-        """EMA update with m at the next step's progress e/epochs (§3.3)."""
+        """EMA update with m at the next step's progress e/epochs (`main_moco.py`
+        `adjust_moco_momentum`)."""
         m0 = self.cfg.m0
         self.momentum = cosine_momentum(m0, progress) if self.cfg.momentum_cosine else m0
         ema_update(self.momentum_backbone, self.backbone, self.momentum)
@@ -75,10 +78,10 @@ class MoCoV3(nn.Module):
 
 @torch.no_grad()
 def mocov3_vit_init(vit: ViT, stop_grad_conv1: bool) -> None:
-    """MoCo v3's ViT init (`vits.py`, §3.1): xavier-uniform Linears with the qkv bound
-    computed as if Q, K, V were three D×D matrices, zero biases; cls token normal(1e-6);
-    patch projection uniform(±√(6/(C·p²+D))), zero bias; fixed sin-cos table in the MoCo v3
-    (row-first) layout. `stop_grad_conv1` freezes the patch projection."""
+    """MoCo v3's ViT init (`vits.py` `VisionTransformerMoCo`): xavier-uniform Linears with the
+    qkv bound computed as if Q, K, V were three D×D matrices, zero biases; cls token
+    normal(1e-6); patch projection uniform(±√(6/(C·p²+D))), zero bias; fixed sin-cos table in
+    the MoCo v3 (row-first) layout. `stop_grad_conv1` freezes the patch projection."""
     for name, m in vit.model.named_modules():
         if isinstance(m, nn.Linear):
             if "qkv" in name:

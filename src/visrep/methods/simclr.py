@@ -1,4 +1,5 @@
-"""SimCLR as in SLIP (METHODS.md §5.1-5.2, facebookresearch/SLIP `models.py` SIMCLR).
+"""SimCLR (Chen et al., 2020) as in SLIP (facebookresearch/SLIP `models.py` SIMCLR,
+`losses.py` SIMCLRLoss).
 
 Two views through the backbone in separate passes, a 3-layer MLP head (biases everywhere,
 BN + ReLU on the hidden layers, no BN on the 256-d output), NT-Xent with τ = 0.1 over

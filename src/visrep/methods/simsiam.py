@@ -1,6 +1,7 @@
 """SimSiam: Exploring Simple Siamese Representation Learning (Chen & He, 2021).
 
-Follows METHODS.md §4 (facebookresearch/simsiam `builder.py`, `main_simsiam.py`): encoder
+Follows the paper's Sec. 3 and Algorithm 1 (facebookresearch/simsiam `simsiam/builder.py`,
+`main_simsiam.py`): encoder
 f = backbone + 3-layer projector (last Linear's bias frozen, affine-free BN at the output),
 predictor h = 2-layer bottleneck MLP; L = ½[D(p1, z2) + D(p2, z1)] with
 D(p, z) = −cos(p, stopgrad(z)); the two views go through the encoder in separate
@@ -27,7 +28,7 @@ class SimSiamConfig:
     proj_dim: int = 2048
     pred_dim: int = 512
     fix_pred_lr: bool = True  # predictor lr not decayed (the README command, Table 1)
-    # False removes the stop-gradient: the paper's collapse ablation (§4.1, Fig. 2)
+    # False removes the stop-gradient: the paper's collapse ablation (Sec. 4.1, Fig. 2)
     stop_gradient: bool = True
 
 

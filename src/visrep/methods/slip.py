@@ -1,10 +1,11 @@
-"""SLIP: Self-supervision meets Language-Image Pre-training (Mu et al., 2022), METHODS.md §5.
+"""SLIP: Self-supervision meets Language-Image Pre-training (Mu et al., 2022), as
+facebookresearch/SLIP `models.py` SLIP and `losses.py` SLIPLoss.
 
 CLIP on the (image, caption) pair plus SimCLR on two extra augmented views of the same
-image: L = L_clip + ssl_scale · L_ssl (§5.2). Three separate image-tower passes (the CLIP
-image and each view; per-view BN statistics, §5.7-1). The SSL head and NT-Xent loss are
-SimCLR's (`visrep.methods.simclr`, gathered with gradient). The views come from
-`data.views` (the "simclr" preset is SLIP's SSL augmentation, §5.4).
+image: L = L_clip + ssl_scale · L_ssl. Three separate image-tower passes (the CLIP image
+and each view, as SLIP's forward does; per-view BN statistics). The SSL head and NT-Xent
+loss are SimCLR's (`visrep.methods.simclr`, gathered with gradient). The views come from
+`data.views` (the "simclr" preset is SLIP's SSL augmentation).
 """
 
 from __future__ import annotations

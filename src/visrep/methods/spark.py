@@ -1,9 +1,9 @@
 """SparK: sparse and hierarchical masked modeling for CNNs (Tian et al., ICLR 2023).
 
-Follows METHODS.md §8 (keyu-tian/SparK `pretrain/spark.py`): 60% of the cells of the
-encoder's final-stride grid are masked (round, not floor, §8.1); the CNN runs sparsely
-on the visible cells (dense ops with masks, `parts/sparse.py`: BatchNorm / LayerNorm
-statistics over visible positions only) and returns its four stage outputs; each is
+Follows the SparK paper and keyu-tian/SparK `pretrain/spark.py`: 60% of the cells of the
+encoder's final-stride grid are masked (round, not floor: `SparK.len_keep`); the CNN runs
+sparsely on the visible cells (dense ops with masks, `parts/sparse.py`: BatchNorm /
+LayerNorm statistics over visible positions only) and returns its four stage outputs; each is
 densified (sparse norm, a per-scale mask token at masked positions, a projection to the
 decoder width) and a light UNet decoder (`parts/light_decoder.py`) reconstructs the
 image; the loss is the MSE to per-patch normalized pixels on masked cells only.
@@ -27,15 +27,17 @@ from visrep.parts.sparse import SparseConvNeXt, SparseResNet, sparse_batch_norm,
 
 @dataclass(frozen=True)
 class SparKConfig:
-    """SparK hyper-parameters (paper: 60% masking, decoder width 768, §8.5)."""
+    """SparK hyper-parameters (paper: 60% masking, decoder width 768)."""
 
     mask_ratio: float = 0.6
-    decoder_dim: int = 768  # the LightDecoder's first width W_0, halved per block (§8.3)
+    decoder_dim: int = 768  # the LightDecoder's first width W_0, halved per block
+    # (`pretrain/decoder.py`)
     densify_norm: str = "auto"  # auto (bn for ResNet, ln for ConvNeXt) | bn | ln | none
 
 
 def num_visible(cells: int, mask_ratio: float) -> int:
-    """round(f²·(1 − r)) visible cells (§8.1; MAE/FCMAE floor instead: 20 vs 19 of 49)."""
+    """round(f²·(1 − r)) visible cells (`pretrain/spark.py` `len_keep`; MAE/FCMAE floor
+    instead: 20 vs 19 of 49)."""
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     visible = round(cells * (1 - mask_ratio))
@@ -45,7 +47,8 @@ def num_visible(cells: int, mask_ratio: float) -> int:
 
 
 class SparK(nn.Module):
-    # §8.5: no weight decay on these names (besides 1-D parameters and biases)
+    # no weight decay on these names (besides 1-D parameters and biases): the `nowd_keys`
+    # of SparK's `pretrain/main.py`
     no_decay_keywords = ("cls_token", "pos_embed", "mask_token", "gamma")
 
     def __init__(self, cfg: SparKConfig, backbone: CNN) -> None:
@@ -82,7 +85,7 @@ class SparK(nn.Module):
         for t in self.mask_tokens:
             nn.init.trunc_normal_(t, mean=0.0, std=0.02, a=-0.02, b=0.02)
         widths = self.decoder.channels
-        self.densify_projs = nn.ModuleList(  # PyTorch's default init (§8.3)
+        self.densify_projs = nn.ModuleList(  # PyTorch's default init, as SparK
             nn.Identity()
             if i == 0 and c == widths[0]
             else nn.Conv2d(c, widths[i], kernel_size=1 if i == 0 else 3, padding=0 if i == 0 else 1)
@@ -92,7 +95,7 @@ class SparK(nn.Module):
     def mask(
         self, batch: int, noise: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Visible-cell map [N, 1, f, f] (True = visible, §8.1): the first round(f²(1−r))
+        """Visible-cell map [N, 1, f, f] (True = visible, `SparK.mask`): the first round(f²(1−r))
         of argsort(noise); official draw torch.rand(N, f², generator) on the CPU."""
         cells = self.grid**2
         if noise is None:
@@ -102,7 +105,8 @@ class SparK(nn.Module):
         return active.scatter(1, keep, True).view(batch, 1, self.grid, self.grid)
 
     def densify(self, feats: list[Tensor], active: Tensor) -> list[Tensor]:
-        """Encoder maps (largest first) -> decoder inputs (smallest first), §8.3 steps 1-4."""
+        """Encoder maps (largest first) -> decoder inputs (smallest first): step 3 ("densify")
+        of `SparK.forward`."""
         to_dec = []
         for i, x in enumerate(feats[::-1][: len(self.mask_tokens)]):  # [N, C_i, f·2^i, f·2^i]
             vis = upsample_mask(active, x.shape[-2:])  # [N, 1, f·2^i, f·2^i]
@@ -113,8 +117,8 @@ class SparK(nn.Module):
         return to_dec
 
     def loss(self, images: Tensor, rec: Tensor, active: Tensor) -> Tensor:
-        """§8.4: MSE to per-patch normalized pixels (always; unbiased var, eps 1e-6), on
-        masked cells: Σ masked / (n_masked + 1e-8)."""
+        """`SparK.forward` step 4: MSE to per-patch normalized pixels (always; unbiased var,
+        eps 1e-6), on masked cells: Σ masked / (n_masked + 1e-8)."""
         target = normalize_patches(patchify(images, self.patch_size))  # [N, L, p·p·C]
         per_patch = ((patchify(rec, self.patch_size) - target) ** 2).mean(dim=-1)  # [N, L]
         masked = (~active).flatten(1).to(per_patch.dtype)  # [N, L]
@@ -132,7 +136,7 @@ class SparK(nn.Module):
                 f"active must be [N, 1, {self.grid}, {self.grid}] (bool, True = visible)"
             )
         active = active.to(images.device)  # [N, 1, f, f] bool
-        masked = images * upsample_mask(active, images.shape[-2:])  # pixel-level map (§8.2)
+        masked = images * upsample_mask(active, images.shape[-2:])  # pixel-level map (step 1)
         feats = self.encoder.features(masked, ~active[:, 0])  # 4 × [N, C_i, ...], 0 at masked
         rec = self.decoder(self.densify(feats, active))  # [N, C, H, W]
         return {"loss": self.loss(images, rec, active), "rec": rec, "active": active}
