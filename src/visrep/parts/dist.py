@@ -1,5 +1,5 @@
 """Distributed helpers. All are no-ops on a single process, so no code path only runs
-distributed (DESIGN.md). Launch with `torchrun --nproc_per_node=N -m visrep.cli train ...`."""
+distributed. Launch with `torchrun --nproc_per_node=N -m visrep.cli train ...`."""
 
 from __future__ import annotations
 
@@ -85,8 +85,9 @@ def rank_and_world() -> tuple[int, int]:
 
 def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate `x` [n, ...] from every process along dim 0 -> [n·W, ...], without a
-    gradient path (MoCo v3 keys, CLIP features: METHODS.md §3.2, §5.2). Identity on one
-    process (a detached view)."""
+    gradient path (MoCo v3 keys: moco-v3 `moco/builder.py` `concat_all_gather`; CLIP
+    features: SLIP `utils.py` `all_gather_batch`). Identity on one process (a detached
+    view)."""
     if not is_distributed():
         return x.detach()
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
@@ -96,7 +97,7 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
 
 class _GatherWithGrad(torch.autograd.Function):
     """Forward: all_gather. Backward: all-reduce (sum) the gradients of every slice and
-    return this process's own (SLIP's GatherLayer, METHODS.md §5.2)."""
+    return this process's own (facebookresearch/SLIP `utils.py` `GatherLayer`)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -113,8 +114,8 @@ class _GatherWithGrad(torch.autograd.Function):
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate `x` from every process keeping the gradient: backward sums the gradients
-    that every process computed for this process's slice (SLIP's GatherLayer, METHODS.md
-    §5.2). Identity on one process."""
+    that every process computed for this process's slice (SLIP `utils.py` `GatherLayer`,
+    `all_gather_batch_with_grad`). Identity on one process."""
     if not is_distributed():
         return x
     return torch.cat(_GatherWithGrad.apply(x), dim=0)

@@ -1,4 +1,4 @@
-"""Momentum (EMA) encoders (MoCo v3, METHODS.md §3.1-3.3).
+"""Momentum (EMA) encoders (MoCo v3 paper Sec. 3, Algorithm 1; moco-v3 `moco/builder.py`).
 
 The momentum branch is a frozen copy of the online branch, updated in place by
 θ_k ← m·θ_k + (1 − m)·θ_q on parameters only (its BatchNorm running statistics are its own,
@@ -37,6 +37,7 @@ def ema_update(target: nn.Module, online: nn.Module, m: float) -> None:
 
 def cosine_momentum(m0: float, progress: float) -> float:
     """MoCo v3's `--moco-m-cos` schedule: m = 1 − ½(1 + cos(π·e/epochs))·(1 − m0), with
-    progress = e/epochs ∈ [0, 1]: m0 at the start, 1 at the end (§3.3)."""
+    progress = e/epochs ∈ [0, 1]: m0 at the start, 1 at the end (moco-v3
+    `main_moco.py` `adjust_moco_momentum`)."""
     progress = min(max(progress, 0.0), 1.0)
     return 1 - 0.5 * (1 + math.cos(math.pi * progress)) * (1 - m0)

@@ -1,4 +1,6 @@
-"""Projector and predictor MLPs of the joint-embedding methods (METHODS.md §3.1, §4.1, §5.1).
+"""Projector and predictor MLPs of the joint-embedding methods (facebookresearch/moco-v3
+`moco/builder.py` `_build_mlp`, facebookresearch/simsiam `simsiam/builder.py`,
+facebookresearch/SLIP `models.py` SIMCLR `image_mlp`).
 
 One builder covers every paper's head: hidden layers are Linear → BatchNorm1d (affine) →
 ReLU; the last layer is a Linear, optionally followed by an affine-free BatchNorm1d.
@@ -53,7 +55,8 @@ def last_linear(head: nn.Sequential) -> nn.Linear:
 def freeze_last_bias(head: nn.Sequential) -> None:
     """SimSiam's projector reuses torchvision's fc as its last Linear and freezes its bias
     (requires_grad False; it keeps its random init and is cancelled by the following BN in
-    training, but shifts the BN running mean: METHODS.md §4.1, pitfall 2)."""
+    training, but shifts the BN running mean; simsiam `simsiam/builder.py`: "hack: not use
+    bias as it is followed by BN")."""
     lin = last_linear(head)
     if lin.bias is None:
         raise ValueError("the head's last Linear has no bias to freeze")

@@ -1,4 +1,5 @@
-"""MaskFeat's HOG target (METHODS.md §2.4; SlowFast `HOGLayerC`, nbins 9, 8 px cells).
+"""MaskFeat's HOG target (MaskFeat paper Sec. 3; facebookresearch/SlowFast
+`slowfast/models/operators.py` `HOGLayerC`, nbins 9, 8 px cells).
 
 Per image channel, without grayscale conversion or a max over channels:
 
@@ -50,7 +51,7 @@ def sobel_gradients(images: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def orientation_histograms(gx: Tensor, gy: Tensor, nbins: int = 9, cell: int = 8) -> Tensor:
-    """Unnormalised per-cell orientation histograms (§2.4 steps 3-5).
+    """Unnormalised per-cell orientation histograms (steps 3-5 above).
 
     Args:
         gx, gy: gradients [N, C, H, W] in the convention of `sobel_gradients`.
@@ -75,7 +76,7 @@ def orientation_histograms(gx: Tensor, gy: Tensor, nbins: int = 9, cell: int = 8
 
 
 def normalize_cells(hist: Tensor, eps: float = 1e-12) -> Tensor:
-    """L2-normalise each cell's histogram per channel (over the bin dim, §2.4 step 6)."""
+    """L2-normalise each cell's histogram per channel (over the bin dim, step 6 above)."""
     return F.normalize(hist, p=2.0, dim=2, eps=eps)
 
 
@@ -93,7 +94,8 @@ def hog(images: Tensor, nbins: int = 9, cell: int = 8) -> Tensor:
 
 
 def hog_token_targets(features: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Lay the HOG cells out per token (§2.4 step 7, SlowFast `_get_hog_label_2d`).
+    """Lay the HOG cells out per token (SlowFast `slowfast/models/masked.py`
+    `MaskMViT._get_hog_label_2d`).
 
     Args:
         features: [N, C, nbins, Hc, Wc] from `hog`.

@@ -1,8 +1,8 @@
 """LARS optimizer as used by MoCo v3 pre-training and the MAE linear probe.
 
 Reference: You et al., "Large Batch Training of Convolutional Networks" (2017),
-in the simplified form of moco-v3 ``moco/optimizer.py`` and mae ``util/lars.py``
-(METHODS.md §0.8). Differences from the paper's LARS worth knowing:
+in the simplified form of moco-v3 ``moco/optimizer.py`` and mae ``util/lars.py``.
+Differences from the paper's LARS worth knowing:
 
 - 1-D parameters (biases, norm affine) are excluded from *both* weight decay and
   the trust ratio; they are updated by plain heavy-ball momentum SGD.
@@ -20,7 +20,7 @@ from torch import Tensor
 
 
 class LARS(torch.optim.Optimizer):
-    """Layer-wise Adaptive Rate Scaling with heavy-ball momentum (METHODS.md §0.8).
+    """Layer-wise Adaptive Rate Scaling with heavy-ball momentum (moco-v3 `moco/optimizer.py`).
 
     For every parameter ``p`` with gradient ``g``:
 

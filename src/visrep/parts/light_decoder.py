@@ -1,4 +1,4 @@
-"""SparK's light UNet decoder (METHODS.md §8.3, keyu-tian/SparK `pretrain/decoder.py`).
+"""SparK's light UNet decoder (SparK paper; keyu-tian/SparK `pretrain/decoder.py`).
 
 log2(up-sample ratio) blocks, each doubling the resolution and halving the width
 (768, 384, 192, 96, 48, 24 for the paper's ratio 32 and width 768). Before block j the
@@ -54,8 +54,9 @@ class LightDecoder(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """§8.3: Conv2d/Linear trunc_normal(0.02) (cut at ±2, timm's default) bias 0;
-        ConvTranspose2d kaiming_normal(fan_out, relu) bias 0; norms weight 1 bias 0."""
+        """SparK's `LightDecoder.initialize`: Conv2d/Linear trunc_normal(0.02) (cut at ±2,
+        timm's default) bias 0; ConvTranspose2d kaiming_normal(fan_out, relu) bias 0; norms
+        weight 1 bias 0."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)

@@ -1,4 +1,5 @@
-"""Losses of the joint-embedding methods, written from the formulas of METHODS.md.
+"""Losses of the joint-embedding methods, written from the papers' formulas and checked
+against the official code cited on each.
 
 Each takes the local batch of one process; the cross-process negatives are gathered
 inside (`visrep.parts.dist`), so the same call is right on 1 or N processes:
@@ -16,7 +17,8 @@ from visrep.parts.dist import gather_no_grad, gather_with_grad, rank_and_world
 
 
 def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
-    """SimSiam's D(p, z) = −cos(p, stopgrad(z)), batch mean (METHODS.md §4.2).
+    """SimSiam's D(p, z) = −cos(p, stopgrad(z)), batch mean (SimSiam paper Sec. 3;
+    simsiam `main_simsiam.py`: `nn.CosineSimilarity`).
 
     The stop-gradient is on the target z, not on the prediction p; eps 1e-8 as
     `nn.CosineSimilarity(dim=1)`.
@@ -31,7 +33,8 @@ def _local_labels(n: int, device: torch.device) -> Tensor:
 
 
 def infonce_mocov3(q: Tensor, k: Tensor, tau: float) -> Tensor:
-    """MoCo v3's contrastive loss ctr(q, k) (METHODS.md §3.2, `builder.py` L63-96).
+    """MoCo v3's contrastive loss ctr(q, k) (MoCo v3 paper Algorithm 1; moco-v3
+    `moco/builder.py` `ctr_loss`).
 
     q̂ = q/‖q‖, k̂ = k/‖k‖; the keys of every process are gathered without gradient
     (K ∈ R^{nW×d}); logits = q̂ K̂ᵀ / τ; labels = arange(n) + n·rank; the cross entropy
@@ -49,7 +52,7 @@ def infonce_mocov3(q: Tensor, k: Tensor, tau: float) -> Tensor:
 
 
 def nt_xent(a: Tensor, b: Tensor, tau: float = 0.1) -> Tensor:
-    """SimCLR's NT-Xent as SLIP's `SIMCLRLoss` (METHODS.md §5.2).
+    """SimCLR's NT-Xent (SimCLR paper Eq. 1) as SLIP's `losses.py` `SIMCLRLoss`.
 
     Both views are L2-normalised and gathered **with** gradient. With ℓ = n·rank +
     arange(n) and a −1e9 mask on each anchor's own column:
@@ -74,7 +77,7 @@ def nt_xent(a: Tensor, b: Tensor, tau: float = 0.1) -> Tensor:
 
 
 def clip_loss(image: Tensor, text: Tensor, logit_scale: Tensor) -> Tensor:
-    """CLIP's symmetric contrastive loss as SLIP's `CLIPLoss` (METHODS.md §5.2).
+    """CLIP's symmetric contrastive loss (CLIP paper Fig. 3) as SLIP's `losses.py` `CLIPLoss`.
 
     Image and text embeddings are L2-normalised and gathered from every process **without**
     gradient. With s = exp(logit_scale) and labels ℓ = n·rank + arange(n):

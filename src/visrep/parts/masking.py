@@ -1,17 +1,18 @@
 """Token masking.
 
-`random_masking` is MAE's shuffle-by-argsort masking (METHODS.md §0.5,
-mae `models_mae.py:random_masking`). Every random draw can be injected through
-`noise`, so a test can reproduce the official forward exactly.
+`random_masking` is MAE's shuffle-by-argsort masking (MAE paper Sec. 3, "Simple
+implementation"; mae `models_mae.py` `random_masking`). Every random draw can be injected
+through `noise`, so a test can reproduce the official forward exactly.
 
-`unit_masking` is long-sequence MAE's masking (METHODS.md §10.4): the mask unit is a
-k×k block of patches, decoupled from the patch size. A permutation of the units (given,
-or drawn) is expanded into a permutation of the patches, so every kept token belongs to a
-kept unit; with k = 1 it is `random_masking` driven by the same permutation.
+`unit_masking` is long-sequence MAE's masking (facebookresearch/long_seq_mae
+`util/long_seq_patch_loader.py`): the mask unit is a k×k block of patches, decoupled from
+the patch size. A permutation of the units (given, or drawn) is expanded into a permutation
+of the patches, so every kept token belongs to a kept unit; with k = 1 it is
+`random_masking` driven by the same permutation.
 
-`block_mask` is BEiT's block-wise masking as MaskFeat uses it (METHODS.md §2.2). Its
-draws come from a `random.Random` in the official order, so a seeded instance
-reproduces the official generator's masks exactly.
+`block_mask` is BEiT's block-wise masking (BEiT paper Algorithm 1; microsoft/unilm
+`beit/masking_generator.py`) as MaskFeat uses it. Its draws come from a `random.Random` in
+the official order, so a seeded instance reproduces the official generator's masks exactly.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Masking(NamedTuple):
 
 
 def num_keep(num_tokens: int, mask_ratio: float) -> int:
-    """Number of kept tokens, floor as in MAE (`int(L * (1 - r))`, §0.5 step 1)."""
+    """Number of kept tokens, floor as in MAE (`int(L * (1 - r))`, `random_masking`)."""
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     keep = int(num_tokens * (1 - mask_ratio))
@@ -58,7 +59,7 @@ def random_masking(
     noise: Tensor | None = None,
     device: torch.device | str | None = None,
 ) -> Masking:
-    """Per-sample random masking by argsort of i.i.d. noise (§0.5).
+    """Per-sample random masking by argsort of i.i.d. noise (mae `random_masking`).
 
     Args:
         batch: N.
@@ -77,8 +78,9 @@ def random_masking(
 
 
 def masking_from_shuffle(ids_shuffle: Tensor, mask_ratio: float) -> Masking:
-    """Keep the first ``floor(L * (1 - r))`` tokens of a per-sample permutation (§0.5 steps
-    3-5): ids_shuffle [N, L] -> ids_keep, mask (1 = removed, original order), ids_restore."""
+    """Keep the first ``floor(L * (1 - r))`` tokens of a per-sample permutation (as mae
+    `random_masking`): ids_shuffle [N, L] -> ids_keep, mask (1 = removed, original order),
+    ids_restore."""
     batch, num_tokens = ids_shuffle.shape
     keep = num_keep(num_tokens, mask_ratio)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
@@ -91,13 +93,14 @@ def masking_from_shuffle(ids_shuffle: Tensor, mask_ratio: float) -> Masking:
 
 def unit_order(unit: int) -> list[tuple[int, int]]:
     """(ry, rx) offsets of the patches inside a k×k mask unit, in the order the official
-    loader lists them (§10.4): column offset rx outer, row offset ry inner, i.e.
-    (0,0), (1,0), ..., (k-1,0), (0,1), ... — for k = 2: (0,0), (1,0), (0,1), (1,1)."""
+    loader lists them (`util/long_seq_patch_loader.py`): column offset rx outer, row offset
+    ry inner, i.e. (0,0), (1,0), ..., (k-1,0), (0,1), ... — for k = 2: (0,0), (1,0), (0,1),
+    (1,1)."""
     return [(ry, rx) for rx in range(unit) for ry in range(unit)]
 
 
 def unit_shuffle(perm: Tensor, grid: tuple[int, int], unit: int) -> Tensor:
-    """Expand a permutation of mask units into a permutation of patches (§10.4).
+    """Expand a permutation of mask units into a permutation of patches.
 
     Units tile the (h, w) patch grid row-major on a ceil(h/k) × ceil(w/k) unit grid (unit
     u covers patch rows k·(u // uw) + ry and columns k·(u % uw) + rx). Each unit in
@@ -141,7 +144,7 @@ def unit_masking(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Masking:
-    """Long-sequence MAE masking: whole k×k units of patches are kept or removed (§10.4).
+    """Long-sequence MAE masking: whole k×k units of patches are kept or removed.
 
     ids_shuffle = `unit_shuffle(perm)`; ids_restore is its inverse; the first
     ``int(L * (1 - r))`` entries are kept (L = h·w), which are whole units when
@@ -197,7 +200,7 @@ def block_mask(
     max_aspect: float | None = None,
     attempts: int = 10,
 ) -> Tensor:
-    """BEiT-style block-wise mask on an (h, w) token grid (§2.2).
+    """BEiT-style block-wise mask on an (h, w) token grid (BEiT `MaskingGenerator`).
 
     Rounds of rectangle placement until `num_masked` cells are masked or a round adds
     nothing. A round makes up to `attempts` tries: area ~ U(min_patches, room) with

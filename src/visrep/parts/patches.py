@@ -1,4 +1,5 @@
-"""Patchify in MAE's order and the normalized-pixel target (METHODS.md §0.4, §1.2).
+"""Patchify in MAE's order and the normalized-pixel target (MAE paper Sec. 3, "Reconstruction
+target"; facebookresearch/mae `models_mae.py` `patchify`, `forward_loss`).
 
 A patch vector is ordered (row-in-patch u, column-in-patch v, channel c) with the
 channel fastest: index = (u·p + v)·C + c. This is *not* `F.unfold`'s order
@@ -34,7 +35,8 @@ def normalize_patches(target: Tensor, eps: float = 1e-6) -> Tensor:
     """Per-patch normalization of the MAE target: (x - mean) / sqrt(var + eps).
 
     The variance is the *unbiased* (N-1) estimator, as in the official code
-    (METHODS.md Appendix A #1); eps sits inside the square root.
+    (`torch.var` default in mae `models_mae.py` `forward_loss`); eps sits inside the square
+    root.
     """
     mean = target.mean(dim=-1, keepdim=True)
     var = target.var(dim=-1, keepdim=True, unbiased=True)

@@ -1,4 +1,5 @@
-"""Fixed 2-D sin-cos position embeddings (METHODS.md §0.6).
+"""Fixed 2-D sin-cos position embeddings (MAE paper Appendix A.1, mae `util/pos_embed.py`;
+moco-v3 `vits.py` `build_2d_sincos_position_embedding`).
 
 Two layouts exist and their weights are not exchangeable:
 MAE (also DiT, FLIP, long-seq MAE) puts the column in the first half,
@@ -34,7 +35,7 @@ def sincos_2d(
 ) -> Tensor:
     """Fixed 2-D sin-cos table [(1 if cls) + gh·gw, dim], float32.
 
-    Token index = row·gw + column (row-major, §0.4). With ``cls_token`` a zero row
+    Token index = row·gw + column (row-major, as MAE's `patchify`). With ``cls_token`` a zero row
     is prepended: the cls token gets no positional signal.
     """
     if dim % 4:

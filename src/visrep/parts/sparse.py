@@ -1,10 +1,10 @@
 """A timm ConvNeXt (V1 or V2) run as a sparse encoder by dense convolutions with masks.
 
-FCMAE's encoder (METHODS.md §7.2) is a sparse ConvNeXt V2 (MinkowskiEngine): features
-exist only at visible sites, a 7×7 depthwise conv reads and writes visible sites only
-(submanifold), GRN pools over visible sites only. §7.3 gives the dense equivalent, the
-paper's own JAX formulation ("numerically identical to sparse conv"), with
-V_s = 1 - mask upsampled to the resolution of stage s:
+FCMAE's encoder (ConvNeXt V2 paper Sec. 2; ConvNeXt-V2 `models/convnextv2_sparse.py`) is a
+sparse ConvNeXt V2 (MinkowskiEngine): features exist only at visible sites, a 7×7 depthwise
+conv reads and writes visible sites only (submanifold), GRN pools over visible sites only.
+The paper's Sec. 2 gives the dense equivalent, its own JAX formulation ("numerically
+identical to sparse conv"), with V_s = 1 - mask upsampled to the resolution of stage s:
 
 1. stem output · V;
 2. in every block the input is zero at masked sites, the depthwise conv output · V,
@@ -21,20 +21,20 @@ inside one mask unit and the visible set at each stage is exactly the upsampled 
 its timm classes, parameter names and state dict, and computes exactly as timm when no
 mask is active (evaluation, export).
 
-GRN statistics (§7.4): "sample" (default) pools per image over its visible sites — the
-paper / JAX form, and what dense GRN computes at fine-tuning; "batch" pools per channel
-over the visible sites of the whole batch, as the official PyTorch code's MinkowskiGRN
-does (one statistic shared by all images of a per-GPU batch). Neither adds the JAX
-code's eps inside the square root: dense timm GRN (what the exported weights run in)
-has none.
+GRN statistics (paper Sec. 3; ConvNeXt-V2 `models/utils.py`): "sample" (default) pools per
+image over its visible sites — the paper / JAX form, and what dense GRN computes at
+fine-tuning; "batch" pools per channel over the visible sites of the whole batch, as the
+official PyTorch code's MinkowskiGRN does (one statistic shared by all images of a per-GPU
+batch). Neither adds the JAX code's eps inside the square root: dense timm GRN (what the
+exported weights run in) has none.
 
-`SparseResNet` is SparK's sparse ResNet (METHODS.md §8.2) the same way: every conv and
-pooling output · V at its resolution; every BatchNorm normalizes the feature vectors at
-visible positions only (gathered, BatchNorm1d statistics over them, scattered back, zeros
-elsewhere, running statistics from visible positions only). timm's ConvNeXt under SparK
-is `SparseConvNeXt` as above: LayerNorm at visible positions followed by · V equals
-SparK's sparse LayerNorm there, and its masked positions are zero either way. Both give
-the four stage outputs (`features`), SparK's hierarchical encoder output.
+`SparseResNet` is SparK's sparse ResNet (keyu-tian/SparK `pretrain/encoder.py`) the same
+way: every conv and pooling output · V at its resolution; every BatchNorm normalizes the
+feature vectors at visible positions only (gathered, BatchNorm1d statistics over them,
+scattered back, zeros elsewhere, running statistics from visible positions only). timm's
+ConvNeXt under SparK is `SparseConvNeXt` as above: LayerNorm at visible positions followed
+by · V equals SparK's sparse LayerNorm there, and its masked positions are zero either way.
+Both give the four stage outputs (`features`), SparK's hierarchical encoder output.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def upsample_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
 
 def grn_batch_stats(grn: GlobalResponseNorm, x: Tensor) -> Tensor:
     """GRN with one statistic per channel over every (visible, non-zero) position of the
-    batch, as MinkowskiGRN (§7.4): G_c = ‖x[:, ..., c]‖₂ over N·H·W, Nx = G / (mean_c G + eps),
-    y = γ·(x·Nx) + β + x."""
+    batch, as `MinkowskiGRN` (ConvNeXt-V2 `models/utils.py`): G_c = ‖x[:, ..., c]‖₂ over
+    N·H·W, Nx = G / (mean_c G + eps), y = γ·(x·Nx) + β + x."""
     dims = (0, *grn.spatial_dim)
     g = x.norm(p=2, dim=dims, keepdim=True)
     nx = g / (g.mean(dim=grn.channel_dim, keepdim=True) + grn.eps)
@@ -74,13 +74,13 @@ def grn_batch_stats(grn: GlobalResponseNorm, x: Tensor) -> Tensor:
 
 
 def sparse_batch_norm(bn: _BatchNorm, x: Tensor, visible: Tensor) -> Tensor:
-    """SparK's sparse BatchNorm (§8.2): the feature vectors at visible positions are gathered
-    into [K, C], normalized by `bn` as BatchNorm1d would (batch statistics over the K
-    visible vectors in training, running statistics updated from them), and scattered back;
-    masked positions are zero. `visible` [N, 1, H, W] (or broadcastable), non-zero =
-    visible. With no visible position at all (a 1×1 mask grid fully masked) the output is
-    zero and the statistics are left alone. Calls `bn`'s own class forward, so a
-    SyncBatchNorm (DDP) syncs the visible statistics across processes."""
+    """SparK's sparse BatchNorm (`pretrain/encoder.py` `SparseBatchNorm2d`): the feature vectors
+    at visible positions are gathered into [K, C], normalized by `bn` as BatchNorm1d would
+    (batch statistics over the K visible vectors in training, running statistics updated from
+    them), and scattered back; masked positions are zero. `visible` [N, 1, H, W] (or
+    broadcastable), non-zero = visible. With no visible position at all (a 1×1 mask grid fully
+    masked) the output is zero and the statistics are left alone. Calls `bn`'s own class
+    forward, so a SyncBatchNorm (DDP) syncs the visible statistics across processes."""
     idx = visible.expand(x.shape[0], 1, *x.shape[-2:])[:, 0].nonzero(as_tuple=True)  # (n, i, j)
     if idx[0].numel() == 0:
         return torch.zeros_like(x)
@@ -118,7 +118,7 @@ class _MaskedCNN:
     @contextmanager
     def masking(self, mask: Tensor) -> Iterator[None]:
         """Within the block, the model's forward is the sparse-equivalent one.
-        `mask` [N, gh, gw]: 1 = removed (§0.5), at the final-stage grid."""
+        `mask` [N, gh, gw]: 1 = removed (MAE's convention), at the final-stage grid."""
         self._mask, self._cache = 1.0 - mask.float(), {}
         try:
             yield
@@ -200,7 +200,7 @@ class SparseConvNeXt(_MaskedCNN):
             return x * self.visible(x.shape[-2:]).to(x.dtype)
 
     def features(self, images: Tensor, mask: Tensor) -> list[Tensor]:
-        """The four stage outputs (SparK's hierarchical encoder, §8.2), zero at masked
+        """The four stage outputs (SparK's hierarchical encoder, `SparseEncoder`), zero at masked
         positions: [N, C_i, H/s_i, W/s_i] for s_i = stride/8, stride/4, stride/2, stride."""
         self.check(images, mask)
         feats = []
@@ -213,7 +213,7 @@ class SparseConvNeXt(_MaskedCNN):
 
 
 class SparseResNet(_MaskedCNN):
-    """SparK's sparse timm ResNet (§8.2) as hooks on timm's own modules.
+    """SparK's sparse timm ResNet (`pretrain/encoder.py`) as hooks on timm's own modules.
 
     Every Conv2d, MaxPool2d and AvgPool2d output is multiplied by V at its resolution
     (forward hooks, installed once); while `masking` runs, every BatchNorm normalizes
@@ -265,8 +265,9 @@ class SparseResNet(_MaskedCNN):
                     del bn.forward
 
     def features(self, images: Tensor, mask: Tensor) -> list[Tensor]:
-        """Four stage outputs (layer1..layer4, §8.2), zero at masked positions. The input
-        is expected already multiplied by the pixel-level visible map (SparK does so)."""
+        """Four stage outputs (layer1..layer4, as SparK's `SparseEncoder`), zero at masked
+        positions. The input is expected already multiplied by the pixel-level visible map
+        (SparK does so)."""
         self.check(images, mask)
         m, feats = self.model, []
         with self.masking(mask):
