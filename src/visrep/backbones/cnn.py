@@ -1,4 +1,4 @@
-"""Convolutional backbones: timm ResNet and ConvNeXt used whole (DESIGN.md, "Backbone").
+"""Convolutional backbones: timm ResNet and ConvNeXt used whole (docs/export.md).
 
 Features are timm's pre-logits (global average pool; ConvNeXt adds its head norm), so the
 exported state dict loads into `timm.create_model(timm_name, **timm_kwargs)` with
@@ -8,11 +8,11 @@ exported state dict loads into `timm.create_model(timm_name, **timm_kwargs)` wit
   * ConvNeXt: timm's own `patch_size` argument (4 at 224 px). timm keeps the total stride
     at 32 for patch 2 (stage 1 then downsamples too); patch 1 gives a total stride of 8.
   * ResNet: 4 is the standard stem (7×7 stride-2 conv + stride-2 max-pool); 1 is the
-    small-image stem of the CIFAR literature (SimCLR §B.9, SimSiam §4 CIFAR): a 3×3
-    stride-1 conv and no max-pool; 2 is the same conv with stride 2 (4× cheaper, for
-    28-64 px images on a CPU budget). timm has no argument for these, so the exported
-    `backbone.json` names the stem in `timm_fixups` and `apply_fixups` rebuilds it (two
-    lines, see `apply_fixups`) before `load_state_dict`.
+    small-image stem of the CIFAR literature (SimCLR paper Appendix B.9, SimSiam's CIFAR
+    runs): a 3×3 stride-1 conv and no max-pool; 2 is the same conv with stride 2 (4×
+    cheaper, for 28-64 px images on a CPU budget). timm has no argument for these, so the
+    exported `backbone.json` names the stem in `timm_fixups` and `apply_fixups` rebuilds it
+    (two lines, see `apply_fixups`) before `load_state_dict`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ CNN_ARCHS: dict[str, str] = {
     "resnet50": "resnet50",  # 2048-d, Bottleneck [3, 4, 6, 3], stride on the 3x3 (torchvision's)
     "convnext_atto": "convnext_atto",  # dims 40-320, depths [2, 2, 6, 2]
     "convnext_tiny": "convnext_tiny",  # dims 96-768, depths [3, 3, 9, 3]
-    "convnext_small": "convnext_small",  # dims 96-768, depths [3, 3, 27, 3] (SparK §8.5)
+    "convnext_small": "convnext_small",  # dims 96-768, depths [3, 3, 27, 3] (SparK's ConvNeXt-S)
     "convnext_base": "convnext_base",
     "convnextv2_atto": "convnextv2_atto",  # ConvNeXt V2: GRN in every block
     "convnextv2_tiny": "convnextv2_tiny",
@@ -39,7 +39,7 @@ CNN_ARCHS: dict[str, str] = {
     "convnextv2_nano": "convnextv2_nano",  # dims 80-640, depths [2, 2, 8, 2]
     "convnextv2_large": "convnextv2_large",  # dims 192-1536, depths [3, 3, 27, 3]
     "convnextv2_huge": "convnextv2_huge",  # dims 352-2816, depths [3, 3, 27, 3]
-    # ConvNeXt V2 without GRN (the paper's GRN ablation, §7.1): exported with use_grn=False
+    # ConvNeXt V2 without GRN (the ConvNeXt V2 paper's GRN ablation): exported with use_grn=False
     "convnextv2_atto_nogrn": "convnextv2_atto",
 }
 # timm arguments an arch name implies (they travel in the exported `timm_kwargs`)
@@ -137,7 +137,8 @@ class CNN(nn.Module):
 
     @property
     def num_patches(self) -> int:
-        """Cells of the final feature map at `img_size` (the mask grid of FCMAE, §7.2)."""
+        """Cells of the final feature map at `img_size` (the mask grid of FCMAE, ConvNeXt V2
+        paper Sec. 2)."""
         return (self.img_size // self.stride) ** 2
 
     def check_input(self, images: Tensor) -> None:

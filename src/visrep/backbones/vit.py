@@ -2,8 +2,9 @@
 
 The timm model is created by `timm.create_model` and kept whole in `self.model`,
 so its state dict is exactly what `timm.create_model(timm_name, **timm_kwargs)`
-expects (DESIGN.md, "Backbone" contract). The adapter adds what MAE and FLIP need
-and timm does not offer: encoding only a subset of the patch tokens (`keep`).
+expects (docs/export.md). The adapter adds what MAE, FLIP and MaskFeat need and timm does
+not offer: encoding only a subset of the patch tokens (`ids_keep`), or every token with the
+masked ones replaced by a mask token (`mask`, `mask_token`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the *test* split with the 7 unseen ImageNet templates (chance 0.10). Add the rea
 captions with `visrep data build-captions --out data/captions` and
 `data.dataset=data/captions` (the shards hold both sources; `data.captions` only applies
 when `data.dataset` is Fashion-MNIST, which is also what smoke mode trains on). Image transform:
-SLIP's CLIP crop, scale (0.5, 1), no flip (§5.4).
+SLIP's CLIP crop, scale (0.5, 1), no flip (SLIP `main.py`).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def flip_fmnist() -> TrainConfig:
     """FLIP (50% of image tokens dropped in training) on the same data as clip_fmnist.
 
     Command: `visrep train flip_fmnist`; zero-shot as clip_fmnist (evaluation uses every
-    token). Unmasked tuning (§9.4), a short second run from this one's weights with a fresh
+    token). Unmasked tuning (FLIP paper), a short second run from this one's weights with a fresh
     schedule: `visrep train flip_fmnist run.init_from=runs/flip_fmnist method.mask_ratio=0
     optim.blr=... optim.epochs=... run.out_dir=runs/flip_fmnist_unmasked`.
     """
@@ -115,7 +115,7 @@ def lit_fmnist() -> TrainConfig:
 
 
 def _pairs_data(views: str = "") -> DataConfig:
-    # SLIP: RandomResizedCrop(224, (0.5, 1)), no flip, ImageNet normalisation (§5.4)
+    # SLIP: RandomResizedCrop(224, (0.5, 1)), no flip, ImageNet normalisation (SLIP `main.py`)
     # data.captions is used only when data.dataset is Fashion-MNIST (smoke mode)
     return DataConfig(
         dataset="path/to/shards",
@@ -130,7 +130,7 @@ def _pairs_data(views: str = "") -> DataConfig:
 
 
 def clip_vit_base_yfcc() -> TrainConfig:
-    """Paper setting (SLIP §5.4): CLIP ViT-B/16 on YFCC15M shards, 25 epochs, batch 4096
+    """Paper setting (SLIP README): CLIP ViT-B/16 on YFCC15M shards, 25 epochs, batch 4096
     (64 GPUs × 64), lr 5e-4 (blr 3.125e-5), wd 0.5, warmup 1, cosine to 1e-5.
 
     Command: `torchrun --nproc_per_node=8 -m visrep.cli train clip_vit_base_yfcc
@@ -157,7 +157,7 @@ def clip_vit_base_yfcc() -> TrainConfig:
 
 
 def slip_vit_base_yfcc() -> TrainConfig:
-    """Paper setting (SLIP §5.4): SLIP ViT-B/16, lr 3e-3 at 4096, wd 0.1, SimCLR views.
+    """Paper setting (SLIP README): SLIP ViT-B/16, lr 3e-3 at 4096, wd 0.1, SimCLR views.
 
     Expected (SLIP paper): 42.8 zero-shot ImageNet top-1 (25 epochs, YFCC15M).
     """
@@ -181,7 +181,7 @@ def slip_vit_base_yfcc() -> TrainConfig:
 
 
 def flip_vit_large_laion() -> TrainConfig:
-    """Paper setting (FLIP §9.4): ViT-L/16, 50% masking, batch 65,536, AdamW (0.9, 0.95),
+    """Paper setting (FLIP paper): ViT-L/16, 50% masking, batch 65,536, AdamW (0.9, 0.95),
     wd 0.2, blr 4e-6 (lr 1.024e-3), warmup 40 virtual ImageNet epochs (= 0.128 LAION-400M
     epochs), cosine to 0 over 10,000 virtual epochs (= 32 LAION-400M epochs); text 12 × 768.
 

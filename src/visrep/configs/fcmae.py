@@ -25,9 +25,9 @@ def fcmae_fmnist() -> TrainConfig:
     batch 128 on the 2-core host (measured over a few steps, fp32), so the one epoch takes
     ~20 minutes before the k-NN / linear probe; not run end to end yet (fixed-step
     check in docs/results.md: 50 steps of 128, 20-NN top-1 0.749 vs 0.729 at random
-    init on 2,000/2,000-image subsets). Paper decoder
-    (one ConvNeXt V2 block of width 512, ~17% of the FLOPs here), raw-pixel loss, paper
-    init (§7.5); the schedule is shortened for the budget (higher base lr, 0.2-epoch
+    init on 2,000/2,000-image subsets). Paper decoder (one ConvNeXt V2 block of width 512,
+    ~17% of the FLOPs here), raw-pixel loss, the official init (`models/fcmae.py`
+    `_init_weights`); the schedule is shortened for the budget (higher base lr, 0.2-epoch
     warmup).
     """
     return TrainConfig(
@@ -65,7 +65,7 @@ def _fcmae_in1k(arch: str) -> TrainConfig:
 
 
 def fcmae_convnextv2_atto_in1k() -> TrainConfig:
-    """Paper setting (ConvNeXt-V2 TRAINING.md, METHODS.md §7.7) with ConvNeXt V2-Atto:
+    """Paper setting (facebookresearch/ConvNeXt-V2 `TRAINING.md`) with ConvNeXt V2-Atto:
     224 px, RandomResizedCrop(0.2-1) + flip, AdamW (0.9, 0.95) wd 0.05, batch 4096, base lr
     1.5e-4 (lr 2.4e-3), 40 warmup epochs, cosine to 0, 1600 epochs, mask ratio 0.6, fp32.
 
@@ -75,7 +75,8 @@ def fcmae_convnextv2_atto_in1k() -> TrainConfig:
     --preset fcmae_convnextv2_atto`): 76.7 top-1 on ImageNet-1k.
 
     Not reproduced: GRN γ/β and other 1-D parameters are not weight-decayed here (the
-    official sparse model stores γ/β as 2-D and decays them, §7.7).
+    official sparse model stores γ/β as 2-D, [1, dim] in `MinkowskiGRN` of
+    `models/utils.py`, and decays them).
     """
     return _fcmae_in1k("convnextv2_atto")
 

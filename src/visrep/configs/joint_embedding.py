@@ -40,9 +40,9 @@ def simsiam_fmnist() -> TrainConfig:
     """SimSiam on Fashion-MNIST, ResNet-18 (3×3 stride-2 stem), 1 epoch on a CPU.
 
     Command: `visrep train simsiam_fmnist` (~9 minutes on 2 cores). The paper's recipe
-    (§4.3): SGD momentum 0.9, blr 0.05, weight decay 1e-4 on every parameter, cosine
-    without warmup (per iteration here: a per-epoch step would hold the lr constant over
-    a 1-epoch run), fixed predictor lr, SimSiam's augmentation. The collapse
+    (Sec. 3, "Baseline settings"): SGD momentum 0.9, blr 0.05, weight decay 1e-4 on every
+    parameter, cosine without warmup (per iteration here: a per-epoch step would hold the lr
+    constant over a 1-epoch run), fixed predictor lr, SimSiam's augmentation. The collapse
     ablation is `method.stop_gradient=False` (docs/results.md).
     """
     return TrainConfig(
@@ -69,8 +69,8 @@ def mocov3_fmnist() -> TrainConfig:
     """MoCo v3 on Fashion-MNIST, ResNet-18 (3×3 stride-2 stem), 1 epoch on a CPU.
 
     Command: `visrep train mocov3_fmnist` (~12 minutes on 2 cores). The ResNet recipe
-    (§3.5): LARS, blr 0.6, weight decay 1e-6, τ = 1.0, m0 0.99 → 1 (cosine), BYOL's
-    asymmetric views with crop scale (0.2, 1); warmup shortened to 0.1 epoch.
+    (moco-v3 `CONFIG.md`): LARS, blr 0.6, weight decay 1e-6, τ = 1.0, m0 0.99 → 1 (cosine),
+    BYOL's asymmetric views with crop scale (0.2, 1); warmup shortened to 0.1 epoch.
     """
     return TrainConfig(
         recipe="mocov3_fmnist",
@@ -93,7 +93,7 @@ def mocov3_fmnist() -> TrainConfig:
 def simclr_fmnist() -> TrainConfig:
     """SimCLR (SLIP's formulation) on Fashion-MNIST, ResNet-18 (3×3 stride-2 stem), 1 epoch.
 
-    Command: `visrep train simclr_fmnist` (~9 minutes on 2 cores). SLIP's SimCLR (§5.4):
+    Command: `visrep train simclr_fmnist` (~9 minutes on 2 cores). SLIP's SimCLR (SLIP README):
     AdamW betas (0.9, 0.98), weight decay 0.1, τ = 0.1, 3-layer head; SimCLR views. The
     base lr is raised from SLIP's 2e-4 (3.2e-3 at batch 4096) to 1e-3 for a 1-epoch run.
     """
@@ -116,7 +116,8 @@ def simclr_fmnist() -> TrainConfig:
 
 
 def simsiam_resnet50_in1k() -> TrainConfig:
-    """Paper setting (§4.3): SimSiam ResNet-50, 100 epochs, batch 512, fp32.
+    """Paper setting (SimSiam paper Sec. 3; simsiam README): SimSiam ResNet-50, 100 epochs,
+    batch 512, fp32.
 
     Command: `torchrun --nproc_per_node=8 -m visrep.cli train simsiam_resnet50_in1k
     data.dataset=/data/imagenet/train` (8 GPUs × 64). Expected (paper): 68.1 linear top-1.
@@ -150,7 +151,8 @@ def _mocov3_vit(arch: str) -> TrainConfig:
             name=arch, patch_size=16, pool="token", num_heads=12 if arch == "vit_small" else 0
         ),
         data=_in1k_data("mocov3"),
-        # 128 per GPU × 32 GPUs = 4096; AdamW decays every parameter (§3.5, pitfall 6)
+        # 128 per GPU × 32 GPUs = 4096; AdamW decays every parameter
+        # (moco-v3 `main_moco.py` builds it on `model.parameters()`)
         optim=OptimConfig(
             epochs=300,
             batch_size=128,
@@ -166,7 +168,8 @@ def _mocov3_vit(arch: str) -> TrainConfig:
 
 
 def mocov3_vit_small_in1k() -> TrainConfig:
-    """Paper setting (§3.5): MoCo v3 ViT-S/16, 300 epochs, batch 4096 (32 GPUs × 128).
+    """Paper setting (moco-v3 `CONFIG.md`): MoCo v3 ViT-S/16, 300 epochs, batch 4096
+    (32 GPUs × 128).
 
     Expected (paper): 73.2 linear top-1.
     """
@@ -174,12 +177,14 @@ def mocov3_vit_small_in1k() -> TrainConfig:
 
 
 def mocov3_vit_base_in1k() -> TrainConfig:
-    """Paper setting (§3.5): MoCo v3 ViT-B/16, 300 epochs. Expected (paper): 76.7 linear."""
+    """Paper setting (moco-v3 `CONFIG.md`): MoCo v3 ViT-B/16, 300 epochs. Expected (paper):
+    76.7 linear."""
     return _mocov3_vit("vit_base")
 
 
 def mocov3_resnet50_in1k() -> TrainConfig:
-    """Paper setting (§3.5): MoCo v3 ResNet-50, 100 epochs, LARS blr 0.6, wd 1e-6, τ = 1.0.
+    """Paper setting (moco-v3 `CONFIG.md`): MoCo v3 ResNet-50, 100 epochs, LARS blr 0.6, wd
+    1e-6, τ = 1.0.
 
     Expected (paper): 68.9 linear top-1 (100 epochs).
     """
@@ -202,7 +207,7 @@ def mocov3_resnet50_in1k() -> TrainConfig:
 
 
 def simclr_vit_base() -> TrainConfig:
-    """SLIP's SimCLR ViT-B/16 recipe (§5.4): AdamW lr 3.2e-3 at batch 4096 (blr 2e-4), wd
+    """SLIP's SimCLR ViT-B/16 recipe (SLIP README): AdamW lr 3.2e-3 at batch 4096 (blr 2e-4), wd
     0.1, betas (0.9, 0.98), 25 epochs, 1 warmup epoch, cosine to 1e-5. SLIP trains it on
     YFCC15M images; point data.dataset at your image folder."""
     return TrainConfig(

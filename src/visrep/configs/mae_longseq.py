@@ -1,5 +1,6 @@
-"""Long-sequence MAE recipes (METHODS.md §10.4). Each docstring gives the command and what
-to expect.
+"""Long-sequence MAE recipes ("Exploring Long-Sequence Masked Autoencoders", Hu et al., 2022;
+facebookresearch/long_seq_mae `PRETRAIN_LONG_SEQ_GPU.md`). Each docstring gives the command
+and what to expect.
 
 The paper's move: double the input side (224 → 448 px) at the same 16-px patch, so the
 encoder sees 4× the tokens (784 instead of 196), and mask 2×2 units of patches (32 px) so

@@ -52,7 +52,7 @@ def maskfeat_fmnist() -> TrainConfig:
 
 
 def maskfeat_vit_base_in1k() -> TrainConfig:
-    """Paper setting (SlowFast in1k_VIT_B_MaskFeat_PT.yaml, METHODS.md §2.5): ViT-B/16 at
+    """Paper setting (SlowFast `configs/masked_ssl/in1k_VIT_B_MaskFeat_PT.yaml`): ViT-B/16 at
     224 px, 40% block-wise masking, HOG 9 bins × 8 px cells (K = 108), crop scale 0.5-1 +
     flip (no colour jitter), AdamW betas (0.9, 0.999) wd 0.05, batch 2048, base lr 2e-4 per
     256 (peak 1.6e-3), 30 warmup epochs, cosine to 8e-6, grad-norm clip 0.02, 300 epochs

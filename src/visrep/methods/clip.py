@@ -1,6 +1,6 @@
 """CLIP (Radford et al., 2021) as SLIP trains it, and FLIP (Li et al., 2023).
 
-CLIP (CLIP paper Sec. 2.4-2.5 and Fig. 3; facebookresearch/SLIP `models.py` CLIP,
+CLIP (CLIP paper Sec. 2.3-2.5 and Fig. 3; facebookresearch/SLIP `models.py` CLIP,
 `losses.py` CLIPLoss): image tower = the visrep backbone (pooled features, what is exported)
 → image_projection (V × E, no bias); text tower = `TextTransformer` pooled at EOT →
 text_projection (W × E, no bias); learnable logit scale, init ln(1/0.07), clamped in place to
@@ -35,7 +35,7 @@ from visrep.parts.masking import random_masking
 
 @dataclass(frozen=True)
 class CLIPConfig:
-    """CLIP/SLIP sizes (CLIP paper Sec. 2.5; SLIP `models.py`): E = 512, text 12 × 512,
+    """CLIP/SLIP sizes (CLIP paper Sec. 2.4; SLIP `models.py`): E = 512, text 12 × 512,
     8 heads, context 77, vocab 49408."""
 
     embed_dim: int = 512
