@@ -1,4 +1,5 @@
-"""MetaCLIP balancing, the "t = 20k" rule (METHODS.md §6.4).
+"""MetaCLIP balancing, the "t = 20k" rule (MetaCLIP paper Sec. 3 and Algorithm 1;
+facebookresearch/MetaCLIP `metaclip/balancing.py`).
 
 Each entry gets p[e] = t / max(count[e], t): 1 for tail entries, t / count for head
 entries. A text with matched entries E is kept iff at least one independent

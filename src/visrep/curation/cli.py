@@ -1,4 +1,4 @@
-"""`visrep curate build-metadata | match | balance` (METHODS.md §6; docs/curation.md).
+"""`visrep curate build-metadata | match | balance` (MetaCLIP paper Sec. 3; docs/curation.md).
 
 visrep curate build-metadata --out metadata.json --list my_ngrams.txt --list titles.txt
 visrep curate match pool/ --metadata metadata.json --out matched/          # resumable
@@ -21,7 +21,7 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     steps = c.add_subparsers(dest="curate_command", required=True)
-    b = steps.add_parser("build-metadata", help="entry list from WordNet + your lists (§6.1)")
+    b = steps.add_parser("build-metadata", help="entry list from WordNet + your lists")
     b.add_argument("--out", required=True, help="metadata file to write (JSON list)")
     b.add_argument("--wordnet-dir", default="/usr/share/wordnet", help="WordNet database folder")
     b.add_argument("--no-wordnet", action="store_true", help="leave WordNet out")
@@ -33,7 +33,7 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="entries, one per line (n-grams, titles, class names); repeatable",
     )
-    m = steps.add_parser("match", help="match a caption pool, shard-parallel (§6.2-6.3)")
+    m = steps.add_parser("match", help="match a caption pool, shard-parallel")
     m.add_argument("inputs", nargs="+", help="shard files or folders (.jsonl .csv .parquet .tar)")
     m.add_argument("--metadata", required=True)
     m.add_argument("--out", required=True, help="output folder (re-run the same command to resume)")
@@ -43,7 +43,7 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     m.add_argument("--matcher", choices=["ahocorasick", "naive"], default="ahocorasick")
     m.add_argument("--no-progress", action="store_true")
-    a = steps.add_parser("balance", help="the t rule: keep a balanced subset (§6.4)")
+    a = steps.add_parser("balance", help="the t rule: keep a balanced subset")
     a.add_argument("match_dir", help="output folder of `visrep curate match`")
     a.add_argument("--out", required=True, help="folder for subset.tsv and the report")
     a.add_argument("--t", type=float, default=20_000, help="per-entry cap t (default 20000)")

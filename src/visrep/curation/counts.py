@@ -1,4 +1,5 @@
-"""Entry counts over the caption pool (METHODS.md §6.3).
+"""Entry counts over the caption pool (MetaCLIP paper Sec. 3, "inverted indexing";
+MetaCLIP `metaclip/balancing.py` `entry_count`).
 
 count[e] is the number of texts whose match list contains e: a text adds at most 1 to
 an entry however often the entry occurs in it. Counts are uint64 (a 1.6B pool overflows

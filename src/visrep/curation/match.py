@@ -1,4 +1,5 @@
-"""MetaCLIP sub-string matching of captions against metadata entries (METHODS.md §6.2).
+"""MetaCLIP sub-string matching of captions against metadata entries (MetaCLIP paper Sec. 3;
+facebookresearch/MetaCLIP `metaclip/substr_matching.py`).
 
 A caption is "spaced": wrapped in spaces, each of , . ; : ? ! ` surrounded by spaces,
 and tab / newline / carriage return turned into spaces. Entry e matches when " e " is a
@@ -21,7 +22,7 @@ _WRAPS = [(c, f" {c} ") for c in WRAPPED_PUNCTUATION]
 
 
 def spacing(text: str) -> str:
-    """The §6.2 normalisation of a caption (no lower-casing).
+    """MetaCLIP's `spacing` normalisation of a caption (no lower-casing).
 
     The reference's sequence of `str.replace` calls; each only inserts spaces, which no
     later replacement touches. (The `in` tests skip absent characters: 9x faster than
@@ -38,14 +39,14 @@ def spacing(text: str) -> str:
 
 
 def can_match(entry: str) -> bool:
-    """Whether any caption at all can match `entry` under §6.2.
+    """Whether any caption at all can match `entry` under `spacing` + " entry " matching.
 
-    The spaced caption puts one space of its own on each side of every wrapped
-    punctuation character, so an entry can only match if each such character in it
-    stands between spaces that no other one uses: "U.S.", "Mr." or "cat," never match
-    (§6.2 pitfall b), while "a , b" matches the caption "a,b". An entry holding a tab,
-    newline or carriage return never matches either. The test rebuilds the shortest
-    caption that could contain " entry " and checks that it does.
+    The spaced caption puts one space of its own on each side of every wrapped punctuation
+    character, so an entry can only match if each such character in it stands between spaces
+    that no other one uses: "U.S.", "Mr." or "cat," never match, while "a , b" matches the
+    caption "a,b". An entry holding a tab, newline or carriage return never matches either.
+    The test rebuilds the shortest caption that could contain " entry " and checks that it
+    does.
     """
     wrapped = f" {entry} "
     if any(c in wrapped for c in SPACED_WHITESPACE):
@@ -79,7 +80,8 @@ class AhoCorasickMatcher:
     """All wrapped entries in one Aho-Corasick automaton: one pass per caption.
 
     `iter` reports every occurrence, overlapping ones included, so the id set equals the
-    naive matcher's. Ids are returned sorted, each once per caption (§6.2, §6.3).
+    naive matcher's. Ids are returned sorted, each once per caption (as the reference's
+    `matched_entry_ids` set; a caption counts once per entry).
     """
 
     def __init__(self, entries: Sequence[str]) -> None:

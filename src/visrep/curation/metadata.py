@@ -1,4 +1,5 @@
-"""MetaCLIP metadata: the entry list that captions are matched against (METHODS.md §6.1).
+"""MetaCLIP metadata: the entry list that captions are matched against (MetaCLIP paper Sec. 3,
+"metadata construction"; facebookresearch/MetaCLIP `metaclip/build_metadata.py`).
 
 The released MetaCLIP 1 metadata is the union, as a set, of "0".."99", one lemma per
 WordNet synset, Wikipedia unigrams (count >= 100), Wikipedia bigrams (PMI >= 30) and
@@ -28,12 +29,12 @@ _DATA_LINE = re.compile(r"^\d{8} \d{2} [nvasr] [0-9a-fA-F]{2} (\S+) ")
 
 
 def number_entries() -> list[str]:
-    """The strings "0" ... "99" (§6.1 source 1)."""
+    """The strings "0" ... "99" (the first source listed above)."""
     return [str(i) for i in range(100)]
 
 
 def synset_lemma(first_word: str) -> str:
-    """The §6.1 entry of one synset from the first word of its WordNet data line.
+    """The metadata entry of one synset from the first word of its WordNet data line.
 
     nltk names a synset `<first lemma, lower-cased>.<pos>.<sense>` and MetaCLIP keeps
     the part before the first "." with "_" -> " ". A lemma that itself holds a dot
@@ -45,7 +46,7 @@ def synset_lemma(first_word: str) -> str:
 
 
 def wordnet_entries(wordnet_dir: str | Path = WORDNET_DIR) -> tuple[set[str], int]:
-    """One entry per WordNet synset (§6.1 source 2), read from the database files.
+    """One entry per WordNet synset (the second source listed above), read from the database files.
 
     Args:
         wordnet_dir: folder holding `data.noun`, `data.verb`, `data.adj`, `data.adv`
@@ -82,7 +83,7 @@ def read_entry_list(path: str | Path) -> tuple[list[str], int]:
     """Entries from a user list: a UTF-8 text file, one entry per line.
 
     Surrounding whitespace is stripped (a stray trailing space would otherwise make the
-    entry unmatchable, §6.2) and blank lines are ignored. A line that is not valid UTF-8
+    entry unmatchable, see `match`) and blank lines are ignored. A line that is not valid UTF-8
     is skipped and counted, never fatal.
 
     Returns:
@@ -105,7 +106,7 @@ def read_entry_list(path: str | Path) -> tuple[list[str], int]:
 
 
 def is_valid_entry(entry: str) -> bool:
-    """The §6.1 filter: no empty strings, no single punctuation character."""
+    """The metadata filter: no empty strings, no single punctuation character."""
     return entry != "" and not (len(entry) == 1 and entry in string.punctuation)
 
 
@@ -114,7 +115,7 @@ def build_metadata(
     lists: Sequence[str | Path] = (),
     numbers: bool = True,
 ) -> tuple[list[str], dict[str, Any]]:
-    """Union of the §6.1 sources as a sorted list, and a report of what went in.
+    """Union of the metadata sources as a sorted list, and a report of what went in.
 
     Args:
         wordnet_dir: WordNet database folder, or None to leave WordNet out.

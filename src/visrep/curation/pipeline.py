@@ -1,10 +1,10 @@
 """`visrep curate match`: match a caption pool shard by shard, then reduce the counts.
 
-Map (METHODS.md §6.2): `map_shard` reads one shard as a stream, matches every caption
-and writes the shard's `ShardMatches` file atomically; it returns a small `ShardSummary`
-(sizes and sparse entry counts). Reduce (§6.3): `reduce_counts` sums the summaries into
-the global uint64 counts. Locally the map runs in a process pool on every core; the same
-`map_shard` runs unchanged on a distributed engine (docs/curation.md).
+Map (sub-string matching, MetaCLIP paper Sec. 3): `map_shard` reads one shard as a stream,
+matches every caption and writes the shard's `ShardMatches` file atomically; it returns a
+small `ShardSummary` (sizes and sparse entry counts). Reduce (entry counts): `reduce_counts`
+sums the summaries into the global uint64 counts. Locally the map runs in a process pool on
+every core; the same `map_shard` runs unchanged on a distributed engine (docs/curation.md).
 
 Resume: a shard whose output file exists is done and is never redone; a killed shard
 leaves at most a stray temporary file, removed on the next run, and is redone.
@@ -112,7 +112,7 @@ def match_shard(shard: Path, matcher: Any, fields: CaptionFields) -> ShardMatche
 def summarize(
     shard: str | Path, output: str | Path, m: ShardMatches, n_entries: int
 ) -> ShardSummary:
-    """Sizes and sparse entry counts (§6.3) of one matched shard."""
+    """Sizes and sparse entry counts (`counts`) of one matched shard."""
     ids, values = shard_counts(m.entry_ids, n_entries)
     return ShardSummary(
         str(shard), str(output), len(m), m.n_malformed, m.n_matched, 0.0, ids, values

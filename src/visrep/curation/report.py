@@ -1,4 +1,4 @@
-"""The balancing report: head/tail distribution of entry counts before and after §6.4.
+"""The balancing report: head/tail distribution of entry counts before and after balancing.
 
 Head entries have count > t (they are down-sampled, p < 1); tail entries have
 0 < count <= t (every text matching one is kept). After balancing a tail entry keeps all

@@ -20,7 +20,7 @@ from visrep.io import atomic_write
 
 @dataclass
 class ShardMatches:
-    """Matched entry ids of every caption of one shard (METHODS.md §6.2 output)."""
+    """Matched entry ids of every caption of one shard (the sub-string matching output)."""
 
     source: str  # the shard file it came from
     rows: np.ndarray  # int64 [n] record index in the source file
