@@ -42,8 +42,10 @@ from visrep.config import apply_overrides  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.evals.run import evaluate  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
-from visrep.methods import build_method  # noqa: E402
-from visrep.runs import load_run  # noqa: E402
+from visrep.runs import (
+    build_model,  # noqa: E402
+    load_run,  # noqa: E402
+)
 from visrep.train import train  # noqa: E402
 
 KEEP = ("knn_top1", "knn_k", "knn_n_train", "knn_n_test", "linear_top1", "eval_seconds")
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None, *, default_recipe: str = "spark_fmnist")
     print("train", {k: v for k, v in result["train"].items() if k != "losses"}, flush=True)
     _, method = load_run(run_dir)
     torch.manual_seed(cfg.run.seed)
-    random_bb = build_method(cfg).backbone
+    random_bb = build_model(cfg).backbone
     for name, bb in (("trained", method.backbone), ("random_init", random_bb)):
         with CpuMeter() as meter:
             m = evaluate(bb.eval(), cfg.data, cfg.eval, protocols=protocols, limit=args.limit)

@@ -54,10 +54,12 @@ from host import (  # noqa: E402
 from visrep.config import apply_overrides, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.data.fashion_mnist import load_fashion_mnist  # noqa: E402
-from visrep.data.pipeline import make_preprocess, mean_std  # noqa: E402
+from visrep.data.preprocess import make_preprocess, mean_std
 from visrep.logger import read_log  # noqa: E402
-from visrep.methods import build_method  # noqa: E402
-from visrep.runs import load_run  # noqa: E402
+from visrep.runs import (
+    build_model,  # noqa: E402
+    load_run,  # noqa: E402
+)
 from visrep.train import train  # noqa: E402
 
 RUNS = [  # (label, backbone.name)
@@ -152,7 +154,7 @@ def train_run(
         torch.set_num_threads(threads or torch.get_num_threads())
         images = eval_images(cfg, device)
         torch.manual_seed(cfg.run.seed)
-        trajectory.append((0, _summary(collapse_profile(build_method(cfg).backbone, images))))
+        trajectory.append((0, _summary(collapse_profile(build_model(cfg).backbone, images))))
         for stop in range(profile_every, steps, profile_every):
             train(replace(cfg, **{"run.max_steps": stop}), resume=stop > profile_every)
             _, method = load_run(out)
@@ -270,7 +272,7 @@ def main() -> None:
                      "profiles": {}, "runs": {}}  # fmt: skip
     torch.manual_seed(cfg.run.seed)
     results["profiles"]["random init V2"] = collapse_profile(
-        build_method(cfg).backbone.to(args.device), images
+        build_model(cfg).backbone.to(args.device), images
     )
     stamp = int(time.time())
     todo = [(label, arch, str(Path(args.runs_dir) / f"{arch}_{stamp}")) for label, arch in RUNS

@@ -48,7 +48,8 @@ from pooled_eval import evaluate_poolings  # noqa: E402
 
 from visrep.config import TrainConfig, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
-from visrep.data.pipeline import build_train_data, mix_seed  # noqa: E402
+from visrep.data.pipeline import build_train_data
+from visrep.data.sampling import mix_seed
 from visrep.schedules import cosine_lr  # noqa: E402
 from visrep.train import param_groups  # noqa: E402
 

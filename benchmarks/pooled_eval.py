@@ -27,9 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from visrep.data.augment import normalize
-from visrep.data.pipeline import mean_std
+from visrep.data.preprocess import eval_preprocess, mean_std
 from visrep.evals.features import extract_features
-from visrep.evals.run import eval_preprocess, evaluate
+from visrep.evals.run import evaluate
 
 POOLINGS = ("avg", "token")  # visrep names: mean of the normed patch tokens, cls token
 

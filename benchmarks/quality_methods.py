@@ -36,7 +36,7 @@ from visrep.config import replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.evals.run import evaluate  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
-from visrep.methods import build_method  # noqa: E402
+from visrep.runs import build_model  # noqa: E402
 from visrep.train import train  # noqa: E402
 
 RUNS = [  # (label, recipe, overrides)
@@ -72,7 +72,7 @@ def budget_run(recipe: str, overrides: dict, budget: float, out: Path, device: s
 def random_init(recipe: str, device: str) -> dict:
     cfg = replace(get_recipe(recipe), **{"eval.limit_train": 0})
     torch.manual_seed(cfg.run.seed)
-    bb = build_method(cfg).backbone.to(device).eval()
+    bb = build_model(cfg).backbone.to(device).eval()
     return evaluate(bb, cfg.data, cfg.eval, device=device)
 
 

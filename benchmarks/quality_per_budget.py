@@ -115,7 +115,7 @@ def visrep_worker(
 
 def baselines(eval_limit: int, recipe: str = RECIPE) -> dict:
     """Raw pixels and a random-init ViT (the recipe's method init, seed 0, as a run's step 0)."""
-    from visrep.methods import build_method
+    from visrep.runs import build_model
 
     cfg = get_recipe(recipe)
     out: dict = {}
@@ -126,7 +126,7 @@ def baselines(eval_limit: int, recipe: str = RECIPE) -> dict:
                          "eval_meter": meter.as_dict(), "uptime": uptime()}  # fmt: skip
     print(f"raw pixels: k-NN {m['knn_top1']:.4f} linear {m['linear_top1']:.4f}", flush=True)
     torch.manual_seed(cfg.run.seed)
-    bb = build_method(cfg).backbone
+    bb = build_model(cfg).backbone
     with CpuMeter() as meter:
         ev = evaluate_poolings(bb, bb.encode, cfg.data, cfg.eval, limit=eval_limit)
     out["random_init"] = {"eval": ev, "eval_meter": meter.as_dict(), "uptime": uptime()}

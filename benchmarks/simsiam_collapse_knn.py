@@ -35,12 +35,15 @@ from host import command_line, environment, md_table, parallel_map, write_json  
 
 from visrep.config import apply_overrides, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
+from visrep.data.preprocess import eval_preprocess
 from visrep.evals.features import extract_features  # noqa: E402
 from visrep.evals.knn import knn  # noqa: E402
-from visrep.evals.run import _cached_split, eval_preprocess, subset  # noqa: E402
+from visrep.evals.run import _cached_split, subset
 from visrep.logger import read_log  # noqa: E402
-from visrep.methods import build_method  # noqa: E402
-from visrep.runs import load_run  # noqa: E402
+from visrep.runs import (
+    build_model,  # noqa: E402
+    load_run,  # noqa: E402
+)
 from visrep.train import train  # noqa: E402
 
 RUNS = [("with stop-gradient", {}), ("without stop-gradient", {"method.stop_gradient": False})]
@@ -140,7 +143,7 @@ def main() -> None:
     if not args.no_random_init:
         cfg0 = apply_overrides(get_recipe("simsiam_fmnist"), args.set)
         torch.manual_seed(cfg0.run.seed)
-        res["random_init"] = measure_model(cfg0, build_method(cfg0).eval(), args.limit)
+        res["random_init"] = measure_model(cfg0, build_model(cfg0).eval(), args.limit)
         print(f"random init: {res['random_init']}", flush=True)
     out_md = Path(args.out)
     out_md.parent.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,8 @@ from host import (  # noqa: E402
 
 from visrep.config import TrainConfig, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
-from visrep.methods import build_method  # noqa: E402
 from visrep.parts.masking import num_keep  # noqa: E402
+from visrep.runs import build_model  # noqa: E402
 from visrep.train import param_groups  # noqa: E402
 
 TARGET_SPEEDUP = 2.5  # acceptance: MAE >= 2.5x faster per image than "encoder w/ [M]" at ViT-B/16
@@ -103,7 +103,7 @@ def lightly_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def visrep_bench(cfg: TrainConfig, name: str, batch: int, mask_tokens: bool) -> Bench:
     cfg = replace(cfg, **{"method.encoder_mask_tokens": mask_tokens})
     torch.manual_seed(0)
-    model = build_method(cfg)
+    model = build_model(cfg)
     d = cfg.data
     x = torch.randn(batch, d.channels, d.img_size, d.img_size)
     n = model.backbone.num_patches

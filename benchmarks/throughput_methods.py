@@ -48,7 +48,8 @@ from throughput import MatmulProbe  # noqa: E402
 from visrep.config import TrainConfig, replace  # noqa: E402
 from visrep.configs import RECIPES, get_recipe  # noqa: E402
 from visrep.data.pipeline import build_train_data  # noqa: E402
-from visrep.methods import build_method, method_name  # noqa: E402
+from visrep.methods import method_name
+from visrep.runs import build_model  # noqa: E402
 from visrep.train import build_optimizer  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -122,7 +123,7 @@ def build_bench(name: str) -> MethodBench:
     bs = cfg.optim.batch_size
     cfg = replace(cfg, **{"data.limit": bs, "data.num_workers": 0, "run.device": "cpu"})
     torch.manual_seed(0)
-    model = build_method(cfg).to(CPU).train()
+    model = build_model(cfg).to(CPU).train()
     data = build_train_data(cfg.data, bs, seed=0, rank=0, world_size=1, device=CPU)
     batch = next(iter(data.batches(0, 1)))
     opt = build_optimizer(model, cfg.optim, cfg.optim.lr or cfg.optim.blr * bs / 256)

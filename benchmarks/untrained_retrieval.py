@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from visrep.evals.retrieval import run_retrieval
-from visrep.methods import build_method
-from visrep.runs import load_run_config
+from visrep.runs import build_model, load_run_config
 
 
 def main() -> None:
@@ -26,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_run_config(args.ckpt)
     torch.manual_seed(cfg.run.seed)
-    model = build_method(cfg).eval()
+    model = build_model(cfg).eval()
     metrics = run_retrieval(cfg, model, torch.device("cpu"), args.pairs)
     metrics = {"command": " ".join(sys.argv), "run": args.ckpt, "step": 0, **metrics}
     Path(args.out).write_text(json.dumps(metrics, indent=1))

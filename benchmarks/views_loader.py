@@ -53,7 +53,7 @@ from host import (  # noqa: E402
 
 from visrep.data.augment import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, normalize
 from visrep.data.fashion_mnist import load_fashion_mnist
-from visrep.parts.views import VIEW_PRESETS, BatchedViews, folder_views_transform
+from visrep.data.views import VIEW_PRESETS, BatchedViews, folder_views_transform
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -10,7 +10,7 @@ import torch
 from conftest import requires_fmnist, visrep
 from PIL import Image
 
-from visrep.data.pipeline import make_preprocess
+from visrep.data.preprocess import make_preprocess
 from visrep.runs import load_run
 
 SMOKE = ["--smoke", "eval.final=False", "eval.every_epochs=0"]

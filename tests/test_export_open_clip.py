@@ -19,8 +19,8 @@ from visrep.export import (
     load_open_clip,
     open_clip_layout,
 )
-from visrep.methods import build_method, method_name
-from visrep.runs import load_run
+from visrep.methods import method_name
+from visrep.runs import build_model, load_run
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -36,7 +36,7 @@ def _run(path, recipe="clip_fmnist", **changes):
     """A run folder (config + checkpoint) of a freshly initialised model."""
     cfg = replace(get_recipe(recipe), **changes)
     torch.manual_seed(0)
-    model = build_method(cfg)
+    model = build_model(cfg)
     with torch.no_grad():  # a trained-looking logit scale and non-zero biases
         model.logit_scale.fill_(3.0)
     path.mkdir()
@@ -95,7 +95,7 @@ def test_a_non_default_image_tower_is_refused_naming_the_differences(tmp_path):
 def test_only_image_text_runs_export_for_open_clip(tmp_path):
     cfg = get_recipe("mae_fmnist")
     with pytest.raises(ValueError, match="image-text runs"):
-        open_clip_layout(build_method(cfg), cfg, tmp_path)
+        open_clip_layout(build_model(cfg), cfg, tmp_path)
 
 
 @pytest.mark.slow  # loads MiniLM twice (visrep, open_clip's HF tower): ~15 s

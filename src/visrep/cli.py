@@ -20,7 +20,7 @@ from pathlib import Path
 
 from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
 from visrep.curation.cli import add_curate_parser
-from visrep.data.caption_shards import add_data_parser
+from visrep.data import caption_shards
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--templates", default="imagenet", help="zeroshot: template set (unseen)")
     e.add_argument("--pairs", default="", help="retrieval: held-out pairs (shards, CSV, JSONL)")
-    e.add_argument("--preset", default="", help="finetune: paper preset (evals/finetune.py)")
+    e.add_argument("--preset", default="", help="finetune: paper preset (visrep.finetune.PRESETS)")
     e.add_argument("--resume", action="store_true",
                    help="finetune: continue the fine-tuning run (run.out_dir) from its checkpoint")  # fmt: skip
     x = sub.add_parser("export", help="the backbone for timm, or a CLIP model for open_clip")
@@ -61,8 +61,23 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
     s.add_argument("recipe")
     add_curate_parser(sub)
-    add_data_parser(sub)
+    _add_data_parser(sub)
     return p
+
+
+def _add_data_parser(sub) -> None:
+    d = sub.add_parser("data", help="build training data (image-text shards, pseudo-BoW captions)")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    caption_shards.add_parser(dsub)  # visrep data build-captions
+    p = dsub.add_parser(  # visrep data pseudo-bow (visrep.pseudo_bow)
+        "pseudo-bow", help="caption uncaptioned images with a BoW model's top-k words"
+    )
+    p.add_argument("--ckpt", required=True, metavar="RUN_DIR", help="a (BoW-trained) CLIP run")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of uncaptioned images")
+    p.add_argument("--out", required=True, metavar="JSONL")
+    p.add_argument("--k", type=int, default=5, help="words per caption")
+    p.add_argument("--vocab", default="", help="word list (one a line); default: training captions")
+    p.add_argument("--device", default="cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,10 +98,12 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.curation.cli import run_curate
 
         return run_curate(args, overrides)
-    if args.command == "data":
-        from visrep.data.caption_shards import run_data
+    if args.command == "data" and args.data_command == "pseudo-bow":
+        from visrep import pseudo_bow
 
-        return run_data(args)
+        return pseudo_bow.run(args)
+    if args.command == "data":
+        return caption_shards.run(args)
     from visrep.configs import RECIPES, get_recipe, smoke
 
     if args.command == "recipes":
@@ -144,7 +161,7 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.protocol == "finetune":  # trains the whole backbone (METHODS.md §1.4, §7.8)
-        from visrep.evals.finetune import run_finetune_cli
+        from visrep.finetune import run_finetune_cli
 
         metrics = run_finetune_cli(
             args.ckpt, overrides, preset=args.preset, out=args.out, device=args.device,
@@ -152,10 +169,10 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         )  # fmt: skip
         print(json.dumps({k: v for k, v in metrics.items() if k != "config"}, indent=2))
         return 0
+    from visrep.device import resolve_device
     from visrep.evals.run import evaluate
     from visrep.io import atomic_write_text
     from visrep.runs import load_run
-    from visrep.train import resolve_device
 
     device = resolve_device(args.device)
     cfg, model = load_run(args.ckpt, device)

@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from visrep.io import atomic_write_text
+
 M = TypeVar("M")
 
 
@@ -318,6 +320,5 @@ def from_dict(cls: Any, data: dict[str, Any]) -> Any:
 
 
 def save_json(obj: Any, path: Any) -> None:
-    from visrep.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -20,7 +20,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from visrep.data.pipeline import mean_std
+from visrep.data.preprocess import mean_std
 from visrep.io import atomic_write, atomic_write_text
 from visrep.runs import load_run
 

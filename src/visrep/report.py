@@ -10,6 +10,13 @@ import torch
 from torch import Tensor, nn
 
 from visrep.config import TrainConfig, save_json
+from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
+from visrep.data.folder import load_folder_tensors
+from visrep.data.labelled import load_eval_split
+from visrep.data.preprocess import mean_std, model_preprocess
+from visrep.evals.classifier import classifier_eval
+from visrep.evals.retrieval import image_text_eval
+from visrep.evals.run import evaluate
 from visrep.io import atomic_write, atomic_write_text
 from visrep.logger import read_log
 
@@ -20,18 +27,12 @@ def finish_run(
     """Evaluate (if configured), draw the pictures, write metrics.json and report.md."""
     metrics: dict[str, Any] = {"unreadable_images_skipped": n_skipped}
     if cfg.eval.final and cfg.eval.dataset and hasattr(model, "logits"):
-        from visrep.evals.finetune import classifier_eval  # a classifier: its own top-1/top-5
-
         metrics |= classifier_eval(model, cfg, device)
     elif cfg.eval.final and cfg.eval.dataset:
-        from visrep.evals.run import evaluate
-
         metrics |= evaluate(
             model.backbone, cfg.data, cfg.eval, device=device, progress=cfg.run.progress
         )
     if cfg.eval.final:  # image-text runs: zero-shot and retrieval ({} for other methods)
-        from visrep.evals.retrieval import image_text_eval
-
         metrics |= image_text_eval(cfg, model, device)
     pictures = {}
     if hasattr(model, "visualize"):
@@ -46,17 +47,12 @@ def finish_run(
 
 def _grid_images(cfg: TrainConfig, n: int) -> Tensor:
     """A fixed set of evaluation (or training) images, uint8 [n, C, H, W]."""
-    from visrep.data.pipeline import is_fashion_mnist, load_eval_split
 
     if cfg.eval.dataset:
         images, _ = load_eval_split(cfg.eval, "test", cfg.data.channels, cfg.data.img_size)
     elif is_fashion_mnist(cfg.data.dataset):
-        from visrep.data.fashion_mnist import load_fashion_mnist
-
         images, _ = load_fashion_mnist(cfg.data.root, "test")
     else:
-        from visrep.data.folder import load_folder_tensors
-
         images, _, _ = load_folder_tensors(cfg.data.dataset, cfg.data.channels, cfg.data.img_size)
     idx = torch.linspace(0, len(images) - 1, n).long()
     return images[idx]
@@ -69,11 +65,9 @@ def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from visrep.data.pipeline import make_preprocess, mean_std
-
     mean, std = mean_std(cfg.data)
     images = _grid_images(cfg, n).to(device).float()
-    x = make_preprocess(cfg.data.img_size, cfg.data.channels, mean, std)(images)
+    x = model_preprocess(cfg.data)(images)
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(0)

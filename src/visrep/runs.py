@@ -1,18 +1,31 @@
-"""Open a finished (or interrupted) run folder: its config and its trained model."""
+"""Open a run or an exported backbone and build its model: the one place that reads a run
+folder from disk for the layers above (`train`, `finetune`, `export`, `pseudo_bow`, `cli`).
+
+A method's constructor does no I/O: `build_model` resolves what a config names on disk
+(`method.source` of a fine-tuning run) and hands the method its backbone.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import safetensors.torch
 import torch
 from torch import nn
 
+from visrep.backbones import build_backbone
+from visrep.backbones.pretrained import Pretrained, create_timm, from_backbone
 from visrep.checkpoint import load_checkpoint, load_run_config_dict
-from visrep.config import ConfigError, TrainConfig, from_dict
-from visrep.methods import METHODS, build_method
+from visrep.config import ConfigError, DataConfig, TrainConfig, from_dict
+from visrep.methods import METHODS, method_name
+
+EXPORT_META = "backbone.json"  # what `visrep export` writes beside backbone.safetensors
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved config a run saved (`config.json`), typed by its method."""
     data = load_run_config_dict(run_dir)
     name = data.get("method_name")
     if name not in METHODS:
@@ -22,12 +35,64 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     return from_dict(TrainConfig[METHODS[name].config], data)
 
 
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The method model `cfg` describes, at its initialisation (the current torch seed).
+
+    A fine-tuning run (`method.source`) starts from that run's or export's backbone."""
+    entry = METHODS[method_name(cfg.method)]
+    source = getattr(cfg.method, "source", "")
+    if source:
+        backbone = load_pretrained(source, cfg.method.init, seed=torch.initial_seed())
+    else:
+        backbone = build_backbone(cfg.backbone, cfg.data)
+    return entry.model(cfg.method, backbone)
+
+
 def load_run(
     run_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[TrainConfig, nn.Module]:
     """The run's config and its method model with the checkpoint's weights, in eval mode."""
     cfg = load_run_config(run_dir)
     state = load_checkpoint(run_dir, map_location="cpu")
-    model = build_method(cfg)
+    model = build_model(cfg)
     model.load_state_dict(state["model"])
     return cfg, model.to(device).eval()
+
+
+def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -> Pretrained:
+    """Read a run folder (`visrep train`) or an exported backbone folder (`visrep export`).
+
+    `init="random"` keeps the architecture and input conventions but takes the weights a fresh
+    pre-training run would start from (visrep's init, e.g. the fixed sin-cos position table;
+    timm's own init for an exported folder), seeded by `seed`: the from-scratch baseline.
+    """
+    if init not in ("pretrained", "random"):
+        raise ValueError(f"method.init must be 'pretrained' or 'random', got {init!r}")
+    path = Path(path)
+    if (path / EXPORT_META).is_file():
+        meta, _ = export_meta(path)
+        if init == "random":
+            torch.manual_seed(seed)
+            model = create_timm(meta["timm_name"], meta["timm_kwargs"], meta["timm_fixups"])
+            state = model.state_dict()
+        else:
+            state = safetensors.torch.load_file(str(path / "backbone.safetensors"))
+        return Pretrained(
+            meta["timm_name"], dict(meta["timm_kwargs"]), meta["timm_fixups"], state, str(path)
+        )
+    if init == "random":
+        cfg = load_run_config(path)
+        torch.manual_seed(seed)
+        backbone = build_backbone(cfg.backbone, cfg.data)
+    else:
+        backbone = load_run(path)[1].backbone
+    return from_backbone(backbone, str(path))
+
+
+def export_meta(path: Path) -> tuple[dict[str, Any], DataConfig]:
+    """`backbone.json` of an exported folder and the input conventions it records."""
+    meta = json.loads((Path(path) / EXPORT_META).read_text())
+    c, size = meta["input_size"][0], meta["input_size"][-1]
+    return meta, DataConfig(
+        img_size=size, channels=c, mean=tuple(meta["mean"]), std=tuple(meta["std"])
+    )

@@ -34,29 +34,19 @@ from visrep.checkpoint import (
 )
 from visrep.config import TrainConfig, save_json, to_dict
 from visrep.data.pipeline import build_train_data
+from visrep.data.sampling import mix_seed
+from visrep.device import autocast_dtype, resolve_device
+from visrep.evals.retrieval import image_text_eval
+from visrep.evals.run import evaluate
 from visrep.logger import RunLogger
-from visrep.methods import build_method, method_name
+from visrep.methods import method_name
 from visrep.parts import dist
+from visrep.parts.lars import LARS
+from visrep.report import finish_run
+from visrep.runs import build_model
 from visrep.schedules import cosine_lr, cosine_weight_decay
 
 log = logging.getLogger("visrep")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("run.device=cuda but no GPU is visible; use run.device=cpu")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 on GPUs by default; fp32 on CPU, where bf16 runs at half speed without AMX."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"run.precision must be auto, fp32 or bf16, got {precision!r}")
-    return torch.bfloat16 if precision == "bf16" else None
 
 
 def param_groups(
@@ -112,8 +102,6 @@ def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimize
     if o.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=o.momentum)
     if o.optimizer == "lars":
-        from visrep.parts.lars import LARS
-
         return LARS(groups, lr=lr, momentum=o.momentum)
     if o.optimizer == "lamb":
         from timm.optim import Lamb
@@ -170,7 +158,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     run_dir = Path(cfg.run.out_dir)
     name = method_name(cfg.method)
     torch.manual_seed(cfg.run.seed)  # identical init on every process
-    model = build_method(cfg).to(device)
+    model = build_model(cfg).to(device)
     if cfg.run.init_from and not resume:
         _init_from(model, cfg.run.init_from, name)
     # a method may bring its own data source: labelled batches (supervised fine-tuning),
@@ -212,8 +200,6 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         raise SystemExit(128 + stop.signum)
     metrics: dict[str, Any] = {}
     if env.is_main:
-        from visrep.report import finish_run
-
         metrics = finish_run(cfg, model, run_dir, device, n_skipped=data.n_skipped)
     dist.barrier()
     dist.cleanup()
@@ -326,8 +312,6 @@ def batch_size(batch: dict) -> int:
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
-    from visrep.data.pipeline import mix_seed
-
     return mix_seed(seed, step, rank, 1)
 
 
@@ -370,11 +354,8 @@ def _log_train(s: LoopState, out: dict, opt, logger: RunLogger, bar, spe: int, g
 
 def _periodic_eval(cfg, model, logger, step, device, env) -> None:
     if env.is_main:
-        from visrep.evals.run import evaluate
-
         m = evaluate(model.backbone, cfg.data, cfg.eval, protocols=("knn",),
                      limit=cfg.eval.periodic_limit, device=device)  # fmt: skip
-        from visrep.evals.retrieval import image_text_eval  # zero-shot, retrieval; {} if none
 
         m |= image_text_eval(cfg, model, device, limit=cfg.eval.periodic_limit)
         logger.log(step, {k: v for k, v in m.items() if isinstance(v, int | float)}, prefix="eval")

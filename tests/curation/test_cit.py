@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import requires_fmnist
 
+from visrep.backbones import build_backbone
 from visrep.config import BackboneConfig, DataConfig, replace
 from visrep.curation.cit import (
     PoolStream,
@@ -18,7 +19,6 @@ from visrep.curation.cit import (
 )
 from visrep.data.cit_pool import CiTData
 from visrep.evals.zeroshot import text_classifier
-from visrep.methods import build_backbone
 from visrep.methods.cit import CiT, CiTConfig
 
 TINY = dict(embed_dim=16, text_width=16, text_layers=1, text_heads=2)

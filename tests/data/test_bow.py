@@ -139,7 +139,7 @@ class WordTable(torch.nn.Module):
 
 
 def test_pseudo_bow_keeps_the_top_k_words_most_similar_first():
-    from visrep.data.bow import pseudo_bow
+    from visrep.pseudo_bow import pseudo_bow
     from visrep.data.tokenizer import tokenize
 
     m, vocab = WordTable(), ["dog", "cat", "red", "boot", "sky"]

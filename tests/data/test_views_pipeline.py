@@ -12,13 +12,10 @@ from visrep.config import DataConfig
 from visrep.data.augment import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, normalize
 from visrep.data.fashion_mnist import load_fashion_mnist
 from visrep.data.folder import collate_skip_none
-from visrep.data.pipeline import (
-    FolderTrainData,
-    TensorTrainData,
-    build_train_data,
-    mix_seed,
-)
-from visrep.parts.views import VIEW_PRESETS, BatchedViews
+from visrep.data.images import FolderTrainData, TensorTrainData
+from visrep.data.pipeline import build_train_data
+from visrep.data.sampling import mix_seed
+from visrep.data.views import VIEW_PRESETS, BatchedViews
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 

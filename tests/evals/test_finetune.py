@@ -11,14 +11,15 @@ import torch.nn.functional as F
 from conftest import requires_fmnist, visrep
 
 from visrep.backbones import CNN, ViT
-from visrep.backbones.pretrained import Pretrained, build_classifier, load_pretrained
+from visrep.backbones.pretrained import Pretrained, build_classifier
 from visrep.config import ConfigError, apply_overrides, replace
 from visrep.configs import get_recipe, smoke
-from visrep.evals.finetune import FINETUNE_OPTIM, finetune, finetune_config, resolve
 from visrep.export import export_backbone
+from visrep.finetune import FINETUNE_OPTIM, finetune, finetune_config, resolve
 from visrep.methods.supervised import Supervised, SupervisedConfig
 from visrep.parts.layer_decay import convnext_layer_id, layer_decay_scale
 from visrep.parts.pos_embed import interpolate_pos_embed
+from visrep.runs import load_pretrained
 from visrep.train import build_optimizer, param_groups, train
 
 DEPTH = 3
@@ -287,7 +288,7 @@ def test_unknown_keys_and_presets_are_clear_errors(mae_run):
     job = apply_overrides(finetune_config(mae_run), ["optim.epochs=3"])
     assert (job.optim.epochs, job.data.img_size) == (3, 28)  # the pre-training size
     with pytest.raises(ConfigError, match="--resume"):
-        from visrep.evals.finetune import run_finetune_cli
+        from visrep.finetune import run_finetune_cli
 
         run_finetune_cli(str(mae_run), ["optim.epochs=3"], resume=True)
 
@@ -324,7 +325,7 @@ def test_finetune_on_an_image_folder_with_randaugment(tmp_path):
 
 
 def test_presets_follow_the_papers():
-    from visrep.evals.finetune import PRESETS
+    from visrep.finetune import PRESETS
 
     b = PRESETS["mae_vit_base"]
     assert [b[f"optim.{k}"] for k in ("epochs", "blr", "warmup_epochs", "min_lr")] == [

@@ -9,7 +9,9 @@ from conftest import requires_fmnist
 from torch import nn
 
 from visrep.data.tokenizer import tokenize
-from visrep.evals.zeroshot import retrieval_recall, text_classifier, topk_accuracy, zeroshot
+from visrep.evals.features import topk_accuracy
+from visrep.evals.retrieval import retrieval_recall
+from visrep.evals.zeroshot import text_classifier, zeroshot
 
 
 class BagOfIds(nn.Module):
@@ -55,7 +57,7 @@ def test_topk_and_retrieval_recall():
     assert acc["top1"] == pytest.approx(1 / 3) and acc["top2"] == 1.0
     img = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=1)
     txt = F.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.0], [0.7, 0.7]]), dim=1)
-    r = retrieval_recall(img, txt, ks=(1, 2, 3))
+    r = retrieval_recall(img, txt, torch.arange(3), ks=(1, 2, 3))  # one caption per image
     # image 0 -> best text 1 (rank 1), image 1 -> text 1 is 3rd, image 2 -> text 2 first
     assert r["i2t_R@1"] == pytest.approx(1 / 3) and r["i2t_R@2"] == pytest.approx(2 / 3)
     assert r["i2t_R@3"] == 1.0

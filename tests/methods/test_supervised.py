@@ -12,11 +12,12 @@ import timm
 import torch
 from conftest import requires_fmnist
 
+from visrep.backbones import build_backbone
 from visrep.backbones.cnn import apply_fixups
 from visrep.checkpoint import load_checkpoint
 from visrep.config import BackboneConfig, DataConfig, EvalConfig, RunConfig, TrainConfig, replace
-from visrep.evals.finetune import FINETUNE_OPTIM
 from visrep.export import export_backbone
+from visrep.finetune import FINETUNE_OPTIM
 from visrep.methods.supervised import Supervised, SupervisedConfig
 from visrep.runs import load_run
 from visrep.train import train
@@ -111,8 +112,9 @@ def test_the_finetuned_backbone_exports_into_timm_strictly(full, tmp_path):
 
 
 def test_a_run_needs_its_number_of_classes():
+    backbone = build_backbone(BackboneConfig(name="vit_tiny", patch_size=4, depth=1), DataConfig())
     with pytest.raises(ValueError, match="num_classes"):
-        Supervised(SupervisedConfig())
+        Supervised(SupervisedConfig(), backbone)
 
 
 def test_model_ema_follows_the_recurrence_and_stays_out_of_the_optimizer(full):

@@ -1,7 +1,7 @@
 """A pre-trained backbone as the start of fine-tuning (METHODS.md §1.4 MAE, §7.8 ConvNeXt V2).
 
-`load_pretrained` reads a run folder (`visrep train`) or an exported backbone folder
-(`visrep export`); `build_classifier` rebuilds it as a timm classifier with the weights
+`visrep.runs.load_pretrained` reads a run folder (`visrep train`) or an exported backbone
+folder (`visrep export`) into a `Pretrained`; `build_classifier` rebuilds it as a timm classifier with the weights
 loaded and a fresh head; `TimmFeatures` is that classifier without its head, the
 `backbone` the supervised method evaluates and exports.
 
@@ -20,22 +20,14 @@ loaded and a fresh head; `TimmFeatures` is that classifier without its head, the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import timm
-import torch
 from torch import Tensor, nn
 
-from visrep.config import DataConfig
+from visrep.backbones.cnn import apply_fixups
 from visrep.parts.pos_embed import interpolate_pos_embed
-
-if TYPE_CHECKING:
-    from visrep.methods.supervised import SupervisedConfig
-
-EXPORT_META = "backbone.json"
 
 
 @dataclass
@@ -63,62 +55,15 @@ def from_backbone(backbone: nn.Module, source: str = "backbone") -> Pretrained:
     )
 
 
-def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -> Pretrained:
-    """Read a run folder (`visrep train`) or an exported backbone folder (`visrep export`).
-
-    `init="random"` keeps the architecture and input conventions but takes the weights a fresh
-    pre-training run would start from (visrep's init, e.g. the fixed sin-cos position table;
-    timm's own init for an exported folder), seeded by `seed`: the from-scratch baseline.
-    """
-    if init not in ("pretrained", "random"):
-        raise ValueError(f"method.init must be 'pretrained' or 'random', got {init!r}")
-    path = Path(path)
-    if (path / EXPORT_META).is_file():
-        import safetensors.torch
-
-        meta, _ = export_meta(path)
-        if init == "random":
-            torch.manual_seed(seed)
-            model = _create(meta["timm_name"], meta["timm_kwargs"], meta["timm_fixups"])
-            state = model.state_dict()
-        else:
-            state = safetensors.torch.load_file(str(path / "backbone.safetensors"))
-        return Pretrained(
-            meta["timm_name"], dict(meta["timm_kwargs"]), meta["timm_fixups"], state, str(path)
-        )
-    from visrep.methods import build_backbone
-    from visrep.runs import load_run, load_run_config
-
-    if init == "random":
-        cfg = load_run_config(path)
-        torch.manual_seed(seed)
-        backbone = build_backbone(cfg.backbone, cfg.data)
-    else:
-        backbone = load_run(path)[1].backbone
-    return from_backbone(backbone, str(path))
-
-
-def export_meta(path: Path) -> tuple[dict[str, Any], DataConfig]:
-    """`backbone.json` of an exported folder and the input conventions it records."""
-    meta = json.loads((path / EXPORT_META).read_text())
-    c, size = meta["input_size"][0], meta["input_size"][-1]
-    return meta, DataConfig(
-        img_size=size, channels=c, mean=tuple(meta["mean"]), std=tuple(meta["std"])
-    )
-
-
-def _create(name: str, kwargs: dict[str, Any], fixups: dict[str, Any]) -> nn.Module:
-    from visrep.backbones.cnn import apply_fixups
-
+def create_timm(name: str, kwargs: dict[str, Any], fixups: dict[str, Any]) -> nn.Module:
+    """`timm.create_model(name, **kwargs)` (no weights) with visrep's fixups applied."""
     return apply_fixups(timm.create_model(name, pretrained=False, **kwargs), fixups)
 
 
-def is_vit(model: nn.Module) -> bool:
-    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
-
-
-def classifier_kwargs(pre: Pretrained, ft: SupervisedConfig, num_classes: int) -> dict[str, Any]:
-    """timm arguments of the classifier: the backbone's, a head, drop path, the ViT pooling."""
+def classifier_kwargs(pre: Pretrained, ft: Any, num_classes: int) -> dict[str, Any]:
+    """timm arguments of the classifier: the backbone's, a head, drop path, the ViT pooling.
+    `ft` holds the fine-tuning settings `pool`, `drop_path`, `img_size` (and, for
+    `build_classifier`, `head_init_std`): the supervised method's config."""
     kw = dict(pre.timm_kwargs, num_classes=num_classes, drop_path_rate=ft.drop_path)
     if pre.timm_name.startswith("vit_"):
         if ft.pool not in ("avg", "token"):
@@ -131,14 +76,14 @@ def classifier_kwargs(pre: Pretrained, ft: SupervisedConfig, num_classes: int) -
 
 
 def build_classifier(
-    pre: Pretrained, ft: SupervisedConfig, num_classes: int
+    pre: Pretrained, ft: Any, num_classes: int
 ) -> tuple[nn.Module, dict[str, Any]]:
     """timm classifier with the pre-trained weights loaded and a freshly initialised head.
 
     Returns the model and a loading report (missing / dropped keys, pos-embed resize).
     """
     vit = pre.timm_name.startswith("vit_")
-    model = _create(pre.timm_name, classifier_kwargs(pre, ft, num_classes), pre.timm_fixups)
+    model = create_timm(pre.timm_name, classifier_kwargs(pre, ft, num_classes), pre.timm_fixups)
     state = dict(pre.state)
     report: dict[str, Any] = {}
     if vit:

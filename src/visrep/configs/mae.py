@@ -9,6 +9,7 @@ from visrep.config import (
     OptimConfig,
     RunConfig,
     TrainConfig,
+    replace,
 )
 from visrep.methods.mae import MAEConfig
 
@@ -67,6 +68,5 @@ def mae_vit_large_in1k() -> TrainConfig:
 
 def mae_vit_huge_in1k() -> TrainConfig:
     """Paper setting, ViT-H/14, 1600 epochs (released checkpoint). Expected: 86.9 fine-tuned."""
-    from visrep.config import replace
 
     return replace(_mae_in1k("vit_huge", 14), **{"optim.epochs": 1600})

@@ -22,7 +22,6 @@ them unspecified).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,21 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from visrep.data.pipeline import epoch_permutation
-from visrep.data.tokenizer import tokenize
+from visrep.data.sampling import epoch_permutation
+from visrep.data.tokenizer import tokenize_cached
+from visrep.parts.encode import encode_normalized
 
 Encode = Callable[[Tensor], Tensor]  # tokens [N, 77] -> text features [N, D]
-
-
-@functools.lru_cache(maxsize=65536)
-def _token_row(caption: str) -> Tensor:
-    return tokenize(caption)[0]  # [77]
-
-
-def tokenize_cached(captions: Sequence[str]) -> Tensor:
-    """`tokenize` with a bounded per-caption cache: a pool repeats captions, and every round
-    re-reads the pool (BPE with ftfy costs milliseconds per caption on a busy CPU)."""
-    return torch.stack([_token_row(c) for c in captions]) if captions else tokenize([])
 
 
 def select(scores: Tensor, threshold: float, min_ratio: float) -> Tensor:
@@ -76,13 +65,12 @@ def embed_captions(
     """L2-normalised text embeddings [N, D] (on the CPU) of `captions`, tokenized and encoded
     `chunk` at a time: only one chunk of tokens and activations is alive at once. `raw`:
     `encode` takes the strings (a pretrained tower with its own tokenizer)."""
-    out = []
-    for i in tqdm(range(0, len(captions), chunk), desc="embed captions", unit="chunk",
-                  disable=not progress, leave=False):  # fmt: skip
-        part = list(captions[i : i + chunk])
-        text = part if raw else tokenize_cached(part).to(device)  # [n, 77]
-        out.append(F.normalize(encode(text).float(), dim=-1).cpu())  # [n, D]
-    return torch.cat(out) if out else torch.empty(0, 0)
+
+    def encode_part(part: Sequence[str]) -> Tensor:
+        return encode(list(part) if raw else tokenize_cached(list(part)).to(device))  # [n, D]
+
+    return encode_normalized(encode_part, captions, chunk, progress=progress,
+                             desc="embed captions")  # fmt: skip
 
 
 @torch.no_grad()

@@ -27,9 +27,7 @@ What is implemented here (`data.caption_style=bow`, `data.bow_balance=t`):
 - **Zero-shot prompts for a BoW model** (`bow_template`): the prompt templates go through the
   same transform without shuffling or balancing ("a photo of the large {}." → "photo large
   {}"), so the text tower sees text of the kind it was trained on.
-- **Pseudo-BoW captions** (`pseudo_bow`): score a vocabulary with the trained text tower
-  (each word encoded alone, as a one-word BoW caption), keep each image's top-k words by
-  cosine similarity, most similar first.
+- **Pseudo-BoW captions**: the command `visrep data pseudo-bow` (`visrep.pseudo_bow`).
 """
 
 from __future__ import annotations
@@ -41,6 +39,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
+
+from visrep.data.tokenizer import tokenize
 
 # English function words (articles, pronouns, prepositions, conjunctions, auxiliaries,
 # quantifiers); content words such as colours, numbers or "top"/"back" are kept.
@@ -167,8 +167,6 @@ class FMNISTBowCaptions:
         self.t = t
 
     def tokens(self, labels: Tensor, which: Tensor, generator: torch.Generator) -> Tensor:
-        from visrep.data.tokenizer import tokenize
-
         caps = [to_bow(self.sentences[k][j], generator, self.freqs, self.t)
                 for k, j in zip(labels.tolist(), which.tolist())]  # fmt: skip
         return tokenize(caps)
@@ -196,109 +194,3 @@ def shard_captions(shards: Sequence[str], limit: int = 0) -> Iterable[str]:
                     n += 1
                     if limit and n >= limit:
                         return
-
-
-@torch.no_grad()
-def pseudo_bow(
-    model, image_embeddings: Tensor, vocab: Sequence[str], k: int = 5, batch_size: int = 512
-) -> list[str]:
-    """Pseudo-BoW captions: the `k` vocabulary words most similar (cosine) to each image.
-
-    Args:
-        model: an image-text model with `encode_text` (a BoW-trained CLIP).
-        image_embeddings: L2-normalised image embeddings [N, E] from `model.encode_image`.
-        vocab: candidate words (e.g. the training captions' BoW vocabulary).
-        k: words per caption, most similar first.
-    """
-    from visrep.data.tokenizer import tokenize
-
-    device = next(model.parameters()).device
-    rows = []
-    for i in range(0, len(vocab), batch_size):
-        tokens = tokenize(list(vocab[i : i + batch_size])).to(device)
-        rows.append(torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).cpu())
-    words = torch.cat(rows)  # [V, E]
-    top = (image_embeddings.float() @ words.T).topk(min(k, len(vocab)), dim=1).indices
-    return [" ".join(vocab[j] for j in row) for row in top.tolist()]
-
-
-def training_vocabulary(cfg, max_words: int = 1000) -> list[str]:
-    """The `max_words` most frequent BoW words of a run's training captions (Fashion-MNIST
-    class-name captions, a CSV/JSONL or WebDataset shards), most frequent first."""
-    from visrep.data.pairs import _read_table, list_shards
-    from visrep.data.pipeline import is_fashion_mnist
-    from visrep.data.templates import FMNIST_CLASSNAMES, template_set
-
-    d = cfg.data
-    if is_fashion_mnist(d.dataset):
-        caps = [t.format(c) for c in FMNIST_CLASSNAMES for t in template_set(d.captions)]
-    elif d.dataset.endswith((".csv", ".jsonl")):
-        from pathlib import Path
-
-        caps = [c for _, c in _read_table(Path(d.dataset)) if isinstance(c, str)]
-    else:
-        caps = shard_captions(list_shards(d.dataset), d.limit)
-    freqs = word_frequencies(caps)
-    return sorted(freqs, key=lambda w: (-freqs[w], w))[:max_words]
-
-
-def pseudo_bow_folder(
-    run_dir: str, images: str, out: str, k: int = 5, vocab_file: str = "", device="cpu"
-) -> dict:
-    """Caption every image below `images` with the pseudo-BoW of the run's model and write a
-    JSONL of `image_path` (absolute), `caption` that `data.dataset=OUT` trains on."""
-    import json
-
-    from visrep.data.folder import decode_file, folder_eval_transform, scan_folder
-    from visrep.data.pipeline import make_preprocess, mean_std
-    from visrep.evals.zeroshot import encode_images
-    from visrep.io import atomic_write_text
-    from visrep.runs import load_run
-
-    cfg, model = load_run(run_dir, device)
-    if not hasattr(model, "encode_text"):
-        raise ValueError(f"{run_dir} is not an image-text run (clip, slip, flip)")
-    if vocab_file:
-        from pathlib import Path
-
-        vocab = list(dict.fromkeys(w.strip() for w in Path(vocab_file).read_text().splitlines()))
-        vocab = [w for w in vocab if w]
-    else:
-        vocab = training_vocabulary(cfg)
-    paths, _, _ = scan_folder(images)
-    resize = folder_eval_transform(cfg.data.img_size, resize_ratio=1.0)
-    good, tensors, skipped = [], [], 0
-    for p in paths:
-        try:
-            tensors.append(resize(decode_file(p, cfg.data.channels)))
-            good.append(p)
-        except Exception:  # unreadable image: skipped and counted
-            skipped += 1
-    mean, std = mean_std(cfg.data)
-    pre = make_preprocess(cfg.data.img_size, cfg.data.channels, mean, std)
-    emb = encode_images(model, torch.stack(tensors), pre, cfg.eval.batch_size, device)
-    caps = pseudo_bow(model, emb, vocab, k)
-    rows = [json.dumps({"image_path": str(p.resolve()), "caption": c}) for p, c in zip(good, caps)]
-    atomic_write_text(out, "".join(r + "\n" for r in rows))
-    return {"out": str(out), "images": len(good), "skipped": skipped, "vocab": len(vocab), "k": k}
-
-
-def add_pseudo_bow_parser(dsub) -> None:
-    """`visrep data pseudo-bow` (registered under `visrep data`)."""
-    p = dsub.add_parser(
-        "pseudo-bow", help="caption uncaptioned images with a BoW model's top-k words"
-    )
-    p.add_argument("--ckpt", required=True, metavar="RUN_DIR", help="a (BoW-trained) CLIP run")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of uncaptioned images")
-    p.add_argument("--out", required=True, metavar="JSONL")
-    p.add_argument("--k", type=int, default=5, help="words per caption")
-    p.add_argument("--vocab", default="", help="word list (one a line); default: training captions")
-    p.add_argument("--device", default="cpu")
-
-
-def run_pseudo_bow(args) -> int:
-    import json
-
-    print(json.dumps(pseudo_bow_folder(args.ckpt, args.images, args.out, args.k, args.vocab,
-                                       args.device), indent=2))  # fmt: skip
-    return 0

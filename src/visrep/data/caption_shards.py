@@ -43,6 +43,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from visrep.data.templates import FMNIST_CLASSNAMES, template_set
+
 TUXPAINT_ROOT = "/usr/share/tuxpaint/stamps"
 OPENCLIPART_ROOT = "/usr/share/openclipart"
 EMOJI_ROOT = "emoji-datasource-google-16.0.0.tgz"
@@ -220,8 +222,7 @@ def emoji_pairs(root: str, stats: dict) -> Iterator[tuple[str, Image.Image, str]
 def fmnist_pairs(
     root: str, templates: str, seed: int, limit: int = 0
 ) -> Iterator[tuple[str, Image.Image, str]]:
-    from visrep.data.fashion_mnist import load_fashion_mnist
-    from visrep.data.templates import FMNIST_CLASSNAMES, template_set
+    from visrep.data.fashion_mnist import load_fashion_mnist  # torch: only for this source
 
     images, labels = load_fashion_mnist(root, "train")  # never the test split
     temps, rng = template_set(templates), random.Random(seed)
@@ -286,9 +287,8 @@ def build_captions(
     return report
 
 
-def add_data_parser(sub) -> None:
-    d = sub.add_parser("data", help="build training data (image-text shards)")
-    dsub = d.add_subparsers(dest="data_command", required=True)
+def add_parser(dsub) -> None:
+    """`visrep data build-captions` (registered under `visrep data`)."""
     b = dsub.add_parser("build-captions", help="offline caption sources -> WebDataset shards")
     b.add_argument("--out", required=True, metavar="DIR")
     b.add_argument("--sources", default="tuxpaint,fmnist",
@@ -301,16 +301,10 @@ def add_data_parser(sub) -> None:
     b.add_argument("--fmnist-limit", type=int, default=0, help="first N train images (0 = all)")
     b.add_argument("--max-size", type=int, default=64)
     b.add_argument("--shard-size", type=int, default=5000)
-    from visrep.data.bow import add_pseudo_bow_parser
-
-    add_pseudo_bow_parser(dsub)  # visrep data pseudo-bow
 
 
-def run_data(args) -> int:
-    if args.data_command == "pseudo-bow":
-        from visrep.data.bow import run_pseudo_bow
-
-        return run_pseudo_bow(args)
+def run(args) -> int:
+    """`visrep data build-captions ARGS`: build the shards, print the build report."""
     report = build_captions(
         args.out,
         tuple(s for s in args.sources.split(",") if s),

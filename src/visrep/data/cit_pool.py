@@ -29,19 +29,22 @@ import torch
 from torch import Tensor
 
 from visrep.config import DataConfig
-from visrep.curation.cit import tokenize_cached
 from visrep.data.augment import normalize
-from visrep.data.pipeline import is_fashion_mnist, match_channels, mean_std, mix_seed
+from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
+from visrep.data.pairs import decode_image, list_shards, pair_transform
+from visrep.data.preprocess import match_channels, mean_std
+from visrep.data.sampling import mix_seed
+from visrep.data.templates import FMNIST_CLASSNAMES, template_set
+from visrep.data.tokenizer import tokenize_cached
+from visrep.device import CPU
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-CPU = torch.device("cpu")
 
 
 class ShardPool:
     """Index of WebDataset shards: captions in memory, images read on demand."""
 
     def __init__(self, spec: str, channels: int, limit: int = 0) -> None:
-        from visrep.data.pairs import list_shards
 
         try:
             self.shards = list_shards(spec)
@@ -82,7 +85,6 @@ class ShardPool:
 
     def image(self, i: int) -> Tensor | None:
         """uint8 [C, H, W], or None when the bytes do not decode."""
-        from visrep.data.pairs import decode_image
 
         s, off, size = self.loc[i].tolist()
         f = self._files.get(s) or self._files.setdefault(s, open(self.shards[s], "rb"))  # noqa: SIM115
@@ -97,8 +99,6 @@ class FMNISTPool:
     """Fashion-MNIST train images with one fixed class-name caption each."""
 
     def __init__(self, data: DataConfig, seed: int) -> None:
-        from visrep.data.fashion_mnist import load_fashion_mnist
-        from visrep.data.templates import FMNIST_CLASSNAMES, template_set
 
         images, labels = load_fashion_mnist(data.root, "train")  # never the test split
         if data.limit:
@@ -127,7 +127,6 @@ class CiTData:
     def __init__(self, method, data: DataConfig, batch_size: int, *, seed: int, rank: int = 0,
                  world_size: int = 1, device: torch.device = CPU,
                  pool=None) -> None:  # fmt: skip
-        from visrep.data.pairs import pair_transform
 
         if getattr(data, "caption_style", "sentence") != "sentence":
             raise ValueError("CiT curates and trains on the captions as written: "

@@ -109,6 +109,11 @@ def _read_idx_labels(path: Path) -> torch.Tensor:
     return labels
 
 
+def is_fashion_mnist(dataset: str) -> bool:
+    """`data.dataset` / `eval.dataset` names the packaged Fashion-MNIST (not a folder)."""
+    return dataset.lower().replace("-", "_") in ("fashion_mnist", "fmnist")
+
+
 def load_fashion_mnist(
     root: str | Path = DEFAULT_ROOT, split: str = "train"
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,13 +1,16 @@
-"""Labelled batches for the supervised method: fine-tuning (METHODS.md §1.4 augmentation,
-§7.8), `{"images": [B, C, S, S], "labels": [B]}` from the eval dataset's train split.
+"""Labelled data: the evaluation splits (`load_eval_split`, for k-NN, linear probe and the
+pictures) and the labelled training batches of the supervised method (fine-tuning),
+`{"images": [B, C, S, S], "labels": [B]}` from the eval dataset's train split.
 
-In-memory images (Fashion-MNIST) are augmented batched on the device with the library's
-RandomResizedCrop + flip (`augment.py`), then timm's RandomErasing on the batch; folders of
-images go through timm's `create_transform` per sample (RandomResizedCrop, flip,
-RandAugment, RandomErasing, bicubic), as MAE's `util/datasets.py` does. RandAugment is
-PIL-per-sample, so it is not applied to in-memory tensors. As in the pre-training pipeline
-(`pipeline.py`), batch `step` of process `rank` is a function of (seed, step, rank) only, so
-a resumed run replays it.
+Fine-tuning augmentation follows MAE (He et al., 2022, §A.1; facebookresearch/mae
+`util/datasets.py`) and ConvNeXt V2 (Woo et al., 2023; facebookresearch/ConvNeXt-V2
+`datasets.py`). In-memory images (Fashion-MNIST) are augmented batched on the device with
+the library's RandomResizedCrop + flip (`augment.py`), then timm's RandomErasing on the
+batch; folders of images go through timm's `create_transform` per sample
+(RandomResizedCrop, flip, RandAugment, RandomErasing, bicubic). RandAugment is
+PIL-per-sample, so it is not applied to in-memory tensors. As in pre-training
+(`sampling.py`), batch `step` of process `rank` is a function of (seed, step, rank) only,
+so a resumed run replays it.
 """
 
 from __future__ import annotations
@@ -25,17 +28,41 @@ from torch.utils.data import DataLoader
 
 from visrep.config import DataConfig, EvalConfig, TrainConfig
 from visrep.data.augment import BatchedRandomResizedCrop, normalize
-from visrep.data.folder import ImageFolder, collate_skip_none
-from visrep.data.pipeline import (
-    StepBatchSampler,
-    epoch_permutation,
-    is_fashion_mnist,
-    load_eval_split,
-    mean_std,
-    mix_seed,
-)
+from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
+from visrep.data.folder import ImageFolder, collate_skip_none, load_folder_tensors
+from visrep.data.preprocess import eval_preprocess, match_channels, mean_std
+from visrep.data.sampling import StepBatchSampler, epoch_permutation, mix_seed
 
 Batch = dict[str, Tensor]
+
+
+def load_eval_split(
+    ev: EvalConfig, split: str, channels: int, img_size: int
+) -> tuple[Tensor, Tensor]:
+    """uint8 images [N, C, H, W] and labels [N] of a labelled evaluation split.
+
+    `split` is "train" (the k-NN memory bank / probe training set) or "test".
+    Folders must hold `train/` and `val/` (or `test/`) with class sub-folders.
+    """
+    limit = ev.limit_train if split == "train" else ev.limit_test
+    if is_fashion_mnist(ev.dataset):
+        images, labels = load_fashion_mnist(ev.root, split)
+        images = match_channels(images, channels)
+    else:
+        root = Path(ev.dataset)
+        names = ["train"] if split == "train" else ["val", "test"]
+        sub = next((root / n for n in names if (root / n).is_dir()), None)
+        if sub is None:
+            raise FileNotFoundError(
+                f"evaluation folder {root} needs a {' or '.join(names)}/ sub-folder with one "
+                "sub-folder per class (e.g. val/cat/*.jpg)"
+            )
+        images, labels, classes = load_folder_tensors(sub, channels, img_size)
+        if not classes:
+            raise ValueError(f"{sub} has no class sub-folders; k-NN/linear need labels")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return images, labels
 
 
 class TensorBatches:
@@ -186,8 +213,6 @@ def eval_batches(
 ) -> tuple[Iterator[tuple[Tensor, Tensor]], int]:
     """Test split, preprocessed like the k-NN / linear evaluations (Fashion-MNIST: resize +
     normalize) or, for folders, timm's eval transform (Resize(size/0.875) + CenterCrop, MAE)."""
-    from visrep.evals.run import eval_preprocess
-
     img_size, bs = data.img_size, ev.batch_size
     if is_fashion_mnist(ev.dataset):
         images, labels = load_eval_split(ev, "test", data.channels, img_size)

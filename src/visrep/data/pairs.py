@@ -38,19 +38,22 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from visrep.config import DataConfig
+from visrep.config import DataConfig, replace
 from visrep.data.augment import normalize
 from visrep.data.bow import caption_transform, fmnist_bow, shard_captions
-from visrep.data.fashion_mnist import load_fashion_mnist
+from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
+from visrep.data.images import TensorTrainData
+from visrep.data.preprocess import mean_std
+from visrep.data.sampling import StepBatchSampler, mix_seed
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
 from visrep.data.tokenizer import tokenize
+from visrep.data.views import BatchedViews, folder_views_transform, view_preset
+from visrep.device import CPU
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
-CPU = torch.device("cpu")
 
 
 def is_pair_data(data: DataConfig) -> bool:
-    from visrep.data.pipeline import is_fashion_mnist
 
     d = data.dataset
     if is_fashion_mnist(d):
@@ -72,7 +75,6 @@ def decode_image(data: bytes, channels: int) -> Tensor:
 
 def pair_transform(data: DataConfig):
     """Per-sample transform of a uint8 image -> {"image": uint8, "views": [...]?}."""
-    from visrep.parts.views import folder_views_transform, view_preset
 
     steps = [v2.RandomResizedCrop(data.img_size, scale=data.crop_scale, antialias=True)]
     steps += [v2.RandomHorizontalFlip()] if data.hflip else []
@@ -107,7 +109,6 @@ class _Batcher:
     """Collates items into normalised batches; counts skipped pairs."""
 
     def __init__(self, data: DataConfig, device: torch.device) -> None:
-        from visrep.data.pipeline import mean_std
 
         self.data, self.device, self.n_skipped = data, device, 0
         self.mean, self.std = mean_std(data)
@@ -187,8 +188,6 @@ class ShardPairData:
         """This rank's (image bytes, caption) stream for an epoch, shuffled."""
         from webdataset import tarfile_samples
 
-        from visrep.data.pipeline import mix_seed
-
         rng = random.Random(mix_seed(self.seed, epoch, cycle))
         order = rng.sample(self.shards, len(self.shards))
         samples = tarfile_samples([{"url": s} for s in order])
@@ -208,7 +207,6 @@ class ShardPairData:
         yield from buf
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
-        from visrep.data.pipeline import mix_seed
 
         step = start_step
         while step < end_step:
@@ -247,7 +245,7 @@ class TablePairs(Dataset):
         self.path, self.data, self.transform = Path(path), data, pair_transform(data)
         if not self.path.is_file():
             raise FileNotFoundError(f"no CSV/JSONL pair file at {path}")
-        rows = _read_table(self.path)
+        rows = read_pair_table(self.path)
         self.rows = [(p, c) for p, c in rows if c and c.strip()]
         self.n_empty = len(rows) - len(self.rows)
         if data.limit:
@@ -266,7 +264,7 @@ class TablePairs(Dataset):
         return make_item(raw, caption, self.data, self.transform, seed, self.caption_fn)
 
 
-def _read_table(path: Path) -> list[tuple[str, str]]:
+def read_pair_table(path: Path) -> list[tuple[str, str]]:
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [(r.get("image_path", ""), r.get("caption", "")) for r in rows]
@@ -296,8 +294,6 @@ class TablePairData:
         return self.collate.n_skipped
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
-        from visrep.data.pipeline import StepBatchSampler
-
         sampler = StepBatchSampler(len(self.table), self.b, self.seed, self.rank, self.world,
                                    start_step, end_step)  # fmt: skip
         loader = DataLoader(self.table, batch_sampler=sampler, collate_fn=lambda b: b,
@@ -320,13 +316,10 @@ class FMNISTCaptionData:
     `data.captions` around the class name; batched augmentation as `TensorTrainData`."""
 
     def __init__(self, data, batch_size, *, seed, rank=0, world_size=1, device=CPU) -> None:
-        from visrep.data.pipeline import TensorTrainData
 
         images, labels = load_fashion_mnist(data.root, "train")
         if data.limit:
             images, labels = images[: data.limit], labels[: data.limit]
-        from visrep.config import replace
-        from visrep.parts.views import BatchedViews, view_preset
 
         self.images = TensorTrainData(images, replace(data, views=""), batch_size, seed=seed,
                                       rank=rank, world_size=world_size, device=device)  # fmt: skip
@@ -342,7 +335,6 @@ class FMNISTCaptionData:
         self.bow = fmnist_bow(data, FMNIST_CLASSNAMES, templates, labels)  # None: sentences
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
-        from visrep.data.pipeline import mix_seed
 
         t = self.images
         for step in range(start_step, end_step):
@@ -364,7 +356,6 @@ class FMNISTCaptionData:
 
 def build_pair_data(data: DataConfig, batch_size: int, **kwargs):
     """The image-text source `data` names (module docstring)."""
-    from visrep.data.pipeline import is_fashion_mnist
 
     if is_fashion_mnist(data.dataset):
         return FMNISTCaptionData(data, batch_size, **kwargs)

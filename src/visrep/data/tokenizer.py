@@ -62,3 +62,14 @@ def tokenize(
                 ids[-1] = EOT
         out[i, : len(ids)] = torch.tensor(ids)
     return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _token_row(caption: str) -> Tensor:
+    return tokenize(caption)[0]  # [77]
+
+
+def tokenize_cached(captions: Sequence[str]) -> Tensor:
+    """`tokenize` with a bounded per-caption cache: a pool repeats captions, and every round
+    re-reads the pool (BPE with ftfy costs milliseconds per caption on a busy CPU)."""
+    return torch.stack([_token_row(c) for c in captions]) if captions else tokenize([])

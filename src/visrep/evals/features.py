@@ -1,18 +1,24 @@
-"""Feature extraction from a frozen encoder for the k-NN and linear-probe protocols.
+"""What every evaluation protocol shares: feature extraction from a frozen encoder, the
+checks on features and labels, top-k accuracy, and image/text embeddings of CLIP-style
+models.
 
-Both protocols (DINO ``eval_knn.py``; MAE ``main_linprobe.py`` in its
+k-NN and the linear probe (DINO ``eval_knn.py``; MAE ``main_linprobe.py`` in its
 cached-features variant, see ``visrep.evals.linear``) read the frozen backbone's
-features of every image once; this module does that pass over an in-memory
-image tensor.
+features of every image once; ``extract_features`` does that pass over an in-memory
+image tensor. Zero-shot and retrieval read L2-normalised embeddings (``encode_images``,
+``encode_texts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from visrep.data.tokenizer import tokenize
+from visrep.parts.encode import encode_normalized
 
 
 def _encode_chunk(
@@ -112,3 +118,55 @@ def check_feature_pair(train_features: Tensor, test_features: Tensor) -> None:
             f"train and test features differ in dimension: {train_features.shape[1]} vs "
             f"{test_features.shape[1]} (were they extracted with the same encoder?)"
         )
+
+
+def check_labels(
+    named: Sequence[tuple[str, Tensor, Tensor]], num_classes: int | None, non_empty: bool = False
+) -> int:
+    """Each (name, features [N, D], labels [N]) holds integer class ids >= 0, one per row;
+    returns `num_classes`, or the number inferred from the labels when it is None."""
+    for name, feats, labels in named:
+        if labels.ndim != 1 or labels.shape[0] != feats.shape[0] or (non_empty and not len(feats)):
+            raise ValueError(
+                f"{name}_labels must be a{' non-empty' if non_empty else 'n'} [N] with "
+                f"N = {feats.shape[0]} ({name} features); got shape {tuple(labels.shape)}"
+            )
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"{name}_labels must be integer class ids; got {labels.dtype}")
+    all_labels = torch.cat([labels for _, _, labels in named])
+    if all_labels.numel() and int(all_labels.min()) < 0:
+        raise ValueError("labels must be non-negative class ids")
+    inferred = int(all_labels.max()) + 1 if all_labels.numel() else 0
+    if num_classes is None:
+        return inferred
+    if num_classes < inferred:
+        raise ValueError(f"num_classes={num_classes} but labels go up to {inferred - 1}")
+    return num_classes
+
+
+def topk_hits(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
+    """Number of rows whose label is among the k highest logits, for each k: [N, K], [N]."""
+    top = logits.topk(max(ks), dim=1).indices  # [N, kmax]
+    hit = top.eq(labels.view(-1, 1))
+    return {k: int(hit[:, :k].any(1).sum()) for k in ks}
+
+
+def topk_accuracy(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracy (fractions) of logits [N, K] against labels [N], as {"top1": ...}."""
+    return {f"top{k}": h / len(labels) for k, h in topk_hits(logits, labels, ks).items()}
+
+
+def encode_images(model: nn.Module, images: Tensor, preprocess, batch_size: int, device) -> Tensor:
+    """L2-normalised image embeddings [N, E] of uint8 images [N, C, H, W] through
+    `model.encode_image` (callers put the model in eval mode: FLIP then uses every token).
+    `preprocess` takes float images in 0..255 on `device`."""
+    return encode_normalized(
+        lambda x: model.encode_image(preprocess(x.to(device).float())), images, batch_size
+    )
+
+
+def encode_texts(model: nn.Module, texts: Sequence[str], batch_size: int, device) -> Tensor:
+    """L2-normalised text embeddings [N, E] through CLIP's tokenizer and `model.encode_text`."""
+    return encode_normalized(
+        lambda t: model.encode_text(tokenize(list(t)).to(device)), list(texts), batch_size
+    )

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from visrep.evals.features import check_feature_pair
+from visrep.evals.features import check_feature_pair, check_labels
 
 
 def _validate(
@@ -28,30 +28,15 @@ def _validate(
 ) -> int:
     """Checks shapes and settings; returns the number of classes."""
     check_feature_pair(train_features, test_features)
-    label_sets = [("train", train_features, train_labels)]
+    named = [("train", train_features, train_labels)]
     if test_labels is not None:
-        label_sets.append(("test", test_features, test_labels))
-    for name, feats, labels in label_sets:
-        if labels.ndim != 1 or labels.shape[0] != feats.shape[0]:
-            raise ValueError(
-                f"{name}_labels must be [N] with N = {feats.shape[0]} ({name} features); "
-                f"got shape {tuple(labels.shape)}"
-            )
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"{name}_labels must be integer class ids; got {labels.dtype}")
+        named.append(("test", test_features, test_labels))
+    classes = check_labels(named, num_classes)
     if not 1 <= k <= train_features.shape[0]:
         raise ValueError(f"k must be in [1, {train_features.shape[0]}] (N_train); got k={k}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 = majority vote); got {temperature}")
-    all_labels = torch.cat([train_labels] + ([test_labels] if test_labels is not None else []))
-    if all_labels.numel() and int(all_labels.min()) < 0:
-        raise ValueError("labels must be non-negative class ids")
-    inferred = int(all_labels.max()) + 1 if all_labels.numel() else 0
-    if num_classes is None:
-        return inferred
-    if num_classes < inferred:
-        raise ValueError(f"num_classes={num_classes} but labels go up to {inferred - 1}")
-    return num_classes
+    return classes
 
 
 def _vote(sim: Tensor, neighbour_labels: Tensor, temperature: float, num_classes: int) -> Tensor:

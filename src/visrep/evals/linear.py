@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from visrep.evals.features import check_feature_pair
+from visrep.evals.features import check_feature_pair, check_labels, topk_hits
 from visrep.parts.lars import LARS
 
 # blr * N * epochs / 256 below which a LARS probe is likely to under-fit (module docstring).
@@ -117,28 +117,11 @@ def _validate(
 ) -> int:
     """Checks shapes; returns the number of classes."""
     check_feature_pair(train_features, test_features)
-    for name, feats, labels in [
-        ("train", train_features, train_labels),
-        ("test", test_features, test_labels),
-    ]:
-        if labels.ndim != 1 or labels.shape[0] != feats.shape[0] or feats.shape[0] == 0:
-            raise ValueError(
-                f"{name}_labels must be a non-empty [N] with N = {feats.shape[0]} "
-                f"({name} features); got shape {tuple(labels.shape)}"
-            )
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"{name}_labels must be integer class ids; got {labels.dtype}")
+    named = [("train", train_features, train_labels), ("test", test_features, test_labels)]
+    classes = check_labels(named, num_classes, non_empty=True)
     if train_features.shape[0] < 2:
         raise ValueError("need at least 2 training samples (the head's BatchNorm uses batch stats)")
-    all_labels = torch.cat([train_labels, test_labels])
-    if int(all_labels.min()) < 0:
-        raise ValueError("labels must be non-negative class ids")
-    inferred = int(all_labels.max()) + 1
-    if num_classes is None:
-        return inferred
-    if num_classes < inferred:
-        raise ValueError(f"num_classes={num_classes} but labels go up to {inferred - 1}")
-    return num_classes
+    return classes
 
 
 def make_head(
@@ -212,14 +195,12 @@ def _train_head(
 def _accuracy(head: nn.Module, features: Tensor, labels: Tensor, topk: int) -> tuple[float, float]:
     """Top-1 and top-``topk`` accuracy in eval mode (BN running statistics)."""
     head.eval()
-    hits1 = hitsk = 0
+    hits = {1: 0, topk: 0}
     for start in range(0, features.shape[0], 8192):
         logits = head(features[start : start + 8192])  # [B, C]
-        target = labels[start : start + 8192].view(-1, 1)  # [B, 1]
-        top = logits.topk(topk, dim=1).indices  # [B, topk]
-        hits1 += int((top[:, :1] == target).sum())
-        hitsk += int((top == target).any(1).sum())
-    return hits1 / features.shape[0], hitsk / features.shape[0]
+        for k, h in topk_hits(logits, labels[start : start + 8192], (1, topk)).items():
+            hits[k] += h
+    return hits[1] / features.shape[0], hits[topk] / features.shape[0]
 
 
 def linear_probe(

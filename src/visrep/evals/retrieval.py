@@ -28,8 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from visrep.config import replace
+from visrep.data.bow import bow_words
+from visrep.data.fashion_mnist import is_fashion_mnist
+from visrep.data.folder import folder_eval_transform
+from visrep.data.pairs import IMAGE_KEYS, decode_image, list_shards, read_pair_table
+from visrep.data.preprocess import model_preprocess
+from visrep.evals.features import encode_images, encode_texts
+from visrep.evals.zeroshot import run_zeroshot
 
 KS = (1, 5, 10)
 
@@ -91,13 +99,12 @@ class PairSet:
 
 def _grouped_rows(path: Path) -> list[tuple[bytes | None, list[str]]]:
     """(image bytes, captions) per image of a CSV/JSONL, rows grouped by image path."""
-    from visrep.data.pairs import _read_table
 
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         pairs = [(r.get("image_path", ""), r.get("caption", "")) for r in rows]
     else:
-        pairs = _read_table(path)
+        pairs = read_pair_table(path)
     groups: dict[str, list[str]] = {}
     for rel, caption in pairs:
         caps = caption if isinstance(caption, list) else [caption]
@@ -112,8 +119,6 @@ def _grouped_rows(path: Path) -> list[tuple[bytes | None, list[str]]]:
 def _shard_rows(spec: str):
     from webdataset import tarfile_samples
 
-    from visrep.data.pairs import IMAGE_KEYS, list_shards
-
     for s in tarfile_samples([{"url": u} for u in list_shards(spec)]):
         raw = next((s[k] for k in IMAGE_KEYS if k in s), None)
         txt = s["txt"].decode("utf-8", "replace") if "txt" in s else ""
@@ -122,8 +127,6 @@ def _shard_rows(spec: str):
 
 def load_pairs(spec: str, channels: int, img_size: int, limit: int = 0) -> PairSet:
     """Held-out pairs (module docstring) as uint8 images + captions; at most `limit` images."""
-    from visrep.data.folder import folder_eval_transform
-    from visrep.data.pairs import decode_image
 
     path = Path(spec)
     if spec.endswith((".csv", ".jsonl")):
@@ -153,25 +156,9 @@ def load_pairs(spec: str, channels: int, img_size: int, limit: int = 0) -> PairS
     return PairSet(torch.stack(images), captions, torch.tensor(owner), skipped)
 
 
-@torch.no_grad()
-def encode_texts(model: nn.Module, texts: Sequence[str], batch_size: int, device) -> Tensor:
-    """Normalised text embeddings [N, E]."""
-    from visrep.data.tokenizer import tokenize
-
-    out = []
-    for i in range(0, len(texts), batch_size):
-        tokens = tokenize(list(texts[i : i + batch_size])).to(device)
-        out.append(F.normalize(model.encode_text(tokens), dim=-1).float().cpu())
-    return torch.cat(out)
-
-
 def run_retrieval(cfg, model: nn.Module, device, pairs: str = "", limit: int = 0) -> dict:
     """`visrep eval retrieval`: R@1/5/10 both ways on held-out pairs (`eval.retrieval_pairs`
     unless `pairs` is given), with every setting recorded."""
-    from visrep.data.bow import bow_words
-    from visrep.data.pipeline import make_preprocess, mean_std
-    from visrep.evals.zeroshot import encode_images
-
     if not hasattr(model, "encode_text"):
         raise ValueError("retrieval needs an image-text run (clip, slip, flip)")
     pairs = pairs or cfg.eval.retrieval_pairs
@@ -181,11 +168,10 @@ def run_retrieval(cfg, model: nn.Module, device, pairs: str = "", limit: int = 0
     ds = load_pairs(pairs, cfg.data.channels, cfg.data.img_size, limit)
     bow = cfg.data.caption_style == "bow"
     texts = [" ".join(bow_words(c)) or c for c in ds.captions] if bow else ds.captions
-    mean, std = mean_std(cfg.data)
-    pre = make_preprocess(cfg.data.img_size, cfg.data.channels, mean, std)
+    pre = model_preprocess(cfg.data)
     was_training = model.training
     model.eval()
-    img = encode_images(model, ds.images, pre, cfg.eval.batch_size, device).float()
+    img = encode_images(model, ds.images, pre, cfg.eval.batch_size, device)
     txt = encode_texts(model, texts, cfg.eval.batch_size, device)
     model.train(was_training)
     out = retrieval_recall(img, txt, ds.caption_image)
@@ -203,9 +189,6 @@ def image_text_eval(cfg, model: nn.Module, device, limit: int = 0) -> dict:
     """The image-text evaluations of a run (periodic and final): zero-shot on a
     Fashion-MNIST eval set, retrieval on `eval.retrieval_pairs`; {} for other methods.
     `limit` caps the test images of each (0 = the configured sets)."""
-    from visrep.config import replace
-    from visrep.data.pipeline import is_fashion_mnist
-    from visrep.evals.zeroshot import run_zeroshot
 
     if not hasattr(model, "encode_text"):
         return {}

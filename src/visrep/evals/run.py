@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from visrep.config import DataConfig, EvalConfig
-from visrep.data.pipeline import load_eval_split, make_preprocess, mean_std
+from visrep.data.labelled import load_eval_split
+from visrep.data.preprocess import eval_preprocess
 from visrep.evals.features import extract_features
 from visrep.evals.knn import knn
 from visrep.evals.linear import linear_probe
@@ -33,18 +34,6 @@ def subset(images: Tensor, labels: Tensor, limit: int, seed: int = 0) -> tuple[T
         return images, labels
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit]
     return images[idx], labels[idx]
-
-
-def eval_preprocess(data: DataConfig) -> Callable[[Tensor], Tensor]:
-    """What `evaluate` applies to the [0, 1] images `extract_features` hands over: the
-    pre-training normalization (resize and channel matching included)."""
-    mean, std = mean_std(data)
-    to_model = make_preprocess(data.img_size, data.channels, mean, std)  # takes 0..255
-
-    def preprocess(x: Tensor) -> Tensor:
-        return to_model(x * 255.0)
-
-    return preprocess
 
 
 def evaluate(

@@ -4,10 +4,6 @@ Zero-shot: for every class, each template is filled with the class name, encoded
 normalised; the class embedding is the renormalised mean. Image embeddings are L2-
 normalised; logits are cosine similarities (no logit scale); top-1 / top-5 accuracy.
 
-Retrieval: `retrieval_recall` here is the one-caption-per-image case of
-`visrep.evals.retrieval` (several captions per image, held-out pair files, `visrep eval
-retrieval`).
-
 Fashion-MNIST protocol (cannot leak labels): train on pairs whose Fashion-MNIST captions use
 `FMNIST_TRAIN_TEMPLATES` on the train split; evaluate here on the **test** split with the 7
 ImageNet templates, none of which appears in training (`visrep.data.templates`).
@@ -22,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visrep.data.tokenizer import tokenize
+from visrep.data.bow import bow_template
+from visrep.data.fashion_mnist import is_fashion_mnist
+from visrep.data.labelled import load_eval_split
+from visrep.data.preprocess import model_preprocess
+from visrep.data.templates import FMNIST_CLASSNAMES, template_set
+from visrep.evals.features import encode_images, encode_texts, topk_accuracy
 
 
 @torch.no_grad()
@@ -32,37 +33,9 @@ def text_classifier(
     """[E, K] matrix of class embeddings (mean of normalised template embeddings, renormed)."""
     rows = []
     for name in classnames:
-        tokens = tokenize([t.format(name) for t in templates]).to(device)
-        emb = F.normalize(model.encode_text(tokens), dim=-1).mean(0)  # [E]
-        rows.append(F.normalize(emb, dim=-1))
+        emb = encode_texts(model, [t.format(name) for t in templates], len(templates), device)
+        rows.append(F.normalize(emb.mean(0), dim=-1))  # [E]
     return torch.stack(rows, dim=1)
-
-
-@torch.no_grad()
-def encode_images(model: nn.Module, images: Tensor, preprocess, batch_size: int, device) -> Tensor:
-    """Normalised image embeddings [N, E] of uint8 images [N, C, H, W] (eval mode: FLIP
-    uses every token)."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = preprocess(images[i : i + batch_size].to(device).float())
-        out.append(F.normalize(model.encode_image(x), dim=-1).cpu())
-    return torch.cat(out)
-
-
-def topk_accuracy(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
-    top = logits.topk(max(ks), dim=1).indices  # [N, kmax]
-    hit = top.eq(labels.view(-1, 1))
-    return {f"top{k}": hit[:, :k].any(1).float().mean().item() for k in ks}
-
-
-def retrieval_recall(
-    image: Tensor, text: Tensor, ks: Sequence[int] = (1, 5, 10)
-) -> dict[str, float]:
-    """Recall@K both ways for paired rows of normalised embeddings [N, E] (one caption per
-    image; `visrep.evals.retrieval` handles several)."""
-    from visrep.evals.retrieval import retrieval_recall as recall
-
-    return recall(image, text, torch.arange(len(text)), ks)
 
 
 def zeroshot(
@@ -96,21 +69,15 @@ def zeroshot(
 
 def run_zeroshot(cfg, model: nn.Module, device, templates: str = "imagenet") -> dict:
     """`visrep eval zeroshot`: Fashion-MNIST test split with an unseen template set."""
-    from visrep.data.pipeline import is_fashion_mnist, load_eval_split, make_preprocess, mean_std
-    from visrep.data.templates import FMNIST_CLASSNAMES, template_set
-
     if not hasattr(model, "encode_text"):
         raise ValueError("zero-shot needs an image-text run (clip, slip, flip)")
     if not is_fashion_mnist(cfg.eval.dataset):
         raise ValueError("visrep eval zeroshot ships class names for Fashion-MNIST only; call "
                          "visrep.evals.zeroshot.zeroshot with your class names")  # fmt: skip
     images, labels = load_eval_split(cfg.eval, "test", cfg.data.channels, cfg.data.img_size)
-    mean, std = mean_std(cfg.data)
-    pre = make_preprocess(cfg.data.img_size, cfg.data.channels, mean, std)
+    pre = model_preprocess(cfg.data)
     temps, style = template_set(templates), cfg.data.caption_style
     if style == "bow":  # a BoW-trained text tower gets BoW prompts ("photo large {}")
-        from visrep.data.bow import bow_template
-
         temps = tuple(dict.fromkeys(bow_template(t) for t in temps))
     out = zeroshot(model, images, labels, FMNIST_CLASSNAMES, temps, pre,
                    batch_size=cfg.eval.batch_size, device=device)  # fmt: skip

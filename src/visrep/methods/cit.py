@@ -32,7 +32,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from visrep.curation.cit import PoolStream, curate_round, max_similarity, metadata_embedding
+from visrep.curation.cit import (
+    PoolStream,
+    curate_round,
+    embed_captions,
+    max_similarity,
+    metadata_embedding,
+)
+from visrep.data.cit_pool import CiTData
+from visrep.data.templates import FMNIST_CLASSNAMES, template_set
 from visrep.methods.clip import CLIP, CLIPConfig
 
 
@@ -54,7 +62,6 @@ class CiTConfig(CLIPConfig):
 
 
 def metadata_entries(spec: str) -> list[str]:
-    from visrep.data.templates import FMNIST_CLASSNAMES
 
     if spec.lower().replace("-", "_") in ("fashion_mnist", "fmnist"):
         return list(FMNIST_CLASSNAMES)
@@ -67,7 +74,6 @@ def metadata_entries(spec: str) -> list[str]:
 
 def metadata_templates(spec: tuple[str, ...]) -> list[str]:
     """Templates with "{}" as given; a template-set name expands to that set."""
-    from visrep.data.templates import template_set
 
     return [t for item in spec for t in ([item] if "{}" in item else template_set(item))]
 
@@ -105,7 +111,6 @@ class CiT(CLIP):
         if r != self.cit_round + 1 and not (r == 0 and self.cit_round == -1):
             raise RuntimeError(f"cannot curate round {r} after round {self.cit_round}: the "
                                "checkpoint does not match this step")  # fmt: skip
-        from visrep.curation.cit import embed_captions
 
         was_training, device = self.training, next(self.text.parameters()).device
         self.eval()
@@ -144,7 +149,6 @@ class CiT(CLIP):
 
     def train_data(self, cfg, *, rank: int, world_size: int, device):
         """The training loop's data source: the curated pool (`visrep.data.cit_pool`)."""
-        from visrep.data.cit_pool import CiTData
 
         return CiTData(self, cfg.data, cfg.optim.batch_size, seed=cfg.run.seed, rank=rank,
                        world_size=world_size, device=device)  # fmt: skip

@@ -42,12 +42,13 @@ from timm.utils import ModelEmaV3
 from torch import Tensor, nn
 
 from visrep.backbones.pretrained import (
+    Pretrained,
     TimmFeatures,
     build_classifier,
     classifier_kwargs,
     from_backbone,
-    load_pretrained,
 )
+from visrep.data.labelled import train_batches
 from visrep.parts.layer_decay import layer_decay_scale, no_weight_decay_names
 
 
@@ -103,18 +104,15 @@ def criterion(cfg: SupervisedConfig) -> tuple[Mixup | None, nn.Module]:
 class Supervised(nn.Module):
     """Cross-entropy training of `head(backbone(images))` on labelled batches."""
 
-    def __init__(self, cfg: SupervisedConfig, backbone: nn.Module | None = None) -> None:
+    def __init__(self, cfg: SupervisedConfig, backbone: nn.Module | Pretrained) -> None:
         super().__init__()
         if cfg.num_classes < 1:
             raise ValueError("method.num_classes must be set (>= 1) for a supervised run")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise ValueError(f"method.ema_decay must be in [0, 1) (0 = off), got {cfg.ema_decay}")
-        if cfg.source:
-            pre = load_pretrained(cfg.source, cfg.init, seed=torch.initial_seed())
-        elif backbone is not None:
-            pre = from_backbone(backbone)  # the run's own backbone: training from its init
-        else:
-            raise ValueError("a supervised run needs method.source or a backbone")
+        # a fine-tuning run gets the source's weights from `visrep.runs.build_model`; a run
+        # of its own trains its backbone from that backbone's init
+        pre = backbone if isinstance(backbone, Pretrained) else from_backbone(backbone)
         # the run's seed again (train() set it; loading may have drawn): the head init is
         # then a function of the seed only, as in a fine-tuning run started on its own
         torch.manual_seed(torch.initial_seed())
@@ -166,7 +164,6 @@ class Supervised(nn.Module):
     def train_data(self, cfg: Any, *, rank: int, world_size: int, device: torch.device) -> Any:
         """The loop's data: the eval dataset's labelled train split, augmented
         (`data/labelled.py`); `cfg` is the whole `TrainConfig`."""
-        from visrep.data.labelled import train_batches
 
         if self.img_size and cfg.data.img_size != self.img_size:
             raise ValueError(

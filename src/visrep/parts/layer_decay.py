@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-from visrep.backbones.pretrained import is_vit
+
+def is_vit(model: nn.Module) -> bool:
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
 
 
 def vit_layer_id(name: str, depth: int) -> int:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from visrep.parts.views import (
+from visrep.data.views import (
     LUMA,
     VIEW_PRESETS,
     BatchedViews,

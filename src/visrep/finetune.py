@@ -1,5 +1,7 @@
-"""`visrep eval finetune`: end-to-end fine-tuning of a pre-trained backbone (METHODS.md §1.4
-MAE, §7.8 ConvNeXt V2) as a run of the `supervised` method in the one training loop.
+"""`visrep eval finetune`: end-to-end fine-tuning of a pre-trained backbone as a run of the
+`supervised` method in the one training loop (MAE, He et al., 2022, §A.2 and
+facebookresearch/mae `main_finetune.py`; ConvNeXt V2, Woo et al., 2023, and
+facebookresearch/ConvNeXt-V2 `main_finetune.py`, `TRAINING.md`).
 
 `visrep eval finetune --ckpt RUN_DIR [--preset NAME] [key=value ...]` builds a
 `TrainConfig[SupervisedConfig]` (`finetune_config`: the source's input conventions and eval
@@ -7,7 +9,7 @@ dataset, the fine-tuning defaults or a paper preset, then the overrides), trains
 `visrep.train.train` into `run.out_dir` (default `RUN_DIR/finetune`: checkpoints, logs,
 `metrics.json`, exact `--resume`, torchrun) and writes the metrics to
 `RUN_DIR/eval_finetune.json`. The final evaluation of a supervised run is `classifier_eval`:
-top-1/top-5 of the fine-tuned classifier on the eval test split (and of its model EMA
+top-1/top-5 of the fine-tuned classifier (`visrep.evals.classifier`) on the eval test split (and of its model EMA
 when `method.ema_decay` > 0, as the ConvNeXt V2 presets set).
 
 Override keys are those of any run: `method.*` (init, layer_decay, mixup, cutmix,
@@ -22,16 +24,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
-
-from visrep.backbones.pretrained import EXPORT_META, export_meta
 from visrep.config import (
     BackboneConfig,
     ConfigError,
@@ -39,9 +34,15 @@ from visrep.config import (
     OptimConfig,
     RunConfig,
     TrainConfig,
+    apply_overrides,
     replace,
 )
+from visrep.data.labelled import num_classes
+from visrep.io import atomic_write_text
+from visrep.logger import read_log
 from visrep.methods.supervised import SupervisedConfig
+from visrep.runs import EXPORT_META, export_meta, load_run_config
+from visrep.train import train
 
 METRICS_FILE = "eval_finetune.json"
 RUN_SUBDIR = "finetune"
@@ -66,7 +67,8 @@ def _convnext(changes: dict[str, Any]) -> dict[str, Any]:
     return _paper({"method.ema_decay": 0.9999} | changes)
 
 
-# Named presets (`--preset NAME`), dotted overrides; METHODS.md §1.4 table and §7.8.
+# Named presets (`--preset NAME`), dotted overrides: MAE `FINETUNE.md` (ViT-B/L/H) and
+# ConvNeXt V2 `TRAINING.md` (Atto/Tiny/Base fine-tuning after FCMAE).
 PRESETS: dict[str, dict[str, Any]] = {
     "mae_vit_base": _paper({"optim.epochs": 100, "optim.blr": 5e-4, "method.layer_decay": 0.65,
                             "method.drop_path": 0.1, "optim.warmup_epochs": 5}),
@@ -107,8 +109,6 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
     if (path / EXPORT_META).is_file():
         data, ev, backbone = export_meta(path)[1], EvalConfig(), BackboneConfig()
     else:
-        from visrep.runs import load_run_config
-
         run = load_run_config(path)
         data, ev, backbone = run.data, run.eval, run.backbone
     cfg = TrainConfig(
@@ -128,84 +128,16 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
 def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]:
     """After the overrides: the classifier's image size is `data.img_size`, and the number of
     classes (when 0) that of the eval dataset."""
-    from visrep.data.labelled import num_classes
-
     if not cfg.eval.dataset:
         raise ConfigError("no labelled dataset: pass eval.dataset=fashion_mnist or a folder")
     k = cfg.method.num_classes or num_classes(cfg.eval)
     return replace(cfg, **{"method.img_size": cfg.data.img_size, "method.num_classes": k})
 
 
-@torch.no_grad()
-def accuracy(
-    logits_fns: dict[str, Any],
-    batches: Any,
-    device: torch.device,
-    amp: torch.dtype | None,
-    progress: bool = False,
-) -> dict[str, dict[str, float]]:
-    """Top-1 / top-5 (fractions) and mean cross-entropy of each classifier in `logits_fns`
-    ({name: images -> logits [B, K]}), all in one pass over `batches`."""
-    from visrep.evals.zeroshot import topk_accuracy
-
-    sums = {name: {"top1": 0.0, "top5": 0.0, "loss": 0.0} for name in logits_fns}
-    n = 0
-    for x, y in tqdm(batches, desc="finetune eval", disable=not progress, unit="batch"):
-        x, y = x.to(device), y.to(device)
-        for name, logits_fn in logits_fns.items():
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits = logits_fn(x).float()  # [B, K]
-            k5 = min(5, logits.shape[1])
-            acc = topk_accuracy(logits, y, (1, k5))
-            s = sums[name]
-            s["top1"] += acc["top1"] * len(y)
-            s["top5"] += acc[f"top{k5}"] * len(y)
-            s["loss"] += float(F.cross_entropy(logits, y, reduction="sum"))
-        n += len(y)
-    return {name: {k: v / n for k, v in s.items()} | {"n": n} for name, s in sums.items()}
-
-
-def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
-    """The final evaluation of a supervised run: the classifier's top-1/top-5 on the eval test
-    split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform)."""
-    from visrep.data.labelled import eval_batches
-    from visrep.train import autocast_dtype
-
-    t0 = time.perf_counter()
-    batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)
-    model.eval()
-    amp = autocast_dtype(cfg.run.precision, device)
-    fns = {"model": model.logits}
-    if getattr(model, "model_ema", None) is not None:  # ConvNeXt V2's --model_ema_eval
-        fns["ema"] = model.ema_logits
-    res = accuracy(fns, batches, device, amp, progress=cfg.run.progress)
-    acc, m = res["model"], cfg.method
-    ema = {}
-    if "ema" in res:
-        e = res["ema"]
-        ema = {"finetune_ema_top1": e["top1"], "finetune_ema_top5": e["top5"],
-               "finetune_ema_test_loss": e["loss"], "finetune_ema_decay": m.ema_decay}  # fmt: skip
-    return ema | {
-        "finetune_top1": acc["top1"],
-        "finetune_top5": acc["top5"],
-        "finetune_test_loss": acc["loss"],
-        "finetune_n_test": acc["n"],
-        "finetune_init": m.init,
-        "finetune_source": m.source,
-        "finetune_arch": model.backbone.timm_name,
-        "finetune_load": model.load_report,
-        "eval_dataset": cfg.eval.dataset,
-        "eval_seconds": round(time.perf_counter() - t0, 1),
-    }
-
-
 def finetune(cfg: TrainConfig[SupervisedConfig], *, resume: bool = False) -> dict[str, Any]:
     """Train the supervised run `cfg` (`visrep.train.train`) and return its final metrics
     plus the schedule it ran (`finetune_steps`, `finetune_lr`, last train loss) and the whole
     config under `config`; {} on the non-main processes of a torchrun."""
-    from visrep.logger import read_log
-    from visrep.train import train
-
     metrics = train(cfg, resume=resume)
     if not metrics:
         return metrics
@@ -235,17 +167,12 @@ def run_finetune_cli(
     """`visrep eval finetune`: config, overrides, train, write the metrics JSON atomically.
     With `resume`, continue the fine-tuning run in `run.out_dir` (default RUN_DIR/finetune)
     from its checkpoint with its saved config (`run.*` overrides only, e.g. run.max_steps)."""
-    from visrep.config import apply_overrides
-    from visrep.io import atomic_write_text
-
     extra = [f"run.device={device}"] if device else []
     if resume:  # the saved config; only run.* (max_steps, threads, device, ...) may change
         if preset or any(not o.startswith("run.") or "=" not in o for o in overrides):
             raise ConfigError("--resume takes the fine-tuning run's saved config; pass only "
                               "run.key=value overrides (run.out_dir=DIR, default "
                               "RUN_DIR/finetune)")  # fmt: skip
-        from visrep.runs import load_run_config
-
         dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("run.out_dir=")]
         run_dir = dirs[-1] if dirs else str(Path(ckpt) / RUN_SUBDIR)
         cfg = apply_overrides(

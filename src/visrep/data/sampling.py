@@ -1,0 +1,58 @@
+"""Batches as a pure function of (seed, step, rank).
+
+The sample order of epoch e is `randperm(N)` seeded by (seed, e) and every augmentation draw
+is seeded by (seed, step, rank). Resuming at step s therefore replays exactly what an
+uninterrupted run would have seen, without saving any RNG state.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+
+def mix_seed(*parts: int) -> int:
+    """Deterministic 63-bit seed from integers (distinct tuples -> distinct streams)."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (int(p) + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
+
+
+class StepBatchSampler(Sampler):
+    """Yields, for steps [start, end), this rank's (index, augmentation seed) pairs."""
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, rank: int, world: int, start: int, end: int
+    ):
+        self.n, self.b, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.start, self.end = start, end
+        self.steps_per_epoch = n // (batch_size * world)
+
+    def __len__(self) -> int:
+        return max(self.end - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        perm_epoch, perm = -1, None
+        for step in range(self.start, self.end):
+            epoch, i = divmod(step, self.steps_per_epoch)
+            if epoch != perm_epoch:
+                perm_epoch, perm = epoch, epoch_permutation(self.n, self.seed, epoch)
+            first = (i * self.world + self.rank) * self.b
+            idx = perm[first : first + self.b].tolist()
+            yield [(j, mix_seed(self.seed, step, self.rank, k)) for k, j in enumerate(idx)]
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: Ctrl-C reaches the whole process group; workers leave it
+    to the main process, which saves a checkpoint at the next step (a dead worker would abort
+    the run)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

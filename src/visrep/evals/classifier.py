@@ -1,0 +1,80 @@
+"""The final evaluation of a classifier run (supervised fine-tuning): top-1 / top-5 and
+cross-entropy on the eval test split, of the model and of its model EMA in one pass.
+
+MAE (He et al., 2022) and ConvNeXt V2 (Woo et al., 2023) report fine-tuned top-1 on the
+validation split with timm's eval transform (facebookresearch/mae `main_finetune.py`
+`evaluate`; facebookresearch/ConvNeXt-V2 `engine_finetune.py`, which also evaluates the EMA
+copy with `--model_ema_eval`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from visrep.config import TrainConfig
+from visrep.data.labelled import eval_batches
+from visrep.device import autocast_dtype
+from visrep.evals.features import topk_hits
+
+
+@torch.no_grad()
+def accuracy(
+    logits_fns: dict[str, Any],
+    batches: Any,
+    device: torch.device,
+    amp: torch.dtype | None,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Top-1 / top-5 (fractions) and mean cross-entropy of each classifier in `logits_fns`
+    ({name: images -> logits [B, K]}), all in one pass over `batches`."""
+    sums = {name: {"top1": 0.0, "top5": 0.0, "loss": 0.0} for name in logits_fns}
+    n = 0
+    for x, y in tqdm(batches, desc="finetune eval", disable=not progress, unit="batch"):
+        x, y = x.to(device), y.to(device)
+        for name, logits_fn in logits_fns.items():
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = logits_fn(x).float()  # [B, K]
+            hits = topk_hits(logits, y, (1, min(5, logits.shape[1])))
+            s = sums[name]
+            s["top1"] += hits[1]
+            s["top5"] += hits[min(5, logits.shape[1])]
+            s["loss"] += float(F.cross_entropy(logits, y, reduction="sum"))
+        n += len(y)
+    return {name: {k: v / n for k, v in s.items()} | {"n": n} for name, s in sums.items()}
+
+
+def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The final evaluation of a supervised run: the classifier's top-1/top-5 on the eval test
+    split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform)."""
+    t0 = time.perf_counter()
+    batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)
+    model.eval()
+    amp = autocast_dtype(cfg.run.precision, device)
+    fns = {"model": model.logits}
+    if getattr(model, "model_ema", None) is not None:  # ConvNeXt V2's --model_ema_eval
+        fns["ema"] = model.ema_logits
+    res = accuracy(fns, batches, device, amp, progress=cfg.run.progress)
+    acc, m = res["model"], cfg.method
+    ema = {}
+    if "ema" in res:
+        e = res["ema"]
+        ema = {"finetune_ema_top1": e["top1"], "finetune_ema_top5": e["top5"],
+               "finetune_ema_test_loss": e["loss"], "finetune_ema_decay": m.ema_decay}  # fmt: skip
+    return ema | {
+        "finetune_top1": acc["top1"],
+        "finetune_top5": acc["top5"],
+        "finetune_test_loss": acc["loss"],
+        "finetune_n_test": acc["n"],
+        "finetune_init": m.init,
+        "finetune_source": m.source,
+        "finetune_arch": model.backbone.timm_name,
+        "finetune_load": model.load_report,
+        "eval_dataset": cfg.eval.dataset,
+        "eval_seconds": round(time.perf_counter() - t0, 1),
+    }
