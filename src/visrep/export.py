@@ -20,6 +20,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
+from visrep.capabilities import ImageText
 from visrep.data.preprocess import mean_std
 from visrep.io import atomic_write, atomic_write_text
 from visrep.runs import load_run
@@ -113,7 +114,7 @@ def open_clip_layout(
     """
     import torch
 
-    if not hasattr(model, "text_projection"):
+    if not isinstance(model, ImageText):
         raise ValueError(
             f"--format open_clip exports image-text runs (clip, slip, flip); this run is "
             f"{type(model).__name__}: export its backbone for timm (the default --format)"

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from visrep.capabilities import ImageText
 from visrep.data.bow import shard_captions, word_frequencies
 from visrep.data.fashion_mnist import is_fashion_mnist
 from visrep.data.folder import decode_file, folder_eval_transform, scan_folder
@@ -67,7 +68,7 @@ def pseudo_bow_folder(
     """Caption every image below `images` with the pseudo-BoW of the run's model and write a
     JSONL of `image_path` (absolute), `caption` that `data.dataset=OUT` trains on."""
     cfg, model = load_run(run_dir, device)
-    if not hasattr(model, "encode_text"):
+    if not isinstance(model, ImageText):
         raise ValueError(f"{run_dir} is not an image-text run (clip, slip, flip)")
     if vocab_file:
         vocab = list(dict.fromkeys(w.strip() for w in Path(vocab_file).read_text().splitlines()))

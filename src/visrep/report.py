@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from visrep.capabilities import Classifier, Reconstructs
 from visrep.config import TrainConfig, save_json
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.folder import load_folder_tensors
@@ -26,7 +27,7 @@ def finish_run(
 ) -> dict[str, Any]:
     """Evaluate (if configured), draw the pictures, write metrics.json and report.md."""
     metrics: dict[str, Any] = {"unreadable_images_skipped": n_skipped}
-    if cfg.eval.final and cfg.eval.dataset and hasattr(model, "logits"):
+    if cfg.eval.final and cfg.eval.dataset and isinstance(model, Classifier):
         metrics |= classifier_eval(model, cfg, device)
     elif cfg.eval.final and cfg.eval.dataset:
         metrics |= evaluate(
@@ -35,7 +36,7 @@ def finish_run(
     if cfg.eval.final:  # image-text runs: zero-shot and retrieval ({} for other methods)
         metrics |= image_text_eval(cfg, model, device)
     pictures = {}
-    if hasattr(model, "visualize"):
+    if isinstance(model, Reconstructs):
         pictures["reconstruction"] = save_reconstruction(
             cfg, model, run_dir / "reconstruction.png", device
         )

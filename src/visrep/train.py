@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from visrep.capabilities import FixedLR, LayerDecay, NoDecayKeywords, OwnData, StepHook
 from visrep.checkpoint import (
     CHECKPOINT,
     CONFIG,
@@ -66,9 +67,9 @@ def param_groups(
     Fine-tuning (METHODS.md §1.4, §7.8) adds `lr_scale(name)`, the layer-wise lr decay factor
     (stored as the group's `lr_scale`, which the schedule multiplies in), and
     `no_decay_names`, parameters spared weight decay by name (MAE: pos_embed, cls_token)."""
-    fixed = tuple(getattr(model, "fixed_lr_prefixes", ()))
+    fixed = model.fixed_lr_prefixes if isinstance(model, FixedLR) else ()
     # names containing one of the method's `no_decay_keywords` are not decayed (SparK §8.5)
-    keywords = tuple(getattr(model, "no_decay_keywords", ()))
+    keywords = model.no_decay_keywords if isinstance(model, NoDecayKeywords) else ()
     groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -94,9 +95,10 @@ def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimize
     SparK §8.5: eps 1e-6, bias correction, trust ratio on decayed groups only, global
     grad-norm clipping inside the optimizer at `clip_grad`)."""
     # fine-tuning (the supervised method): layer-wise lr decay and no-decay names by name
+    decay = isinstance(model, LayerDecay)
     groups = param_groups(model, o.weight_decay, o.decay_all,
-                          lr_scale=getattr(model, "lr_scale", None),
-                          no_decay_names=getattr(model, "no_decay_names", ()))  # fmt: skip
+                          lr_scale=model.lr_scale if decay else None,
+                          no_decay_names=model.no_decay_names if decay else ())  # fmt: skip
     if o.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=o.betas)
     if o.optimizer == "sgd":
@@ -163,7 +165,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         _init_from(model, cfg.run.init_from, name)
     # a method may bring its own data source: labelled batches (supervised fine-tuning),
     # a pool it curates as it trains (CiT)
-    if hasattr(model, "train_data"):
+    if isinstance(model, OwnData):
         data = model.train_data(cfg, rank=env.rank, world_size=env.world_size, device=device)
     else:
         data = build_train_data(
@@ -321,9 +323,8 @@ def _optimizer_step(model: nn.Module, opt, clip: float, progress: float) -> torc
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    hook = getattr(model, "on_step_end", None)
-    if hook is not None:
-        hook(progress)
+    if isinstance(model, StepHook):
+        model.on_step_end(progress)
     return grad_norm
 
 

@@ -139,8 +139,8 @@ class WordTable(torch.nn.Module):
 
 
 def test_pseudo_bow_keeps_the_top_k_words_most_similar_first():
-    from visrep.pseudo_bow import pseudo_bow
     from visrep.data.tokenizer import tokenize
+    from visrep.pseudo_bow import pseudo_bow
 
     m, vocab = WordTable(), ["dog", "cat", "red", "boot", "sky"]
     emb = torch.nn.functional.normalize(m.encode_text(tokenize(vocab)).detach(), dim=-1)

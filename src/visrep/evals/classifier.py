@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
+from visrep.capabilities import Classifier
 from visrep.config import TrainConfig
 from visrep.data.labelled import eval_batches
 from visrep.device import autocast_dtype
@@ -49,7 +49,7 @@ def accuracy(
     return {name: {k: v / n for k, v in s.items()} | {"n": n} for name, s in sums.items()}
 
 
-def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+def classifier_eval(model: Classifier, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     """The final evaluation of a supervised run: the classifier's top-1/top-5 on the eval test
     split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform)."""
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def classifier_eval(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     model.eval()
     amp = autocast_dtype(cfg.run.precision, device)
     fns = {"model": model.logits}
-    if getattr(model, "model_ema", None) is not None:  # ConvNeXt V2's --model_ema_eval
+    if model.model_ema is not None:  # ConvNeXt V2's --model_ema_eval
         fns["ema"] = model.ema_logits
     res = accuracy(fns, batches, device, amp, progress=cfg.run.progress)
     acc, m = res["model"], cfg.method

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from visrep.capabilities import ImageText
 from visrep.config import replace
 from visrep.data.bow import bow_words
 from visrep.data.fashion_mnist import is_fashion_mnist
@@ -159,7 +160,7 @@ def load_pairs(spec: str, channels: int, img_size: int, limit: int = 0) -> PairS
 def run_retrieval(cfg, model: nn.Module, device, pairs: str = "", limit: int = 0) -> dict:
     """`visrep eval retrieval`: R@1/5/10 both ways on held-out pairs (`eval.retrieval_pairs`
     unless `pairs` is given), with every setting recorded."""
-    if not hasattr(model, "encode_text"):
+    if not isinstance(model, ImageText):
         raise ValueError("retrieval needs an image-text run (clip, slip, flip)")
     pairs = pairs or cfg.eval.retrieval_pairs
     if not pairs:
@@ -190,7 +191,7 @@ def image_text_eval(cfg, model: nn.Module, device, limit: int = 0) -> dict:
     Fashion-MNIST eval set, retrieval on `eval.retrieval_pairs`; {} for other methods.
     `limit` caps the test images of each (0 = the configured sets)."""
 
-    if not hasattr(model, "encode_text"):
+    if not isinstance(model, ImageText):
         return {}
     out: dict = {}
     if cfg.eval.dataset and is_fashion_mnist(cfg.eval.dataset):

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visrep.capabilities import ImageText
 from visrep.data.bow import bow_template
 from visrep.data.fashion_mnist import is_fashion_mnist
 from visrep.data.labelled import load_eval_split
@@ -69,7 +70,7 @@ def zeroshot(
 
 def run_zeroshot(cfg, model: nn.Module, device, templates: str = "imagenet") -> dict:
     """`visrep eval zeroshot`: Fashion-MNIST test split with an unseen template set."""
-    if not hasattr(model, "encode_text"):
+    if not isinstance(model, ImageText):
         raise ValueError("zero-shot needs an image-text run (clip, slip, flip)")
     if not is_fashion_mnist(cfg.eval.dataset):
         raise ValueError("visrep eval zeroshot ships class names for Fashion-MNIST only; call "

@@ -127,6 +127,8 @@ class Supervised(nn.Module):
         if cfg.ema_decay > 0:  # a copy of the model at init, outside the optimizer
             self.model_ema = ModelEmaV3(self._classifier(), decay=cfg.ema_decay)
             self.model_ema.requires_grad_(False)
+        else:
+            self.model_ema = None
 
     def _classifier(self) -> nn.ModuleDict:
         """Backbone + head as one module (the structure the EMA copy mirrors)."""
@@ -134,7 +136,7 @@ class Supervised(nn.Module):
 
     def on_step_end(self, progress: float) -> None:
         """After each optimizer step: ema <- d·ema + (1 − d)·model (fixed d)."""
-        if getattr(self, "model_ema", None) is not None:
+        if self.model_ema is not None:
             self.model_ema.update(self._classifier())
 
     def ema_logits(self, images: Tensor) -> Tensor:
