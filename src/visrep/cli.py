@@ -160,7 +160,7 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    if args.protocol == "finetune":  # trains the whole backbone (METHODS.md §1.4, §7.8)
+    if args.protocol == "finetune":  # trains the whole backbone (visrep.finetune)
         from visrep.finetune import run_finetune_cli
 
         metrics = run_finetune_cli(

@@ -1,7 +1,7 @@
-"""The one training loop, for every method (DESIGN.md, "Training loop" contract).
+"""The one training loop, for every method (the method contract: docs/adding_a_method.md).
 
 AdamW with the method's betas, lr = blr × effective batch / 256, per-iteration
-warmup + cosine (METHODS.md §0.7), no weight decay on 1-D parameters and biases,
+warmup + cosine (MAE `util/lr_sched.py`), no weight decay on 1-D parameters and biases,
 gradient accumulation and clipping, bf16 autocast on GPU, JSONL + TensorBoard
 logs, periodic k-NN, atomic checkpoints with exact resume, SIGTERM/SIGINT saving,
 and DistributedDataParallel when launched by torchrun.
@@ -59,16 +59,16 @@ def param_groups(
     no_decay_names: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Parameter groups: no weight decay for 1-D parameters (norms) and biases (timm 0.3.2
-    `add_weight_decay`, as MAE uses: cls and mask tokens *are* decayed, METHODS.md A#4), or
+    `add_weight_decay`, as MAE's `main_pretrain.py` uses: cls and mask tokens *are* decayed), or
     decay on everything with `decay_all` (MoCo v3 AdamW, SimSiam SGD). Parameters under the
     method's `fixed_lr_prefixes` (SimSiam's predictor with --fix-pred-lr) get groups marked
     `fixed_lr`: they keep the peak lr. Frozen parameters are left out.
 
-    Fine-tuning (METHODS.md §1.4, §7.8) adds `lr_scale(name)`, the layer-wise lr decay factor
+    Fine-tuning (MAE `main_finetune.py`, ConvNeXt V2 `optim_factory.py`) adds `lr_scale(name)`, the layer-wise lr decay factor
     (stored as the group's `lr_scale`, which the schedule multiplies in), and
     `no_decay_names`, parameters spared weight decay by name (MAE: pos_embed, cls_token)."""
     fixed = model.fixed_lr_prefixes if isinstance(model, FixedLR) else ()
-    # names containing one of the method's `no_decay_keywords` are not decayed (SparK §8.5)
+    # names containing one of the method's `no_decay_keywords` are not decayed (SparK `utils/lr_control.py`)
     keywords = model.no_decay_keywords if isinstance(model, NoDecayKeywords) else ()
     groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
@@ -91,8 +91,8 @@ def param_groups(
 
 
 def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimizer:
-    """AdamW (betas from the config), SGD (momentum, coupled L2), LARS (§0.8) or LAMB (timm's,
-    SparK §8.5: eps 1e-6, bias correction, trust ratio on decayed groups only, global
+    """AdamW (betas from the config), SGD (momentum, coupled L2), LARS (MoCo v3 `optimizer.py`)
+    or LAMB (timm's, as SparK's `utils/lr_control.py` builds it: eps 1e-6, bias correction, trust ratio on decayed groups only, global
     grad-norm clipping inside the optimizer at `clip_grad`)."""
     # fine-tuning (the supervised method): layer-wise lr decay and no-decay names by name
     decay = isinstance(model, LayerDecay)
@@ -274,7 +274,9 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
         s.loss_n += 1
         s.seen += batch_size(batch)
         s.step = step + 1
-        if boundary:  # the hook gets the progress of the next step (e/epochs, §3.3)
+        if (
+            boundary
+        ):  # the hook gets the progress of the next step (e/epochs: MoCo v3's momentum schedule)
             grad_norm = _optimizer_step(
                 model, opt, o.clip_grad, _epoch(s, spe, o.epochs, r.budget_minutes) / o.epochs
             )
