@@ -65,10 +65,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimizer with linear lr scaling and warmup + cosine (METHODS.md §0.7): AdamW by
-    default; SGD (SimSiam) and LARS (MoCo v3 ResNet, §0.8) for the joint-embedding recipes."""
+    """Optimizer with linear lr scaling and warmup + cosine (Goyal et al. 2017's lr = blr ×
+    batch / 256; MAE `util/lr_sched.py`): AdamW by default; SGD (SimSiam) and LARS (MoCo v3
+    ResNet, moco-v3 `moco/optimizer.py`) for the joint-embedding recipes."""
 
-    optimizer: str = "adamw"  # adamw | sgd | lars | lamb (SparK, §8.5)
+    optimizer: str = "adamw"  # adamw | sgd | lars | lamb (SparK `pretrain/utils/lamb.py`)
 
     epochs: int = 800
     batch_size: int = 64  # per process
@@ -83,16 +84,17 @@ class OptimConfig:
     warmup_start: float = 0.0  # lr at the start of warmup, as a fraction of the lr (SparK: 0.005)
     weight_decay: float = 0.05
     # > 0: weight decay follows a cosine from weight_decay to this over the run, set per
-    # iteration (SparK's rising 0.04 -> 0.2, §8.5); 0 = constant weight_decay
+    # iteration (SparK's rising 0.04 -> 0.2, `lr_wd_annealing`); 0 = constant weight_decay
     weight_decay_end: float = 0.0
     betas: tuple[float, float] = (0.9, 0.95)  # adamw
     momentum: float = 0.9  # sgd, lars
     # False: no weight decay on 1-D parameters and biases (MAE). True: decay everything, as
-    # MoCo v3's AdamW and SimSiam's SGD do (LARS always skips 1-D parameters, §0.8).
+    # MoCo v3's AdamW and SimSiam's SGD do (LARS always skips 1-D parameters, as in moco-v3
+    # `moco/optimizer.py`).
     decay_all: bool = False
     lr_per_epoch: bool = False  # schedule set once per epoch (SimSiam), not per iteration
     clip_grad: float = 0.0  # max grad norm; 0 = off (MAE pre-training does not clip)
-    # (lamb also gets it as LAMB's own max_grad_norm: the same global-norm clip, §8.5)
+    # (lamb also gets it as LAMB's own max_grad_norm: the same global-norm clip, as SparK's LAMB)
 
     def __post_init__(self) -> None:
         if self.min_lr and self.min_lr_ratio:
@@ -140,7 +142,8 @@ class RunConfig:
     ckpt_every_minutes: float = 10.0  # also at every epoch end and on SIGTERM/SIGINT
     max_steps: int = 0  # stop after this many steps (schedule unchanged); 0 = run to the end
     # Start from the model weights of another run of the same method (a run folder or its
-    # checkpoint.pt), with a fresh optimizer and schedule: FLIP's unmasked tuning (§9.4)
+    # checkpoint.pt), with a fresh optimizer and schedule: FLIP's unmasked tuning (Li et al.
+    # 2023; facebookresearch/flip README)
     # continues a masked run with method.mask_ratio=0. Ignored by --resume (the run's own
     # checkpoint wins).
     init_from: str = ""

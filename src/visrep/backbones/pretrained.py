@@ -1,20 +1,22 @@
-"""A pre-trained backbone as the start of fine-tuning (METHODS.md §1.4 MAE, §7.8 ConvNeXt V2).
+"""A pre-trained backbone as the start of fine-tuning (facebookresearch/mae `main_finetune.py`,
+facebookresearch/ConvNeXt-V2 `main_finetune.py`).
 
 `visrep.runs.load_pretrained` reads a run folder (`visrep train`) or an exported backbone
-folder (`visrep export`) into a `Pretrained`; `build_classifier` rebuilds it as a timm classifier with the weights
-loaded and a fresh head; `TimmFeatures` is that classifier without its head, the
-`backbone` the supervised method evaluates and exports.
+folder (`visrep export`) into a `Pretrained`; `build_classifier` rebuilds it as a timm
+classifier with the weights loaded and a fresh head; `TimmFeatures` is that classifier
+without its head, the `backbone` the supervised method evaluates and exports.
 
 * **ViT** (mae `models_vit.py`): with `pool="avg"` the features are the mean of the patch
   tokens (cls excluded) through a *new* `fc_norm` LayerNorm starting at (1, 0); the
-  pre-trained final `norm` is dropped, not copied into `fc_norm` **[PITFALL]** (§1.6.6: the
-  encoder output was normalised for the decoder, the pooled mean is not). timm's ViT built
-  with `global_pool="avg", fc_norm=True` has exactly that structure (its `norm` is an
-  Identity), so the checkpoint's `norm.*` keys are the only unexpected ones and `fc_norm.*` +
-  `head.*` the only missing ones; anything else is an error. `pool="token"` (MAE
-  `--cls_token`) keeps `norm` and classifies the cls token. The position embedding, fixed
-  sin-cos in pre-training, is *trained* in fine-tuning (MAE's `models_vit` holds it as a
-  parameter) and bicubically resized when the image size changes the grid.
+  pre-trained final `norm` is dropped, not copied into `fc_norm` **[PITFALL]** (mae
+  `models_vit.py` deletes `norm` under `global_pool`: the encoder output was normalised for
+  the decoder, the pooled mean is not). timm's ViT built with `global_pool="avg",
+  fc_norm=True` has exactly that structure (its `norm` is an Identity), so the checkpoint's
+  `norm.*` keys are the only unexpected ones and `fc_norm.*` + `head.*` the only missing
+  ones; anything else is an error. `pool="token"` (MAE `--cls_token`) keeps `norm` and
+  classifies the cls token. The position embedding, fixed sin-cos in pre-training, is
+  *trained* in fine-tuning (MAE's `models_vit` holds it as a parameter) and bicubically
+  resized when the image size changes the grid.
 * **Head**: `trunc_normal(std=2e-5)`, bias 0 (MAE and ConvNeXt V2 `main_finetune.py`).
 """
 
@@ -68,7 +70,8 @@ def classifier_kwargs(pre: Pretrained, ft: Any, num_classes: int) -> dict[str, A
     if pre.timm_name.startswith("vit_"):
         if ft.pool not in ("avg", "token"):
             raise ValueError(f"method.pool must be 'avg' or 'token', got {ft.pool!r}")
-        # fc_norm=True replaces the final norm by a new LayerNorm on the pooled tokens (§1.4)
+        # fc_norm=True replaces the final norm by a new LayerNorm on the pooled tokens (mae
+        # `models_vit.py`)
         kw |= dict(
             img_size=ft.img_size or kw["img_size"], global_pool=ft.pool, fc_norm=ft.pool == "avg"
         )
@@ -91,7 +94,7 @@ def build_classifier(
             k for k in ("norm.weight", "norm.bias") if ft.pool == "avg" and k in state
         ]
         for k in report["dropped"]:
-            del state[k]  # the [PITFALL] of §1.6.6: fc_norm starts at (1, 0), not from norm
+            del state[k]  # the [PITFALL] above: fc_norm starts at (1, 0), not from norm
         grid = tuple(model.patch_embed.grid_size)
         if state["pos_embed"].shape != model.pos_embed.shape:
             report["pos_embed_resized"] = [list(state["pos_embed"].shape), list(grid)]

@@ -2,8 +2,8 @@
 
 Per-sample PIL augmentation of small images runs ~540 img/s per core on the
 reference CPU; the same crop done for the whole batch with one ``grid_sample``
-call runs ~10x faster, and on a GPU it runs where the model does
-(ENVIRONMENT.md). The crop follows torchvision's ``RandomResizedCrop``
+call runs ~10x faster (``benchmarks/views_loader.py`` measures the two-view case), and on
+a GPU it runs where the model does. The crop follows torchvision's ``RandomResizedCrop``
 (Szegedy et al., 2015, "Inception" crop; the crop used by MAE, SimSiam, MoCo v3,
 SimCLR) and every random draw comes from an injectable ``torch.Generator``.
 """

@@ -1,6 +1,6 @@
 """`visrep data build-captions`: real offline image-text pairs as WebDataset shards.
 
-Sources (ENVIRONMENT.md):
+Sources (Debian packages that ship captioned images; nothing is downloaded):
 
 - ``tuxpaint``: Debian `tuxpaint-stamps-default`, `/usr/share/tuxpaint/stamps/**/NAME.png`
   with `NAME.txt` whose first line is the English caption ("A european bear."). Stamps

@@ -1,5 +1,5 @@
 """The raw image-text pool that CiT curates, and the data source that trains on the curated
-subset (CiT paper §3, Algorithm 1; the selection rule is `visrep.curation.cit`).
+subset (CiT, Xu et al. 2023, §3, Algorithm 1; the selection rule is `visrep.curation.cit`).
 
 Pools (random access: CiT trains on an arbitrary subset of the pool each round):
 

@@ -1,4 +1,6 @@
-"""Class names and prompt templates for captions and zero-shot evaluation (METHODS.md §5.5).
+"""Class names and prompt templates for captions and zero-shot evaluation (prompt
+ensembling: CLIP, Radford et al. 2021, §3.1.4; templates: facebookresearch/SLIP
+`templates.json`, used by its `eval_zeroshot.py`).
 
 Leak-free Fashion-MNIST protocol: training captions use `FMNIST_TRAIN_TEMPLATES` on the
 **train** split only; zero-shot evaluation runs on the **test** split with

@@ -1,10 +1,11 @@
-"""CLIP's BPE tokenizer (METHODS.md §5.3), reused from open_clip rather than rewritten.
+"""CLIP's BPE tokenizer (OpenAI CLIP's, as in facebookresearch/SLIP `tokenizer.py`), reused
+from open_clip rather than rewritten.
 
 open_clip ships OpenAI's `bpe_simple_vocab_16e6.txt.gz` inside the package, so this works
 offline: vocab 49408, <|startoftext|> = 49406, <|endoftext|> = 49407, zero padding, context
 77. Text cleaning (ftfy, HTML unescape, whitespace collapse, lower case) is open_clip's.
 
-Truncation of captions longer than 75 BPE tokens (§5.3, §5.7 pitfall 5):
+Truncation of captions longer than 75 BPE tokens (the two reference tokenizers differ):
 
 - ``truncate="eot"`` (default, open_clip's behaviour): keep the first ``context - 1`` ids and
   put EOT in the last position, so the text tower's argmax pooling always lands on EOT.

@@ -1,17 +1,18 @@
 """Multi-view augmentation for joint-embedding methods (SimSiam, MoCo v3, SimCLR).
 
 One part, configured per view by a :class:`ViewAug`, with each paper's values in
-:data:`VIEW_PRESETS`. Every pipeline in the papers is, per view (METHODS.md §3.4, §4.3,
-§5.4)::
+:data:`VIEW_PRESETS`. Every pipeline in the papers is, per view (moco-v3 `main_moco.py` and
+`moco/loader.py`, simsiam `main_simsiam.py` and `simsiam/loader.py`, SLIP `datasets.py`)::
 
     RandomResizedCrop -> ColorJitter (p) -> RandomGrayscale (p) -> GaussianBlur (p)
     -> Solarize (p) -> HorizontalFlip -> Normalize
 
 :class:`BatchedViews` runs it for a whole batch of tensors at once on the images'
 device, with per-sample random parameters drawn from an injectable
-``torch.Generator`` (ENVIRONMENT.md: per-sample PIL is ~10x slower than batched
-tensors at 32 px). :func:`folder_views_transform` is the same augmentation as a
-per-sample torchvision v2 pipeline, for DataLoader workers decoding image folders.
+``torch.Generator`` (per-sample PIL is ~10x slower than batched tensor ops at 32 px on a
+CPU; ``benchmarks/views_loader.py`` measures it against torchvision v2).
+:func:`folder_views_transform` is the same augmentation as a per-sample torchvision v2
+pipeline, for DataLoader workers decoding image folders.
 
 Conventions (both paths):
 
@@ -124,30 +125,31 @@ class ViewAug:
         return (self.brightness, self.contrast, self.saturation, self.hue)
 
 
-# The papers' recipes, one ViewAug per view. Values: METHODS.md (sections in comments).
+# The papers' recipes, one ViewAug per view. Values: the official code named in each comment.
 VIEW_PRESETS: dict[str, tuple[ViewAug, ...]] = {
-    # MoCo v3 (§3.4): BYOL's asymmetric pair; ViT recipes crop_min 0.08.
+    # MoCo v3 (moco-v3 `main_moco.py`, `moco/loader.py`): BYOL's asymmetric pair; ViT recipes
+    # crop_min 0.08.
     "mocov3": (
         ViewAug(crop_scale=(0.08, 1.0), jitter_p=0.8, brightness=0.4, contrast=0.4,
                 saturation=0.2, hue=0.1, grayscale_p=0.2, blur_p=1.0, solarize_p=0.0),
         ViewAug(crop_scale=(0.08, 1.0), jitter_p=0.8, brightness=0.4, contrast=0.4,
                 saturation=0.2, hue=0.1, grayscale_p=0.2, blur_p=0.1, solarize_p=0.2),
     ),
-    # MoCo v3 ResNet-50 recipes (§3.4, §3.5): the same pair with crop_min 0.2.
+    # MoCo v3 ResNet-50 recipes (moco-v3 `CONFIG.md`): the same pair with crop_min 0.2.
     "mocov3_resnet": (
         ViewAug(crop_scale=(0.2, 1.0), jitter_p=0.8, brightness=0.4, contrast=0.4,
                 saturation=0.2, hue=0.1, grayscale_p=0.2, blur_p=1.0, solarize_p=0.0),
         ViewAug(crop_scale=(0.2, 1.0), jitter_p=0.8, brightness=0.4, contrast=0.4,
                 saturation=0.2, hue=0.1, grayscale_p=0.2, blur_p=0.1, solarize_p=0.2),
     ),
-    # SimSiam (§4.3): MoCo v2's recipe, the same for both views.
+    # SimSiam (simsiam `main_simsiam.py`): MoCo v2's recipe, the same for both views.
     "simsiam": (
         ViewAug(crop_scale=(0.2, 1.0), jitter_p=0.8, brightness=0.4, contrast=0.4,
                 saturation=0.4, hue=0.1, grayscale_p=0.2, blur_p=0.5),
         ViewAug(crop_scale=(0.2, 1.0), jitter_p=0.8, brightness=0.4, contrast=0.4,
                 saturation=0.4, hue=0.1, grayscale_p=0.2, blur_p=0.5),
     ),
-    # SimCLR as SLIP's SSL branch (§5.4), the same for both views.
+    # SimCLR as SLIP's SSL branch (SLIP `datasets.py` `get_dataset`), the same for both views.
     "simclr": (
         ViewAug(crop_scale=(0.08, 1.0), jitter_p=0.8, brightness=0.4, contrast=0.4,
                 saturation=0.4, hue=0.1, grayscale_p=0.2, blur_p=0.5),

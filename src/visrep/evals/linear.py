@@ -1,7 +1,7 @@
 """Linear probing of frozen features: the MAE protocol on cached features.
 
 MAE (He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022,
-§A.2 / ``main_linprobe.py``; METHODS.md §1.5) trains
+appendix A; facebookresearch/mae ``main_linprobe.py``) trains
 ``BatchNorm1d(D, affine=False, eps=1e-6) -> Linear(D, C)`` on a frozen encoder
 with LARS (momentum 0.9, wd 0), lr = blr * batch / 256, per-iteration linear
 warmup then cosine decay to 0, and plain cross-entropy.
@@ -72,7 +72,7 @@ def cosine_lr(
 ) -> float:
     """Learning rate at a fractional epoch: linear warmup then half-cosine decay.
 
-    MAE ``util/lr_sched.py`` (METHODS.md §0.7), evaluated per iteration at
+    MAE ``util/lr_sched.py`` (``adjust_learning_rate``), evaluated per iteration at
     ``epoch + it / iters_per_epoch``. As in MAE, warmup ramps from 0 to
     ``base_lr`` (it ignores ``min_lr``); after ``total_epochs`` the lr stays at
     ``min_lr``.
@@ -174,7 +174,7 @@ def _train_head(
     n = features.shape[0]
     batch_size = min(batch_size, n)
     iters = n // batch_size  # drop_last, as MAE's loader: BN never sees a tiny batch
-    head.train()  # BN uses batch statistics and updates its running ones (MAE §1.5)
+    head.train()  # BN uses batch statistics and updates its running ones (MAE ``main_linprobe.py``)
     bar = tqdm(range(epochs), desc="linear probe", disable=not progress, unit="epoch")
     for epoch in bar:
         perm = torch.randperm(n, generator=generator).to(features.device)

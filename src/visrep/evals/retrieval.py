@@ -14,8 +14,9 @@ Held-out pairs come in the formats `visrep.data.pairs` trains on:
   line of the `.txt` is one caption (one line = one caption, the usual case).
 
 Images are resized (short side) and centre-cropped to `data.img_size` (SLIP's eval
-transform, METHODS.md §5.5) and normalised as in pre-training. Undecodable or missing
-images and empty captions are skipped and counted (`retrieval_skipped`). A BoW-trained run
+transform, facebookresearch/SLIP `eval_zeroshot.py`) and normalised as in pre-training.
+Undecodable or missing images and empty captions are skipped and counted
+(`retrieval_skipped`). A BoW-trained run
 (`data.caption_style=bow`) sees its captions as bags of words (`visrep.data.bow`).
 """
 

@@ -1,4 +1,5 @@
-"""Zero-shot classification and image↔text retrieval for CLIP-style models (METHODS.md §5.5).
+"""Zero-shot classification and image↔text retrieval for CLIP-style models (CLIP, Radford
+et al. 2021, §3.1.2 and §3.1.4; facebookresearch/SLIP `eval_zeroshot.py`).
 
 Zero-shot: for every class, each template is filled with the class name, encoded, L2-
 normalised; the class embedding is the renormalised mean. Image embeddings are L2-

@@ -1,5 +1,6 @@
 """CiT — Curation in Training (Xu et al., ICCV 2023): CLIP whose data is re-curated from a
-raw pool by its own text tower every `curate_every` steps (paper §3, Algorithm 1).
+raw pool by its own text tower every `curate_every` steps (paper §3, Algorithm 1;
+facebookresearch/CiT `engine.py`).
 
 Outer loop (`curate`, run by the data source `visrep.data.cit_pool.CiTData` before the
 first batch of each round): embed the task metadata (class names) and the captions of the

@@ -1,5 +1,6 @@
 """Supervised training of a classifier: end-to-end fine-tuning of a pre-trained backbone
-(METHODS.md §1.4 MAE, §7.8 ConvNeXt V2), run by the one training loop.
+(facebookresearch/mae `main_finetune.py`, facebookresearch/ConvNeXt-V2 `main_finetune.py` and
+`TRAINING.md`), run by the one training loop.
 
 `visrep eval finetune --ckpt RUN_DIR` builds a `TrainConfig[SupervisedConfig]` whose
 `method.source` is that run (`visrep.evals.finetune`); the loop gives AdamW, warmup +
@@ -62,7 +63,8 @@ class SupervisedConfig:
     init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
     num_classes: int = 0  # 0: `visrep eval finetune` counts the eval dataset's classes
     layer_decay: float = 0.75  # 1.0 = off
-    # ConvNeXt ids (§7.8): single | group | auto (group when the third stage has 27 blocks)
+    # ConvNeXt ids (ConvNeXt-V2 `optim_factory.py`): single | group | auto (group when the
+    # third stage has 27 blocks)
     layer_decay_type: str = "auto"
     drop_path: float = 0.1
     pool: str = "avg"  # ViT: "avg" (fc_norm on mean patch token, MAE default) or "token"

@@ -1,4 +1,5 @@
-"""Layer-wise lr decay for fine-tuning (METHODS.md §1.4 MAE, §7.8 ConvNeXt V2).
+"""Layer-wise lr decay for fine-tuning (facebookresearch/mae `util/lr_decay.py`,
+facebookresearch/ConvNeXt-V2 `optim_factory.py`).
 
 Group lr = lr × decay^(num_layers − id): the deeper a layer, the closer its lr to the peak.
 ResNets get none (no official recipe layers them). The training loop reads the factor per
@@ -17,8 +18,8 @@ def is_vit(model: nn.Module) -> bool:
 
 
 def vit_layer_id(name: str, depth: int) -> int:
-    """MAE `util/lr_decay.py` (§1.4): cls_token, pos_embed, patch_embed -> 0; block i -> i + 1;
-    everything else (fc_norm, norm, head) -> depth + 1."""
+    """MAE `util/lr_decay.py` (`get_layer_id_for_vit`): cls_token, pos_embed, patch_embed -> 0;
+    block i -> i + 1; everything else (fc_norm, norm, head) -> depth + 1."""
     if name in ("cls_token", "pos_embed", "reg_token") or name.startswith("patch_embed"):
         return 0
     if name.startswith("blocks."):
@@ -27,7 +28,8 @@ def vit_layer_id(name: str, depth: int) -> int:
 
 
 def convnext_layer_id(name: str, depths: list[int], kind: str) -> int:
-    """ConvNeXt V2 `optim_factory.py` (§7.8) on timm names. timm's `stem.*` is the official
+    """ConvNeXt V2 `optim_factory.py` (`get_num_layer_for_convnext_single`,
+    `get_num_layer_for_convnext`) on timm names. timm's `stem.*` is the official
     `downsample_layers.0`, `stages.i.downsample.*` is `downsample_layers.i`, `stages.i.blocks.b`
     is `stages.i.b`; the head (norm + fc) is "everything else".
 
