@@ -207,8 +207,8 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path, recipe):
 
 
 def test_init_from_continues_weights_with_a_fresh_schedule(tmp_path):
-    """FLIP's unmasked tuning (§9.4): a new run starts from a masked run's weights with
-    mask_ratio 0. With lr 0 the new run's weights must equal the source's exactly; a run of
+    """FLIP's unmasked tuning (Li et al. 2023): a new run starts from a masked run's weights
+    with mask_ratio 0. With lr 0 the new run's weights must equal the source's exactly; a run of
     another method is refused with a clear error."""
     quiet = {"eval.final": False, "eval.every_epochs": 0, "run.threads": 1}
     src = replace(smoke(get_recipe("flip_fmnist")), **quiet, **{"run.out_dir": str(tmp_path / "a")})

@@ -1,4 +1,5 @@
-"""METHODS.md §6.3 (counts per text) and §6.4 (the t rule), including the statistics."""
+"""MetaCLIP entry counts (per text) and balancing (the t rule; MetaCLIP paper Sec. 3 and
+Algorithm 1), including the statistics."""
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ def _shard(match_lists, source="s"):
     return ShardMatches.from_lists(source, list(range(n)), [str(i) for i in range(n)], match_lists)
 
 
-# ---- §6.3 counts -------------------------------------------------------------------------
+# ---- counts ------------------------------------------------------------------------------
 
 
 def test_counts_are_per_text_not_per_occurrence():
@@ -46,7 +47,7 @@ def test_counts_from_other_metadata_are_rejected():
         shard_counts(np.array([0, 7], dtype=np.uint32), 5)
 
 
-# ---- §6.4 balancing ------------------------------------------------------------------------
+# ---- balancing ---------------------------------------------------------------------------
 
 
 def test_entry_probabilities():
@@ -107,7 +108,7 @@ def test_expected_count_per_entry_is_min_count_t():
 
 def test_keep_rate_matches_analytic_probability_within_3_sigma():
     """Texts matching several head/tail entries: empirical keep rate over 10^5 seeded
-    trials vs P(keep) = 1 - prod(1 - p[e]) (METHODS.md §6.7)."""
+    trials vs P(keep) = 1 - prod(1 - p[e]) (MetaCLIP paper Algorithm 1)."""
     rng = np.random.default_rng(0)
     p = np.array([0.02, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0])
     texts = [sorted(set(rng.integers(0, 6, rng.integers(1, 4)).tolist())) for _ in range(20)]

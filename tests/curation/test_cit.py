@@ -33,7 +33,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-# --- the rule (§3.2): strict threshold, γ fallback, ties ---------------------------------
+# --- the rule (CiT §3.2): strict threshold, γ fallback, ties ------------------------------
 
 
 def test_threshold_is_strict_and_indices_ascending():
@@ -64,7 +64,7 @@ def test_max_similarity_on_hand_made_embeddings():
     torch.testing.assert_close(max_similarity(text, meta), torch.tensor(expect))
 
 
-# --- a round (§3.3): scan the pool stream until the budget is kept ------------------------
+# --- a round (CiT §3.3): scan the pool stream until the budget is kept ---------------------
 
 
 def test_round_keeps_the_first_budget_in_scan_order_and_moves_past_whole_chunks():

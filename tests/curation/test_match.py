@@ -1,4 +1,5 @@
-"""METHODS.md §6.2: spacing, exact sub-string semantics, naive == Aho-Corasick."""
+"""MetaCLIP sub-string matching (facebookresearch/MetaCLIP `substr_matching.py`): spacing,
+exact sub-string semantics, naive == Aho-Corasick."""
 
 import itertools
 import random
@@ -30,7 +31,8 @@ ENTRIES = [
     "New York",  # 13
 ]
 
-# (caption, expected ids): the golden table of §6.7
+# (caption, expected ids): a golden table of punctuation wrapping, case, apostrophes, dotted
+# entries and overlapping n-grams
 GOLDEN = [
     ("A cat.", [0]),  # "." is wrapped: "cat." matches cat
     ("A Cat sat", [1]),  # case-sensitive: "Cat" only

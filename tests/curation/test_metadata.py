@@ -1,4 +1,5 @@
-"""METHODS.md §6.1: WordNet synset lemmas, numbers, user lists, filters."""
+"""MetaCLIP metadata (MetaCLIP paper Sec. 3; facebookresearch/MetaCLIP `build_metadata.py`):
+WordNet synset lemmas, numbers, user lists, filters."""
 
 import json
 from pathlib import Path

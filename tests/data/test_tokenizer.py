@@ -1,4 +1,5 @@
-"""CLIP tokenizer (METHODS.md §5.3): SOT/EOT, zero padding to 77, both truncation rules."""
+"""CLIP tokenizer (SLIP `tokenizer.py`, open_clip): SOT/EOT, zero padding to 77, both truncation
+rules."""
 
 import torch
 

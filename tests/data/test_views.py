@@ -64,7 +64,8 @@ def identity_params(n: int, h: int, w: int, **changes) -> ViewParams:
 
 
 def test_presets_are_the_papers_values():
-    """METHODS.md §3.4 (MoCo v3 = BYOL pair), §4.3 (SimSiam), §5.4 (SLIP's SimCLR views)."""
+    """moco-v3 `main_moco.py` (BYOL pair), simsiam `main_simsiam.py`, SLIP `datasets.py` (SimCLR
+    views)."""
     for name, crop_min in [("mocov3", 0.08), ("mocov3_resnet", 0.2)]:
         v1, v2 = VIEW_PRESETS[name]
         for v in (v1, v2):

@@ -1,6 +1,7 @@
-"""Fine-tuning (METHODS.md §1.4 MAE, §7.8 ConvNeXt V2), the `supervised` method run by the
-one training loop: layer decay, weight-decay groups, head/fc_norm init, pos-embed resize, and
-short end-to-end runs from smoke checkpoints through `visrep eval finetune`'s config."""
+"""Fine-tuning (mae `main_finetune.py`, ConvNeXt-V2 `main_finetune.py`), the `supervised`
+method run by the one training loop: layer decay, weight-decay groups, head/fc_norm init,
+pos-embed resize, and short end-to-end runs from smoke checkpoints through `visrep eval
+finetune`'s config."""
 
 import json
 import math

@@ -1,4 +1,5 @@
-"""Zero-shot classifier and retrieval metrics against the formulas of METHODS.md §5.5."""
+"""Zero-shot classifier (as SLIP `eval_zeroshot.py`) and retrieval metrics against their
+formulas."""
 
 import json
 

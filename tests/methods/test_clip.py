@@ -1,4 +1,5 @@
-"""CLIP / SLIP / FLIP parts against the formulas of METHODS.md §5 and §9."""
+"""CLIP / SLIP / FLIP parts against the papers' formulas (facebookresearch/SLIP `losses.py`,
+`tokenizer.py`; facebookresearch/flip `models_flip.py`)."""
 
 import math
 
@@ -105,7 +106,7 @@ def test_flip_encodes_only_kept_tokens_with_injected_noise():
         )
         feats = m.image_features(x, noise)
         assert seen["shape"][1] == 1 + num_keep(16, ratio) == 1 + int(16 * (1 - ratio))
-        keep = noise.argsort(1)[:, : num_keep(16, ratio)]  # smallest noise kept (§0.5)
+        keep = noise.argsort(1)[:, : num_keep(16, ratio)]  # smallest noise kept (as MAE)
         torch.testing.assert_close(feats, vit.pool(vit.encode(x, keep)))
         m.eval()  # evaluation: every token, the exported backbone's features
         torch.testing.assert_close(m.image_features(x), vit(x))

@@ -63,7 +63,7 @@ def test_encoder_is_the_sparse_equivalent_and_zero_at_removed_cells():
     x2[:, :, (mask.repeat_interleave(8, 1).repeat_interleave(8, 2) > 0)[0]] = 0
     with torch.no_grad():
         latent2 = model.encoder(x2[:1], mask[:1])
-    scale = seen["latent"].abs().max().item()  # ~1e3 with the std-1.0 init (§7.5)
+    scale = seen["latent"].abs().max().item()  # ~1e3 with the std-1.0 init (FCMAE `_init_weights`)
     torch.testing.assert_close(latent2, seen["latent"][:1], rtol=1e-5, atol=1e-6 * scale)
 
 
@@ -81,7 +81,8 @@ def test_decoder_fills_removed_cells_with_the_mask_token():
 
 
 def test_fcmae_init_quirk():
-    """§7.5: std 1.0 on dw/pointwise/stem and decoder convs, 0.02 on downsamplers."""
+    """ConvNeXt-V2 `models/fcmae.py` `_init_weights`: std 1.0 on dw/pointwise/stem and decoder
+    convs, 0.02 on downsamplers."""
     model = tiny(decoder_dim=512)
     enc = model.backbone.model
     std = {

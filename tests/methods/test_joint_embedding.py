@@ -47,7 +47,7 @@ def test_gradients_reach_exactly_the_trainable_parameters(name, kind):
         else:
             assert p.grad is None, f"frozen {pname} got a gradient"
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    if name == "simsiam":  # the projector's last bias (METHODS.md §4.1)
+    if name == "simsiam":  # the projector's last bias (simsiam `simsiam/builder.py`)
         assert frozen == {"projector.6.bias"} | _vit_frozen(kind)
     if name == "mocov3":  # the whole momentum branch (+ the random patch projection for ViTs)
         assert {n for n in frozen if not n.startswith("momentum_")} == _vit_frozen(kind) | (
@@ -75,7 +75,7 @@ class Const(nn.Module):
 
 @pytest.mark.parametrize("stop_gradient", [True, False])
 def test_simsiam_stop_gradient_is_on_the_target(stop_gradient):
-    """§4.6: with the prediction replaced by a constant, the loss only depends on the encoder
+    """SimSiam: with the prediction replaced by a constant, the loss only depends on the encoder
     through the targets z; with stop-gradient no gradient can reach the encoder."""
     cfg = SimSiamConfig(proj_dim=32, pred_dim=8, stop_gradient=stop_gradient)
     model = SimSiam(cfg, backbone("resnet"))
@@ -135,7 +135,7 @@ def test_mocov3_vit_init_and_frozen_patch_projection():
     table = sincos_2d(192, bb.grid_size, cls_token=True, layout="mocov3").unsqueeze(0)
     torch.testing.assert_close(bb.model.pos_embed.detach(), table)
     qkv = bb.model.blocks[0].attn.qkv.weight
-    bound = math.sqrt(6 / (192 + 192))  # Q, K, V as three D×D matrices (§3.1)
+    bound = math.sqrt(6 / (192 + 192))  # Q, K, V as three D×D matrices (moco-v3 `vits.py`)
     assert qkv.abs().max() <= bound and qkv.abs().max() > 0.9 * bound
     assert not bb.model.patch_embed.proj.weight.requires_grad
     assert bb.model.cls_token.abs().max() < 1e-4

@@ -1,4 +1,5 @@
-"""SparK (METHODS.md §8) against its formulas, on spark_fmnist's geometry and a few others."""
+"""SparK (Tian et al. 2023; keyu-tian/SparK `pretrain/`) against its formulas, on
+spark_fmnist's geometry and a few others."""
 
 import math
 
@@ -41,7 +42,7 @@ def features(model: SparK, images: torch.Tensor, active: torch.Tensor) -> list[t
 
 
 def test_visible_count_is_round_not_floor():
-    assert num_visible(49, 0.6) == 20 and num_keep(49, 0.6) == 19  # §8.1 vs §0.5
+    assert num_visible(49, 0.6) == 20 and num_keep(49, 0.6) == 19  # SparK rounds, MAE floors
     assert num_visible(16, 0.6) == 6 and num_visible(49, 0.75) == 12
     assert num_visible(2, 0.6) == 1  # round(0.8), where MAE's floor keeps none
     with pytest.raises(ValueError, match="leaves no visible"):
@@ -84,8 +85,8 @@ def test_masked_positions_are_exactly_zero_in_all_four_stages(arch, patch, size)
 
 @pytest.mark.parametrize(("arch", "patch", "size"), GEOMETRIES)
 def test_masked_conv_invariance(arch, patch, size):
-    """§8.7: perturbing pixels inside masked cells changes no visible-position feature
-    (train mode: BN statistics come from visible positions only)."""
+    """Sparse-conv invariance: perturbing pixels inside masked cells changes no
+    visible-position feature (train mode: BN statistics come from visible positions only)."""
     model = tiny(arch, patch, size)
     x = torch.randn(2, 1, size, size)
     active = model.mask(2, generator=torch.Generator().manual_seed(2))
@@ -250,7 +251,8 @@ def test_clear_errors():
 
 
 def test_imagenet_recipes_follow_sparks_lr_control():
-    """§8.5: warmup 40 epochs linearly from 0.005 × peak, cosine to 0.001 × peak at 1600."""
+    """SparK `pretrain/utils/lr_control.py`: warmup 40 epochs linearly from 0.005 × peak,
+    cosine to 0.001 × peak at 1600."""
     from visrep.configs import get_recipe
     from visrep.schedules import cosine_lr
 

@@ -1,7 +1,7 @@
-"""The supervised method (fine-tuning, METHODS.md §1.4/§7.8) in the one training loop:
-exact resume with Mixup/CutMix, RandomErasing, drop path and a model EMA; layer decay in
-the loop's optimizer groups; the EMA's recurrence; the fine-tuned backbone exports into
-timm strictly."""
+"""The supervised method (fine-tuning as mae and ConvNeXt-V2 `main_finetune.py`) in the one
+training loop: exact resume with Mixup/CutMix, RandomErasing, drop path and a model EMA;
+layer decay in the loop's optimizer groups; the EMA's recurrence; the fine-tuned backbone
+exports into timm strictly."""
 
 import random
 

@@ -1,4 +1,5 @@
-"""Block-wise (BEiT-style) masking as MaskFeat uses it (METHODS.md §2.2)."""
+"""Block-wise (BEiT-style) masking as MaskFeat uses it (SlowFast `slowfast/datasets/transform.py`
+`MaskingGenerator`)."""
 
 import math
 import random

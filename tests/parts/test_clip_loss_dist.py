@@ -48,6 +48,6 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
     scale = full["scale"].clone().requires_grad_(True)
     (g_scale,) = torch.autograd.grad(clip_loss(full["image"], full["text"], scale), [scale])
     torch.testing.assert_close(got["grad_scale"], g_scale, rtol=1e-10, atol=1e-12)
-    # embedding gradients follow the §5.2 rule: other processes' columns carry none
+    # embedding gradients follow SLIP's `CLIPLoss`: other processes' columns carry none
     for k, v in _reference_grads(full, 2).items():
         torch.testing.assert_close(got[k], v, rtol=1e-10, atol=1e-12)

@@ -19,7 +19,7 @@ def _kinds(head):
 
 
 def test_mocov3_vit_projector_layout():
-    """No biases; BN+ReLU on hidden layers; last BN affine-free (METHODS.md §3.1)."""
+    """No biases; BN+ReLU on hidden layers; last BN affine-free (moco-v3 `moco/builder.py`)."""
     head = mlp([384, 64, 64, 32], bias=False, last_bn=True)
     assert _kinds(head) == [("L", False), ("BN", True), ("ReLU",), ("L", False), ("BN", True),
                             ("ReLU",), ("L", False), ("BN", False)]  # fmt: skip
@@ -54,7 +54,8 @@ def test_ema_update_formula_and_frozen_copy():
 
 
 def test_cosine_momentum_schedule():
-    """m(e) = 1 − ½(1 + cos(π e/E))(1 − m0): m0 at the start, 1 at the end (§3.3)."""
+    """m(e) = 1 − ½(1 + cos(π e/E))(1 − m0): m0 at the start, 1 at the end (moco-v3
+    `main_moco.py`)."""
     assert cosine_momentum(0.99, 0.0) == pytest.approx(0.99)
     assert cosine_momentum(0.99, 0.5) == pytest.approx(0.995)
     assert cosine_momentum(0.99, 1.0) == pytest.approx(1.0)

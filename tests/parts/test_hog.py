@@ -1,4 +1,4 @@
-"""MaskFeat HOG (METHODS.md §2.4): hand-built images, the formulas, and scikit-image.
+"""MaskFeat HOG (SlowFast `HOGLayerC`): hand-built images, the formulas, and scikit-image.
 
 scikit-image's `hog` differs from MaskFeat's by design in four ways; the comparison
 configures it as close as it goes and states what is left:
@@ -275,7 +275,7 @@ def test_hog_is_fp32_and_gradient_free_under_autocast():
     assert torch.equal(out, hog(x))
 
 
-# -- token layout (§2.4 step 7) ----------------------------------------------------------
+# -- token layout (SlowFast `_get_hog_label_2d`) -----------------------------------------
 
 
 def test_token_targets_order_channel_bin_then_cell_row_then_cell_col():

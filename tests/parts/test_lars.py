@@ -1,4 +1,5 @@
-"""LARS (METHODS.md §0.8): steps checked against hand-computed values."""
+"""LARS (moco-v3 `moco/optimizer.py`, mae `util/lars.py`): steps checked against hand-computed
+values."""
 
 import math
 

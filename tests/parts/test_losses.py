@@ -29,7 +29,7 @@ def test_infonce_mocov3_formula():
     q, k, tau = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g), 0.2
     qn = q / q.norm(dim=1, keepdim=True)
     kn = k / k.norm(dim=1, keepdim=True)
-    # row i: -log softmax(q_i·k_j/τ)_i, averaged, times 2τ (METHODS.md §3.2)
+    # row i: -log softmax(q_i·k_j/τ)_i, averaged, times 2τ (moco-v3 `moco/builder.py`)
     rows = [-(torch.log_softmax(qn[i] @ kn.T / tau, 0)[i]) for i in range(6)]
     torch.testing.assert_close(infonce_mocov3(q, k, tau), torch.stack(rows).mean() * 2 * tau)
 

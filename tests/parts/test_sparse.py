@@ -1,10 +1,11 @@
-"""The masked-dense ConvNeXt equals a sparse computation on visible sites (METHODS.md §7.3).
+"""The masked-dense ConvNeXt equals a sparse computation on visible sites (ConvNeXt-V2
+`TRAINING.md`, "Implementing FCMAE with Masked Convolution in JAX").
 
 The reference below never builds a dense feature map after the stem: it keeps a list of
 active sites (batch, row, column) with their feature vectors, as MinkowskiEngine does,
 and implements each layer from its formula: submanifold depthwise conv (outputs at active
 sites, inputs from active sites), per-site LayerNorm / Linear / GELU, GRN pooled over a
-sample's sites (or all sites of the batch, §7.4), 2×2 stride-2 conv onto the coarser
+sample's sites (or all sites of the batch, as `MinkowskiGRN`), 2×2 stride-2 conv onto the coarser
 active set. Only the parameters are taken from the timm model.
 """
 

@@ -1,4 +1,5 @@
-"""Long-sequence MAE masking (METHODS.md §10.4) and MAE with `mask_unit` > 1."""
+"""Long-sequence MAE masking (long_seq_mae `util/long_seq_patch_loader.py`) and MAE with
+`mask_unit` > 1."""
 
 import pytest
 import torch
