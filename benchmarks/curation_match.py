@@ -1,6 +1,7 @@
-"""Captions/s of MetaCLIP sub-string matching (METHODS.md §6.2) at the paper's metadata size.
+"""Captions/s of MetaCLIP sub-string matching (MetaCLIP paper Sec. 3; facebookresearch/MetaCLIP
+`substr_matching.py`) at the paper's metadata size.
 
-Metadata: 500,000 entries = the §6.1 WordNet synset lemmas and "0".."99" (what
+Metadata: 500,000 entries = MetaCLIP's WordNet synset lemmas and "0".."99" (what
 `visrep curate build-metadata` makes from WordNet alone), every other WordNet lemma
 (index.* files), and real-word bigrams of WordNet single-word lemmas up to 500k.
 Captions: >= 1M captions of 10-15 real words drawn from a Zipf law over the WordNet
@@ -51,7 +52,7 @@ def wordnet_lemmas(wordnet_dir: Path = WORDNET_DIR) -> set[str]:
 
 
 def benchmark_metadata(n_entries: int, vocab: list[str], rng: np.random.Generator) -> list[str]:
-    """WordNet entries (§6.1) + all WordNet lemmas + Zipf-frequent real-word bigrams."""
+    """WordNet entries (MetaCLIP's) + all WordNet lemmas + Zipf-frequent real-word bigrams."""
     entries, _ = build_metadata(WORDNET_DIR)  # synset lemmas + "0".."99"
     pool = set(entries) | wordnet_lemmas()
     zipf = _zipf_probs(len(vocab))

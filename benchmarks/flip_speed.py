@@ -1,5 +1,5 @@
 """FLIP's image-tower training step with 50% (and 75%) of the patch tokens dropped vs
-unmasked, timed side by side (METHODS.md §9; the paper reports ~2× at 50%).
+unmasked, timed side by side (FLIP, Li et al. 2023; the paper reports ~2× at 50%).
 
 A step = FLIP image tower forward (`FLIP.image_features` + image projection) on the kept
 tokens, CLIP loss against fixed text embeddings, backward, AdamW step on the image tower.

@@ -1,8 +1,9 @@
 """Small helpers the benchmark scripts share: host load, CPU use, markdown tables.
 
-The host is shared and noisy (ENVIRONMENT.md): every result records the load average
-and how many cores our own process actually got (process CPU time / wall time), so a
-reader can tell a slow number from a busy machine.
+The host is shared and noisy (another process on one of 2 cores cuts a 2-thread training
+step 3-15x): every result records the load average and how many cores our own process
+actually got (process CPU time / wall time), so a reader can tell a slow number from a busy
+machine.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def busy_cores(interval: float = 3.0) -> float:
 def wait_for_quiet(max_wait_s: float = 1200, max_busy: float = 0.25, checks: int = 3) -> dict:
     """Block until the host is idle (other processes use < `max_busy` cores in `checks`
     consecutive 3-second samples) or `max_wait_s` passes. A 2-thread training step slows
-    3-15x when another process holds a core (ENVIRONMENT.md), so a run that starts on a
+    3-15x when another process holds a core (measured on a 2-core host), so a run that starts on a
     busy host measures the other process more than ours. Returns what happened."""
     start = time.perf_counter()
     quiet, samples = 0, []

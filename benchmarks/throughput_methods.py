@@ -9,15 +9,16 @@ size. The batch is a real one from the recipe's own data pipeline (`build_train_
 augmented Fashion-MNIST, two views, captions), built once before timing and reused, so
 the data pipeline is not timed.
 
-The host is shared and noisy (ENVIRONMENT.md), so methods are timed interleaved: each
-round runs the matmul probe, then one step of every method. img/s is the median over
-rounds; "% of probe" is the median over rounds of (achieved GFLOP/s ÷ the probe's GFLOP/s
-in the same round), a ratio that survives a busy host better than absolute speeds.
+The host is shared and noisy (throughput can drop 3x for up to a minute), so methods are
+timed interleaved: each round runs the matmul probe, then one step of every method. img/s
+is the median over rounds; "% of probe" is the median over rounds of (achieved GFLOP/s ÷
+the probe's GFLOP/s in the same round), a ratio that survives a busy host better than
+absolute speeds.
 
 FLOPs: `torch.utils.flop_counter.FlopCounterMode` over one forward + backward (the
 optimizer is not counted). Its formula for `convolution_backward` ignores the groups of
 a grouped/depthwise convolution (it counts a 7×7 depthwise backward as 65× its forward
-instead of 2×; ENVIRONMENT.md), so this script replaces it: backward = forward FLOPs ×
+instead of 2×), so this script replaces it: backward = forward FLOPs ×
 (number of gradients asked for: input and/or weight), which equals torch's count for
 ordinary convolutions.
 

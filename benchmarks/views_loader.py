@@ -9,7 +9,7 @@ interleaved:
 - **per-sample**: the same transforms sample by sample (`folder_views_transform`, the
   v2 pipeline FolderTrainData's DataLoader workers run) + stack + normalize, in this
   process. A DataLoader with 2 workers could at best double it, but would leave no core
-  for the model (ENVIRONMENT.md: threads + workers <= 2);
+  for the model (on 2 cores, torch threads + loader workers must not exceed 2);
 - **consumer**: one training step of a random-init timm resnet18 on the two views
   (two separate forward passes as in the official code, negative cosine of the pooled
   features, backward, SGD), 2 threads: with the default stem, and with the small-image
@@ -164,8 +164,8 @@ def bench_setting(
     for step in nets.values():  # warm-up
         step(views)
     # Interleaved rounds; a round in which other processes kept more than `max_others`
-    # cores busy during any of its parts is dropped (ENVIRONMENT.md: one busy core slows a
-    # 2-thread step 3-15x), until `rounds` clean rounds or 4x as many tries.
+    # cores busy during any of its parts is dropped (one busy core slows a 2-thread step
+    # 3-15x), until `rounds` clean rounds or 4x as many tries.
     times: dict[str, list[float]] = {"batched": [], "per-sample": [], **{k: [] for k in nets}}
     dropped = 0
     with CpuMeter() as meter:
@@ -245,7 +245,7 @@ def markdown(results: list[dict], waited: float) -> str:
 
 Command (from the repository root): `{command_line()}`
 
-Preset `{r0["preset"]}` (MoCo v3 / BYOL asymmetric pair, METHODS.md §3.4), batch
+Preset `{r0["preset"]}` (MoCo v3 / BYOL asymmetric pair, moco-v3 `main_moco.py`), batch
 {r0["batch"]} (consumer steps on the first {r0["consumer_batch"]} images of the views),
 interleaved rounds, medians; rates are source images per
 second (each gives two views); torch on 2 threads for every row; the per-sample pipeline
