@@ -8,7 +8,11 @@ as `config.json`; exported backbones use safetensors.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,50 @@ from visrep.io import LOW_SPACE, MiB, atomic_write, free_bytes
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
+LOCK = ".lock"
 FORMAT_VERSION = 1
+
+
+class RunDirLock:
+    """Exclusive ownership of a run folder by one process, for the length of a run.
+
+    An advisory `flock` on `run_dir/.lock`: the kernel releases it when the process ends in
+    any way (kill -9 included), so a lock is never stale. A second writer is refused with the
+    owner's pid instead of interleaving logs and checkpoints. Once the lock is held, the
+    temporary files of writes that a kill interrupted (`.NAME.*.tmp`) are removed."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._file = None
+
+    def __enter__(self) -> RunDirLock:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.run_dir / LOCK, "a+")  # noqa: SIM115 (held open for the run)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            f.close()
+            raise OSError(
+                errno.EBUSY,
+                f"{self.run_dir} is in use by {owner}, which is training into it; wait for it to "
+                "end, or give this run another run.out_dir",
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._file = f
+        for tmp in self.run_dir.glob(".*.tmp"):  # debris of a write killed midway
+            tmp.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
 
 
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:

@@ -22,11 +22,37 @@ from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
 from visrep.curation.cli import add_curate_parser
 from visrep.data import caption_shards
 
+# commands whose extra arguments are config overrides (`key=value` / `--key value`); the
+# others refuse anything they do not know
+TAKES_OVERRIDES = ("train", "eval", "curate")
+# errors a user can cause and fix: printed as one line (FloatingPointError: a diverged run)
+USER_ERRORS = (ConfigError, KeyError, OSError, ValueError, FloatingPointError)
+# what `visrep train --resume RUN` may change: how long to train, how to run and evaluate;
+# not the model or the data (batches would no longer replay exactly)
+RESUME_KEYS = ("run.", "eval.", "optim.epochs=", "optim.blr=", "optim.lr=", "optim.clip_grad=",
+               "data.num_workers=")  # fmt: skip
+
+
+def check_resume_overrides(overrides: list[str]) -> list[str]:
+    """The overrides `--resume` accepts (RESUME_KEYS), or a ConfigError naming the others."""
+    norm = [o.removeprefix("--") for o in overrides]
+    if any("=" not in o for o in norm):
+        raise ConfigError("with --resume pass overrides as key=value (e.g. optim.epochs=20)")
+    bad = [o for o in norm if not o.startswith(RESUME_KEYS) or o.startswith("run.out_dir=")]
+    if bad:
+        raise ConfigError(
+            f"--resume continues the run as it was built; it cannot change {', '.join(bad)}. "
+            "It may change run.* (e.g. run.max_steps), eval.*, optim.epochs, optim.blr, "
+            "optim.lr, optim.clip_grad and data.num_workers; start a new run for the rest"
+        )
+    return norm
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="visrep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="pre-train with a recipe (see `visrep recipes`)")
     t.add_argument("recipe", nargs="?", help="recipe name")
@@ -84,11 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    args, overrides = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, overrides = parser.parse_known_args(argv)
+    if overrides and args.command not in TAKES_OVERRIDES:  # a mistyped flag is an error
+        parser.error(f"unrecognized arguments for `visrep {args.command}`: {' '.join(overrides)}")
     try:
         return _dispatch(args, overrides)
-    except (ConfigError, KeyError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except USER_ERRORS as err:  # one line that says what to do; --debug shows the traceback
+        if args.debug:
+            raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        if isinstance(err, OSError) and err.strerror and err.filename is None:
+            msg = err.strerror
         print(f"visrep: error: {msg}", file=sys.stderr)
         return 2
 
@@ -121,14 +154,14 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.train import train
 
         if args.resume:
-            if args.recipe or overrides:
-                raise ConfigError(
-                    "--resume takes the run's saved config; drop the recipe/overrides"
-                )
+            if args.recipe and "=" in args.recipe:  # argparse took the first override for it
+                args.recipe, overrides = None, [args.recipe, *overrides]
+            if args.recipe:
+                raise ConfigError("--resume takes the run's saved config; drop the recipe")
             from visrep.runs import load_run_config
 
-            cfg = load_run_config(args.resume)
-            cfg = apply_overrides(cfg, [f"run.out_dir={args.resume}"])
+            changes = [*check_resume_overrides(overrides), f"run.out_dir={args.resume}"]
+            cfg = apply_overrides(load_run_config(args.resume), changes)
             metrics = train(cfg, resume=True)
         else:
             if not args.recipe:

@@ -29,6 +29,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would keep outputs from the group
         os.replace(tmp, path)
     except Exception as e:
         written = Path(tmp).stat().st_size if Path(tmp).exists() else 0
@@ -46,6 +47,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:  # KeyboardInterrupt, SystemExit: clean up, nothing to explain
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def free_bytes(directory: str | Path) -> int:

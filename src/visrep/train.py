@@ -29,6 +29,7 @@ from visrep.capabilities import FixedLR, LayerDecay, NoDecayKeywords, OwnData, S
 from visrep.checkpoint import (
     CHECKPOINT,
     CONFIG,
+    RunDirLock,
     load_checkpoint,
     save_checkpoint,
     space_warning,
@@ -140,6 +141,9 @@ class LoopState:
     seen: int = 0  # images this process has trained on
     loss_sum: float = 0.0
     loss_n: int = 0
+    unsaved_loss: Any = 0.0  # sum of the losses since the last checkpoint (NaN/inf propagate)
+    saved_step: int = 0  # step of the checkpoint on disk
+    skipped_before: int = 0  # unreadable samples counted before a resume
     interval_start: float = field(default_factory=time.perf_counter)
     last_ckpt: float = field(default_factory=time.perf_counter)
     started: float = field(default_factory=time.perf_counter)
@@ -179,7 +183,13 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     opt = build_optimizer(model, cfg.optim, base_lr)
     if cfg.run.budget_minutes and env.world_size > 1:
         raise ValueError("run.budget_minutes is single-process only (clocks differ across ranks)")
-    start = _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env)
+    lock = RunDirLock(run_dir) if env.is_main else contextlib.nullcontext()
+    with lock:
+        return _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch, base_lr)
+
+
+def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch, base_lr) -> dict:
+    start, skipped = _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env)
     net = DistributedDataParallel(model) if env.world_size > 1 else model
     step_fn = torch.compile(net) if cfg.run.compile else net
     logger = RunLogger(run_dir, enabled=env.is_main, resume_step=start if resume else None)
@@ -192,7 +202,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             eff_batch, base_lr, env.world_size,
         )  # fmt: skip
     with StopRequested() as stop:
-        state = _loop(cfg, model, step_fn, opt, data, logger, stop, start, base_lr, device, env)
+        state = _loop(cfg, model, step_fn, opt, data, logger, stop, start, skipped, base_lr,
+                      device, env)  # fmt: skip
     logger.close()
     if stop.signum is not None:
         if env.is_main:
@@ -202,7 +213,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         raise SystemExit(128 + stop.signum)
     metrics: dict[str, Any] = {}
     if env.is_main:
-        metrics = finish_run(cfg, model, run_dir, device, n_skipped=data.n_skipped)
+        metrics = finish_run(cfg, model, run_dir, device, n_skipped=skipped + data.n_skipped)
     dist.barrier()
     dist.cleanup()
     return metrics
@@ -222,15 +233,18 @@ def _init_from(model: nn.Module, source: str, name: str) -> None:
     log.info("initialised from %s (step %d)", source, int(state["step"]))
 
 
-def _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env) -> int:
-    """Load the checkpoint when resuming (returns its step); refuse to overwrite a run."""
+def _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env) -> tuple[int, int]:
+    """Load the checkpoint when resuming (returns its step and the unreadable samples it had
+    counted); refuse to overwrite a run."""
     if resume:
         state = load_checkpoint(run_dir, map_location="cpu")
         if state.get("method") != name:
             raise ValueError(f"{run_dir} holds a {state.get('method')!r} run, not {name!r}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        return int(state["step"])
+        if env.is_main:
+            save_json(to_dict(cfg, name), run_dir / CONFIG)  # with the resume's overrides
+        return int(state["step"]), int(state.get("n_skipped", 0))
     if (run_dir / CHECKPOINT).exists():
         raise FileExistsError(
             f"{run_dir} already holds a checkpoint; continue it with "
@@ -238,17 +252,21 @@ def _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env) -> int:
         )
     if env.is_main:
         save_json(to_dict(cfg, name), run_dir / CONFIG)
-    return 0
+    return 0, 0
 
 
-def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env) -> LoopState:
+def _loop(cfg, model, net, opt, data, logger, stop, start, skipped, base_lr, device, env):
     o, r = cfg.optim, cfg.run
     spe, accum = data.steps_per_epoch, o.accum_steps
     total = o.epochs * spe
     end = min(total, r.max_steps) if r.max_steps else total
     min_lr = o.min_lr_ratio * base_lr if o.min_lr_ratio else o.min_lr
     amp = autocast_dtype(r.precision, device)
-    s = LoopState(step=start)
+    s = LoopState(step=start, saved_step=start, skipped_before=skipped)
+    if start >= end and env.is_main:
+        log.warning("%s already reached step %d of %d: nothing left to train, evaluating the last "
+                    "checkpoint again (raise optim.epochs or run.max_steps to train further: "
+                    "visrep train --resume %s optim.epochs=N)", r.out_dir, start, end, r.out_dir)  # fmt: skip
     bar = tqdm(total=end, initial=start, disable=not (r.progress and env.is_main), desc="train",
                unit="step", dynamic_ncols=True)  # fmt: skip
     for batch in data.batches(start, end):
@@ -271,6 +289,7 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, base_lr, device, env)
             out = net(batch)
             (out["loss"] / accum).backward()
         s.loss_sum += out["loss"].detach().float()
+        s.unsaved_loss += out["loss"].detach().float()
         s.loss_n += 1
         s.seen += batch_size(batch)
         s.step = step + 1
@@ -334,8 +353,9 @@ def _log_train(s: LoopState, out: dict, opt, logger: RunLogger, bar, spe: int, g
     loss = float(s.loss_sum) / max(s.loss_n, 1)
     if not math.isfinite(loss):
         raise FloatingPointError(
-            f"loss became {loss} at step {s.step}: lower optim.blr or set optim.clip_grad "
-            "(the last checkpoint is untouched)"
+            f"the loss became {loss} by step {s.step}; the checkpoint of step {s.saved_step} is "
+            f"kept. Lower the lr or clip gradients and continue: visrep train --resume "
+            f"{logger.path.parent} optim.blr=SMALLER (or optim.clip_grad=1.0)"
         )
     now = time.perf_counter()
     metrics = {
@@ -368,6 +388,16 @@ def _periodic_eval(cfg, model, logger, step, device, env) -> None:
 
 
 def _save(cfg, model, opt, s: LoopState, env, data) -> None:
+    device = next(model.parameters()).device
+    finite = torch.stack([torch.isfinite(p.detach()).all() for p in model.parameters()]).all()
+    finite = finite & torch.isfinite(torch.as_tensor(s.unsaved_loss, device=device))
+    if dist.any_true(not bool(finite), device=device)[0]:  # never overwrite good weights
+        raise FloatingPointError(
+            f"the loss or the weights became NaN/inf between step {s.saved_step} and step "
+            f"{s.step}; {cfg.run.out_dir} keeps its checkpoint of step {s.saved_step}. Lower "
+            f"the lr or clip gradients and continue: visrep train --resume {cfg.run.out_dir} "
+            "optim.blr=SMALLER (or optim.clip_grad=1.0)"
+        )
     spread = dist.param_spread(model)
     if spread > 0:
         log.warning("processes out of sync at step %d (parameter spread %.3g)", s.step, spread)
@@ -379,10 +409,10 @@ def _save(cfg, model, opt, s: LoopState, env, data) -> None:
                 "optimizer": opt.state_dict(),
                 "step": s.step,
                 "method": method_name(cfg.method),
-                "n_skipped": data.n_skipped,
+                "n_skipped": s.skipped_before + data.n_skipped,
                 "world_size": env.world_size,
                 "param_spread": spread,
             },
         )
-    s.last_ckpt = time.perf_counter()
+    s.last_ckpt, s.saved_step, s.unsaved_loss = time.perf_counter(), s.step, 0.0
     dist.barrier()

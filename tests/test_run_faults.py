@@ -1,0 +1,125 @@
+"""Faults during a run: divergence never overwrites the last finite checkpoint, a run folder
+has one writer, resume keeps its counters and cleans its debris, overrides on resume, and
+the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import requires_fmnist
+from PIL import Image
+
+from visrep.checkpoint import LOCK, RunDirLock, load_checkpoint
+from visrep.cli import main
+from visrep.config import replace
+from visrep.configs import get_recipe, smoke
+from visrep.train import train
+
+
+def _smoke(run, **changes):
+    cfg = smoke(get_recipe("mae_fmnist"))
+    return replace(cfg, **{"run.out_dir": str(run), "run.threads": 1, "eval.final": False,
+                           "eval.every_epochs": 0, **changes})  # fmt: skip
+
+
+@requires_fmnist
+def test_a_diverging_run_keeps_its_last_finite_checkpoint_and_says_so(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(_smoke(run, **{"optim.epochs": 1}))  # 8 good steps, checkpoint at step 8
+    # continue with an absurd lr: the loss and weights blow up before the next save
+    code = main(["train", "--resume", str(run), "optim.epochs=3", "optim.blr=1e9",
+                 "run.log_every=100"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "NaN/inf" in err and "checkpoint of step 8" in err
+    assert err.count("\n") == 1  # one line, no traceback
+    state = load_checkpoint(run)
+    assert state["step"] == 8
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    # the override was recorded, and the run continues from step 8 with a sane lr
+    assert json.loads((run / "config.json").read_text())["optim"]["blr"] == 1e9
+    assert main(["train", "--resume", str(run), "optim.blr=1e-3", "optim.epochs=2"]) == 0
+    assert load_checkpoint(run)["step"] == 16
+
+
+def test_a_run_folder_has_one_writer_and_a_dead_owner_frees_it(tmp_path):
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    with RunDirLock(run):
+        assert not (run / ".checkpoint.pt.abc123.tmp").exists()  # debris of a killed write
+        assert f"pid {os.getpid()}" in (run / LOCK).read_text()
+        with pytest.raises(OSError, match="in use by pid") as e:
+            RunDirLock(run).__enter__()
+        assert e.value.errno == errno.EBUSY
+    with RunDirLock(run):  # released on exit (the kernel also releases it when a process dies)
+        pass
+
+
+@requires_fmnist
+def test_a_second_training_process_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    with RunDirLock(run):
+        code = main(["train", "mae_fmnist", "--smoke", f"run.out_dir={run}"])
+    assert code == 2 and "is in use by pid" in capsys.readouterr().err
+    assert not (run / "config.json").exists()  # nothing of the refused run was written
+
+
+@requires_fmnist
+def test_resume_keeps_counting_unreadable_images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    for i in range(2):
+        (folder / f"broken{i}.png").write_bytes(b"not an image")
+    changes = {"data.dataset": str(folder), "data.channels": 3, "data.img_size": 16,
+               "data.limit": 0, "optim.batch_size": 7}  # fmt: skip
+    whole = train(_smoke(tmp_path / "whole", **changes))
+    part = tmp_path / "part"
+    train(_smoke(part, **changes, **{"run.max_steps": 4}))
+    assert main(["train", "--resume", str(part), "run.max_steps=0"]) == 0
+    metrics = json.loads((part / "metrics.json").read_text())
+    assert metrics["unreadable_images_skipped"] == whole["unreadable_images_skipped"] == 4
+
+
+def test_resume_refuses_changes_to_the_model_or_the_data(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "method.mask_ratio=0.5"]) == 2
+    assert "cannot change method.mask_ratio=0.5" in capsys.readouterr().err
+
+
+@requires_fmnist
+def test_resuming_a_finished_run_says_there_is_nothing_left(tmp_path, caplog):
+    run = tmp_path / "run"
+    train(_smoke(run, **{"optim.epochs": 1}))
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "nothing left to train" in caplog.text
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    from visrep.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("argv", [["export", "--ckpt", "x", "--out", "y", "--fromat", "timm"],
+                                  ["recipes", "--all"], ["show", "mae_fmnist", "--verbose"]])  # fmt: skip
+def test_a_mistyped_flag_is_an_error_on_every_command(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "eval", "knn", "--ckpt", str(tmp_path / "missing")])
