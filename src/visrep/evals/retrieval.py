@@ -1,6 +1,6 @@
 """Image↔text retrieval Recall@K for CLIP-style models, several captions per image.
 
-The COCO / Flickr30k protocol (as in CLIP §3.1.4 and open_clip's retrieval eval): cosine
+The COCO / Flickr30k protocol (CLIP's zero-shot retrieval tables; open_clip's retrieval eval): cosine
 similarity of L2-normalised embeddings; every caption is a text→image query with exactly
 one correct image; every image is an image→text query that is correct at K when **any** of
 its captions is among the K most similar captions. Ranks count the candidates scoring
