@@ -29,6 +29,11 @@ data:
 		echo "or put the four idx files (train/t10k images/labels) in a folder and run: make demo FMNIST=/that/folder"; \
 		exit 1; \
 	fi
+	@# Noto emoji (npm registry, 74 MB): real colour images for `visrep data build-folder`
+	@# and the emoji caption source (optional: their tests skip without it)
+	@if [ ! -f emoji-datasource-google-16.0.0.tgz ] && command -v npm >/dev/null; then \
+		npm pack -q emoji-datasource-google@16.0.0 >/dev/null 2>&1 || echo "emoji package not fetched (optional)"; \
+	fi
 	@# WordNet for `visrep curate build-metadata` (optional: its tests skip without it)
 	@if [ ! -d /usr/share/wordnet ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get install -y -q wordnet-base >/dev/null 2>&1 || echo "wordnet-base not installed (optional)"; \

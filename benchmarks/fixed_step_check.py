@@ -39,7 +39,7 @@ from host import (  # noqa: E402
 )
 
 from visrep.config import apply_overrides  # noqa: E402
-from visrep.configs import get_recipe  # noqa: E402
+from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.evals.run import evaluate  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
 from visrep.runs import (
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None, *, default_recipe: str = "spark_fmnist")
     out = args.out or f"benchmarks/results/fixed_step_{args.recipe}.json"
     protocols = tuple(p for p in args.protocols.split(",") if p)
     run_dir = Path(tempfile.mkdtemp(prefix=f"fixed_step_{args.recipe}_"))
-    cfg = apply_overrides(get_recipe(args.recipe), args.overrides)
+    cfg = apply_overrides(resolved_recipe(args.recipe), args.overrides)
     batch = args.batch or cfg.optim.batch_size
     cfg = fixed_step_config(cfg, args.steps, batch, run_dir, threads=args.threads,
                             log_every=args.log_every)  # fmt: skip

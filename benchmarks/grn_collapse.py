@@ -52,7 +52,7 @@ from host import (  # noqa: E402
 )
 
 from visrep.config import apply_overrides, replace  # noqa: E402
-from visrep.configs import get_recipe  # noqa: E402
+from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from visrep.data.preprocess import make_preprocess, mean_std
 from visrep.logger import read_log  # noqa: E402
@@ -144,7 +144,7 @@ def train_run(
     With `profile_every`, training stops every that many steps (`run.max_steps`, then an
     exact `--resume`: the schedule is that of the whole run) and the collapse statistic of
     the checkpoint is recorded: `trajectory` = [(step, summary)], step 0 = the init."""
-    cfg = replace(get_recipe("fcmae_fmnist"), **{"backbone.name": arch})
+    cfg = replace(resolved_recipe("fcmae_fmnist"), **{"backbone.name": arch})
     cfg = apply_overrides(
         fixed_step_config(cfg, steps, batch, out, device=device, threads=threads), extra
     )
@@ -264,7 +264,7 @@ def main() -> None:
     if args.merge:
         report(merge(args.merge), out)
         return
-    cfg = apply_overrides(get_recipe("fcmae_fmnist"), args.set)
+    cfg = apply_overrides(resolved_recipe("fcmae_fmnist"), args.set)
     images = eval_images(cfg, args.device)
     results: dict = {"command": command_line(), "env": environment(), "steps": args.steps,
                      "batch": args.batch, "device": args.device, "eval_images": len(images),

@@ -16,7 +16,7 @@ lightly `examples/pytorch/mae.py`):
   (lightly 1.6.0 marks `MAEDecoderTIMM` deprecated in favour of
   `MaskedVisionTransformerDecoderTIMM`; the computation is the same.)
 
-Identical to visrep's recipe (read from `get_recipe("mae_fmnist")`): timm
+Identical to visrep's recipe (read from `resolved_recipe("mae_fmnist")`): timm
 `vit_tiny_patch16_224` at img_size 28, patch 4, 1 channel, same depth; decoder 2 blocks
 × 128 wide, 4 heads; mask ratio 0.75; batch 128; the same batches (visrep's data
 pipeline: same sample order, `BatchedRandomResizedCrop` scale (0.35, 1) + flip,
@@ -47,7 +47,7 @@ from host import CpuMeter, command_line, environment, uptime, write_json  # noqa
 from pooled_eval import evaluate_poolings  # noqa: E402
 
 from visrep.config import TrainConfig, replace  # noqa: E402
-from visrep.configs import get_recipe  # noqa: E402
+from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.data.pipeline import build_train_data
 from visrep.data.sampling import mix_seed
 from visrep.schedules import cosine_lr  # noqa: E402
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--save", default="", help="optional path for the trained state dict")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = replace(get_recipe(args.recipe), **{"run.budget_minutes": args.budget_minutes})
+    cfg = replace(resolved_recipe(args.recipe), **{"run.budget_minutes": args.budget_minutes})
     result: dict = {
         "command": command_line(),
         "uptime_start": uptime(),

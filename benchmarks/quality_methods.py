@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import command_line, environment, md_table, write_json  # noqa: E402
 
 from visrep.config import replace  # noqa: E402
-from visrep.configs import get_recipe  # noqa: E402
+from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.evals.run import evaluate  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
 from visrep.runs import build_model  # noqa: E402
@@ -50,7 +50,7 @@ RUNS = [  # (label, recipe, overrides)
 
 
 def budget_run(recipe: str, overrides: dict, budget: float, out: Path, device: str) -> dict:
-    cfg = replace(get_recipe(recipe), **{
+    cfg = replace(resolved_recipe(recipe), **{
         "run.out_dir": str(out), "run.budget_minutes": budget, "run.device": device,
         "run.progress": False, "eval.every_epochs": 0, "eval.limit_train": 0,
         "optim.epochs": 1000,  # an upper bound: the budget ends training
@@ -70,14 +70,14 @@ def budget_run(recipe: str, overrides: dict, budget: float, out: Path, device: s
 
 
 def random_init(recipe: str, device: str) -> dict:
-    cfg = replace(get_recipe(recipe), **{"eval.limit_train": 0})
+    cfg = replace(resolved_recipe(recipe), **{"eval.limit_train": 0})
     torch.manual_seed(cfg.run.seed)
     bb = build_model(cfg).backbone.to(device).eval()
     return evaluate(bb, cfg.data, cfg.eval, device=device)
 
 
 def raw_pixels(device: str) -> dict:
-    cfg = replace(get_recipe("mae_fmnist"), **{"eval.limit_train": 0})
+    cfg = replace(resolved_recipe("mae_fmnist"), **{"eval.limit_train": 0})
     return evaluate(nn.Flatten(), cfg.data, cfg.eval, device=device)
 
 
@@ -143,7 +143,7 @@ def render(res: dict) -> str:
                      f"{m['knn_top1']:.4f}", f"{m['linear_top1']:.4f}",
                      f"{z[-1]:.4f}" if z else "-"])  # fmt: skip
     for recipe, m in res["random_init"].items():
-        name = get_recipe(recipe).backbone.name
+        name = resolved_recipe(recipe).backbone.name
         rows.append([f"random init ({name})", recipe, name, 0, "0", f"{m['knn_top1']:.4f}",
                      f"{m['linear_top1']:.4f}", "-"])  # fmt: skip
     p = res["raw_pixels"]

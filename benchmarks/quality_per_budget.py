@@ -49,7 +49,7 @@ from host import (  # noqa: E402
 from pooled_eval import check_avg_matches, evaluate_encoder, evaluate_poolings  # noqa: E402
 
 from visrep.config import replace  # noqa: E402
-from visrep.configs import get_recipe  # noqa: E402
+from visrep.configs import resolved_recipe  # noqa: E402
 
 RECIPE = "mae_fmnist"
 
@@ -69,7 +69,7 @@ def visrep_worker(
     from visrep.train import train
 
     cfg = replace(
-        get_recipe(recipe),
+        resolved_recipe(recipe),
         **{
             "run.out_dir": run_dir,
             "run.budget_minutes": budget,
@@ -117,7 +117,7 @@ def baselines(eval_limit: int, recipe: str = RECIPE) -> dict:
     """Raw pixels and a random-init ViT (the recipe's method init, seed 0, as a run's step 0)."""
     from visrep.runs import build_model
 
-    cfg = get_recipe(recipe)
+    cfg = resolved_recipe(recipe)
     out: dict = {}
     with CpuMeter() as meter:
         m = evaluate_encoder(nn.Flatten(), cfg.data, cfg.eval, limit=eval_limit)

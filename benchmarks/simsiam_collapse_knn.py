@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import command_line, environment, md_table, parallel_map, write_json  # noqa: E402
 
 from visrep.config import apply_overrides, replace  # noqa: E402
-from visrep.configs import get_recipe  # noqa: E402
+from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.data.preprocess import eval_preprocess
 from visrep.evals.features import extract_features  # noqa: E402
 from visrep.evals.knn import knn  # noqa: E402
@@ -104,7 +104,7 @@ def train_and_measure(
 ) -> dict:
     """Train one run of `RUNS` for `steps` steps and measure it (a worker of `--jobs`)."""
     out = Path(runs_dir) / label.replace(" ", "_")
-    cfg = replace(get_recipe("simsiam_fmnist"), **{
+    cfg = replace(resolved_recipe("simsiam_fmnist"), **{
         "run.out_dir": str(out), "run.device": device, "run.progress": False,
         "run.threads": threads, "run.max_steps": steps, "eval.final": False,
         "eval.every_epochs": 0, **overrides,
@@ -141,7 +141,7 @@ def main() -> None:
         print(f"{label}: {r}", flush=True)
     # untrained model (the recipe's seed, step 0), same subsets
     if not args.no_random_init:
-        cfg0 = apply_overrides(get_recipe("simsiam_fmnist"), args.set)
+        cfg0 = apply_overrides(resolved_recipe("simsiam_fmnist"), args.set)
         torch.manual_seed(cfg0.run.seed)
         res["random_init"] = measure_model(cfg0, build_model(cfg0).eval(), args.limit)
         print(f"random init: {res['random_init']}", flush=True)

@@ -55,7 +55,7 @@ def _model(name: str) -> nn.Module:
     cfg = get_recipe(recipe)
     depth = 1 if cfg.backbone.name.startswith("vit") else 0
     bb = BackboneConfig(cfg.backbone.name, patch_size=cfg.backbone.patch_size, depth=depth)
-    data = DataConfig(img_size=64, channels=cfg.data.channels)
+    data = DataConfig(img_size=64, channels=cfg.data.channels or 1)
     return METHODS[name].model(cfg.method, build_backbone(bb, data))
 
 

@@ -95,6 +95,14 @@ def _add_data_parser(sub) -> None:
     d = sub.add_parser("data", help="build training data (image-text shards, pseudo-BoW captions)")
     dsub = d.add_subparsers(dest="data_command", required=True)
     caption_shards.add_parser(dsub)  # visrep data build-captions
+    b = dsub.add_parser("build-folder", help="a labelled colour image folder (train/ + val/) "  # build_folder.py
+                        "from offline packages")  # fmt: skip
+    b.add_argument("--out", required=True, metavar="DIR")
+    b.add_argument("--source", choices=["emoji"], default="emoji")
+    b.add_argument("--emoji-root", default=caption_shards.EMOJI_ROOT,
+                   help="npm pack emoji-datasource-google@16.0.0 output (.tgz or its folder)")  # fmt: skip
+    b.add_argument("--val", type=float, default=0.2, help="fraction of each class in val/")
+    b.add_argument("--seed", type=int, default=0)
     p = dsub.add_parser(  # visrep data pseudo-bow (visrep.pseudo_bow)
         "pseudo-bow", help="caption uncaptioned images with a BoW model's top-k words"
     )
@@ -135,6 +143,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep import pseudo_bow
 
         return pseudo_bow.run(args)
+    if args.command == "data" and args.data_command == "build-folder":
+        from visrep.data import build_folder
+
+        return build_folder.run(args)
     if args.command == "data":
         return caption_shards.run(args)
     from visrep.configs import RECIPES, get_recipe, smoke

@@ -43,14 +43,18 @@ class DataConfig:
     dataset: str = "fashion_mnist"  # "fashion_mnist" or a path to a folder of images
     root: str = "/usr/share/datasets/fashion-mnist"  # Fashion-MNIST idx files
     img_size: int = 224
-    channels: int = 3  # 1 = grayscale (Fashion-MNIST is used as 1 channel), 3 = RGB
+    # 1 = grayscale (Fashion-MNIST is used as 1 channel), 3 = RGB, 0 = from the data (a
+    # folder is colour unless every sampled image is grayscale; visrep.data.resolve)
+    channels: int = 3
     mean: tuple[float, ...] = ()  # empty: the dataset's default (ImageNet's for folders)
     std: tuple[float, ...] = ()
     crop_scale: tuple[float, float] = (0.2, 1.0)  # RandomResizedCrop scale (MAE: 0.2-1)
     hflip: bool = True
     # multi-view preset of visrep.parts.views.VIEW_PRESETS ("" = one crop, MAE style)
     views: str = ""
-    num_workers: int = 0  # loader processes for folders; threads + workers <= cores
+    # loader processes for folders and pairs (threads + workers <= cores); -1 = half the
+    # cores (at most 8) for folders and pairs, 0 for in-memory data
+    num_workers: int = 0
     # Image-text methods (CLIP/SLIP/FLIP): when data.dataset is Fashion-MNIST, caption each
     # train image with its class name in this template set of visrep.data.templates
     # ("fmnist_train"; "" = images only). Pair files (WebDataset shards, CSV/JSONL) carry
@@ -60,7 +64,8 @@ class DataConfig:
     # random order; visrep.data.bow). bow_balance = word-balancing threshold t (0 = off).
     caption_style: str = "sentence"
     bow_balance: float = 0.0
-    limit: int = 0  # use only the first N images (0 = all); smoke tests
+    limit: int = 0  # train on N images only (0 = all): Fashion-MNIST's first N, a folder's
+    # seeded stratified subset of N
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,9 @@ class OptimConfig:
 class EvalConfig:
     """k-NN / linear evaluation on a labelled dataset (may differ from the training data)."""
 
-    dataset: str = "fashion_mnist"  # "fashion_mnist", a folder with train/ and val/, or "" (none)
+    # "fashion_mnist", a folder with train/ and val/ (or class folders with eval.holdout > 0),
+    # "" (none), or "auto": the training data's own labels (visrep.data.resolve)
+    dataset: str = "fashion_mnist"
     root: str = "/usr/share/datasets/fashion-mnist"
     every_epochs: int = 0  # periodic k-NN during training (0 = only at the end)
     periodic_limit: int = 10000  # train/test images used by the periodic k-NN
@@ -121,8 +128,14 @@ class EvalConfig:
     linear_batch_size: int = 1024
     linear_blr: float = 0.1
     batch_size: int = 512  # feature extraction
-    limit_train: int = 0  # 0 = all
+    limit_train: int = 0  # a seeded stratified subset of N (0 = all)
     limit_test: int = 0
+    # eval.dataset = the training folder (class folders, no split): this fraction of each
+    # class is the test split and is left out of training (seeded, the same for every run)
+    holdout: float = 0.0
+    # final evaluation: the same protocols on raw pixels and on the untrained encoder (same
+    # split, same settings), so the report says whether pre-training helped
+    baselines: bool = True
     # Image-text runs: held-out pairs (WebDataset shards or CSV/JSONL) for image<->text
     # retrieval R@1/5/10 in the periodic and final evaluations ("" = none)
     retrieval_pairs: str = ""

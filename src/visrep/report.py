@@ -9,33 +9,53 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from visrep.capabilities import Classifier, Reconstructs
-from visrep.config import TrainConfig, save_json
+from visrep.capabilities import Classifier, ImageText, Reconstructs
+from visrep.config import TrainConfig, replace, save_json
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
-from visrep.data.folder import load_folder_tensors
-from visrep.data.labelled import load_eval_split
+from visrep.data.folder import decode_all, folder_eval_transform
+from visrep.data.images import sample_folder
+from visrep.data.labelled import eval_folder, load_eval_split
+from visrep.data.pairs import is_pair_data
 from visrep.data.preprocess import mean_std, model_preprocess
+from visrep.data.resolve import holds_out
 from visrep.evals.classifier import classifier_eval
+from visrep.evals.diagnostics import label_free_eval, nearest_neighbours
 from visrep.evals.retrieval import image_text_eval
-from visrep.evals.run import evaluate
+from visrep.evals.run import evaluate_with_baselines
 from visrep.io import atomic_write, atomic_write_text
 from visrep.logger import read_log
 
 
 def finish_run(
-    cfg: TrainConfig, model: nn.Module, run_dir: Path, device: torch.device, n_skipped: int = 0
+    cfg: TrainConfig,
+    model: nn.Module,
+    run_dir: Path,
+    device: torch.device,
+    n_skipped: int = 0,
+    init_backbone: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Evaluate (if configured), draw the pictures, write metrics.json and report.md."""
+    """Evaluate (if configured), draw the pictures, write metrics.json and report.md.
+
+    `init_backbone` (the run's architecture at its initialisation) is the untrained baseline
+    beside raw pixels when `eval.baselines` is on."""
+    ev = cfg.eval
     metrics: dict[str, Any] = {"unreadable_images_skipped": n_skipped}
-    if cfg.eval.final and cfg.eval.dataset and isinstance(model, Classifier):
-        metrics |= classifier_eval(model, cfg, device)
-    elif cfg.eval.final and cfg.eval.dataset:
-        metrics |= evaluate(
-            model.backbone, cfg.data, cfg.eval, device=device, progress=cfg.run.progress
-        )
-    if cfg.eval.final:  # image-text runs: zero-shot and retrieval ({} for other methods)
-        metrics |= image_text_eval(cfg, model, device)
     pictures = {}
+    if ev.final and ev.dataset and isinstance(model, Classifier):
+        metrics |= classifier_eval(model, cfg, device)
+    elif ev.final and ev.dataset:
+        init = init_backbone if ev.baselines else None
+        metrics |= evaluate_with_baselines(model.backbone, init, cfg.data, ev, device=device,
+                                           progress=cfg.run.progress, baselines=ev.baselines)  # fmt: skip
+    elif ev.final and _is_folder(cfg) and not isinstance(model, ImageText):  # no labels
+        stats, images, feats = label_free_eval(
+            model.backbone, init_backbone if ev.baselines else None, cfg.data,
+            holdout=holds_out(cfg), batch_size=ev.batch_size, device=device,
+        )  # fmt: skip
+        metrics |= {f"label_free_{k}": v for k, v in stats.items()}
+        pictures["neighbours"] = save_neighbours(images, feats, run_dir / "neighbours.png")
+    if ev.final:  # image-text runs: zero-shot and retrieval ({} for other methods)
+        metrics |= image_text_eval(cfg, model, device)
     if isinstance(model, Reconstructs):
         pictures["reconstruction"] = save_reconstruction(
             cfg, model, run_dir / "reconstruction.png", device
@@ -46,17 +66,82 @@ def finish_run(
     return metrics
 
 
-def _grid_images(cfg: TrainConfig, n: int) -> Tensor:
-    """A fixed set of evaluation (or training) images, uint8 [n, C, H, W]."""
+def _is_folder(cfg: TrainConfig) -> bool:
+    return not is_fashion_mnist(cfg.data.dataset) and not is_pair_data(cfg.data)
 
-    if cfg.eval.dataset:
-        images, _ = load_eval_split(cfg.eval, "test", cfg.data.channels, cfg.data.img_size)
-    elif is_fashion_mnist(cfg.data.dataset):
-        images, _ = load_fashion_mnist(cfg.data.root, "test")
+
+def verdict(m: dict[str, Any]) -> str:
+    """One sentence per protocol: is the trained encoder ahead of raw pixels and of the
+    untrained encoder on the same split?"""
+    lines = []
+    for proto, title in (("knn", "k-NN"), ("linear", "Linear-probe")):
+        key = f"{proto}_top1"
+        base = {n: m[f"{p}_{key}"] for p, n in (("raw", "raw pixels"), ("init", "the untrained "
+                "encoder")) if f"{p}_{key}" in m}  # fmt: skip
+        if key not in m or not base:
+            continue
+        best = max(base, key=base.get)
+        d = m[key] - base[best]
+        also = "; ".join(f"{n} {v:.3f}" for n, v in base.items())
+        state = ("pre-training helped" if d > 0 else
+                 "pre-training has not helped yet (train longer, or check the data)")  # fmt: skip
+        lines.append(f"{title} top-1 {m[key]:.3f} is {abs(d):.3f} {'above' if d > 0 else 'below'}"
+                     f" {best} ({also}): {state}.")  # fmt: skip
+    if "label_free_feature_std" in m:
+        init = (f"; the untrained encoder: {m['label_free_init_feature_std']:.4f} and "
+                f"{m['label_free_init_effective_rank']:.1f}"
+                if "label_free_init_feature_std" in m else "")  # fmt: skip
+        lines.append(
+            f"No labels: feature std {m['label_free_feature_std']:.4f} (collapse: 0; spread "
+            f"over the sphere: {m['label_free_feature_std_uniform']:.4f}), effective rank "
+            f"{m['label_free_effective_rank']:.1f} of {m['label_free_feature_dim']}{init}."
+        )
+    return " ".join(lines)
+
+
+def _grid_images(cfg: TrainConfig, n: int) -> Tensor:
+    """A fixed set of n evaluation (or training) images, uint8 [n, C, H, W]; only these are
+    decoded."""
+    ev, d = cfg.eval, cfg.data
+    if ev.dataset and is_fashion_mnist(ev.dataset):
+        images, _ = load_eval_split(ev, "test", d.channels, d.img_size)
+    elif ev.dataset:
+        few = replace(ev, **{"limit_test": n})
+        images, _ = decode_all(
+            eval_folder(few, "test", d.channels, folder_eval_transform(d.img_size))
+        )
+    elif is_fashion_mnist(d.dataset):
+        images, _ = load_fashion_mnist(d.root, "test")
     else:
-        images, _, _ = load_folder_tensors(cfg.data.dataset, cfg.data.channels, cfg.data.img_size)
-    idx = torch.linspace(0, len(images) - 1, n).long()
+        images, _ = sample_folder(d.dataset, d.channels, d.img_size, n, holdout=holds_out(cfg))
+    idx = torch.linspace(0, len(images) - 1, min(n, len(images))).long()
     return images[idx]
+
+
+def save_neighbours(images: Tensor, feats: Tensor, path: Path, n: int = 8, k: int = 5) -> str:
+    """PNG: n query images (a fixed spread of the sample), each followed by its k nearest
+    images of the sample by feature cosine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    queries = torch.linspace(0, len(images) - 1, min(n, len(images))).long()
+    _, idx = nearest_neighbours(feats[queries], feats, k)
+    fig, axes = plt.subplots(len(queries), k + 1, figsize=((k + 1) * 1.4, len(queries) * 1.4),
+                             squeeze=False)  # fmt: skip
+    for row, q in enumerate(queries.tolist()):
+        for col, j in enumerate([q, *idx[row].tolist()]):
+            img = images[j].permute(1, 2, 0).numpy()
+            ax = axes[row, col]
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title("query" if col == 0 else f"#{col}", fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    return path.name
 
 
 def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, n: int = 8) -> str:
@@ -69,6 +154,7 @@ def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, 
     mean, std = mean_std(cfg.data)
     images = _grid_images(cfg, n).to(device).float()
     x = model_preprocess(cfg.data)(images)
+    n = len(x)  # a small hold-out may have fewer than n images
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(0)
@@ -77,7 +163,7 @@ def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, 
     model.train(was_training)
     m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device).view(1, -1, 1, 1)
-    fig, axes = plt.subplots(n, 3, figsize=(3 * 1.6, n * 1.6))
+    fig, axes = plt.subplots(n, 3, figsize=(3 * 1.6, n * 1.6), squeeze=False)
     for row in range(n):
         for col, name in enumerate(("original", "masked", "reconstruction")):
             img = (views[name][row : row + 1] * s + m).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
@@ -130,6 +216,7 @@ def write_report(
         "",
         "## Metrics",
         "",
+        *([verdict(metrics), ""] if verdict(metrics) else []),
         "| metric | value |",
         "|---|---|",
     ]

@@ -19,6 +19,7 @@ from visrep.backbones import build_backbone
 from visrep.backbones.pretrained import Pretrained, create_timm, from_backbone
 from visrep.checkpoint import load_checkpoint, load_run_config_dict
 from visrep.config import ConfigError, DataConfig, TrainConfig, from_dict
+from visrep.data.resolve import resolve_data
 from visrep.methods import METHODS, method_name
 
 EXPORT_META = "backbone.json"  # what `visrep export` writes beside backbone.safetensors
@@ -39,6 +40,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     """The method model `cfg` describes, at its initialisation (the current torch seed).
 
     A fine-tuning run (`method.source`) starts from that run's or export's backbone."""
+    cfg = resolve_data(cfg)  # a recipe's automatic channels (no-op for a saved run)
     entry = METHODS[method_name(cfg.method)]
     source = getattr(cfg.method, "source", "")
     if source:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from visrep.capabilities import FixedLR, LayerDecay, NoDecayKeywords, OwnData, StepHook
+from visrep.capabilities import Classifier, FixedLR, LayerDecay, NoDecayKeywords, OwnData, StepHook
 from visrep.checkpoint import (
     CHECKPOINT,
     CONFIG,
@@ -36,6 +36,7 @@ from visrep.checkpoint import (
 )
 from visrep.config import TrainConfig, save_json, to_dict
 from visrep.data.pipeline import build_train_data
+from visrep.data.resolve import holds_out, resolve_data
 from visrep.data.sampling import mix_seed
 from visrep.device import autocast_dtype, resolve_device
 from visrep.evals.retrieval import image_text_eval
@@ -151,6 +152,7 @@ class LoopState:
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     """Pre-train `cfg.method` and return the final metrics (on the main process)."""
+    cfg = resolve_data(cfg)  # channels, workers and evaluation that fit the data
     device = resolve_device(cfg.run.device)
     env = dist.init_distributed(device)
     if device.type == "cuda":
@@ -174,7 +176,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     else:
         data = build_train_data(
             cfg.data, cfg.optim.batch_size, seed=cfg.run.seed, rank=env.rank,
-            world_size=env.world_size, device=device,
+            world_size=env.world_size, device=device, holdout=holds_out(cfg),
         )  # fmt: skip
     eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * env.world_size
     base_lr = cfg.optim.lr or cfg.optim.blr * eff_batch / 256
@@ -213,7 +215,11 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
         raise SystemExit(128 + stop.signum)
     metrics: dict[str, Any] = {}
     if env.is_main:
-        metrics = finish_run(cfg, model, run_dir, device, n_skipped=skipped + data.n_skipped)
+        torch.manual_seed(cfg.run.seed)  # the run's architecture at its initialisation
+        baseline = cfg.eval.final and cfg.eval.baselines and not isinstance(model, Classifier)
+        init = build_model(cfg).backbone if baseline else None
+        metrics = finish_run(cfg, model, run_dir, device, n_skipped=skipped + data.n_skipped,
+                             init_backbone=init)  # fmt: skip
     dist.barrier()
     dist.cleanup()
     return metrics

@@ -11,7 +11,8 @@ from PIL import Image
 
 from visrep.config import DataConfig, replace
 from visrep.data.caption_shards import TUXPAINT_ROOT, build_captions
-from visrep.data.pairs import ShardPairData, TablePairData, decode_image, is_pair_data
+from visrep.data.folder import decode_bytes
+from visrep.data.pairs import ShardPairData, TablePairData, is_pair_data
 from visrep.data.pipeline import build_train_data
 from visrep.data.templates import FMNIST_CLASSNAMES, FMNIST_TRAIN_TEMPLATES, IMAGENET_TEMPLATES
 from visrep.data.tokenizer import decode, tokenize
@@ -90,7 +91,7 @@ def test_csv_and_jsonl_pairs(tmp_path, fmt):
 
 
 def test_alpha_is_composited_on_white():
-    x = decode_image(_png((255, 0, 0, 0), mode="RGBA"), 3)  # fully transparent red
+    x = decode_bytes(_png((255, 0, 0, 0), mode="RGBA"), 3)  # fully transparent red
     assert x.shape == (3, 12, 20) and (x == 255).all()
 
 

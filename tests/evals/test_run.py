@@ -3,7 +3,7 @@ import torch
 from conftest import requires_fmnist
 from torch import nn
 
-from visrep.configs import get_recipe
+from visrep.configs import resolved_recipe
 from visrep.data.augment import FMNIST_MEAN, FMNIST_STD
 from visrep.evals.run import evaluate
 
@@ -21,7 +21,7 @@ class Recorder(nn.Module):
 @requires_fmnist
 def test_evaluate_feeds_images_normalized_like_training():
     """Regression: the eval path once divided by 255 twice (near-constant inputs)."""
-    cfg = get_recipe("mae_fmnist")
+    cfg = resolved_recipe("mae_fmnist")
     rec = Recorder()
     m = evaluate(rec, cfg.data, cfg.eval, protocols=("knn",), limit=300)
     x = torch.cat(rec.seen)

@@ -42,10 +42,15 @@ from visrep.configs.mae_longseq import (
     mae_longseq_vit_large_448,
 )
 from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
+from visrep.configs.own import mae_own, mae_vit_small_224, simclr_resnet18_own
 from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
+from visrep.data.resolve import resolve_data
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_fmnist": mae_fmnist,
+    "mae_own": mae_own,  # your own images (configs/own.py)
+    "mae_vit_small_224": mae_vit_small_224,
+    "simclr_resnet18_own": simclr_resnet18_own,
     "mae_vit_base_in1k": mae_vit_base_in1k,
     "mae_vit_large_in1k": mae_vit_large_in1k,
     "mae_vit_huge_in1k": mae_vit_huge_in1k,
@@ -88,6 +93,12 @@ def get_recipe(name: str) -> TrainConfig:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise KeyError(f"unknown recipe {name!r}.{hint} Available: {', '.join(sorted(RECIPES))}")
     return RECIPES[name]()
+
+
+def resolved_recipe(name: str) -> TrainConfig:
+    """`get_recipe(name)` with its automatic data settings made explicit (channels, workers,
+    `eval.dataset="auto"`; `visrep.data.resolve`), as `visrep train` starts it."""
+    return resolve_data(get_recipe(name))
 
 
 def smoke(cfg: TrainConfig) -> TrainConfig:

@@ -34,11 +34,13 @@ def fcmae_fmnist() -> TrainConfig:
         recipe="fcmae_fmnist",
         method=FCMAEConfig(mask_ratio=0.6, decoder_dim=512, decoder_depth=1),
         backbone=BackboneConfig(name="convnextv2_atto", patch_size=1, pool="avg"),
-        data=DataConfig(dataset="fashion_mnist", img_size=32, channels=1, crop_scale=(0.35, 1.0)),
+        data=DataConfig(
+            dataset="fashion_mnist", img_size=32, channels=0, num_workers=-1, crop_scale=(0.35, 1.0)
+        ),
         optim=OptimConfig(
             epochs=1, batch_size=128, blr=1.5e-3, warmup_epochs=0.2, weight_decay=0.05
         ),
-        eval=EvalConfig(every_epochs=1, periodic_limit=2000, limit_train=20000),
+        eval=EvalConfig(dataset="auto", every_epochs=1, periodic_limit=2000, limit_train=20000),
         run=RunConfig(out_dir="runs/fcmae_fmnist"),
     )
 

@@ -23,12 +23,12 @@ from visrep.methods.simclr import SimCLRConfig
 from visrep.methods.simsiam import SimSiamConfig
 
 _FMNIST_RESNET = BackboneConfig(name="resnet18", patch_size=2, pool="avg")
-_FMNIST_EVAL = EvalConfig(every_epochs=1, periodic_limit=2000, limit_train=20000)
+_FMNIST_EVAL = EvalConfig(dataset="auto", every_epochs=1, periodic_limit=2000, limit_train=20000)
 _IN1K_EVAL = EvalConfig(dataset="")  # set eval.dataset=/path/to/imagenet (train/ and val/)
 
 
 def _fmnist_data(views: str) -> DataConfig:
-    return DataConfig(dataset="fashion_mnist", img_size=28, channels=1, views=views)
+    return DataConfig(dataset="fashion_mnist", img_size=28, channels=0, num_workers=-1, views=views)
 
 
 def _in1k_data(views: str) -> DataConfig:

@@ -27,13 +27,15 @@ def mae_fmnist() -> TrainConfig:
         recipe="mae_fmnist",
         method=MAEConfig(mask_ratio=0.75, decoder_dim=128, decoder_depth=2, decoder_heads=4),
         backbone=BackboneConfig(name="vit_tiny", patch_size=4, pool="avg"),
-        data=DataConfig(dataset="fashion_mnist", img_size=28, channels=1, crop_scale=(0.35, 1.0)),
+        data=DataConfig(
+            dataset="fashion_mnist", img_size=28, channels=0, num_workers=-1, crop_scale=(0.35, 1.0)
+        ),
         optim=OptimConfig(
             epochs=2, batch_size=128, blr=1.5e-3, warmup_epochs=0.5, weight_decay=0.05
         ),
         # k-NN memory bank / probe set: 20,000 of the 60,000 training images (feature extraction
         # runs at ~210 img/s here, so the full set would add ~3 minutes); full 10,000 test set
-        eval=EvalConfig(every_epochs=1, periodic_limit=2000, limit_train=20000),
+        eval=EvalConfig(dataset="auto", every_epochs=1, periodic_limit=2000, limit_train=20000),
         run=RunConfig(out_dir="runs/demo"),
     )
 

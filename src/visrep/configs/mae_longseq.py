@@ -43,11 +43,13 @@ def mae_longseq_fmnist() -> TrainConfig:
             mask_ratio=0.75, decoder_dim=128, decoder_depth=2, decoder_heads=4, mask_unit=2
         ),
         backbone=BackboneConfig(name="vit_tiny", patch_size=4, pool="avg"),
-        data=DataConfig(dataset="fashion_mnist", img_size=56, channels=1, crop_scale=(0.35, 1.0)),
+        data=DataConfig(
+            dataset="fashion_mnist", img_size=56, channels=0, num_workers=-1, crop_scale=(0.35, 1.0)
+        ),
         optim=OptimConfig(
             epochs=1, batch_size=128, blr=1.5e-3, warmup_epochs=0.25, weight_decay=0.05
         ),
-        eval=EvalConfig(every_epochs=0, limit_train=10000),
+        eval=EvalConfig(dataset="auto", every_epochs=0, limit_train=10000),
         run=RunConfig(out_dir="runs/mae_longseq_fmnist"),
     )
 

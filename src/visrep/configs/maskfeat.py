@@ -36,7 +36,9 @@ def maskfeat_fmnist() -> TrainConfig:
         recipe="maskfeat_fmnist",
         method=MaskFeatConfig(mask_ratio=0.4, nbins=9, cell_size=4),
         backbone=BackboneConfig(name="vit_tiny", patch_size=4, pool="avg"),
-        data=DataConfig(dataset="fashion_mnist", img_size=28, channels=1, crop_scale=(0.5, 1.0)),
+        data=DataConfig(
+            dataset="fashion_mnist", img_size=28, channels=0, num_workers=-1, crop_scale=(0.5, 1.0)
+        ),
         optim=OptimConfig(
             epochs=1,
             batch_size=128,
@@ -46,7 +48,7 @@ def maskfeat_fmnist() -> TrainConfig:
             betas=(0.9, 0.999),
             clip_grad=0.02,
         ),
-        eval=EvalConfig(every_epochs=1, periodic_limit=2000, limit_train=20000),
+        eval=EvalConfig(dataset="auto", every_epochs=1, periodic_limit=2000, limit_train=20000),
         run=RunConfig(out_dir="runs/maskfeat_fmnist"),
     )
 

@@ -39,7 +39,9 @@ def spark_fmnist() -> TrainConfig:
         recipe="spark_fmnist",
         method=SparKConfig(mask_ratio=0.6, decoder_dim=256),
         backbone=BackboneConfig(name="resnet18", patch_size=1, pool="avg"),
-        data=DataConfig(dataset="fashion_mnist", img_size=32, channels=1, crop_scale=(0.67, 1.0)),
+        data=DataConfig(
+            dataset="fashion_mnist", img_size=32, channels=0, num_workers=-1, crop_scale=(0.67, 1.0)
+        ),
         optim=OptimConfig(
             optimizer="lamb",
             epochs=1,
@@ -51,7 +53,7 @@ def spark_fmnist() -> TrainConfig:
             betas=(0.9, 0.95),
             clip_grad=5.0,
         ),
-        eval=EvalConfig(every_epochs=1, periodic_limit=2000, limit_train=20000),
+        eval=EvalConfig(dataset="auto", every_epochs=1, periodic_limit=2000, limit_train=20000),
         run=RunConfig(out_dir="runs/spark_fmnist", precision="fp32"),
     )
 

@@ -87,7 +87,7 @@ def _skip(stats: dict, source: str) -> None:
     stats[f"{source}_skipped"] = stats.get(f"{source}_skipped", 0) + 1
 
 
-def _open_on_white(data: bytes | Path) -> Image.Image:
+def open_on_white(data: bytes | Path) -> Image.Image:
     """RGB image, transparent pixels composited on white; raises on undecodable files and
     on images over `MAX_PIXELS` (a few OpenClipart PNGs are 13,000 px wide: 0.7 GB as RGBA
     to end as a 64 px thumbnail)."""
@@ -157,7 +157,7 @@ def openclipart_pairs(root: str, stats: dict) -> Iterator[tuple[str, Image.Image
             _skip(stats, "openclipart")
             continue
         try:
-            image = _open_on_white(png)
+            image = open_on_white(png)
         except Exception:
             _skip(stats, "openclipart")
             continue
@@ -168,7 +168,7 @@ SKIN_TONES = {"1F3FB": "light", "1F3FC": "medium-light", "1F3FD": "medium",
               "1F3FE": "medium-dark", "1F3FF": "dark"}  # fmt: skip
 
 
-def _emoji_files(root: str) -> tuple[list[dict], Callable[[str], bytes | None]]:
+def emoji_files(root: str) -> tuple[list[dict], Callable[[str], bytes | None]]:
     """emoji.json and a reader of `img/google/64/NAME.png` from the npm tarball or its folder."""
     p = Path(root)
     if p.is_file():  # the .tgz from `npm pack`: one sequential pass, 64 px images kept (14 MB)
@@ -196,7 +196,7 @@ def _emoji_files(root: str) -> tuple[list[dict], Callable[[str], bytes | None]]:
 
 
 def emoji_pairs(root: str, stats: dict) -> Iterator[tuple[str, Image.Image, str]]:
-    entries, read = _emoji_files(root)
+    entries, read = emoji_files(root)
     for e in sorted(entries, key=lambda e: e.get("sort_order", 0)):
         name = " ".join(str(e.get("name") or "").lower().split())
         variants = [(e, name)]
@@ -212,7 +212,7 @@ def emoji_pairs(root: str, stats: dict) -> Iterator[tuple[str, Image.Image, str]
                 _skip(stats, "emoji")
                 continue
             try:
-                image = _open_on_white(raw)
+                image = open_on_white(raw)
             except Exception:
                 _skip(stats, "emoji")
                 continue

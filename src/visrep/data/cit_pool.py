@@ -31,7 +31,8 @@ from torch import Tensor
 from visrep.config import DataConfig
 from visrep.data.augment import normalize
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
-from visrep.data.pairs import decode_image, list_shards, pair_transform
+from visrep.data.folder import decode_bytes
+from visrep.data.pairs import list_shards, pair_transform
 from visrep.data.preprocess import match_channels, mean_std
 from visrep.data.sampling import mix_seed
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
@@ -90,7 +91,7 @@ class ShardPool:
         f = self._files.get(s) or self._files.setdefault(s, open(self.shards[s], "rb"))  # noqa: SIM115
         f.seek(off)
         try:
-            return decode_image(f.read(size), self.channels)
+            return decode_bytes(f.read(size), self.channels)
         except Exception:
             return None
 

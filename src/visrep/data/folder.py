@@ -21,11 +21,12 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
@@ -121,25 +122,52 @@ def _to_uint8_channels(image: Tensor, channels: int) -> Tensor:
     return image.expand(3, -1, -1).contiguous()
 
 
+# PIL's own threshold (Image.MAX_IMAGE_PIXELS): larger images are refused before decoding, so
+# a small file that declares a huge image (a decompression bomb) cannot exhaust memory
+MAX_PIXELS = 89_478_485
+
+
 def _decode_with_pil(data: bytes, channels: int) -> Tensor:
+    """PIL path: formats torchvision lacks (BMP, TIFF, ...) and images with transparency,
+    which are composited on white (cut-out photos and clip art keep a white background)."""
     with Image.open(io.BytesIO(data)) as pil:
-        pil = pil.convert("L" if channels == 1 else "RGB")  # convert() loads, so truncation raises
+        if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+            pil = pil.convert("RGBA")
+            pil = Image.alpha_composite(Image.new("RGBA", pil.size, "white"), pil)
+        elif pil.mode.startswith("I;16") or pil.mode == "I":  # 16-bit gray: keep the top 8 bits
+            pil = Image.fromarray((np.asarray(pil).astype(np.uint32) >> 8).astype(np.uint8))
+        pil = pil.convert("L" if channels == 1 else "RGB")  # convert() loads: truncation raises
     return TF.pil_to_tensor(pil)
 
 
-def decode_file(path: str | Path, channels: int) -> Tensor:
-    """Decode an image file to uint8 ``[channels, H, W]``; raise on unreadable files.
+def decode_bytes(data: bytes, channels: int, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """Decode an encoded image to uint8 ``[channels, H, W]``; raise on anything unreadable.
 
-    torchvision's decoders first (faster), PIL for the formats they lack.
+    The one decoder of every path (folders, image-text pairs, retrieval, pseudo-BoW):
+    the header is read first and an image over ``max_pixels`` pixels is refused; 16-bit
+    images keep their top 8 bits; CMYK and palette images become RGB; transparent pixels
+    are composited on white; animated images give their first frame. torchvision's
+    decoders run first (faster), PIL for the formats they lack and for transparency.
     """
-    data = read_file(str(path))
-    try:
-        image = decode_image(data, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        # Unsupported format (BMP, TIFF, ...) or corrupt bytes: PIL reads the former
-        # and raises on the latter (it refuses truncated files by default).
-        image = _decode_with_pil(data.numpy().tobytes(), channels)
-    return _to_uint8_channels(image, channels)
+    with Image.open(io.BytesIO(data)) as head:  # reads the header only
+        w, h = head.size
+        alpha = head.mode in ("RGBA", "LA", "PA") or "transparency" in head.info
+    if w * h > max_pixels:
+        raise ValueError(f"{w}x{h} image exceeds the {max_pixels:,}-pixel limit (a "
+                         "decompression bomb, or an image far larger than training needs)")  # fmt: skip
+    if not alpha:
+        try:
+            tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+            return _to_uint8_channels(decode_image(tensor, mode=mode), channels)
+        except (RuntimeError, ValueError):
+            pass  # unsupported format or corrupt bytes: PIL reads the former, raises on the latter
+    return _to_uint8_channels(_decode_with_pil(data, channels), channels)
+
+
+def decode_file(path: str | Path, channels: int) -> Tensor:
+    """Decode an image file to uint8 ``[channels, H, W]`` (:func:`decode_bytes`)."""
+    return decode_bytes(Path(path).read_bytes(), channels)
 
 
 class ImageFolder(Dataset):
@@ -174,6 +202,13 @@ class ImageFolder(Dataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def select(self, indices: Tensor) -> ImageFolder:
+        """Keep only the files at `indices` (a subset or a split); returns self."""
+        keep = indices.tolist()
+        self.paths = [self.paths[i] for i in keep]
+        self.labels = self.labels[indices]
+        return self
 
     @property
     def n_bad(self) -> int:
@@ -275,21 +310,28 @@ def load_folder_tensors(
     num_workers: int = 0,
     batch_size: int = 256,
 ) -> tuple[Tensor, Tensor, list[str]]:
-    """Decode a whole folder with :func:`folder_eval_transform` into memory.
-
-    For evaluation sets that fit in RAM (``N * channels * size**2`` bytes, e.g.
-    10,000 RGB images at 224 px is 1.5 GB). Unreadable files are skipped; their
-    count is logged.
+    """Decode a whole folder with :func:`folder_eval_transform` into memory (:func:`decode_all`).
 
     Returns:
         ``(images uint8 [N, C, size, size], labels int64 [N], classes)``; labels are
         -1 and classes empty for an unlabeled folder.
-
-    Raises:
-        FileNotFoundError / ValueError: as :func:`scan_folder`; ValueError also when
-            no image in the folder could be decoded.
     """
     dataset = ImageFolder(root, channels=channels, transform=folder_eval_transform(size))
+    images, labels = decode_all(dataset, num_workers, batch_size)
+    return images, labels, dataset.classes
+
+
+def decode_all(
+    dataset: ImageFolder, num_workers: int = 0, batch_size: int = 256
+) -> tuple[Tensor, Tensor]:
+    """Every image of `dataset` (its transform applied) as uint8 [N, C, H, W] + labels [N].
+
+    For sets that fit in RAM (``N * channels * size**2`` bytes, e.g. 10,000 RGB images at
+    224 px is 1.5 GB). Unreadable files are skipped; their count is logged.
+
+    Raises:
+        ValueError: no image could be decoded.
+    """
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_none
     )
@@ -307,7 +349,11 @@ def load_folder_tensors(
             n_good = 0 if batch["images"] is None else len(batch["images"])
             bar.update(n_good + batch["n_skipped"])
     if n_skipped:
-        logger.warning("Skipped %d unreadable image(s) of %d in %s", n_skipped, len(dataset), root)
+        logger.warning(
+            "Skipped %d unreadable image(s) of %d in %s", n_skipped, len(dataset), dataset.root
+        )
     if not images:
-        raise ValueError(f"None of the {len(dataset)} image files in {root} could be decoded.")
-    return torch.cat(images), torch.cat(labels), dataset.classes
+        raise ValueError(
+            f"None of the {len(dataset)} image files in {dataset.root} could be decoded."
+        )
+    return torch.cat(images), torch.cat(labels)

@@ -23,9 +23,22 @@ from torch.utils.data import DataLoader, Dataset
 
 from visrep.config import DataConfig
 from visrep.data.augment import BatchedRandomResizedCrop, normalize
-from visrep.data.folder import ImageFolder, collate_skip_none, folder_train_transform
+from visrep.data.folder import (
+    ImageFolder,
+    collate_skip_none,
+    decode_all,
+    folder_eval_transform,
+    folder_train_transform,
+)
 from visrep.data.preprocess import match_channels, mean_std
-from visrep.data.sampling import StepBatchSampler, epoch_permutation, ignore_sigint, mix_seed
+from visrep.data.sampling import (
+    StepBatchSampler,
+    epoch_permutation,
+    holdout_split,
+    ignore_sigint,
+    mix_seed,
+    stratified_subset,
+)
 from visrep.data.views import BatchedViews, folder_views_transform, view_preset
 from visrep.device import CPU
 
@@ -105,7 +118,8 @@ class _SeededItems(Dataset):
 
 
 class FolderTrainData:
-    """A folder of the user's images (class sub-folders optional), streamed by a DataLoader."""
+    """A folder of the user's images (class sub-folders optional), streamed by a DataLoader.
+    `holdout` > 0 leaves out the stratified hold-out that evaluation tests on."""
 
     def __init__(
         self,
@@ -116,6 +130,7 @@ class FolderTrainData:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device = CPU,
+        holdout: float = 0.0,
     ) -> None:
         if data.views:
             transform = folder_views_transform(
@@ -126,9 +141,9 @@ class FolderTrainData:
                 data.img_size, scale=data.crop_scale, hflip=data.hflip
             )
         self.folder = ImageFolder(data.dataset, channels=data.channels, transform=transform)
-        if data.limit:
-            self.folder.paths = self.folder.paths[: data.limit]
-            self.folder.labels = self.folder.labels[: data.limit]
+        if holdout:  # the evaluation's test split stays out of training
+            self.folder.select(holdout_split(self.folder.labels, holdout)[0])
+        self.folder.select(stratified_subset(self.folder.labels, data.limit))
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.rank, self.world, self.device = rank, world_size, device
         self.mean, self.std = mean_std(data)
@@ -175,3 +190,15 @@ class FolderTrainData:
     def _normalized(self, x: Tensor) -> Tensor:
         x = x.to(self.device, non_blocking=True).float()
         return normalize(x, self.mean, self.std)
+
+
+def sample_folder(
+    root: str, channels: int, size: int, n: int, seed: int = 0, holdout: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """uint8 images [≤n, C, size, size] (resized short side, centre crop) and labels of a
+    seeded stratified sample of a folder's training files: pictures and label-free
+    diagnostics decode only these, never the whole folder."""
+    folder = ImageFolder(root, channels=channels, transform=folder_eval_transform(size))
+    if holdout:
+        folder.select(holdout_split(folder.labels, holdout)[0])
+    return decode_all(folder.select(stratified_subset(folder.labels, n, seed)))

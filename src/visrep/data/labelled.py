@@ -29,40 +29,74 @@ from torch.utils.data import DataLoader
 from visrep.config import DataConfig, EvalConfig, TrainConfig
 from visrep.data.augment import BatchedRandomResizedCrop, normalize
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
-from visrep.data.folder import ImageFolder, collate_skip_none, load_folder_tensors
+from visrep.data.folder import (
+    ImageFolder,
+    collate_skip_none,
+    decode_all,
+    folder_eval_transform,
+    scan_folder,
+)
 from visrep.data.preprocess import eval_preprocess, match_channels, mean_std
-from visrep.data.sampling import StepBatchSampler, epoch_permutation, mix_seed
+from visrep.data.sampling import (
+    StepBatchSampler,
+    epoch_permutation,
+    holdout_split,
+    mix_seed,
+    stratified_subset,
+)
 
 Batch = dict[str, Tensor]
+
+
+def _check_resolved(ev: EvalConfig) -> None:
+    if ev.dataset == "auto":
+        raise ValueError("eval.dataset='auto' is decided from the training data when a run "
+                         "starts (visrep.data.resolve.resolve_data, or configs.resolved_recipe)")  # fmt: skip
+
+
+def eval_folder(
+    ev: EvalConfig, split: str, channels: int, transform: Callable | None = None
+) -> ImageFolder:
+    """The files of a labelled folder split ("train": the k-NN memory bank / probe training
+    set; "test"): `train/` and `val/` (or `test/`) class folders, or with `eval.holdout` the
+    seeded stratified hold-out of one folder of class folders; `eval.limit_*` is a seeded
+    stratified subset. Test labels are indices into the train split's classes."""
+    limit = ev.limit_train if split == "train" else ev.limit_test
+    _check_resolved(ev)
+    if ev.holdout:
+        folder = ImageFolder(ev.dataset, channels, transform)
+        train_idx, test_idx = holdout_split(folder.labels, ev.holdout)
+        folder.select(train_idx if split == "train" else test_idx)
+    else:
+        folder = ImageFolder(_folder_split(ev.dataset, split), channels, transform)
+        if split == "test":  # the same class ids as train/, whatever classes val/ lacks
+            names = scan_folder(_folder_split(ev.dataset, "train"))[2]
+            missing = sorted(set(folder.classes) - set(names))
+            if missing:
+                raise ValueError(f"{folder.root} has classes that {ev.dataset}/train lacks: "
+                                 f"{missing[:5]}; every test class needs training images")  # fmt: skip
+            folder.labels = torch.tensor(
+                [names.index(folder.classes[k]) for k in folder.labels.tolist()]
+            )
+            folder.classes = names
+    if not folder.classes:
+        raise ValueError(f"{folder.root} has no class sub-folders; k-NN/linear need labels "
+                         "(eval.dataset='' evaluates nothing)")  # fmt: skip
+    return folder.select(stratified_subset(folder.labels, limit))
 
 
 def load_eval_split(
     ev: EvalConfig, split: str, channels: int, img_size: int
 ) -> tuple[Tensor, Tensor]:
-    """uint8 images [N, C, H, W] and labels [N] of a labelled evaluation split.
-
-    `split` is "train" (the k-NN memory bank / probe training set) or "test".
-    Folders must hold `train/` and `val/` (or `test/`) with class sub-folders.
-    """
-    limit = ev.limit_train if split == "train" else ev.limit_test
+    """uint8 images [N, C, H, W] and labels [N] of a labelled evaluation split ("train" or
+    "test"; `eval_folder` for folders), `eval.limit_*` a seeded stratified subset."""
+    _check_resolved(ev)
     if is_fashion_mnist(ev.dataset):
+        limit = ev.limit_train if split == "train" else ev.limit_test
         images, labels = load_fashion_mnist(ev.root, split)
-        images = match_channels(images, channels)
-    else:
-        root = Path(ev.dataset)
-        names = ["train"] if split == "train" else ["val", "test"]
-        sub = next((root / n for n in names if (root / n).is_dir()), None)
-        if sub is None:
-            raise FileNotFoundError(
-                f"evaluation folder {root} needs a {' or '.join(names)}/ sub-folder with one "
-                "sub-folder per class (e.g. val/cat/*.jpg)"
-            )
-        images, labels, classes = load_folder_tensors(sub, channels, img_size)
-        if not classes:
-            raise ValueError(f"{sub} has no class sub-folders; k-NN/linear need labels")
-    if limit:
-        images, labels = images[:limit], labels[:limit]
-    return images, labels
+        idx = stratified_subset(labels, limit)
+        return match_channels(images[idx], channels), labels[idx]
+    return decode_all(eval_folder(ev, split, channels, folder_eval_transform(img_size)))
 
 
 class TensorBatches:
@@ -175,10 +209,7 @@ class FolderBatches:
             mean=mean,
             std=std,
         )
-        self.folder = ImageFolder(_folder_split(ev.dataset, "train"), d.channels, _PILTransform(tf))
-        if ev.limit_train:
-            self.folder.paths = self.folder.paths[: ev.limit_train]
-            self.folder.labels = self.folder.labels[: ev.limit_train]
+        self.folder = eval_folder(ev, "train", d.channels, _PILTransform(tf))
         self.labels, self.device, self.num_workers = self.folder.labels, device, d.num_workers
         self.batch_size, self.seed = cfg.optim.batch_size, cfg.run.seed
         self.rank, self.world = rank, world_size
@@ -233,9 +264,7 @@ def eval_batches(
         std=std,
         crop_pct=0.875 if img_size <= 224 else 1.0,
     )
-    folder = ImageFolder(_folder_split(ev.dataset, "test"), data.channels, _PILTransform(tf))
-    if ev.limit_test:
-        folder.paths, folder.labels = folder.paths[: ev.limit_test], folder.labels[: ev.limit_test]
+    folder = eval_folder(ev, "test", data.channels, _PILTransform(tf))
     loader = DataLoader(
         folder, batch_size=bs, collate_fn=collate_skip_none, num_workers=num_workers
     )
@@ -246,7 +275,7 @@ def num_classes(ev: EvalConfig) -> int:
     """Classes of the labelled train split (Fashion-MNIST: 10; a folder: its class folders)."""
     if is_fashion_mnist(ev.dataset):
         return 10
-    return sum(p.is_dir() for p in _folder_split(ev.dataset, "train").iterdir())
+    return len(scan_folder(ev.dataset if ev.holdout else _folder_split(ev.dataset, "train"))[2])
 
 
 def train_batches(

@@ -25,23 +25,21 @@ flip (SLIP's CLIP transform: scale (0.5, 1), no flip), then normalisation.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from visrep.config import DataConfig, replace
 from visrep.data.augment import normalize
 from visrep.data.bow import caption_transform, fmnist_bow, shard_captions
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
+from visrep.data.folder import decode_bytes
 from visrep.data.images import TensorTrainData
 from visrep.data.preprocess import mean_std
 from visrep.data.sampling import StepBatchSampler, mix_seed
@@ -61,16 +59,6 @@ def is_pair_data(data: DataConfig) -> bool:
     if d.endswith((".tar", ".csv", ".jsonl")) or ("{" in d and ".tar" in d):
         return True
     return Path(d).is_dir() and any(Path(d).glob("*.tar"))
-
-
-def decode_image(data: bytes, channels: int) -> Tensor:
-    """uint8 [C, H, W]; transparent pixels are composited on white (cut-out stamps, clip art)."""
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode in ("RGBA", "LA", "P") and (im.mode != "P" or "transparency" in im.info):
-            im = im.convert("RGBA")
-            im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im)
-        im = im.convert("L" if channels == 1 else "RGB")
-    return TF.pil_to_tensor(im)
 
 
 def pair_transform(data: DataConfig):
@@ -95,7 +83,7 @@ def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transfor
     if raw is None or not caption or not caption.strip():
         return None
     try:
-        image = decode_image(raw, data.channels)
+        image = decode_bytes(raw, data.channels)
     except Exception:  # undecodable / truncated file
         return None
     torch.manual_seed(seed)

@@ -26,9 +26,11 @@ def build_train_data(
     rank: int,
     world_size: int,
     device: torch.device,
+    holdout: float = 0.0,
 ):
     """The data source of `data`: an object with `steps_per_epoch`, `n_skipped` and
-    `batches(start_step, end_step)`."""
+    `batches(start_step, end_step)`. `holdout`: the fraction of each class of a folder that
+    evaluation tests on, left out (`visrep.data.resolve.holds_out`)."""
     kwargs = dict(seed=seed, rank=rank, world_size=world_size, device=device)
     if is_pair_data(data):  # image-text pairs for CLIP/SLIP/FLIP
         return build_pair_data(data, batch_size, **kwargs)
@@ -37,4 +39,4 @@ def build_train_data(
         if data.limit:
             images = images[: data.limit]
         return TensorTrainData(images, data, batch_size, **kwargs)
-    return FolderTrainData(data, batch_size, **kwargs)
+    return FolderTrainData(data, batch_size, holdout=holdout, **kwargs)

@@ -56,3 +56,52 @@ def ignore_sigint(worker_id: int) -> None:
     to the main process, which saves a checkpoint at the next step (a dead worker would abort
     the run)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stratified_subset(labels: Tensor, limit: int, seed: int = 0) -> Tensor:
+    """Indices (ascending) of a seeded random subset of `limit` rows that keeps every class
+    in proportion (largest-remainder quotas, at least one per class while `limit` allows).
+
+    `labels` [N] are class ids, -1 for unlabeled rows (then a plain random subset). The same
+    rule serves every `limit`: periodic and final k-NN, linear probe, fine-tuning."""
+    n = len(labels)
+    if not limit or limit >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(mix_seed(seed, n, limit))
+    perm = torch.randperm(n, generator=g)
+    shuffled = labels[perm]
+    classes, counts = torch.unique(shuffled, return_counts=True)
+    if len(classes) == 1:
+        return perm[:limit].sort().values
+    quota = counts.double() * limit / n
+    take = quota.floor().long()
+    if limit >= len(classes):
+        take = take.clamp(min=1)
+    rest = limit - int(take.sum())
+    if rest > 0:  # largest remainders first, ties to the larger class
+        order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - quota[i].floor()),
+                                                          -int(counts[i]), i))  # fmt: skip
+        for i in order[:rest]:
+            take[i] += 1
+    while int(take.sum()) > limit:  # the at-least-one rule overshot: trim the largest
+        take[int(torch.argmax(take))] -= 1
+    keep = [perm[shuffled == c][: int(k)] for c, k in zip(classes, take)]
+    return torch.cat(keep).sort().values
+
+
+def holdout_split(labels: Tensor, fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(train, test) indices (ascending) of a seeded stratified hold-out: round(fraction × n_c)
+    rows of each class c, at least one for classes with two or more rows, go to test."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"eval.holdout must be in (0, 1), got {fraction}")
+    g = torch.Generator().manual_seed(mix_seed(seed, len(labels), 7))
+    perm = torch.randperm(len(labels), generator=g)
+    test = []
+    for c in torch.unique(labels):
+        rows = perm[labels[perm] == c]
+        k = max(1, round(fraction * len(rows))) if len(rows) >= 2 else 0
+        test.append(rows[:k])
+    test_idx = torch.cat(test).sort().values
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[test_idx] = False
+    return mask.nonzero().flatten(), test_idx

@@ -35,8 +35,8 @@ from visrep.capabilities import ImageText
 from visrep.config import replace
 from visrep.data.bow import bow_words
 from visrep.data.fashion_mnist import is_fashion_mnist
-from visrep.data.folder import folder_eval_transform
-from visrep.data.pairs import IMAGE_KEYS, decode_image, list_shards, read_pair_table
+from visrep.data.folder import decode_bytes, folder_eval_transform
+from visrep.data.pairs import IMAGE_KEYS, list_shards, read_pair_table
 from visrep.data.preprocess import model_preprocess
 from visrep.evals.features import encode_images, encode_texts
 from visrep.evals.zeroshot import run_zeroshot
@@ -142,7 +142,7 @@ def load_pairs(spec: str, channels: int, img_size: int, limit: int = 0) -> PairS
     for raw, caps in rows:
         caps = [c.strip() for c in caps if c and c.strip()]
         try:
-            image = resize(decode_image(raw, channels)) if raw is not None and caps else None
+            image = resize(decode_bytes(raw, channels)) if raw is not None and caps else None
         except Exception:  # undecodable / truncated file
             image = None
         if image is None:
