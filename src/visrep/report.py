@@ -21,7 +21,7 @@ from visrep.data.resolve import holds_out
 from visrep.evals.classifier import classifier_eval
 from visrep.evals.diagnostics import label_free_eval, nearest_neighbours
 from visrep.evals.retrieval import image_text_eval
-from visrep.evals.run import evaluate_with_baselines
+from visrep.evals.run import evaluate, evaluate_with_baselines
 from visrep.io import atomic_write, atomic_write_text
 from visrep.logger import read_log
 
@@ -44,9 +44,12 @@ def finish_run(
     if ev.final and ev.dataset and isinstance(model, Classifier):
         metrics |= classifier_eval(model, cfg, device)
     elif ev.final and ev.dataset:
-        init = init_backbone if ev.baselines else None
-        metrics |= evaluate_with_baselines(model.backbone, init, cfg.data, ev, device=device,
-                                           progress=cfg.run.progress, baselines=ev.baselines)  # fmt: skip
+        if ev.baselines:
+            metrics |= evaluate_with_baselines(model.backbone, init_backbone, cfg.data, ev,
+                                               device=device, progress=cfg.run.progress)  # fmt: skip
+        else:
+            metrics |= evaluate(model.backbone, cfg.data, ev, device=device,
+                                progress=cfg.run.progress)  # fmt: skip
     elif ev.final and _is_folder(cfg) and not isinstance(model, ImageText):  # no labels
         stats, images, feats = label_free_eval(
             model.backbone, init_backbone if ev.baselines else None, cfg.data,

@@ -11,7 +11,7 @@ image tensor. Zero-shot and retrieval read L2-normalised embeddings (``encode_im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -104,6 +104,42 @@ def extract_features(
         if was_training is not None:
             encoder.train(was_training)
     return torch.cat(chunks)
+
+
+@torch.no_grad()
+def extract_features_many(
+    encoders: dict[str, Callable[[Tensor], Tensor]],
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    total: int | None = None,
+    desc: str = "features",
+) -> tuple[dict[str, Tensor], Tensor]:
+    """One pass over (images, labels) batches feeding every encoder: features [N, D] of each
+    (float32, CPU) and labels [N]. Each batch is decoded once and dropped after use, so
+    memory holds the features, never the images (batches from a DataLoader over a folder)."""
+    device = torch.device(device)
+    modules = [e for e in encoders.values() if isinstance(e, nn.Module)]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    feats: dict[str, list[Tensor]] = {name: [] for name in encoders}
+    labels = []
+    try:
+        with tqdm(total=total, desc=desc, disable=not progress, unit="img") as bar:
+            for images, y in batches:
+                for name, encoder in encoders.items():
+                    feats[name].append(_encode_chunk(encoder, images, preprocess, device))
+                labels.append(y)
+                bar.update(len(y))
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+    if not labels:
+        raise ValueError("no readable image to encode")
+    return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
 
 
 def check_feature_pair(train_features: Tensor, test_features: Tensor) -> None:

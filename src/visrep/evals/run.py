@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
-from visrep.config import DataConfig, EvalConfig
-from visrep.data.labelled import load_eval_split
+from visrep.config import DataConfig, EvalConfig, replace
+from visrep.data.fashion_mnist import is_fashion_mnist
+from visrep.data.folder import collate_skip_none, folder_eval_transform
+from visrep.data.labelled import eval_folder, load_eval_split
 from visrep.data.preprocess import eval_preprocess
 from visrep.data.sampling import stratified_subset
-from visrep.evals.features import extract_features
+from visrep.evals.features import extract_features_many
 from visrep.evals.knn import knn
 from visrep.evals.linear import linear_probe
 
@@ -36,6 +39,28 @@ def subset(images: Tensor, labels: Tensor, limit: int, seed: int = 0) -> tuple[T
     return images[idx], labels[idx]
 
 
+def split_batches(
+    data: DataConfig, ev: EvalConfig, split: str, limit: int = 0
+) -> tuple[Iterator[tuple[Tensor, Tensor]], int]:
+    """(uint8 images [B, C, S, S], labels [B]) batches of an eval split and their number.
+
+    Fashion-MNIST is held in memory (cached across periodic evaluations); a folder streams
+    through a DataLoader (`data.num_workers`) with the evaluation transform, so memory never
+    holds the decoded split. `limit` (0 = all) is a seeded stratified subset."""
+    bs = ev.batch_size
+    if is_fashion_mnist(ev.dataset):
+        images, labels = subset(*_cached_split(ev, split, data.channels, data.img_size), limit)
+        it = ((images[i : i + bs], labels[i : i + bs]) for i in range(0, len(images), bs))
+        return it, len(images)
+    key = "limit_train" if split == "train" else "limit_test"
+    lim = min(x for x in (limit, getattr(ev, key)) if x) if limit or getattr(ev, key) else 0
+    folder = eval_folder(replace(ev, **{key: lim}), split, data.channels,
+                         folder_eval_transform(data.img_size))  # fmt: skip
+    loader = DataLoader(folder, batch_size=bs, num_workers=max(data.num_workers, 0),
+                        collate_fn=collate_skip_none)  # fmt: skip
+    return ((b["images"], b["labels"]) for b in loader if b["labels"] is not None), len(folder)
+
+
 def evaluate(
     backbone: nn.Module,
     data: DataConfig,
@@ -45,6 +70,7 @@ def evaluate(
     limit: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    baselines: dict[str, nn.Module] | None = None,
 ) -> dict[str, float | int | str]:
     """Extract features of the eval train/test splits and run the requested protocols.
 
@@ -53,33 +79,40 @@ def evaluate(
         data: the pre-training data config (image size, channels, normalization).
         ev: evaluation settings (dataset, k, temperature, probe epochs, ...).
         protocols: any of "knn", "linear".
-        limit: use a fixed random subset of this many images per split (0 = all).
+        limit: use a seeded stratified subset of this many images per split (0 = all).
+        baselines: other encoders evaluated on the same images in the same pass; their
+            top-1/top-5 are returned as `NAME_knn_top1`, ... (e.g. raw pixels, random init).
     """
     unknown = set(protocols) - {"knn", "linear"}
     if unknown:
         raise ValueError(f"unknown evaluation protocol(s) {sorted(unknown)}; use knn or linear")
     t0 = time.perf_counter()
-    preprocess = eval_preprocess(data)
-    feats = {}
+    encoders = {"": backbone} | {name: e.to(device) for name, e in (baselines or {}).items()}
+    feats, labels = {}, {}
     for split in ("train", "test"):
-        images, labels = _cached_split(ev, split, data.channels, data.img_size)
-        images, labels = subset(images, labels, limit)
-        f = extract_features(
-            backbone, images, batch_size=ev.batch_size, preprocess=preprocess,
-            device=device, progress=progress, desc=f"features ({split})",
+        batches, n = split_batches(data, ev, split, limit)
+        feats[split], labels[split] = extract_features_many(
+            encoders, batches, preprocess=eval_preprocess(data), device=device,
+            progress=progress, total=n, desc=f"features ({split})",
         )  # fmt: skip
-        feats[split] = (f, labels)
-    (ftr, ytr), (fte, yte) = feats["train"], feats["test"]
+    ytr, yte = labels["train"], labels["test"]
     num_classes = int(max(ytr.max(), yte.max())) + 1
     out: dict[str, float | int | str] = {"eval_dataset": ev.dataset}
-    if "knn" in protocols:
-        out |= knn(ftr, ytr, fte, yte, k=min(ev.knn_k, len(ftr)),  # a tiny set: all neighbours temperature=ev.knn_temperature,
-                   num_classes=num_classes, device=device)  # fmt: skip
-    if "linear" in protocols:
-        out |= linear_probe(
-            ftr, ytr, fte, yte, num_classes=num_classes, epochs=ev.linear_epochs,
-            batch_size=ev.linear_batch_size, blr=ev.linear_blr, device=device, progress=progress,
-        )  # fmt: skip
+    for name in encoders:
+        ftr, fte = feats["train"][name], feats["test"][name]
+        m: dict = {}
+        if "knn" in protocols:  # k at most the memory bank's size (a tiny set: all of it)
+            m |= knn(ftr, ytr, fte, yte, k=min(ev.knn_k, len(ftr)),
+                     temperature=ev.knn_temperature, num_classes=num_classes, device=device)  # fmt: skip
+        if "linear" in protocols:
+            m |= linear_probe(
+                ftr, ytr, fte, yte, num_classes=num_classes, epochs=ev.linear_epochs,
+                batch_size=ev.linear_batch_size, blr=ev.linear_blr, device=device,
+                progress=progress,
+            )  # fmt: skip
+        if name:
+            m = {f"{name}_{k}": v for k, v in m.items() if k.endswith(("top1", "top5"))}
+        out |= m
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -102,17 +135,9 @@ def evaluate_with_baselines(
     *,
     device: torch.device | str = "cpu",
     progress: bool = False,
-    baselines: bool = True,
 ) -> dict[str, float | int | str]:
-    """`evaluate` of the trained backbone, and (with `baselines`) under `raw_*` / `init_*` the same protocols on
-    the same splits for raw pixels (`RawPixels`) and for the untrained encoder (the run's
-    architecture at its initialisation): did pre-training help?"""
-    out = evaluate(backbone, data, ev, device=device, progress=progress)
-    keep = ("knn_top1", "knn_top5", "linear_top1", "linear_top5")
-    if not baselines:
-        return out
-    encoders = {"raw": RawPixels()} | ({"init": init_backbone} if init_backbone else {})
-    for name, encoder in encoders.items():
-        m = evaluate(encoder.to(device), data, ev, device=device, progress=progress)
-        out |= {f"{name}_{k}": v for k, v in m.items() if k in keep}
-    return out
+    """`evaluate` of the trained backbone and, under `raw_*` / `init_*`, of raw pixels
+    (`RawPixels`) and of the untrained encoder (the run's architecture at its
+    initialisation) on the same images, in the same pass: did pre-training help?"""
+    baselines = {"raw": RawPixels()} | ({"init": init_backbone} if init_backbone else {})
+    return evaluate(backbone, data, ev, device=device, progress=progress, baselines=baselines)
