@@ -42,11 +42,11 @@ from visrep.config import apply_overrides  # noqa: E402
 from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.evals.run import evaluate  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
+from visrep.loop import train  # noqa: E402
 from visrep.runs import (
     build_model,  # noqa: E402
     load_run,  # noqa: E402
 )
-from visrep.train import train  # noqa: E402
 
 KEEP = ("knn_top1", "knn_k", "knn_n_train", "knn_n_test", "linear_top1", "eval_seconds")
 

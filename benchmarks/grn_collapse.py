@@ -56,11 +56,11 @@ from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from visrep.data.preprocess import make_preprocess, mean_std
 from visrep.logger import read_log  # noqa: E402
+from visrep.loop import train  # noqa: E402
 from visrep.runs import (
     build_model,  # noqa: E402
     load_run,  # noqa: E402
 )
-from visrep.train import train  # noqa: E402
 
 RUNS = [  # (label, backbone.name)
     ("V2 (GRN)", "convnextv2_atto"),

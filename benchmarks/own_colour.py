@@ -26,7 +26,7 @@ from throughput import MatmulProbe  # noqa: E402
 
 from visrep.config import apply_overrides  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
-from visrep.train import train  # noqa: E402
+from visrep.loop import train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -50,8 +50,8 @@ from visrep.config import TrainConfig, replace  # noqa: E402
 from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.data.pipeline import build_train_data
 from visrep.data.sampling import mix_seed
+from visrep.loop import param_groups  # noqa: E402
 from visrep.schedules import cosine_lr  # noqa: E402
-from visrep.train import param_groups  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -36,8 +36,8 @@ from visrep.config import replace  # noqa: E402
 from visrep.configs import resolved_recipe  # noqa: E402
 from visrep.evals.run import evaluate  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
+from visrep.loop import train  # noqa: E402
 from visrep.runs import build_model  # noqa: E402
-from visrep.train import train  # noqa: E402
 
 RUNS = [  # (label, recipe, overrides)
     ("MAE", "mae_fmnist", {}),

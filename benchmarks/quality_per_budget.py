@@ -65,8 +65,8 @@ def visrep_worker(
     """Train visrep's recipe for `budget` minutes in this process, then evaluate it."""
     from visrep.checkpoint import load_checkpoint
     from visrep.logger import read_log
+    from visrep.loop import train
     from visrep.runs import load_run
-    from visrep.train import train
 
     cfg = replace(
         resolved_recipe(recipe),

@@ -40,11 +40,11 @@ from visrep.evals.features import extract_features  # noqa: E402
 from visrep.evals.knn import knn  # noqa: E402
 from visrep.evals.run import _cached_split, subset
 from visrep.logger import read_log  # noqa: E402
+from visrep.loop import train  # noqa: E402
 from visrep.runs import (
     build_model,  # noqa: E402
     load_run,  # noqa: E402
 )
-from visrep.train import train  # noqa: E402
 
 RUNS = [("with stop-gradient", {}), ("without stop-gradient", {"method.stop_gradient": False})]
 

@@ -48,9 +48,9 @@ from host import (  # noqa: E402
 
 from visrep.config import TrainConfig, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
+from visrep.loop import param_groups  # noqa: E402
 from visrep.parts.masking import num_keep  # noqa: E402
 from visrep.runs import build_model  # noqa: E402
-from visrep.train import param_groups  # noqa: E402
 
 TARGET_SPEEDUP = 2.5  # acceptance: MAE >= 2.5x faster per image than "encoder w/ [M]" at ViT-B/16
 

@@ -49,9 +49,9 @@ from throughput import MatmulProbe  # noqa: E402
 from visrep.config import TrainConfig, replace  # noqa: E402
 from visrep.configs import RECIPES, get_recipe  # noqa: E402
 from visrep.data.pipeline import build_train_data  # noqa: E402
+from visrep.loop import build_optimizer  # noqa: E402
 from visrep.methods import method_name
 from visrep.runs import build_model  # noqa: E402
-from visrep.train import build_optimizer  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -3,7 +3,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 REPO = Path(__file__).resolve().parents[1]
@@ -41,3 +43,26 @@ def torchrun_worker(script: Path, out: Path, timeout: float = 180) -> dict:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out, weights_only=True)
+
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (40, 60, 210)}
+
+
+def colour_folder(root, per_class=(12, 8, 4), split=False, labelled=True, seed=0):
+    """Class folders of noisy colour images: mixed sizes, JPEG and PNG, RGB / RGBA / P."""
+    rng = np.random.default_rng(seed)
+    for (name, rgb), n in zip(COLOURS.items(), per_class):
+        for i in range(n):
+            part = ("val" if i % 4 == 0 else "train") if split else ""
+            folder = root / part / (name if labelled else "") if labelled else root
+            folder.mkdir(parents=True, exist_ok=True)
+            h, w = 20 + (i * 7) % 30, 24 + (i * 5) % 26
+            x = np.clip(rng.normal(rgb, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+            im = Image.fromarray(x)
+            if i % 3 == 1:
+                im.convert("RGBA").save(folder / f"{name}{i}.png")
+            elif i % 3 == 2:
+                im.convert("P").save(folder / f"{name}{i}.png")
+            else:
+                im.save(folder / f"{name}{i}.jpg", quality=90)
+    return root

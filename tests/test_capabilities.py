@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass
 
 import pytest
-import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
@@ -137,13 +136,12 @@ def test_a_toy_method_added_as_the_guide_says_trains_evaluates_and_exports(
     assert any("train/target_mean" in r for r in log)  # other 0-d outputs are logged
     assert main(["train", "--resume", str(run)]) == 0  # a finished run resumes to the end
     assert main(["export", "--ckpt", str(run), "--out", str(out)]) == 0
-    meta = json.loads((out / "backbone.json").read_text())
-    assert meta["method"] == "ToyConfig"
-    model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"]).eval()
-    model.load_state_dict(safetensors.torch.load_file(out / "backbone.safetensors"))
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["visrep"]["method"] == "ToyConfig"
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
     from visrep.runs import load_run
 
     _, toy = load_run(run)
-    x = torch.randn(2, *meta["input_size"])
+    x = torch.randn(2, *meta["pretrained_cfg"]["input_size"])
     with torch.no_grad():
         torch.testing.assert_close(model(x), toy.backbone(x), rtol=0, atol=0)

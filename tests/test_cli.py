@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import safetensors.torch
 import timm
 import torch
 from conftest import requires_fmnist, visrep
@@ -25,23 +24,24 @@ def run_dir(tmp_path_factory):
 
 @requires_fmnist
 def test_export_loads_into_timm_strictly_with_identical_features(run_dir, tmp_path):
-    visrep("export", "--ckpt", str(run_dir), "--out", str(tmp_path))
-    meta = json.loads((tmp_path / "backbone.json").read_text())
-    assert set(meta) >= {"timm_name", "timm_kwargs", "mean", "std", "input_size"}
-    model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"])
-    model.load_state_dict(
-        safetensors.torch.load_file(tmp_path / "backbone.safetensors"), strict=True
-    )
-    model.eval()
+    out = tmp_path / "export"
+    visrep("export", "--ckpt", str(run_dir), "--out", str(out))
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    data_cfg = timm.data.resolve_model_data_config(model)
     cfg, method = load_run(run_dir)
-    images = torch.randint(0, 256, (6, *meta["input_size"]), dtype=torch.uint8).float()
-    x = make_preprocess(meta["input_size"][-1], meta["input_size"][0], meta["mean"], meta["std"])(
-        images
-    )
+    size = cfg.data.img_size
+    assert data_cfg["input_size"] == (1, size, size) and data_cfg["interpolation"] == "bicubic"
+    images = torch.randint(0, 256, (6, *data_cfg["input_size"]), dtype=torch.uint8).float()
+    x = make_preprocess(size, 1, data_cfg["mean"], data_cfg["std"])(images)
     with torch.no_grad():
         ours, theirs = method.backbone(x), model(x)
     assert ours.shape == (6, 192)
     torch.testing.assert_close(theirs, ours, rtol=0, atol=0)
+    card = (out / "README.md").read_text()
+    assert "mae_fmnist" in card and "local-dir:" in card
+    again = visrep("export", "--ckpt", str(run_dir), "--out", str(out), check=False)
+    assert again.returncode == 2 and "--force" in again.stderr  # never overwritten silently
+    visrep("export", "--ckpt", str(run_dir), "--out", str(out), "--force")
 
 
 @requires_fmnist

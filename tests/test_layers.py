@@ -13,13 +13,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # unit -> layer; units on one layer are siblings and do not import each other
 LAYERS: dict[str, int] = {
-    "io": 0, "logger": 0, "schedules": 0, "device": 0, "capabilities": 0,
+    "io": 0, "logger": 0, "schedules": 0, "device": 0, "capabilities": 0, "version": 0,
     "config": 1, "checkpoint": 1,
     "parts": 2, "data": 2,
     "backbones": 3, "curation": 3, "evals": 3,
     "methods": 4,
     "runs": 5, "report": 5, "configs": 5,
-    "train": 6,
+    "loop": 6,
     "export": 7, "finetune": 7, "pseudo_bow": 7,
     "cli": 8,
     "": 9,  # the package's __init__: the public API, may import any unit

@@ -18,7 +18,7 @@ from visrep.checkpoint import LOCK, RunDirLock, load_checkpoint
 from visrep.cli import main
 from visrep.config import replace
 from visrep.configs import get_recipe, smoke
-from visrep.train import train
+from visrep.loop import train
 
 
 def _smoke(run, **changes):
@@ -123,3 +123,14 @@ def test_a_mistyped_flag_is_an_error_on_every_command(argv, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError):
         main(["--debug", "eval", "knn", "--ckpt", str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize("override", ["optim.epochs=0", "optim.epochs=-3", "optim.batch_size=0",
+                                      "optim.batch_size=-1", "run.log_every=0",
+                                      "optim.accum_steps=0", "eval.holdout=1.5",
+                                      "data.channels=2"])  # fmt: skip
+def test_nonsense_sizes_are_refused_by_name(override, capsys, tmp_path):
+    code = main(["train", "mae_fmnist", override, f"run.out_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and override.split("=")[0] in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # refused before anything was written

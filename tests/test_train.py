@@ -14,15 +14,15 @@ import torch
 from conftest import REPO, requires_fmnist, visrep
 
 import visrep.checkpoint as checkpoint_module
-import visrep.train as train_module
+import visrep.loop as train_module
 from visrep.backbones.cnn import apply_fixups
 from visrep.checkpoint import checkpoint_bytes, load_checkpoint
 from visrep.config import replace
 from visrep.configs import RECIPES, get_recipe, smoke
 from visrep.export import export_backbone
+from visrep.loop import train
 from visrep.methods import method_name
 from visrep.runs import load_run
-from visrep.train import train
 
 pytestmark = requires_fmnist
 
@@ -91,15 +91,25 @@ def _gradient_spy(monkeypatch) -> set[str]:
 
 
 def _check_export(run, out, method):
-    """Every method's backbone loads into timm strictly and gives identical features
-    (after `apply_fixups` for what timm has no argument for, e.g. a small ResNet stem)."""
-    meta = export_backbone(run, out)
-    model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"])
-    apply_fixups(model, meta["timm_fixups"])
-    model.load_state_dict(safetensors.torch.load_file(out / "backbone.safetensors"), strict=True)
-    x = torch.randn(3, *meta["input_size"])
+    """Every method's backbone loads into timm strictly from timm's own `local-dir:` layout,
+    with identical features and the run's preprocessing (after `apply_fixups` where timm has
+    no argument, e.g. a small ResNet stem)."""
+    config = export_backbone(run, out)
+    fixups = config["visrep"]["timm_fixups"]
+    if fixups:
+        model = timm.create_model(config["architecture"], **config["model_args"])
+        apply_fixups(model, fixups)
+        model.load_state_dict(safetensors.torch.load_file(out / "model.safetensors"), strict=True)
+    else:
+        model = timm.create_model(f"local-dir:{out}", pretrained=True)
+        data_cfg = timm.data.resolve_model_data_config(model)
+        pre = config["pretrained_cfg"]
+        assert list(data_cfg["input_size"]) == pre["input_size"]
+        assert list(data_cfg["mean"]) == pre["mean"] and list(data_cfg["std"]) == pre["std"]
+    x = torch.randn(3, *config["pretrained_cfg"]["input_size"])
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), method.backbone.eval()(x), rtol=0, atol=0)
+    assert "## Load" in (out / "README.md").read_text()
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):

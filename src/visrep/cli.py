@@ -21,6 +21,7 @@ from pathlib import Path
 from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
 from visrep.curation.cli import add_curate_parser
 from visrep.data import caption_shards
+from visrep.version import __version__
 
 # commands whose extra arguments are config overrides (`key=value` / `--key value`); the
 # others refuse anything they do not know
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="visrep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    p.add_argument("--version", action="version", version=f"visrep {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="pre-train with a recipe (see `visrep recipes`)")
     t.add_argument("recipe", nargs="?", help="recipe name")
@@ -83,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         default="timm",
         help="timm: the backbone (any method); open_clip: the whole CLIP model (docs/export.md)",
     )
+    x.add_argument("--force", action="store_true", help="replace what --out already holds")
     sub.add_parser("recipes", help="list the recipes")
     s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
     s.add_argument("recipe")
@@ -163,7 +166,7 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         print("\nvalid override keys:\n  " + "\n  ".join(leaf_keys(cfg)))
         return 0
     if args.command == "train":
-        from visrep.train import train
+        from visrep.loop import train
 
         if args.resume:
             if args.recipe and "=" in args.recipe:  # argparse took the first override for it
@@ -187,8 +190,14 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.command == "eval":
         return _eval(args, overrides)
     if args.command == "export" and args.format == "open_clip":
-        from visrep.export import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, export_open_clip
+        from visrep.export import (
+            OPEN_CLIP_CONFIG,
+            OPEN_CLIP_WEIGHTS,
+            export_open_clip,
+            prepare_out_dir,
+        )
 
+        prepare_out_dir(Path(args.out), args.force)
         export_open_clip(args.ckpt, args.out)
         print(f"wrote {Path(args.out) / OPEN_CLIP_WEIGHTS} and {OPEN_CLIP_CONFIG}; load with "
               f"open_clip.create_model('local-dir:{Path(args.out).resolve()}')")  # fmt: skip
@@ -196,10 +205,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.command == "export":
         from visrep.export import export_backbone
 
-        meta = export_backbone(args.ckpt, args.out)
-        print(
-            f"wrote {Path(args.out) / 'backbone.safetensors'} and backbone.json ({meta['timm_name']})"
-        )
+        config = export_backbone(args.ckpt, args.out, force=args.force)
+        print(f"wrote {Path(args.out)}: config.json, model.safetensors, README.md "
+              f"({config['architecture']}); load with timm.create_model("
+              f"'local-dir:{Path(args.out).resolve()}', pretrained=True)")  # fmt: skip
         return 0
     raise AssertionError(args.command)
 

@@ -9,9 +9,12 @@ silently doing nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +23,15 @@ from typing import Any, Generic, TypeVar
 from visrep.io import atomic_write_text
 
 M = TypeVar("M")
+
+
+def check_ranges(cfg: Any, prefix: str, bounds: dict[str, tuple[float, float | None]]) -> None:
+    """Raise a ConfigError naming the key when a numeric setting is outside [low, high)."""
+    for name, (low, high) in bounds.items():
+        v = getattr(cfg, name)
+        if v < low or (high is not None and v >= high):
+            valid = f">= {low}" if high is None else f"in [{low}, {high})"
+            raise ConfigError(f"{prefix}.{name} must be {valid}, got {v}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,14 @@ class DataConfig:
     limit: int = 0  # train on N images only (0 = all): Fashion-MNIST's first N, a folder's
     # seeded stratified subset of N
 
+    def __post_init__(self) -> None:
+        check_ranges(self, "data", {"img_size": (1, None), "num_workers": (-1, None),
+                                    "limit": (0, None), "bow_balance": (0, None)})  # fmt: skip
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(
+                f"data.channels must be 0 (from the data), 1 or 3, got {self.channels}"
+            )
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -109,6 +129,10 @@ class OptimConfig:
             )
         if not 0.0 <= self.warmup_start <= 1.0:
             raise ConfigError(f"optim.warmup_start must be in [0, 1], got {self.warmup_start}")
+        check_ranges(self, "optim", {"epochs": (1, None), "batch_size": (1, None),
+                                     "accum_steps": (1, None), "blr": (0, None), "lr": (0, None),
+                                     "min_lr": (0, None), "warmup_epochs": (0, None),
+                                     "weight_decay": (0, None), "clip_grad": (0, None)})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -136,6 +160,14 @@ class EvalConfig:
     # final evaluation: the same protocols on raw pixels and on the untrained encoder (same
     # split, same settings), so the report says whether pre-training helped
     baselines: bool = True
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "eval", {"every_epochs": (0, None), "periodic_limit": (0, None),
+                                    "knn_k": (1, None), "knn_temperature": (0, None),
+                                    "linear_epochs": (1, None), "linear_batch_size": (1, None),
+                                    "batch_size": (1, None), "limit_train": (0, None),
+                                    "limit_test": (0, None), "holdout": (0, 1)})  # fmt: skip
+
     # Image-text runs: held-out pairs (WebDataset shards or CSV/JSONL) for image<->text
     # retrieval R@1/5/10 in the periodic and final evaluations ("" = none)
     retrieval_pairs: str = ""
@@ -165,6 +197,11 @@ class RunConfig:
     # Not exactly resumable (time is not replayable).
     budget_minutes: float = 0.0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "run", {"log_every": (1, None), "ckpt_every_minutes": (0, None),
+                                   "max_steps": (0, None), "threads": (0, None),
+                                   "budget_minutes": (0, None)})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -248,14 +285,21 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         raise ConfigError("\n".join(lines) + f"\nvalid keys:\n  {listing}")
     if not args:
         return cfg
+    console = io.StringIO()
     try:
-        return tyro.cli(
-            config_type(cfg),
-            default=cfg,
-            args=_tyro_args(args, keys),
-            config=(tyro.conf.FlagConversionOff,),
-        )
-    except SystemExit as e:  # tyro already printed the detailed type error
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+            return tyro.cli(
+                config_type(cfg),
+                default=cfg,
+                args=_tyro_args(args, keys),
+                config=(tyro.conf.FlagConversionOff,),
+            )
+    except SystemExit as e:
+        # a value our configs refuse (check_ranges, __post_init__): tyro wraps its message
+        message = getattr(e.__context__, "message", None)
+        if message:
+            raise ConfigError(str(message)) from None
+        sys.stderr.write(console.getvalue())  # tyro's detailed type error
         raise ConfigError(f"could not parse overrides {overrides}; see the message above") from e
 
 

@@ -1,56 +1,130 @@
-"""Export a pre-trained backbone for the timm ecosystem.
+"""Export a pre-trained backbone in timm's own layout, and a CLIP model for open_clip.
 
-`backbone.safetensors` holds the timm model's state dict; `backbone.json` holds what
-is needed to rebuild it and feed it::
+`visrep export --ckpt RUN --out DIR` writes what timm and the Hugging Face hub read:
 
-    meta = json.load(open("backbone.json"))
-    model = timm.create_model(meta["timm_name"], **meta["timm_kwargs"])
-    apply_fixups(model, meta["timm_fixups"])  # only when non-empty: see cnn.py
-    model.load_state_dict(safetensors.torch.load_file("backbone.safetensors"), strict=True)
-    features = model(normalized_images)  # == visrep's features
+- `config.json`: `architecture` (the timm name), `model_args` (its constructor arguments),
+  `pretrained_cfg` (mean, std, input size, bicubic interpolation, crop_pct, num_classes 0),
+  and under `visrep` what timm has no field for (method, recipe, `timm_fixups`);
+- `model.safetensors`: the timm model's state dict;
+- `README.md`: a model card (method, recipe, data, metrics, how to load).
 
-Images are normalized with `meta["mean"]`/`meta["std"]` (0-1 units) at `meta["input_size"]`.
+So `timm.create_model("local-dir:DIR", pretrained=True)` loads it with its features equal to
+visrep's, and `timm.data.resolve_model_data_config(model)` gives the run's preprocessing.
+A ResNet trained with visrep's small-image stem (`timm_fixups`) is the one architecture
+timm cannot express: build it with `visrep.backbones.cnn.apply_fixups` (the card says so).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
 from visrep.capabilities import ImageText
+from visrep.data.fashion_mnist import is_fashion_mnist
 from visrep.data.preprocess import mean_std
 from visrep.io import atomic_write, atomic_write_text
-from visrep.runs import load_run
+from visrep.runs import EXPORT_CONFIG, EXPORT_WEIGHTS, load_run
 
 
-def export_backbone(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
+def prepare_out_dir(out: Path, force: bool) -> None:
+    """Refuse to write into a non-empty folder unless `force` (then it is emptied first)."""
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(f"{out} is not empty; pass --force to replace what it holds "
+                                  "or choose another --out")  # fmt: skip
+        shutil.rmtree(out)
+
+
+def export_backbone(
+    run_dir: str | Path, out_dir: str | Path, force: bool = False
+) -> dict[str, Any]:
+    """Write the run's backbone in timm's layout (module docstring); returns `config.json`."""
     cfg, model = load_run(run_dir)
+    out = Path(out_dir)
+    prepare_out_dir(out, force)
     backbone = model.backbone
     mean, std = mean_std(cfg.data)
-    meta = {
-        "timm_name": backbone.timm_name,
-        "timm_kwargs": backbone.timm_kwargs,
-        # changes timm has no argument for (e.g. a ResNet's small-image stem); apply them with
-        # visrep.backbones.cnn.apply_fixups(model, meta["timm_fixups"]) before loading
-        "timm_fixups": backbone.timm_fixups,
-        "mean": list(mean),
-        "std": list(std),
-        "input_size": [cfg.data.channels, cfg.data.img_size, cfg.data.img_size],
-        "feature_dim": backbone.feature_dim,
-        "method": type(cfg.method).__name__,
-        "recipe": cfg.recipe,
+    size = cfg.data.img_size
+    config = {
+        "architecture": backbone.timm_name,
+        "num_classes": 0,
+        "num_features": backbone.feature_dim,
+        "model_args": dict(backbone.timm_kwargs),
+        "pretrained_cfg": {
+            "mean": list(mean),
+            "std": list(std),
+            "input_size": [cfg.data.channels, size, size],
+            "interpolation": "bicubic",
+            # folders are evaluated resize + centre crop 0.875; Fashion-MNIST resized whole
+            "crop_pct": 1.0 if is_fashion_mnist(cfg.data.dataset) else 0.875,
+            "num_classes": 0,
+            "fixed_input_size": hasattr(backbone.model, "patch_embed"),
+        },
+        "visrep": {
+            "method": type(cfg.method).__name__,
+            "recipe": cfg.recipe,
+            "data": cfg.data.dataset,
+            # changes timm has no argument for (a ResNet's small-image stem): apply with
+            # visrep.backbones.cnn.apply_fixups(model, fixups) before loading the weights
+            "timm_fixups": backbone.timm_fixups,
+        },
     }
-    out = Path(out_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in backbone.model.state_dict().items()}
     atomic_write(
-        out / "backbone.safetensors",
-        lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}),
+        out / EXPORT_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
     )
-    atomic_write_text(out / "backbone.json", json.dumps(meta, indent=2) + "\n")
-    return meta
+    atomic_write_text(out / EXPORT_CONFIG, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(out / "README.md", model_card(config, Path(run_dir), out))
+    return config
+
+
+def model_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
+    """README.md of an export: what it is, how it was trained and scored, how to load it."""
+    v, pre = config["visrep"], config["pretrained_cfg"]
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    rows = [f"| {k} | {m:.4f} |" for k, m in metrics.items()
+            if isinstance(m, float) and k.endswith(("top1", "top5"))]  # fmt: skip
+    load = (f"""```python
+import timm
+model = timm.create_model("local-dir:{out.resolve()}", pretrained=True).eval()
+cfg = timm.data.resolve_model_data_config(model)
+transform = timm.data.create_transform(**cfg)  # resize, crop, normalise as in training
+features = model(transform(pil_image).unsqueeze(0))  # [1, {config['num_features']}]
+```""" if not v["timm_fixups"] else f"""timm cannot express this ResNet's small-image stem
+({v['timm_fixups']}); build it with visrep's fix-up, then load the weights:
+
+```python
+import json, timm, safetensors.torch
+from visrep.backbones.cnn import apply_fixups
+cfg = json.load(open("config.json"))
+model = apply_fixups(timm.create_model(cfg["architecture"], **cfg["model_args"]),
+                     cfg["visrep"]["timm_fixups"])
+model.load_state_dict(safetensors.torch.load_file("model.safetensors"))
+```""")  # fmt: skip
+    return "\n".join(
+        [
+            f"# {config['architecture']} pre-trained with visrep ({v['method'].removesuffix('Config')})",
+            "",
+            f"- recipe `{v['recipe']}`, data `{v['data']}`, run `{run_dir}`",
+            f"- input {pre['input_size']} (channels, height, width), mean {pre['mean']}, std "
+            f"{pre['std']}, bicubic, crop_pct {pre['crop_pct']}",
+            f"- features: {config['num_features']}-d pooled (no classifier head)",
+            "",
+            "## Metrics (from the run's final evaluation)",
+            "",
+            *(["| metric | value |", "|---|---|", *rows] if rows else ["none recorded"]),
+            "",
+            "## Load",
+            "",
+            load,
+            "",
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------

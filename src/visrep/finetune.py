@@ -6,7 +6,7 @@ facebookresearch/ConvNeXt-V2 `main_finetune.py`, `TRAINING.md`).
 `visrep eval finetune --ckpt RUN_DIR [--preset NAME] [key=value ...]` builds a
 `TrainConfig[SupervisedConfig]` (`finetune_config`: the source's input conventions and eval
 dataset, the fine-tuning defaults or a paper preset, then the overrides), trains it with
-`visrep.train.train` into `run.out_dir` (default `RUN_DIR/finetune`: checkpoints, logs,
+`visrep.loop.train` into `run.out_dir` (default `RUN_DIR/finetune`: checkpoints, logs,
 `metrics.json`, exact `--resume`, torchrun) and writes the metrics to
 `RUN_DIR/eval_finetune.json`. The final evaluation of a supervised run is `classifier_eval`:
 top-1/top-5 of the fine-tuned classifier (`visrep.evals.classifier`) on the eval test split (and of its model EMA
@@ -40,9 +40,9 @@ from visrep.config import (
 from visrep.data.labelled import num_classes
 from visrep.io import atomic_write_text
 from visrep.logger import read_log
+from visrep.loop import train
 from visrep.methods.supervised import SupervisedConfig
-from visrep.runs import EXPORT_META, export_meta, load_run_config
-from visrep.train import train
+from visrep.runs import export_meta, is_export, load_run_config
 
 METRICS_FILE = "eval_finetune.json"
 RUN_SUBDIR = "finetune"
@@ -106,7 +106,7 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
     if preset and preset not in PRESETS:
         raise ValueError(f"unknown fine-tuning preset {preset!r}; choose one of {sorted(PRESETS)}")
     path = Path(source)
-    if (path / EXPORT_META).is_file():
+    if is_export(path):
         data, ev, backbone = export_meta(path)[1], EvalConfig(), BackboneConfig()
     else:
         run = load_run_config(path)
@@ -135,7 +135,7 @@ def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]
 
 
 def finetune(cfg: TrainConfig[SupervisedConfig], *, resume: bool = False) -> dict[str, Any]:
-    """Train the supervised run `cfg` (`visrep.train.train`) and return its final metrics
+    """Train the supervised run `cfg` (`visrep.loop.train`) and return its final metrics
     plus the schedule it ran (`finetune_steps`, `finetune_lr`, last train loss) and the whole
     config under `config`; {} on the non-main processes of a torchrun."""
     metrics = train(cfg, resume=resume)

@@ -15,13 +15,13 @@ from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.folder import decode_all, folder_eval_transform
 from visrep.data.images import sample_folder
 from visrep.data.labelled import eval_folder, load_eval_split
-from visrep.data.pairs import is_pair_data
+from visrep.data.pairs import is_pair_data, shard_images
 from visrep.data.preprocess import mean_std, model_preprocess
 from visrep.data.resolve import holds_out
 from visrep.evals.classifier import classifier_eval
 from visrep.evals.diagnostics import label_free_eval, nearest_neighbours
 from visrep.evals.retrieval import image_text_eval
-from visrep.evals.run import evaluate, evaluate_with_baselines
+from visrep.evals.run import RawPixels, evaluate
 from visrep.io import atomic_write, atomic_write_text
 from visrep.logger import read_log
 
@@ -44,12 +44,10 @@ def finish_run(
     if ev.final and ev.dataset and isinstance(model, Classifier):
         metrics |= classifier_eval(model, cfg, device)
     elif ev.final and ev.dataset:
-        if ev.baselines:
-            metrics |= evaluate_with_baselines(model.backbone, init_backbone, cfg.data, ev,
-                                               device=device, progress=cfg.run.progress)  # fmt: skip
-        else:
-            metrics |= evaluate(model.backbone, cfg.data, ev, device=device,
-                                progress=cfg.run.progress)  # fmt: skip
+        # did pre-training help? the same protocols on raw pixels and the untrained encoder
+        base = {"raw": RawPixels()} | ({"init": init_backbone} if init_backbone else {})
+        metrics |= evaluate(model.backbone, cfg.data, ev, device=device, progress=cfg.run.progress,
+                            baselines=base if ev.baselines else None)  # fmt: skip
     elif ev.final and _is_folder(cfg) and not isinstance(model, ImageText):  # no labels
         stats, images, feats = label_free_eval(
             model.backbone, init_backbone if ev.baselines else None, cfg.data,
@@ -115,6 +113,8 @@ def _grid_images(cfg: TrainConfig, n: int) -> Tensor:
         )
     elif is_fashion_mnist(d.dataset):
         images, _ = load_fashion_mnist(d.root, "test")
+    elif is_pair_data(d):  # WebDataset shards (image-only or image-text)
+        images = shard_images(d.dataset, d.channels, d.img_size, n)
     else:
         images, _ = sample_folder(d.dataset, d.channels, d.img_size, n, holdout=holds_out(cfg))
     idx = torch.linspace(0, len(images) - 1, min(n, len(images))).long()

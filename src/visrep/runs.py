@@ -22,7 +22,19 @@ from visrep.config import ConfigError, DataConfig, TrainConfig, from_dict
 from visrep.data.resolve import resolve_data
 from visrep.methods import METHODS, method_name
 
-EXPORT_META = "backbone.json"  # what `visrep export` writes beside backbone.safetensors
+# what `visrep export` writes: timm's layout (config.json + model.safetensors); exports of
+# visrep 0.1 wrote backbone.json + backbone.safetensors, still read
+EXPORT_CONFIG, EXPORT_WEIGHTS = "config.json", "model.safetensors"
+OLD_EXPORT_META, OLD_EXPORT_WEIGHTS = "backbone.json", "backbone.safetensors"
+
+
+def is_export(path: str | Path) -> bool:
+    """A folder written by `visrep export` (not a training run: runs hold a checkpoint)."""
+    path = Path(path)
+    if (path / OLD_EXPORT_META).is_file():
+        return True
+    cfg = path / EXPORT_CONFIG
+    return cfg.is_file() and "architecture" in json.loads(cfg.read_text())
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -71,14 +83,14 @@ def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -
     if init not in ("pretrained", "random"):
         raise ValueError(f"method.init must be 'pretrained' or 'random', got {init!r}")
     path = Path(path)
-    if (path / EXPORT_META).is_file():
+    if is_export(path):
         meta, _ = export_meta(path)
         if init == "random":
             torch.manual_seed(seed)
             model = create_timm(meta["timm_name"], meta["timm_kwargs"], meta["timm_fixups"])
             state = model.state_dict()
         else:
-            state = safetensors.torch.load_file(str(path / "backbone.safetensors"))
+            state = safetensors.torch.load_file(str(path / meta["weights"]))
         return Pretrained(
             meta["timm_name"], dict(meta["timm_kwargs"]), meta["timm_fixups"], state, str(path)
         )
@@ -92,8 +104,17 @@ def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -
 
 
 def export_meta(path: Path) -> tuple[dict[str, Any], DataConfig]:
-    """`backbone.json` of an exported folder and the input conventions it records."""
-    meta = json.loads((Path(path) / EXPORT_META).read_text())
+    """What an exported folder records: {timm_name, timm_kwargs, timm_fixups, mean, std,
+    input_size, weights} and the input conventions as a DataConfig."""
+    path = Path(path)
+    if (path / OLD_EXPORT_META).is_file():
+        meta = json.loads((path / OLD_EXPORT_META).read_text()) | {"weights": OLD_EXPORT_WEIGHTS}
+    else:
+        cfg = json.loads((path / EXPORT_CONFIG).read_text())
+        pre, extra = cfg["pretrained_cfg"], cfg.get("visrep", {})
+        meta = {"timm_name": cfg["architecture"], "timm_kwargs": cfg.get("model_args", {}),
+                "timm_fixups": extra.get("timm_fixups", {}), "mean": pre["mean"],
+                "std": pre["std"], "input_size": pre["input_size"], "weights": EXPORT_WEIGHTS}  # fmt: skip
     c, size = meta["input_size"][0], meta["input_size"][-1]
     return meta, DataConfig(
         img_size=size, channels=c, mean=tuple(meta["mean"]), std=tuple(meta["std"])

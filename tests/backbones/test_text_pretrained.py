@@ -37,7 +37,7 @@ def test_embeddings_equal_sentence_transformers_encode(lit):
 
 def test_locked_tower_gets_no_grad_and_is_unchanged_by_a_step(lit):
     from visrep.config import OptimConfig
-    from visrep.train import build_optimizer
+    from visrep.loop import build_optimizer
 
     before = {k: v.clone() for k, v in lit.text.model.state_dict().items()}
     lit.train()

@@ -230,7 +230,7 @@ def test_resume_at_a_round_boundary_recurates_from_the_stored_stream_position():
 def test_resume_reproduces_the_subset_and_the_weights(tmp_path, stop):
     from visrep.checkpoint import load_checkpoint
     from visrep.configs import get_recipe, smoke
-    from visrep.train import train
+    from visrep.loop import train
 
     cfg = replace(smoke(get_recipe("cit_fmnist")), **{"eval.final": False, "eval.every_epochs": 0,
                   "run.threads": 1, "run.out_dir": str(tmp_path / "full")})  # fmt: skip

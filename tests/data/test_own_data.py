@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import requires_fmnist
+from conftest import colour_folder, requires_fmnist
 from PIL import Image
 
 from visrep.config import DataConfig, EvalConfig, TrainConfig, replace
@@ -18,29 +18,7 @@ from visrep.configs import get_recipe, smoke
 from visrep.data.folder import MAX_PIXELS, decode_bytes
 from visrep.data.resolve import detect_channels, resolve_data
 from visrep.data.sampling import holdout_split, stratified_subset
-from visrep.train import train
-
-COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (40, 60, 210)}
-
-
-def colour_folder(root, per_class=(12, 8, 4), split=False, labelled=True, seed=0):
-    """Class folders of noisy colour images: mixed sizes, JPEG and PNG, RGB / RGBA / P."""
-    rng = np.random.default_rng(seed)
-    for (name, rgb), n in zip(COLOURS.items(), per_class):
-        for i in range(n):
-            part = ("val" if i % 4 == 0 else "train") if split else ""
-            folder = root / part / (name if labelled else "") if labelled else root
-            folder.mkdir(parents=True, exist_ok=True)
-            h, w = 20 + (i * 7) % 30, 24 + (i * 5) % 26
-            x = np.clip(rng.normal(rgb, 40, (h, w, 3)), 0, 255).astype(np.uint8)
-            im = Image.fromarray(x)
-            if i % 3 == 1:
-                im.convert("RGBA").save(folder / f"{name}{i}.png")
-            elif i % 3 == 2:
-                im.convert("P").save(folder / f"{name}{i}.png")
-            else:
-                im.save(folder / f"{name}{i}.jpg", quality=90)
-    return root
+from visrep.loop import train
 
 
 def test_stratified_subset_keeps_every_class_in_proportion():
@@ -181,3 +159,40 @@ def test_build_folder_from_the_emoji_package_is_a_split_colour_folder(tmp_path):
         assert im.mode == "RGB" and im.size == (64, 64)
     again = build_emoji_folder(tmp_path / "again", str(REAL_EMOJI), val=0.2)
     assert again["per_class"] == report["per_class"]  # seeded: the same folder everywhere
+
+
+def _image_shards(root, n=48, per_shard=20, seed=0):
+    import webdataset as wds
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for s in range(0, n, per_shard):
+        with wds.TarWriter(str(root / f"shard-{s // per_shard:04d}.tar")) as w:
+            for i in range(s, min(n, s + per_shard)):
+                x = rng.integers(0, 255, (18 + i % 7, 22, 3), dtype=np.uint8)
+                buf = io.BytesIO()
+                Image.fromarray(x).save(buf, format="JPEG")
+                w.write({"__key__": f"img{i:05d}", "jpg": buf.getvalue()})
+    return root
+
+
+@requires_fmnist  # the smoke recipe; no Fashion-MNIST image is used
+def test_image_only_webdataset_shards_train_and_resume_exactly(tmp_path):
+    from visrep.checkpoint import load_checkpoint
+
+    shards = _image_shards(tmp_path / "shards")
+    cfg = replace(smoke(get_recipe("mae_fmnist")), **{
+        "data.dataset": str(shards), "data.channels": 0, "data.img_size": 16, "data.limit": 0,
+        "eval.dataset": "auto", "eval.final": False, "eval.every_epochs": 0,
+        "optim.batch_size": 8, "optim.epochs": 2, "run.threads": 1})  # fmt: skip
+    whole = tmp_path / "whole"
+    train(replace(cfg, **{"run.out_dir": str(whole)}))
+    saved = json.loads((whole / "config.json").read_text())
+    assert saved["data"]["channels"] == 3 and saved["eval"]["dataset"] == ""
+    part = tmp_path / "part"
+    train(replace(cfg, **{"run.out_dir": str(part), "run.max_steps": 5}))
+    train(replace(cfg, **{"run.out_dir": str(part)}), resume=True)
+    a, b = load_checkpoint(whole), load_checkpoint(part)
+    assert a["step"] == b["step"] == 12  # 48 images / 8 = 6 steps x 2 epochs
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

@@ -17,11 +17,11 @@ from visrep.config import ConfigError, apply_overrides, replace
 from visrep.configs import get_recipe, smoke
 from visrep.export import export_backbone
 from visrep.finetune import FINETUNE_OPTIM, finetune, finetune_config, resolve
+from visrep.loop import build_optimizer, param_groups, train
 from visrep.methods.supervised import Supervised, SupervisedConfig
 from visrep.parts.layer_decay import convnext_layer_id, layer_decay_scale
 from visrep.parts.pos_embed import interpolate_pos_embed
 from visrep.runs import load_pretrained
-from visrep.train import build_optimizer, param_groups, train
 
 DEPTH = 3
 

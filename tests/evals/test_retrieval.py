@@ -95,7 +95,7 @@ def test_bow_smoke_run_periodic_zeroshot_retrieval_cli_and_pseudo_bow(tmp_path):
     from visrep.config import replace
     from visrep.configs import get_recipe, smoke
     from visrep.logger import read_log
-    from visrep.train import train
+    from visrep.loop import train
 
     held = _pair_csv(tmp_path)
     run = tmp_path / "run"

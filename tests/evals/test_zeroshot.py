@@ -72,7 +72,7 @@ def test_cli_zeroshot_on_a_smoke_clip_run(tmp_path, capsys):
     from visrep.cli import main
     from visrep.config import replace
     from visrep.configs import get_recipe, smoke
-    from visrep.train import train
+    from visrep.loop import train
 
     run = tmp_path / "run"
     cfg = replace(smoke(get_recipe("clip_fmnist")), **{"run.out_dir": str(run), "run.threads": 1,

@@ -9,11 +9,11 @@ from torch import nn
 
 from visrep.backbones import BACKBONES
 from visrep.config import OptimConfig
+from visrep.loop import build_optimizer, param_groups
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
 from visrep.methods.simclr import SimCLR, SimCLRConfig
 from visrep.methods.simsiam import SimSiam, SimSiamConfig
 from visrep.parts.pos_embed import sincos_2d
-from visrep.train import build_optimizer, param_groups
 
 METHODS = {
     "simsiam": lambda bb: SimSiam(SimSiamConfig(proj_dim=32, pred_dim=8), bb),

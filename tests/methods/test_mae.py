@@ -2,11 +2,11 @@ import torch
 from torch import nn
 
 from visrep.backbones import ViT
+from visrep.loop import param_groups
 from visrep.methods.mae import MAE, MAEConfig
 from visrep.parts.masking import random_masking
 from visrep.parts.patches import normalize_patches, patchify
 from visrep.parts.pos_embed import sincos_2d
-from visrep.train import param_groups
 
 
 def tiny(**kw) -> MAE:

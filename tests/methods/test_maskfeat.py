@@ -5,9 +5,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from visrep.backbones import ViT
+from visrep.loop import param_groups
 from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
 from visrep.parts.hog import hog, hog_token_targets
-from visrep.train import param_groups
 
 
 def tiny(**kw) -> MaskFeat:

@@ -9,13 +9,13 @@ from torch import nn
 
 from visrep.backbones import CNN
 from visrep.config import OptimConfig
+from visrep.loop import build_optimizer, param_groups
 from visrep.methods.spark import SparK, SparKConfig, num_visible
 from visrep.parts.light_decoder import LightDecoder
 from visrep.parts.masking import num_keep
 from visrep.parts.patches import normalize_patches, patchify
 from visrep.parts.sparse import sparse_batch_norm, upsample_mask
 from visrep.schedules import cosine_weight_decay
-from visrep.train import build_optimizer, param_groups
 
 # (arch, patch_size, img_size): spark_fmnist's ResNet-18 with the stride-1 stem (4×4 grid of
 # 8 px cells), a standard ResNet stem (7×7 s2 conv + max-pool; 2×2 grid of 32 px cells), and

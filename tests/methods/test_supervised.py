@@ -7,20 +7,18 @@ import random
 
 import numpy as np
 import pytest
-import safetensors.torch
 import timm
 import torch
 from conftest import requires_fmnist
 
 from visrep.backbones import build_backbone
-from visrep.backbones.cnn import apply_fixups
 from visrep.checkpoint import load_checkpoint
 from visrep.config import BackboneConfig, DataConfig, EvalConfig, RunConfig, TrainConfig, replace
 from visrep.export import export_backbone
 from visrep.finetune import FINETUNE_OPTIM
+from visrep.loop import train
 from visrep.methods.supervised import Supervised, SupervisedConfig
 from visrep.runs import load_run
-from visrep.train import train
 
 pytestmark = requires_fmnist
 D = 0.5  # layer decay
@@ -100,13 +98,11 @@ def test_mixup_draws_are_injectable_and_follow_the_step_seed(full):
 
 def test_the_finetuned_backbone_exports_into_timm_strictly(full, tmp_path):
     meta = export_backbone(full, tmp_path)
-    assert meta["timm_kwargs"]["num_classes"] == 0 and meta["timm_kwargs"]["fc_norm"] is True
-    model = apply_fixups(timm.create_model(meta["timm_name"], **meta["timm_kwargs"]),
-                         meta["timm_fixups"])  # fmt: skip
-    model.load_state_dict(safetensors.torch.load_file(tmp_path / "backbone.safetensors"))
+    assert meta["model_args"]["num_classes"] == 0 and meta["model_args"]["fc_norm"] is True
+    model = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
     _, method = load_run(full)
     assert isinstance(method, Supervised)
-    x = torch.randn(3, *meta["input_size"])
+    x = torch.randn(3, *meta["pretrained_cfg"]["input_size"])
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), method.backbone.eval()(x), rtol=0, atol=0)
 

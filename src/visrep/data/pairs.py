@@ -39,7 +39,7 @@ from visrep.config import DataConfig, replace
 from visrep.data.augment import normalize
 from visrep.data.bow import caption_transform, fmnist_bow, shard_captions
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
-from visrep.data.folder import decode_bytes
+from visrep.data.folder import decode_bytes, folder_eval_transform
 from visrep.data.images import TensorTrainData
 from visrep.data.preprocess import mean_std
 from visrep.data.sampling import StepBatchSampler, mix_seed
@@ -77,16 +77,19 @@ def pair_transform(data: DataConfig):
 
 
 def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transform, seed: int,
-              caption_fn=None):  # fmt: skip
-    """One training pair, or None for a bad pair (counted by the caller). `caption_fn`
-    (e.g. the bag-of-words transform of `visrep.data.bow`) gets a generator seeded by `seed`."""
-    if raw is None or not caption or not caption.strip():
+              caption_fn=None, text: bool = True):  # fmt: skip
+    """One training pair (an image alone when not `text`), or None for a bad pair (counted by
+    the caller). `caption_fn` (e.g. the bag-of-words transform of `visrep.data.bow`) gets a
+    generator seeded by `seed`."""
+    if raw is None or (text and (not caption or not caption.strip())):
         return None
     try:
         image = decode_bytes(raw, data.channels)
     except Exception:  # undecodable / truncated file
         return None
     torch.manual_seed(seed)
+    if not text:
+        return transform(image)
     caption = caption.strip()
     if caption_fn is not None:
         caption = caption_fn(caption, torch.Generator().manual_seed(seed))
@@ -94,24 +97,31 @@ def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transfor
 
 
 class _Batcher:
-    """Collates items into normalised batches; counts skipped pairs."""
+    """Collates items into normalised batches; counts skipped pairs. Without `text`, batches
+    are those of image data: {"images"} or, with `data.views`, {"views"}."""
 
-    def __init__(self, data: DataConfig, device: torch.device) -> None:
-
-        self.data, self.device, self.n_skipped = data, device, 0
+    def __init__(self, data: DataConfig, device: torch.device, text: bool = True) -> None:
+        self.data, self.device, self.n_skipped, self.text = data, device, 0, text
         self.mean, self.std = mean_std(data)
         self.context = 77
 
     def __call__(self, items: list[dict]) -> dict:
         norm = lambda x: normalize(x.to(self.device).float(), self.mean, self.std)  # noqa: E731
+        views = lambda: [norm(torch.stack([it["views"][k] for it in items]))  # noqa: E731
+                         for k in range(len(items[0]["views"]))]  # fmt: skip
+        if not self.text:
+            return (
+                {"views": views()}
+                if "views" in items[0]
+                else {"images": norm(torch.stack([it["image"] for it in items]))}
+            )
         tokens = tokenize([it["caption"] for it in items], self.context)
         out = {"images": norm(torch.stack([it["image"] for it in items])),
                "tokens": tokens.to(self.device),
                # the raw strings too: a pretrained text tower (MiniLM) has its own tokenizer
                "captions": [it["caption"] for it in items]}  # fmt: skip
         if "views" in items[0]:
-            out["views"] = [norm(torch.stack([it["views"][k] for it in items]))
-                            for k in range(len(items[0]["views"]))]  # fmt: skip
+            out["views"] = views()
         return out
 
 
@@ -149,17 +159,20 @@ def count_samples(shards: list[str]) -> int:
 
 
 class ShardPairData:
-    """Streaming WebDataset shards (see module docstring)."""
+    """Streaming WebDataset shards (see module docstring); with `text=False` the images alone
+    (image-only methods; shards need no `.txt`)."""
 
     def __init__(self, data, batch_size, *, seed, rank=0, world_size=1, device=CPU,
-                 buffer: int = 2000) -> None:  # fmt: skip
+                 buffer: int = 2000, text: bool = True) -> None:  # fmt: skip
+        self.text = text
         self.shards = list_shards(data.dataset)
         self.data, self.b, self.seed = data, batch_size, seed
         self.rank, self.world = rank, world_size
         self.buffer, self.transform = buffer, pair_transform(data)
-        self.collate = _Batcher(data, device)
+        self.collate = _Batcher(data, device, text)
         self.caption_fn = caption_transform(data.caption_style, data.bow_balance,
-                                            lambda: shard_captions(self.shards, data.limit))  # fmt: skip
+                                            lambda: shard_captions(self.shards, data.limit)
+                                            ) if text else None  # fmt: skip
         n = count_samples(self.shards)
         if data.limit:
             n = min(n, data.limit)
@@ -213,7 +226,8 @@ class ShardPairData:
                     stream = self._raw(epoch, cycle)
                     continue
                 item = make_item(raw, txt, self.data, self.transform,
-                                 mix_seed(self.seed, s, self.rank, len(items)), self.caption_fn)  # fmt: skip
+                                 mix_seed(self.seed, s, self.rank, len(items)), self.caption_fn,
+                                 self.text)  # fmt: skip
                 if item is None:
                     self.collate.n_skipped += s >= step  # count each bad pair once
                     continue
@@ -342,11 +356,31 @@ class FMNISTCaptionData:
             yield batch
 
 
-def build_pair_data(data: DataConfig, batch_size: int, **kwargs):
-    """The image-text source `data` names (module docstring)."""
+def build_pair_data(data: DataConfig, batch_size: int, text: bool = True, **kwargs):
+    """The image-text source `data` names (module docstring); `text=False`: WebDataset shards
+    read as images only (a CSV/JSONL or captioned Fashion-MNIST keeps its captions)."""
 
     if is_fashion_mnist(data.dataset):
         return FMNISTCaptionData(data, batch_size, **kwargs)
     if data.dataset.endswith((".csv", ".jsonl")):
         return TablePairData(data, batch_size, **kwargs)
-    return ShardPairData(data, batch_size, **kwargs)
+    return ShardPairData(data, batch_size, text=text, **kwargs)
+
+
+def shard_images(spec: str, channels: int, size: int, n: int) -> Tensor:
+    """The first n readable images of WebDataset shards as uint8 [n, C, size, size] (short
+    side resized, centre crop): pictures of a shard-trained run."""
+    from webdataset import tarfile_samples
+
+    resize, images = folder_eval_transform(size), []
+    for sample in tarfile_samples([{"url": u} for u in list_shards(spec)]):
+        raw = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
+        try:
+            images.append(resize(decode_bytes(raw, channels)))
+        except Exception:  # missing or unreadable: the next one
+            continue
+        if len(images) == n:
+            break
+    if not images:
+        raise ValueError(f"no readable image in {spec}")
+    return torch.stack(images)

@@ -27,13 +27,15 @@ def build_train_data(
     world_size: int,
     device: torch.device,
     holdout: float = 0.0,
+    text: bool = True,
 ):
     """The data source of `data`: an object with `steps_per_epoch`, `n_skipped` and
     `batches(start_step, end_step)`. `holdout`: the fraction of each class of a folder that
-    evaluation tests on, left out (`visrep.data.resolve.holds_out`)."""
+    evaluation tests on, left out (`visrep.data.resolve.holds_out`). `text=False`: the method
+    reads images only (WebDataset shards need no captions)."""
     kwargs = dict(seed=seed, rank=rank, world_size=world_size, device=device)
     if is_pair_data(data):  # image-text pairs for CLIP/SLIP/FLIP
-        return build_pair_data(data, batch_size, **kwargs)
+        return build_pair_data(data, batch_size, text=text, **kwargs)
     if is_fashion_mnist(data.dataset):
         images, _ = load_fashion_mnist(data.root, "train")
         if data.limit:

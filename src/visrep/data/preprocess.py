@@ -5,14 +5,18 @@ batches for evaluation, export and pictures (the pre-training statistics, always
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 
 from visrep.config import DataConfig
 from visrep.data.augment import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, normalize
 from visrep.data.fashion_mnist import is_fashion_mnist
+from visrep.data.folder import folder_eval_transform
 
 
 def mean_std(data: DataConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -76,3 +80,18 @@ def eval_preprocess(data: DataConfig) -> Callable[[Tensor], Tensor]:
         return to_model(x * 255.0)
 
     return preprocess
+
+
+def image_transform(data: DataConfig, crop_pct: float = 0.875) -> Callable[[Any], Tensor]:
+    """One image (PIL, or uint8 tensor [C, H, W]) -> the normalised float tensor [C, S, S] a
+    model trained on `data` takes: short side resized to S / crop_pct (bicubic), centre crop
+    S, channels matched, the run's mean/std (`visrep.load`'s transform)."""
+    resize = folder_eval_transform(data.img_size, crop_pct)
+    to_model = model_preprocess(data)
+
+    def apply(image: Any) -> Tensor:
+        if isinstance(image, Image.Image):
+            image = TF.pil_to_tensor(image.convert("L" if data.channels == 1 else "RGB"))
+        return to_model(resize(image).float().unsqueeze(0))[0]  # [C, S, S]
+
+    return apply

@@ -40,7 +40,12 @@ def encode(text: str) -> list[int]:
 
 
 def decode(ids: Sequence[int]) -> str:
-    return _bpe().decode([i for i in ids if i not in (0, SOT, EOT)])
+    """The text of one row of `tokenize`: the ids between SOT and EOT (id 0 inside a caption
+    is a real token, the "!" of "wow!/"; the zeros after EOT are padding)."""
+    ids = [int(i) for i in ids]
+    if EOT in ids:
+        ids = ids[: ids.index(EOT)]
+    return _bpe().decode([i for i in ids if i != SOT])
 
 
 def tokenize(
@@ -74,3 +79,12 @@ def tokenize_cached(captions: Sequence[str]) -> Tensor:
     """`tokenize` with a bounded per-caption cache: a pool repeats captions, and every round
     re-reads the pool (BPE with ftfy costs milliseconds per caption on a busy CPU)."""
     return torch.stack([_token_row(c) for c in captions]) if captions else tokenize([])
+
+
+def trim_padding(tokens: Tensor) -> Tensor:
+    """`tokens` [N, T] cut after the last column any caption needs: its end-of-text token,
+    the largest id (49407), found by argmax as the pooling finds it. With the causal mask no
+    position attends to later ones, so the pooled features are unchanged (exact) and short
+    captions are cheap. (Counting non-zero ids would be wrong: id 0 is a real BPE token, the
+    "!" of "wow!/".)"""
+    return tokens[:, : int(tokens.argmax(1).max()) + 1] if tokens.numel() else tokens

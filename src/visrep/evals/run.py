@@ -111,33 +111,18 @@ def evaluate(
                 progress=progress,
             )  # fmt: skip
         if name:
-            m = {f"{name}_{k}": v for k, v in m.items() if k.endswith(("top1", "top5"))}
+            m = {f"{name}_{k}": m[k] for k in ("knn_top1", "knn_top5", "linear_top1", "linear_top5")
+                 if k in m}  # fmt: skip
         out |= m
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
 
 class RawPixels(nn.Module):
-    """The raw-pixel baseline: preprocessed images average-pooled to at most 32×32, then
+    """The raw-pixel baseline (`evaluate(..., baselines={"raw": RawPixels()})`): preprocessed images average-pooled to at most 32×32, then
     flattened ([B, C·h·w], at most 3,072 values for RGB), so k-NN and the linear probe of
     raw pixels stay cheap at any image size."""
 
     def forward(self, x: Tensor) -> Tensor:
         side = min(32, x.shape[-1])
         return F.adaptive_avg_pool2d(x, side).flatten(1)
-
-
-def evaluate_with_baselines(
-    backbone: nn.Module,
-    init_backbone: nn.Module | None,
-    data: DataConfig,
-    ev: EvalConfig,
-    *,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> dict[str, float | int | str]:
-    """`evaluate` of the trained backbone and, under `raw_*` / `init_*`, of raw pixels
-    (`RawPixels`) and of the untrained encoder (the run's architecture at its
-    initialisation) on the same images, in the same pass: did pre-training help?"""
-    baselines = {"raw": RawPixels()} | ({"init": init_backbone} if init_backbone else {})
-    return evaluate(backbone, data, ev, device=device, progress=progress, baselines=baselines)

@@ -42,6 +42,7 @@ from visrep.curation.cit import (
 )
 from visrep.data.cit_pool import CiTData
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
+from visrep.data.tokenizer import trim_padding
 from visrep.methods.clip import CLIP, CLIPConfig
 
 
@@ -102,8 +103,7 @@ class CiT(CLIP):
         if self.raw_text:
             x = self.text(text)
         else:
-            t = max(int((text != 0).sum(1).max()), 1)  # drop all-padding columns (exact)
-            x = self.text(text[:, :t])
+            x = self.text(trim_padding(text))  # padding columns dropped (exact)
         return x @ self.text_projection if self.cfg.project else x
 
     @torch.no_grad()

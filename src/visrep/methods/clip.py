@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from visrep.data.tokenizer import trim_padding
 from visrep.parts.losses import clip_loss
 from visrep.parts.masking import random_masking
 
@@ -81,10 +82,7 @@ class CLIP(nn.Module):
     def encode_text(self, tokens: Tensor | list[str]) -> Tensor:
         if self.cfg.text_tower != "clip":  # its own tokenizer: strings, or CLIP ids decoded
             return self.text(tokens) @ self.text_projection  # [N, E]
-        # Drop the all-padding tail columns: with the causal mask no position attends to
-        # later ones, so the EOT features are unchanged (exact) and short captions are cheap.
-        t = max(int((tokens != 0).sum(1).max()), 1)
-        return self.text(tokens[:, :t]) @ self.text_projection  # [N, E]
+        return self.text(trim_padding(tokens)) @ self.text_projection  # [N, E]
 
     def clip_outputs(self, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
         tokens = batch.get("tokens")

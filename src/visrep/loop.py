@@ -25,7 +25,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from visrep.capabilities import Classifier, FixedLR, LayerDecay, NoDecayKeywords, OwnData, StepHook
+from visrep.capabilities import (
+    Classifier,
+    FixedLR,
+    ImageText,
+    LayerDecay,
+    NoDecayKeywords,
+    OwnData,
+    StepHook,
+)
 from visrep.checkpoint import (
     CHECKPOINT,
     CONFIG,
@@ -177,6 +185,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         data = build_train_data(
             cfg.data, cfg.optim.batch_size, seed=cfg.run.seed, rank=env.rank,
             world_size=env.world_size, device=device, holdout=holds_out(cfg),
+            text=isinstance(model, ImageText),
         )  # fmt: skip
     eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * env.world_size
     base_lr = cfg.optim.lr or cfg.optim.blr * eff_batch / 256
