@@ -11,7 +11,7 @@ exported state dict loads into `timm.create_model(timm_name, **timm_kwargs)` wit
     small-image stem of the CIFAR literature (SimCLR paper Appendix B.9, SimSiam's CIFAR
     runs): a 3×3 stride-1 conv and no max-pool; 2 is the same conv with stride 2 (4×
     cheaper, for 28-64 px images on a CPU budget). timm has no argument for these, so the
-    exported `backbone.json` names the stem in `timm_fixups` and `apply_fixups` rebuilds it
+    exported `config.json` names the stem in `visrep.timm_fixups` and `apply_fixups` rebuilds it
     (two lines, see `apply_fixups`) before `load_state_dict`.
 """
 
