@@ -134,3 +134,21 @@ def test_nonsense_sizes_are_refused_by_name(override, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and override.split("=")[0] in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_an_unknown_device_lists_the_valid_ones(capsys, tmp_path):
+    assert (
+        main(["train", "mae_fmnist", "--smoke", "run.device=gpu", f"run.out_dir={tmp_path}"]) == 2
+    )
+    assert "auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@requires_fmnist
+def test_a_folder_of_a_few_batches_warns(tmp_path, caplog):
+    from conftest import colour_folder
+
+    folder = colour_folder(tmp_path / "images", labelled=False)
+    train(_smoke(tmp_path / "run", **{"data.dataset": str(folder), "data.channels": 0,
+                                      "data.limit": 0, "optim.batch_size": 8,
+                                      "eval.dataset": "auto", "optim.epochs": 1}))  # fmt: skip
+    assert "an epoch is only 3 step(s) of 8 images" in caplog.text

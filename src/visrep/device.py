@@ -11,8 +11,10 @@ def resolve_device(name: str) -> torch.device:
     """`run.device`: "auto" (a GPU when one is visible), "cpu", "cuda" or "cuda:N"."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not (name == "cuda" or name.startswith("cuda:")):
+        raise ValueError(f"run.device={name!r} is not a device: use auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("run.device=cuda but no GPU is visible; use run.device=cpu")
+        raise ValueError("run.device=cuda but no GPU is visible; use run.device=cpu (or auto)")
     return torch.device(name)
 
 

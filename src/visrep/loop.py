@@ -207,6 +207,9 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
     if env.is_main:
         if warning := space_warning(run_dir, model):
             log.warning(warning)
+        if data.steps_per_epoch < 5:  # a tiny folder: schedules and evaluations are coarse
+            log.warning("an epoch is only %d step(s) of %d images: lower optim.batch_size or add "
+                        "images", data.steps_per_epoch, eff_batch)  # fmt: skip
         log.info(
             "%s: %d images/epoch, %d steps/epoch, effective batch %d, lr %.3g, %d processes",
             name, data.steps_per_epoch * eff_batch // cfg.optim.accum_steps, data.steps_per_epoch,
