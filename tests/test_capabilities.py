@@ -145,3 +145,28 @@ def test_a_toy_method_added_as_the_guide_says_trains_evaluates_and_exports(
     x = torch.randn(2, *meta["pretrained_cfg"]["input_size"])
     with torch.no_grad():
         torch.testing.assert_close(model(x), toy.backbone(x), rtol=0, atol=0)
+
+
+# the papers' position tables: learned in CLIP/SLIP's timm ViT and SLIP's SimCLR, a fixed
+# sin-cos table in MAE, MoCo v3 and FLIP
+LEARNED_POS = {"clip_fmnist", "slip_fmnist", "clip_bow_fmnist", "cit_fmnist", "lit_fmnist",
+               "clip_vit_base_yfcc", "slip_vit_base_yfcc", "simclr_vit_base"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name", sorted(r for r in RECIPES if get_recipe(r).backbone.name.startswith("vit"))
+)
+def test_each_vit_recipe_has_its_papers_position_table(name):
+    cfg = get_recipe(name)
+    bb = BackboneConfig(cfg.backbone.name, patch_size=8, depth=1, pos_embed=cfg.backbone.pos_embed)
+    vit = build_backbone(bb, DataConfig(img_size=16, channels=cfg.data.channels or 1))
+    assert vit.model.pos_embed.requires_grad == (name in LEARNED_POS), cfg.backbone.pos_embed
+    if name in LEARNED_POS:  # timm's init, and the table is trained
+        out = vit(torch.randn(2, vit.in_chans, 16, 16))  # [2, D] (normed: its sum is constant)
+        (out * torch.randn_like(out)).sum().backward()
+        assert vit.model.pos_embed.grad.abs().sum() > 0
+
+
+def test_a_cnn_has_no_position_table_to_learn():
+    with pytest.raises(ValueError, match="ViTs only"):
+        build_backbone(BackboneConfig("resnet18", pos_embed="learn"), DataConfig())

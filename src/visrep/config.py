@@ -46,6 +46,9 @@ class BackboneConfig:
     # For CNNs patch_size is the stem's downsampling (ResNet: 4, or 1 for 28-32 px images).
     pool: str = "token"
     drop_path_rate: float = 0.0
+    # ViT position embedding: "sincos" (a fixed 2-D sin-cos table: MAE, MoCo v3, FLIP) or
+    # "learn" (timm's trunc-normal(0.02) table, trained: CLIP/SLIP's timm ViT, SimCLR in SLIP)
+    pos_embed: str = "sincos"
 
 
 @dataclass(frozen=True)

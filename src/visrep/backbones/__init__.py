@@ -13,8 +13,15 @@ def build_backbone(bb: BackboneConfig, data: DataConfig) -> nn.Module:
     """The image backbone `backbone.*` names, for `data.img_size` and `data.channels`."""
     if bb.name not in BACKBONES:
         raise ValueError(f"unknown backbone {bb.name!r}; choose one of {sorted(BACKBONES)}")
+    if bb.name in VIT_ARCHS:
+        extra = {"pos_embed": bb.pos_embed}
+    elif bb.pos_embed != "sincos":
+        raise ValueError(f"backbone.pos_embed applies to ViTs only; {bb.name} has none")
+    else:
+        extra = {}
     return BACKBONES[bb.name](
         bb.name,
+        **extra,
         img_size=data.img_size,
         patch_size=bb.patch_size,
         in_chans=data.channels,

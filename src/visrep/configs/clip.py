@@ -29,11 +29,13 @@ _FMNIST_VIT = BackboneConfig(name="vit_tiny", patch_size=4, depth=6, pool="token
 _FMNIST_EVAL = EvalConfig(every_epochs=0, limit_train=20000, linear_epochs=30)
 
 
-def _fmnist(recipe: str, method, views: str = "") -> TrainConfig:
+def _fmnist(recipe: str, method, views: str = "", pos_embed: str = "learn") -> TrainConfig:
+    """CLIP/SLIP learn the ViT's position table (timm's ViT in SLIP `models.py`); FLIP keeps
+    MAE's fixed sin-cos table (`pos_embed="sincos"`)."""
     return TrainConfig(
         recipe=recipe,
         method=method,
-        backbone=_FMNIST_VIT,
+        backbone=replace(_FMNIST_VIT, pos_embed=pos_embed),
         data=DataConfig(
             dataset="fashion_mnist",
             img_size=28,
@@ -97,7 +99,7 @@ def flip_fmnist() -> TrainConfig:
     schedule: `visrep train flip_fmnist run.init_from=runs/flip_fmnist method.mask_ratio=0
     optim.blr=... optim.epochs=... run.out_dir=runs/flip_fmnist_unmasked`.
     """
-    return _fmnist("flip_fmnist", FLIPConfig(**_TINY_TEXT, mask_ratio=0.5))
+    return _fmnist("flip_fmnist", FLIPConfig(**_TINY_TEXT, mask_ratio=0.5), pos_embed="sincos")
 
 
 def lit_fmnist() -> TrainConfig:
@@ -140,7 +142,7 @@ def clip_vit_base_yfcc() -> TrainConfig:
     return TrainConfig(
         recipe="clip_vit_base_yfcc",
         method=CLIPConfig(),
-        backbone=BackboneConfig(name="vit_base", patch_size=16, pool="token"),
+        backbone=BackboneConfig(name="vit_base", patch_size=16, pool="token", pos_embed="learn"),
         data=_pairs_data(),
         optim=OptimConfig(
             epochs=25,
@@ -164,7 +166,7 @@ def slip_vit_base_yfcc() -> TrainConfig:
     return TrainConfig(
         recipe="slip_vit_base_yfcc",
         method=SLIPConfig(),
-        backbone=BackboneConfig(name="vit_base", patch_size=16, pool="token"),
+        backbone=BackboneConfig(name="vit_base", patch_size=16, pool="token", pos_embed="learn"),
         data=_pairs_data("simclr"),
         optim=OptimConfig(
             epochs=25,

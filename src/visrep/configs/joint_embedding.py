@@ -213,7 +213,7 @@ def simclr_vit_base() -> TrainConfig:
     return TrainConfig(
         recipe="simclr_vit_base",
         method=SimCLRConfig(mlp_dim=4096, dim=256, tau=0.1),
-        backbone=BackboneConfig(name="vit_base", patch_size=16, pool="token"),
+        backbone=BackboneConfig(name="vit_base", patch_size=16, pool="token", pos_embed="learn"),
         data=_in1k_data("simclr"),
         optim=OptimConfig(
             epochs=25,
