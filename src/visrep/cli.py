@@ -249,8 +249,12 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
             model.backbone, cfg.data, cfg.eval, protocols=protocols, device=device, progress=True
         )
     out = Path(args.out) if args.out else Path(args.ckpt) / f"eval_{args.protocol}.json"
-    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics, indent=2))  # first: a failed write below loses nothing
+    try:
+        atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
+    except OSError as e:
+        raise OSError(f"could not write {out} ({e.strerror or e}); the metrics are printed "
+                      "above; pass --out to a writable path") from e  # fmt: skip
     return 0
 
 

@@ -21,12 +21,8 @@ class RunLogger:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            self.path.write_text("".join(k + "\n" for k in kept))
+            kept = [r for r in _rows(self.path) if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         from torch.utils.tensorboard import SummaryWriter
@@ -50,9 +46,24 @@ class RunLogger:
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "log.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _rows(path) if path.exists() else []
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a log; a line a kill cut in half (only ever the last) is dropped."""
+    rows = []
+    lines = path.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # the write a kill interrupted
+                continue
+            raise ValueError(f"{path}:{i + 1} is not a JSON line; the run log is damaged "
+                             "(move it away to resume without it)") from None  # fmt: skip
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def _plain(v: Any) -> Any:

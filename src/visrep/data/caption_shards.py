@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import tarfile
 import warnings
@@ -44,6 +45,7 @@ from pathlib import Path
 from PIL import Image
 
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
+from visrep.io import atomic_write_text
 
 TUXPAINT_ROOT = "/usr/share/tuxpaint/stamps"
 OPENCLIPART_ROOT = "/usr/share/openclipart"
@@ -231,6 +233,11 @@ def fmnist_pairs(
         yield f"fmnist_train_{i:05d}", Image.fromarray(images[i, 0].numpy(), "L"), caption
 
 
+def _close_shard(writer, out: Path, name: str) -> None:
+    writer.close()
+    os.replace(out / f".{name}.tmp", out / name)
+
+
 def build_captions(
     out: str | Path,
     sources: tuple[str, ...] = ("tuxpaint", "fmnist"),
@@ -247,6 +254,10 @@ def build_captions(
     """Write shards `{source}-{i:06d}.tar` under `out`; returns the build report."""
     from webdataset import TarWriter
 
+    if shard_size < 1 or max_size < 1:
+        raise ValueError(
+            f"--shard-size and --max-size must be >= 1, got {shard_size} and {max_size}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stats: dict = {}
@@ -262,21 +273,24 @@ def build_captions(
             pairs = fmnist_pairs(fmnist_root, templates, seed, fmnist_limit)
         else:
             raise ValueError(f"unknown caption source {source!r}; choose from {', '.join(SOURCES)}")
-        writer, n = None, 0
+        writer, n, name = None, 0, ""
         for key, image, caption in pairs:
             if n % shard_size == 0:
-                writer.close() if writer else None
+                _close_shard(writer, out, name) if writer else None
                 name = f"{source}-{n // shard_size:06d}.tar"
-                writer, sizes[name] = TarWriter(str(out / name)), 0
+                # written under a temporary name, renamed when complete: a killed build never
+                # leaves a partial shard under a name the readers glob (*.tar)
+                writer, sizes[name] = TarWriter(str(out / f".{name}.tmp")), 0
             image.thumbnail((max_size, max_size))
             buf = io.BytesIO()
             image.save(buf, format="PNG")
             writer.write({"__key__": key, "png": buf.getvalue(), "txt": caption})
             sizes[name] += 1
             n += 1
-        writer.close() if writer else None
+        _close_shard(writer, out, name) if writer else None
         stats[f"{source}_pairs"] = n
-    (out / "sizes.json").write_text(json.dumps(sizes, indent=1) + "\n")
+    # what was written, for readers to check shards against (truncation, lost files)
+    atomic_write_text(out / "sizes.json", json.dumps(sizes, indent=1) + "\n")
     report = {
         "sources": list(sources),
         "templates": templates,

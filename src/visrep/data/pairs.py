@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +51,8 @@ from visrep.data.views import BatchedViews, folder_views_transform, view_preset
 from visrep.device import CPU
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+MAX_LOST = 0.1  # the share of a shard set's samples a pass may lose to damage before failing
+log = logging.getLogger("visrep")
 
 
 def is_pair_data(data: DataConfig) -> bool:
@@ -149,12 +153,14 @@ def count_samples(shards: list[str]) -> int:
         table = json.loads(sizes.read_text())
         if all(Path(s).name in table for s in shards):
             return sum(int(table[Path(s).name]) for s in shards)
-    import tarfile
-
     keys = set()
     for s in shards:
-        with tarfile.open(s) as tar:
-            keys |= {(s, n.rsplit(".", 1)[0]) for n in tar.getnames() if not n.startswith("__")}
+        try:
+            with tarfile.open(s) as tar:
+                keys |= {(s, n.rsplit(".", 1)[0]) for n in tar.getnames() if not n.startswith("__")}
+        except tarfile.ReadError as e:
+            raise ValueError(f"{s} is not a readable tar file (a WebDataset shard): {e}; "
+                             "rebuild it or move it out of the folder") from None  # fmt: skip
     return len(keys)
 
 
@@ -173,7 +179,8 @@ class ShardPairData:
         self.caption_fn = caption_transform(data.caption_style, data.bow_balance,
                                             lambda: shard_captions(self.shards, data.limit)
                                             ) if text else None  # fmt: skip
-        n = count_samples(self.shards)
+        n = self.n_total = count_samples(self.shards)
+        self._warned = False
         if data.limit:
             n = min(n, data.limit)
         self.steps_per_epoch = n // (batch_size * world_size)
@@ -191,12 +198,16 @@ class ShardPairData:
 
         rng = random.Random(mix_seed(self.seed, epoch, cycle))
         order = rng.sample(self.shards, len(self.shards))
-        samples = tarfile_samples([{"url": s} for s in order])
+        # a damaged shard ends its stream (the rest of that shard is lost), not the epoch;
+        # `_check_complete` counts what was lost after the pass
+        samples = tarfile_samples([{"url": s} for s in order], handler=lambda exn: True)
         buf: list = []
         rng_rank = random.Random(mix_seed(self.seed, epoch, cycle, self.rank))
+        seen = 0
         for i, s in enumerate(samples):
             if self.data.limit and i >= self.data.limit:
                 break
+            seen += 1
             if i % self.world != self.rank:
                 continue
             raw = next((s[k] for k in IMAGE_KEYS if k in s), None)
@@ -204,8 +215,23 @@ class ShardPairData:
             buf.append((raw, txt))
             if len(buf) >= self.buffer:
                 yield buf.pop(rng_rank.randrange(len(buf)))
+        self._check_complete(seen)
         rng_rank.shuffle(buf)
         yield from buf
+
+    def _check_complete(self, seen: int) -> None:
+        """A full pass must read what the shards hold (`sizes.json`, or their headers): fewer
+        means a truncated or damaged shard. Warn with the count; fail above MAX_LOST."""
+        expected = min(self.n_total, self.data.limit) if self.data.limit else self.n_total
+        lost = expected - seen
+        if lost <= 0 or self._warned:
+            return
+        msg = (f"the shards of {self.data.dataset} yielded {seen} of {expected} samples: "
+               f"{lost} lost to a truncated or damaged shard")  # fmt: skip
+        if lost > MAX_LOST * expected:
+            raise ValueError(f"{msg}, more than {MAX_LOST:.0%}; rebuild the shards")
+        log.warning("%s (training goes on without them)", msg)
+        self._warned = True
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
 
@@ -267,14 +293,32 @@ class TablePairs(Dataset):
 
 
 def read_pair_table(path: Path) -> list[tuple[str, str]]:
+    """(image_path, caption) rows of a CSV (a header naming `image_path` and `caption` in any
+    order, or two columns without a header) or of a JSONL of objects. A row that is not a
+    pair of strings (a JSON value that is not an object, a number for a caption) becomes
+    ("", "") and is skipped and counted like an empty caption; a line that is not JSON at all
+    is an error naming it."""
     if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [(r.get("image_path", ""), r.get("caption", "")) for r in rows]
-    with path.open(newline="") as f:
-        reader = list(csv.reader(f))
-    if reader and reader[0][:2] == ["image_path", "caption"]:
-        reader = reader[1:]
-    return [(r[0], r[1] if len(r) > 1 else "") for r in reader if r]
+        rows = []
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i} is not a JSON line ({e.msg}); each line must be "
+                                 '{"image_path": ..., "caption": ...}') from None  # fmt: skip
+            r = r if isinstance(r, dict) else {}
+            pair = (r.get("image_path", ""), r.get("caption", ""))
+            rows.append(pair if all(isinstance(x, str) for x in pair) else ("", ""))
+        return rows
+    with path.open(newline="", errors="replace") as f:
+        reader = [r for r in csv.reader(f) if r]
+    cols = (0, 1)
+    if reader and {"image_path", "caption"} <= set(reader[0]):
+        cols, reader = (reader[0].index("image_path"), reader[0].index("caption")), reader[1:]
+    return [(r[cols[0]] if len(r) > cols[0] else "", r[cols[1]] if len(r) > cols[1] else "")
+            for r in reader]  # fmt: skip
 
 
 class TablePairData:
