@@ -208,6 +208,16 @@ def save_loss_curve(run_dir: Path, path: Path) -> str:
     return path.name
 
 
+CAPTIONS = {
+    "reconstruction": "Rows: an evaluation image, its masked input, the reconstruction. As in "
+    "MAE's demo notebook, visible patches are pasted back and, with a normalised-pixel target, "
+    "each masked patch is un-normalised with its true mean and variance: the picture looks "
+    "better than the model's raw prediction.",
+    "neighbours": "Each row: a query image of the training sample, then its 5 nearest images "
+    "by feature cosine.",
+}
+
+
 def write_report(
     cfg: TrainConfig, metrics: dict[str, Any], pictures: dict[str, str], run_dir: Path
 ) -> None:
@@ -227,6 +237,8 @@ def write_report(
         lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
     for title, name in pictures.items():
         lines += ["", f"## {title.capitalize()}", "", f"![{title}]({name})"]
+        if title in CAPTIONS:
+            lines += ["", CAPTIONS[title]]
     lines += [
         "",
         "## Files",
