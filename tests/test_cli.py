@@ -102,4 +102,7 @@ def test_recipes_and_show():
     out = visrep("recipes").stdout
     assert "mae_fmnist" in out and "mae_vit_base_in1k" in out
     show = visrep("show", "mae_vit_base_in1k").stdout
-    assert '"patch_size": 16' in show and "optim.blr" in show
+    line = next(x for x in show.splitlines() if x.startswith("optim.blr "))
+    assert "float" in line and "0.00015" in line and "# lr = blr * effective batch / 256" in line
+    patch = next(x for x in show.splitlines() if x.startswith("backbone.patch_size "))
+    assert "int" in patch and "= 16" in patch

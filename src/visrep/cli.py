@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from visrep.config import ConfigError, apply_overrides, leaf_keys, to_dict
+from visrep.config import ConfigError, apply_overrides, describe_keys
 from visrep.curation.cli import add_curate_parser
 from visrep.data import caption_shards
 from visrep.version import __version__
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments for `visrep {args.command}`: {' '.join(overrides)}")
     try:
         return _dispatch(args, overrides)
+    except BrokenPipeError:  # `visrep show X | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except USER_ERRORS as err:  # one line that says what to do; --debug shows the traceback
         if args.debug:
             raise
@@ -162,8 +166,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         cfg = get_recipe(args.recipe)
         from visrep.methods import method_name
 
-        print(json.dumps(to_dict(cfg, method_name(cfg.method)), indent=2))
-        print("\nvalid override keys:\n  " + "\n  ".join(leaf_keys(cfg)))
+        print(f"recipe {args.recipe} (method {method_name(cfg.method)}): every key, its type, "
+              "the recipe's value and what it means; override with key=value\n")  # fmt: skip
+        for key, kind, value, note in describe_keys(cfg):
+            print(f"{key:30s} {kind:18s} = {value!r:24s}" + (f"  # {note}" if note else ""))
         return 0
     if args.command == "train":
         from visrep.loop import train

@@ -65,7 +65,7 @@ class DataConfig:
     std: tuple[float, ...] = ()
     crop_scale: tuple[float, float] = (0.2, 1.0)  # RandomResizedCrop scale (MAE: 0.2-1)
     hflip: bool = True
-    # multi-view preset of visrep.parts.views.VIEW_PRESETS ("" = one crop, MAE style)
+    # multi-view preset of visrep.data.views.VIEW_PRESETS ("" = one crop, MAE style)
     views: str = ""
     # loader processes for folders and pairs (threads + workers <= cores); -1 = half the
     # cores (at most 8) for folders and pairs, 0 for in-memory data
@@ -79,8 +79,9 @@ class DataConfig:
     # random order; visrep.data.bow). bow_balance = word-balancing threshold t (0 = off).
     caption_style: str = "sentence"
     bow_balance: float = 0.0
-    limit: int = 0  # train on N images only (0 = all): Fashion-MNIST's first N, a folder's
-    # seeded stratified subset of N
+    # train on N images only (0 = all): Fashion-MNIST's first N, a folder's seeded
+    # stratified subset of N
+    limit: int = 0
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", {"img_size": (1, None), "num_workers": (-1, None),
@@ -262,6 +263,45 @@ def leaf_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{f.name}"] = hints[f.name]
     return out
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The comment that documents each field of a config dataclass: the `# ...` at the end of
+    its line, else the comment lines just above it (the source is the documentation)."""
+    import inspect
+    import re
+
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out, above = {}, []
+    for line in lines[1:]:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# "))
+            continue
+        m = re.match(r"(\w+)\s*:[^=#]*(?:=[^#]*)?(?:#\s*(.*))?$", text)
+        if m and not text.startswith(("def ", "return")):
+            out[m.group(1)] = (m.group(2) or " ".join(above)).replace("  # fmt: skip", "").strip()
+        above = []
+    return out
+
+
+def describe_keys(cfg: Any, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(dotted key, type, value, meaning) of every leaf of a config: `visrep show`."""
+    rows = []
+    hints = _resolved_hints(config_type(cfg) if isinstance(cfg, TrainConfig) else type(cfg))
+    notes = field_comments(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe_keys(value, f"{prefix}{f.name}.")
+        else:
+            rows.append(
+                (f"{prefix}{f.name}", _type_name(hints[f.name]), value, notes.get(f.name, ""))
+            )
+    return rows
 
 
 class ConfigError(ValueError):

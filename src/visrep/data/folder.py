@@ -233,7 +233,7 @@ def collate_skip_none(batch: Sequence[tuple[Tensor | list[Tensor], int] | None])
     """Stack the readable items of a batch and count the unreadable ones.
 
     Items are ``(image, label)``, or ``(views, label)`` with ``views`` a list of tensors
-    (one per view, :func:`visrep.parts.views.folder_views_transform`).
+    (one per view, :func:`visrep.data.views.folder_views_transform`).
 
     Returns:
         ``{"images": uint8 [B, C, H, W], "labels": int64 [B], "n_skipped": int}``, or for

@@ -11,6 +11,6 @@ def two_views(batch: dict, method: str) -> tuple[Tensor, Tensor]:
     if views is None or len(views) < 2:
         raise ValueError(
             f"{method} needs two augmented views per image: set data.views to a preset of "
-            "visrep.parts.views.VIEW_PRESETS (its recipes do, e.g. data.views=simsiam)"
+            "visrep.data.views.VIEW_PRESETS (its recipes do, e.g. data.views=simsiam)"
         )
     return views[0], views[1]
