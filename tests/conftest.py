@@ -66,3 +66,21 @@ def colour_folder(root, per_class=(12, 8, 4), split=False, labelled=True, seed=0
             else:
                 im.save(folder / f"{name}{i}.jpg", quality=90)
     return root
+
+
+def image_shards(root, n=48, per_shard=20, seed=0):
+    """WebDataset shards of n random JPEG images (no captions), `per_shard` per tar."""
+    import io
+
+    import webdataset as wds
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for s in range(0, n, per_shard):
+        with wds.TarWriter(str(root / f"shard-{s // per_shard:04d}.tar")) as w:
+            for i in range(s, min(n, s + per_shard)):
+                x = rng.integers(0, 255, (18 + i % 7, 22, 3), dtype=np.uint8)
+                buf = io.BytesIO()
+                Image.fromarray(x).save(buf, format="JPEG")
+                w.write({"__key__": f"img{i:05d}", "jpg": buf.getvalue()})
+    return root

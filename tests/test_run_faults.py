@@ -152,3 +152,56 @@ def test_a_folder_of_a_few_batches_warns(tmp_path, caplog):
                                       "data.limit": 0, "optim.batch_size": 8,
                                       "eval.dataset": "auto", "optim.epochs": 1}))  # fmt: skip
     assert "an epoch is only 3 step(s) of 8 images" in caplog.text
+
+
+@requires_fmnist  # the smoke recipe; the data are a colour folder and image shards
+@pytest.mark.parametrize("source", ["folder", "shards"])
+def test_repeated_kills_at_random_moments_then_resume_match_an_uninterrupted_run(source, tmp_path):
+    """Fault injection: kill -9 three times at random moments of a run that checkpoints
+    every step (so some kills land inside a checkpoint write), resume each time; the end is
+    bit-identical to a run that was never interrupted."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, colour_folder, image_shards, visrep
+
+    data = (colour_folder(tmp_path / "images", labelled=False) if source == "folder"
+            else image_shards(tmp_path / "shards", n=24, per_shard=10))  # fmt: skip
+    args = ["mae_fmnist", "--smoke", f"data.dataset={data}", "data.channels=3",
+            "data.img_size=16", "data.limit=0", "optim.batch_size=4", "optim.epochs=4",
+            "eval.final=False", "eval.every_epochs=0", "run.ckpt_every_minutes=0",
+            "run.threads=1"]  # fmt: skip
+    whole = tmp_path / "whole"
+    visrep("train", *args, f"run.out_dir={whole}")
+    run, rng, kills = tmp_path / "run", random.Random(0), 0
+    cmd = [sys.executable, "-m", "visrep.cli", "train", *args, f"run.out_dir={run}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    while kills < 3:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        start = load_checkpoint(run)["step"] if (run / "checkpoint.pt").exists() else 0
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if load_checkpoint(run)["step"] > start:
+                    break
+            except (FileNotFoundError, ValueError, RuntimeError):
+                pass
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.3))  # anywhere in the next steps, writes included
+        if proc.poll() is not None:
+            break  # it finished before the kill
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        cmd = [sys.executable, "-m", "visrep.cli", "train", "--resume", str(run)]
+    assert kills == 3, "the run ended before three kills: make it longer"
+    visrep("train", "--resume", str(run))
+    a, b = load_checkpoint(whole), load_checkpoint(run)
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert not list(run.glob(".*.tmp"))  # no debris of the killed writes is left

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import colour_folder, requires_fmnist
+from conftest import colour_folder, image_shards, requires_fmnist
 from PIL import Image
 
 from visrep.config import DataConfig, EvalConfig, TrainConfig, replace
@@ -161,26 +161,11 @@ def test_build_folder_from_the_emoji_package_is_a_split_colour_folder(tmp_path):
     assert again["per_class"] == report["per_class"]  # seeded: the same folder everywhere
 
 
-def _image_shards(root, n=48, per_shard=20, seed=0):
-    import webdataset as wds
-
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for s in range(0, n, per_shard):
-        with wds.TarWriter(str(root / f"shard-{s // per_shard:04d}.tar")) as w:
-            for i in range(s, min(n, s + per_shard)):
-                x = rng.integers(0, 255, (18 + i % 7, 22, 3), dtype=np.uint8)
-                buf = io.BytesIO()
-                Image.fromarray(x).save(buf, format="JPEG")
-                w.write({"__key__": f"img{i:05d}", "jpg": buf.getvalue()})
-    return root
-
-
 @requires_fmnist  # the smoke recipe; no Fashion-MNIST image is used
 def test_image_only_webdataset_shards_train_and_resume_exactly(tmp_path):
     from visrep.checkpoint import load_checkpoint
 
-    shards = _image_shards(tmp_path / "shards")
+    shards = image_shards(tmp_path / "shards")
     cfg = replace(smoke(get_recipe("mae_fmnist")), **{
         "data.dataset": str(shards), "data.channels": 0, "data.img_size": 16, "data.limit": 0,
         "eval.dataset": "auto", "eval.final": False, "eval.every_epochs": 0,
