@@ -4,7 +4,7 @@ the training step that consumes the views.
 For each setting (28 px 1-channel Fashion-MNIST, 64 px 3-channel), every round times,
 interleaved:
 
-- **batched**: `visrep.parts.views.BatchedViews` on a uint8 batch + normalize (what
+- **batched**: `visrep.data.views.BatchedViews` on a uint8 batch + normalize (what
   `TensorTrainData` does with `data.views`), torch on 2 threads;
 - **per-sample**: the same transforms sample by sample (`folder_views_transform`, the
   v2 pipeline FolderTrainData's DataLoader workers run) + stack + normalize, in this
@@ -252,7 +252,7 @@ second (each gives two views); torch on 2 threads for every row; the per-sample 
 runs in-process (2 DataLoader workers would at best double it and leave no core for the
 model). Loader share = t_views / (t_views + t_step) if views are made in the training
 process. Below 64 px the blur is dropped in both pipelines (small-image rule,
-`visrep.parts.views.for_image_size`).
+`visrep.data.views.for_image_size`).
 
 {table}
 

@@ -3,7 +3,7 @@
 `TRAINING.md`), run by the one training loop.
 
 `visrep eval finetune --ckpt RUN_DIR` builds a `TrainConfig[SupervisedConfig]` whose
-`method.source` is that run (`visrep.evals.finetune`); the loop gives AdamW, warmup +
+`method.source` is that run (`visrep.finetune`); the loop gives AdamW, warmup +
 cosine, accumulation, clipping, checkpoints, exact resume, DDP and the logs. This module
 adds what fine-tuning needs on top of a pre-training method:
 
@@ -57,7 +57,7 @@ from visrep.parts.layer_decay import layer_decay_scale, no_weight_decay_names
 class SupervisedConfig:
     """Classifier, layer decay, Mixup/CutMix and the labelled-data augmentation. Defaults suit
     the Fashion-MNIST demo models (a short schedule: no Mixup/CutMix, which need ~100 epochs
-    to pay off); `visrep.evals.finetune.PRESETS` hold the papers'."""
+    to pay off); `visrep.finetune.PRESETS` hold the papers'."""
 
     source: str = ""  # run or exported-backbone folder to start from ("" = the run's backbone)
     init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
