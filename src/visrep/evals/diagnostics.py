@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from visrep.config import DataConfig
 from visrep.data.images import sample_folder
 from visrep.data.preprocess import eval_preprocess
-from visrep.evals.features import extract_features
+from visrep.evals.features import extract_features_many
 
 
 def feature_statistics(features: Tensor) -> dict[str, float]:
@@ -68,13 +68,14 @@ def label_free_eval(
     the untrained encoder), and the sample itself (uint8 [N, C, S, S]) with its features
     [N, D] for a nearest-neighbour picture."""
     images, _ = sample_folder(data.dataset, data.channels, data.img_size, n, holdout=holdout)
-    pre = eval_preprocess(data)
-    feats = extract_features(backbone, images, batch_size=batch_size, preprocess=pre,
-                             device=device)  # fmt: skip
-    out = feature_statistics(feats)
-    if init_backbone is not None:
-        init = extract_features(init_backbone.to(device), images, batch_size=batch_size,
-                                preprocess=pre, device=device)  # fmt: skip
-        stats = feature_statistics(init)
+    encoders = {"": backbone} | ({"init": init_backbone.to(device)} if init_backbone else {})
+    batches = ((images[i : i + batch_size], images.new_zeros(0))
+               for i in range(0, len(images), batch_size))  # fmt: skip
+    feats, _ = extract_features_many(
+        encoders, batches, preprocess=eval_preprocess(data), device=device
+    )  # one pass feeds both encoders
+    out = feature_statistics(feats[""])
+    if "init" in feats:
+        stats = feature_statistics(feats["init"])
         out |= {f"init_{k}": stats[k] for k in ("feature_std", "effective_rank")}
-    return out, images, feats
+    return out, images, feats[""]

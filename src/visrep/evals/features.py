@@ -90,20 +90,13 @@ def extract_features(
         raise ValueError("images is empty; there is nothing to encode")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    device = torch.device(device)
-    was_training = encoder.training if isinstance(encoder, nn.Module) else None
-    if isinstance(encoder, nn.Module):
-        encoder.eval()
-    try:
-        starts = range(0, images.shape[0], batch_size)
-        chunks = [
-            _encode_chunk(encoder, images[s : s + batch_size], preprocess, device)
-            for s in tqdm(starts, desc=desc, disable=not progress, unit="batch")
-        ]
-    finally:
-        if was_training is not None:
-            encoder.train(was_training)
-    return torch.cat(chunks)
+    labels = torch.zeros(len(images), dtype=torch.long)  # unused: the pass wants pairs
+    batches = ((images[s : s + batch_size], labels[s : s + batch_size])
+               for s in range(0, len(images), batch_size))  # fmt: skip
+    feats, _ = extract_features_many({"": encoder}, batches, preprocess=preprocess,
+                                     device=device, progress=progress, total=len(images),
+                                     desc=desc)  # fmt: skip
+    return feats[""]
 
 
 @torch.no_grad()
