@@ -238,3 +238,39 @@ def test_empty_or_all_malformed_shards_and_a_corrupt_output(tmp_path):
     (out / SHARDS_DIR / "ok.jsonl.npz").write_bytes(b"not a zip")  # damaged by hand
     summary = match_pool([pool], tmp_path / "meta.json", out, workers=1, progress=False)
     assert not summary["complete"] and "delete it to redo" in summary["shards_failed"][0]["error"]
+
+
+def test_a_huge_key_or_caption_is_skipped_and_counted_and_the_output_stays_small(tmp_path):
+    """One 100,000-character key once made every key of its shard that wide (200 MB)."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    with open(pool / "a.jsonl", "w") as f:
+        for i in range(500):
+            key = "k" * 100_000 if i == 3 else f"id{i}"
+            text = "a cat " * 20_000 if i == 7 else "a cat"  # 120,000 characters
+            f.write(json.dumps({"text": text, "id": key}) + "\n")
+    with tarfile.open(pool / "b.tar", "w") as tf:  # a huge caption member is never read
+        for name, size in (("x.txt", 5), ("y.txt", 300_000)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tf.addfile(info, io.BytesIO(b"a cat" + b" " * (size - 5)))
+    save_metadata(ENTRIES, tmp_path / "meta.json")
+    out = tmp_path / "out"
+    fields = CaptionFields(key_field="id")
+    summary = match_pool([pool], tmp_path / "meta.json", out, fields, workers=1, progress=False)
+    assert summary["complete"] and summary["texts"] == 498 + 1
+    assert summary["too_long_records_skipped"] == 3 and summary["malformed_records_skipped"] == 0
+    assert sum(p.stat().st_size for p in out.rglob("*")) < 100_000
+    m = ShardMatches.load(out / SHARDS_DIR / "a.jsonl.npz")
+    assert m.n_too_long == 2 and list(m.keys[:4]) == ["id0", "id1", "id2", "id4"]
+    with pytest.raises(ValueError, match="--max-key-chars"):
+        CaptionFields(max_key_chars=0)
+    # the command line: the bound is an option, the count is in the printed summary
+    proc = subprocess.run(
+        [sys.executable, "-m", "visrep.cli", "curate", "match", str(pool / "a.jsonl"),
+         "--metadata", str(tmp_path / "meta.json"), "--out", str(tmp_path / "cli"),
+         "--key-field", "id", "--max-key-chars", "100000", "--no-progress", "--workers", "1"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert '"too_long_records_skipped": 1' in proc.stdout  # the key fits under 100,000

@@ -6,6 +6,11 @@ sample `KEY` is the member `KEY.txt`). Every reader streams: memory stays consta
 large the shard. Each yields `(row, key, text)`; `text` is None for a malformed record
 (bad JSON, missing or non-string field, undecodable bytes), which the caller counts and
 skips: one bad line never stops a long run.
+
+Fields are bounded: a key longer than `CaptionFields.max_key_chars` or a caption longer than
+`max_text_chars` yields `TOO_LONG` instead of its text, and is skipped and counted too. An
+unbounded field read from a pool found on the web is how one 100,000-character key became a
+200 MB output; a caption is cut at 77 tokens by CLIP's tokenizer anyway (CLIP paper Sec. 2.4).
 """
 
 from __future__ import annotations
@@ -20,7 +25,19 @@ from pathlib import Path
 
 FORMATS = {".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 FORMATS |= {".tar": "tar"}
-Record = tuple[int, str, str | None]
+MAX_KEY_CHARS = 4096  # a sample id (a uid, a URL, a file path) is far shorter
+MAX_TEXT_CHARS = 65_536  # ~100 times an alt-text; CLIP reads the first 77 tokens
+
+
+class _TooLong:
+    """The text of a record whose key or caption is over its bound (skipped, counted)."""
+
+    def __repr__(self) -> str:
+        return "TOO_LONG"
+
+
+TOO_LONG = _TooLong()
+Record = tuple[int, str, "str | None | _TooLong"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +48,22 @@ class CaptionFields:
         text_field: JSONL key / CSV or Parquet column holding the caption.
         key_field: JSONL key / column holding a sample identifier; None = row number.
         text_ext: extension of the caption member in WebDataset tars ("txt" -> KEY.txt).
+        max_key_chars: a record whose key is longer is skipped and counted.
+        max_text_chars: a record whose caption is longer is skipped and counted.
     """
 
     text_field: str = "text"
     key_field: str | None = None
     text_ext: str = "txt"
+    max_key_chars: int = MAX_KEY_CHARS
+    max_text_chars: int = MAX_TEXT_CHARS
+
+    def __post_init__(self) -> None:
+        for name in ("max_key_chars", "max_text_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} (--{name.replace('_', '-')}) must be >= 1, got {getattr(self, name)}"
+                )
 
 
 def shard_format(path: str | Path) -> str | None:
@@ -48,14 +76,25 @@ def shard_format(path: str | Path) -> str | None:
 
 
 def read_captions(path: str | Path, fields: CaptionFields = CaptionFields()) -> Iterator[Record]:
-    """Stream `(row, key, text-or-None)` from one shard of any supported format."""
+    """Stream `(row, key, text)` from one shard of any supported format; `text` is None for a
+    malformed record and `TOO_LONG` for one whose key or caption is over its bound."""
     path = Path(path)
     kind = shard_format(path)
     if kind is None:
         raise ValueError(f"{path}: unsupported shard type; expected one of {sorted(FORMATS)}")
     if not path.is_file():
         raise FileNotFoundError(f"shard {path} does not exist")
-    return {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet, "tar": _tar}[kind](path, fields)
+    reader = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet, "tar": _tar}[kind]
+    return _bounded(reader(path, fields), fields)
+
+
+def _bounded(records: Iterator[Record], fields: CaptionFields) -> Iterator[Record]:
+    for row, key, text in records:
+        long_text = isinstance(text, str) and len(text) > fields.max_text_chars
+        if long_text or len(key) > fields.max_key_chars:
+            yield row, str(row), TOO_LONG
+        else:
+            yield row, key, text
 
 
 def _key(value: object, row: int) -> str:
@@ -137,6 +176,10 @@ def _tar(path: Path, fields: CaptionFields) -> Iterator[Record]:
                 if ext != fields.text_ext:
                     continue
                 key = f"{folder}/{stem}" if folder else stem
+                if member.size > 4 * fields.max_text_chars:  # UTF-8: at most 4 bytes a char
+                    yield row, key, TOO_LONG  # never read into memory
+                    row += 1
+                    continue
                 data = tf.extractfile(member).read()  # type: ignore[union-attr]
                 try:
                     yield row, key, data.decode("utf-8")

@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from visrep.curation.captions import MAX_KEY_CHARS, MAX_TEXT_CHARS
+
 
 def add_curate_parser(sub: argparse._SubParsersAction) -> None:
     """Register `curate` and its three sub-commands on the top-level CLI."""
@@ -40,6 +42,20 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--text-field", default="text", help="JSONL key / column of the caption")
     m.add_argument("--key-field", default=None, help="JSONL key / column of the sample id")
     m.add_argument("--text-ext", default="txt", help="caption member extension in tar shards")
+    m.add_argument(
+        "--max-key-chars",
+        type=int,
+        default=MAX_KEY_CHARS,
+        metavar="N",
+        help=f"skip and count a record whose key is longer (default {MAX_KEY_CHARS})",
+    )
+    m.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=MAX_TEXT_CHARS,
+        metavar="N",
+        help=f"skip and count a record whose caption is longer (default {MAX_TEXT_CHARS})",
+    )
     m.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     m.add_argument("--matcher", choices=["ahocorasick", "naive"], default="ahocorasick")
     m.add_argument("--no-progress", action="store_true")
@@ -71,7 +87,9 @@ def run_curate(args: argparse.Namespace, unknown: list[str] | None = None) -> in
 
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        fields = CaptionFields(args.text_field, args.key_field, args.text_ext)
+        fields = CaptionFields(
+            args.text_field, args.key_field, args.text_ext, args.max_key_chars, args.max_text_chars
+        )
         summary = match_pool(
             args.inputs,
             args.metadata,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from visrep.curation.captions import CaptionFields, read_captions, shard_format
+from visrep.curation.captions import TOO_LONG, CaptionFields, read_captions, shard_format
 from visrep.curation.counts import reduce_counts, shard_counts
 from visrep.curation.match import MATCHERS
 from visrep.curation.metadata import load_metadata
@@ -54,6 +54,7 @@ class ShardSummary:
     count_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
     count_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     error: str | None = None
+    n_too_long: int = 0  # records skipped for a key or caption over its bound
 
 
 def find_shards(inputs: Sequence[str | Path]) -> list[Path]:
@@ -83,12 +84,16 @@ def shard_outputs(shards: Sequence[Path], out_dir: str | Path) -> list[Path]:
 
 
 def match_shard(shard: Path, matcher: Any, fields: CaptionFields) -> ShardMatches:
-    """Match every caption of one shard (streamed); malformed records are counted.
+    """Match every caption of one shard (streamed); malformed records and records over a
+    field bound (`CaptionFields.max_key_chars`, `max_text_chars`) are skipped and counted.
 
     Memory: the shard's ids in compact arrays (4 bytes per match) and its keys.
     """
-    rows, lengths, flat, keys, malformed = array("q"), array("q"), array("I"), [], 0
+    rows, lengths, flat, keys, malformed, too_long = array("q"), array("q"), array("I"), [], 0, 0
     for row, key, text in read_captions(shard, fields):
+        if text is TOO_LONG:
+            too_long += 1
+            continue
         if text is None:
             malformed += 1
             continue
@@ -102,10 +107,11 @@ def match_shard(shard: Path, matcher: Any, fields: CaptionFields) -> ShardMatche
     return ShardMatches(
         source=str(shard),
         rows=np.frombuffer(rows, dtype=np.int64).copy(),
-        keys=np.asarray(keys, dtype=str),
+        keys=keys,
         offsets=offsets,
         entry_ids=np.frombuffer(flat, dtype=np.uint32).copy(),
         n_malformed=malformed,
+        n_too_long=too_long,
     )
 
 
@@ -114,9 +120,9 @@ def summarize(
 ) -> ShardSummary:
     """Sizes and sparse entry counts (`counts`) of one matched shard."""
     ids, values = shard_counts(m.entry_ids, n_entries)
-    return ShardSummary(
-        str(shard), str(output), len(m), m.n_malformed, m.n_matched, 0.0, ids, values
-    )
+    s = ShardSummary(str(shard), str(output), len(m), m.n_malformed, m.n_matched, 0.0, ids, values)
+    s.n_too_long = m.n_too_long
+    return s
 
 
 def load_summary(shard: str | Path, output: str | Path, n_entries: int) -> ShardSummary:
@@ -327,6 +333,7 @@ def _reduce(
         "texts": sum(s.n_texts for s in ok),
         "texts_matched": sum(s.n_matched for s in ok),
         "malformed_records_skipped": sum(s.n_malformed for s in ok),
+        "too_long_records_skipped": sum(s.n_too_long for s in ok),
         "seconds": round(seconds, 2),
         "outputs": [{"shard": s.shard, "output": s.output, "texts": s.n_texts} for s in ok],
     }
