@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # unit -> layer; units on one layer are siblings and do not import each other
 LAYERS: dict[str, int] = {
     "io": 0, "logger": 0, "schedules": 0, "device": 0, "capabilities": 0, "version": 0,
-    "config": 1, "checkpoint": 1,
+    "config": 1, "checkpoint": 1, "method_configs": 1,
     "parts": 2, "data": 2,
     "backbones": 3, "curation": 3, "evals": 3,
     "methods": 4,

@@ -164,9 +164,7 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     if args.command == "show":
         cfg = get_recipe(args.recipe)
-        from visrep.methods import method_name
-
-        print(f"recipe {args.recipe} (method {method_name(cfg.method)}): every key, its type, "
+        print(f"recipe {args.recipe} ({type(cfg.method).__name__}): every key, its type, "
               "the recipe's value and what it means; override with key=value\n")  # fmt: skip
         for key, kind, value, note in describe_keys(cfg):
             print(f"{key:30s} {kind:18s} = {value!r:24s}" + (f"  # {note}" if note else ""))

@@ -1,7 +1,7 @@
 """Typed, frozen run configuration and strict `key=value` overrides.
 
 A run is described by `TrainConfig[M]`, where `M` is the method's own config
-dataclass (e.g. `MAEConfig`, next to the method's code). Recipes in `configs/`
+dataclass (e.g. `MAEConfig`, in `visrep.method_configs`). Recipes in `configs/`
 are functions that return a `TrainConfig`; the CLI applies overrides with tyro,
 after checking every key so that a typo names the valid keys instead of
 silently doing nothing.

@@ -44,7 +44,6 @@ from visrep.configs.mae_longseq import (
 from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
 from visrep.configs.own import mae_own, mae_vit_small_224, simclr_resnet18_own
 from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
-from visrep.data.resolve import resolve_data
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_fmnist": mae_fmnist,
@@ -98,6 +97,10 @@ def get_recipe(name: str) -> TrainConfig:
 def resolved_recipe(name: str) -> TrainConfig:
     """`get_recipe(name)` with its automatic data settings made explicit (channels, workers,
     `eval.dataset="auto"`; `visrep.data.resolve`), as `visrep train` starts it."""
+    # imported here, not above: resolving reads the data with torch, and `visrep recipes` /
+    # `visrep show` import this package only to print configs (no torch: under a second)
+    from visrep.data.resolve import resolve_data
+
     return resolve_data(get_recipe(name))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from visrep.config import RunConfig, TrainConfig, replace
 from visrep.configs.clip import _TINY_TEXT, clip_fmnist
-from visrep.methods.cit import CiTConfig
+from visrep.method_configs import CiTConfig
 
 
 def cit_fmnist() -> TrainConfig:

@@ -21,8 +21,7 @@ from visrep.config import (
     TrainConfig,
     replace,
 )
-from visrep.methods.clip import CLIPConfig, FLIPConfig
-from visrep.methods.slip import SLIPConfig
+from visrep.method_configs import CLIPConfig, FLIPConfig, SLIPConfig
 
 _TINY_TEXT = dict(embed_dim=128, text_width=128, text_layers=3, text_heads=4)
 _FMNIST_VIT = BackboneConfig(name="vit_tiny", patch_size=4, depth=6, pool="token")

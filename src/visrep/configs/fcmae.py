@@ -10,7 +10,7 @@ from visrep.config import (
     RunConfig,
     TrainConfig,
 )
-from visrep.methods.fcmae import FCMAEConfig
+from visrep.method_configs import FCMAEConfig
 
 
 def fcmae_fmnist() -> TrainConfig:

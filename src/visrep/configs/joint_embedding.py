@@ -18,9 +18,7 @@ from visrep.config import (
     RunConfig,
     TrainConfig,
 )
-from visrep.methods.mocov3 import MoCoV3Config
-from visrep.methods.simclr import SimCLRConfig
-from visrep.methods.simsiam import SimSiamConfig
+from visrep.method_configs import MoCoV3Config, SimCLRConfig, SimSiamConfig
 
 _FMNIST_RESNET = BackboneConfig(name="resnet18", patch_size=2, pool="avg")
 _FMNIST_EVAL = EvalConfig(dataset="auto", every_epochs=1, periodic_limit=2000, limit_train=20000)

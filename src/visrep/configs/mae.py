@@ -11,7 +11,7 @@ from visrep.config import (
     TrainConfig,
     replace,
 )
-from visrep.methods.mae import MAEConfig
+from visrep.method_configs import MAEConfig
 
 
 def mae_fmnist() -> TrainConfig:

@@ -18,7 +18,7 @@ from visrep.config import (
     RunConfig,
     TrainConfig,
 )
-from visrep.methods.mae import MAEConfig
+from visrep.method_configs import MAEConfig
 
 
 def mae_longseq_fmnist() -> TrainConfig:

@@ -10,7 +10,7 @@ from visrep.config import (
     RunConfig,
     TrainConfig,
 )
-from visrep.methods.maskfeat import MaskFeatConfig
+from visrep.method_configs import MaskFeatConfig
 
 
 def maskfeat_fmnist() -> TrainConfig:

@@ -16,8 +16,7 @@ from visrep.config import (
     RunConfig,
     TrainConfig,
 )
-from visrep.methods.mae import MAEConfig
-from visrep.methods.simclr import SimCLRConfig
+from visrep.method_configs import MAEConfig, SimCLRConfig
 
 # a small labelled set needs more probe steps than ImageNet's 90 epochs at blr 0.1 (LARS moves
 # a weight by ~lr × 0.001 of its norm per step): 200 epochs at blr 1.0 for ~1,500 images

@@ -11,7 +11,7 @@ from visrep.config import (
     RunConfig,
     TrainConfig,
 )
-from visrep.methods.spark import SparKConfig
+from visrep.method_configs import SparKConfig
 
 
 def spark_fmnist() -> TrainConfig:

@@ -27,7 +27,6 @@ reference (`skip_text_projection=True`); `project=True` uses the projected embed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -43,24 +42,8 @@ from visrep.curation.cit import (
 from visrep.data.cit_pool import CiTData
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
 from visrep.data.tokenizer import trim_padding
-from visrep.methods.clip import CLIP, CLIPConfig
-
-
-@dataclass(frozen=True)
-class CiTConfig(CLIPConfig):
-    """CiT's curation knobs (reference defaults: t 0.55 on YFCC15M, 0.7 on YFCC100M;
-    γ 0.003 / 0.01; one round per 100 steps of batch 1024; bare class names)."""
-
-    metadata: str = "fashion_mnist"  # built-in class names, or a text file (one per line)
-    # templates with "{}", or names of visrep.data.templates sets ("imagenet"): the CLI
-    # splits values at spaces, so a set name is how to pass sentences on the command line
-    metadata_templates: tuple[str, ...] = ("{}",)
-    threshold: float = 0.55  # t: keep a caption whose max cosine to the metadata exceeds t
-    min_ratio: float = 0.003  # γ: when fewer pass in a chunk, keep its top ⌊γ·chunk⌋
-    curate_every: int = 100  # s: training steps per round; a round keeps s × batch pairs
-    scan_chunk: int = 0  # pool pairs scored at once (γ's unit); 0 = 2 × optim.batch_size
-    project: bool = False  # curate in the projected space (the reference: pooled)
-    freeze_image: bool = False  # the paper's locked image tower (backbone + image projection)
+from visrep.method_configs import CiTConfig
+from visrep.methods.clip import CLIP
 
 
 def metadata_entries(spec: str) -> list[str]:

@@ -23,42 +23,13 @@ SLIP (FLIP clips it in the forward).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from visrep.data.tokenizer import trim_padding
+from visrep.method_configs import CLIPConfig, FLIPConfig
 from visrep.parts.losses import clip_loss
 from visrep.parts.masking import random_masking
-
-
-@dataclass(frozen=True)
-class CLIPConfig:
-    """CLIP/SLIP sizes (CLIP paper Sec. 2.4; SLIP `models.py`): E = 512, text 12 × 512,
-    8 heads, context 77, vocab 49408."""
-
-    embed_dim: int = 512
-    text_width: int = 512
-    text_layers: int = 12
-    text_heads: int = 8
-    context_length: int = 77
-    vocab_size: int = 49408
-    logit_scale_init: float = math.log(1 / 0.07)
-    logit_scale_max: float = math.log(100.0)
-    # "clip": the causal transformer above, trained from scratch; "minilm": the pretrained
-    # all-MiniLM-L6-v2 (visrep.backbones.text_pretrained; text_width/layers/heads unused)
-    text_tower: str = "clip"
-    lock_text: bool = False  # LiT: freeze the pretrained text tower, train its projection
-
-
-@dataclass(frozen=True)
-class FLIPConfig(CLIPConfig):
-    """FLIP: CLIP with `mask_ratio` of the image patch tokens dropped in training (0.5 in the
-    paper, 0.75 studied; 0 = the unmasked-tuning phase)."""
-
-    mask_ratio: float = 0.5
 
 
 class CLIP(nn.Module):

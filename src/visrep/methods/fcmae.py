@@ -11,32 +11,15 @@ the MSE is averaged over removed cells only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from visrep.backbones.cnn import CNN
+from visrep.method_configs import FCMAEConfig
 from visrep.parts.masking import num_keep, random_masking
 from visrep.parts.patches import normalize_patches, patchify, unpatchify
 from visrep.parts.sparse import SparseConvNeXt
-
-
-@dataclass(frozen=True)
-class FCMAEConfig:
-    """FCMAE hyper-parameters (paper: 60% masking, 1×512 decoder, raw-pixel loss)."""
-
-    mask_ratio: float = 0.6
-    decoder_dim: int = 512
-    decoder_depth: int = 1
-    norm_pix_loss: bool = False  # off in the documented command (ConvNeXt-V2 `TRAINING.md`)
-    # "sample": per image (paper Sec. 3; ConvNeXt-V2 `models/utils.py` GRN, JAX); "batch":
-    # `MinkowskiGRN` of the same file, which pools over the whole sparse batch
-    grn_stats: str = "sample"
-    # "fcmae": the official override, `FCMAE._init_weights` in `models/fcmae.py`;
-    # "timm": timm's own init
-    init: str = "fcmae"
 
 
 class FCMAE(nn.Module):

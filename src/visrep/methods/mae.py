@@ -15,37 +15,15 @@ that code can. Its `decoder_downsampling` / `pred_downsampling` options are not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from visrep.backbones.vit import ViT
+from visrep.method_configs import MAEConfig
 from visrep.parts.masking import Masking, random_masking, unit_anchors, unit_masking
 from visrep.parts.patches import normalize_patches, patchify, unpatchify
 from visrep.parts.pos_embed import sincos_2d
-
-
-@dataclass(frozen=True)
-class MAEConfig:
-    """MAE hyper-parameters (paper defaults: 75% masking, 8×512 decoder, norm-pix loss)."""
-
-    mask_ratio: float = 0.75
-    decoder_dim: int = 512
-    decoder_depth: int = 8
-    decoder_heads: int = 16
-    norm_pix_loss: bool = True
-    # Baseline of the paper's Table 1c ("encoder w/ [M]"): the encoder processes all tokens,
-    # masked ones replaced by a learned mask token. Only for the speed benchmark.
-    encoder_mask_tokens: bool = False
-    # Long-sequence MAE: mask k×k units of patches (official --mask_downsampling);
-    # 1 = ordinary per-patch MAE masking.
-    mask_unit: int = 1
-    # Attention with q and v biases but no k bias, in encoder and decoder (official
-    # --no_k_bias_in_vit, to match TF/JAX ViTs): the k slice of timm's fused qkv bias is
-    # held at zero, so the weights still load into timm strictly.
-    no_k_bias_in_vit: bool = False
 
 
 class MAE(nn.Module):

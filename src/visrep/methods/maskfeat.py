@@ -24,34 +24,14 @@ Differences from the official module, by design:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from visrep.backbones.vit import ViT
+from visrep.method_configs import MaskFeatConfig
 from visrep.parts.hog import hog, hog_token_targets
 from visrep.parts.masking import block_masks, num_block_masked
-
-
-@dataclass(frozen=True)
-class MaskFeatConfig:
-    """MaskFeat hyper-parameters (paper: 40% block-wise masking, HOG 9 bins, 8 px cells).
-
-    `cell_size` must divide the patch size: each token predicts the HOG of its
-    (patch / cell)² cells, K = nbins · (patch / cell)² · channels (108 at ViT-B/16 RGB).
-    """
-
-    mask_ratio: float = 0.4  # target round(L · ratio) masked tokens; can end below (BEiT)
-    min_mask_patches: int = 0  # smallest block area; 0 = SlowFast's num_masked // 5
-    mask_min_aspect: float = 0.3  # block aspect in [0.3, 1/0.3], log-uniform
-    nbins: int = 9
-    cell_size: int = 8
-    # "slowfast": trunc_normal(0.02) on the patch projection too, as the official code
-    # (SlowFast `MViT._init_weights`); "xavier": MAE's xavier_uniform on the flattened
-    # projection, whose scale follows the patch size (trunc_normal(0.02) is ~7x smaller than
-    # xavier for 4×4×1 patches)
-    patch_embed_init: str = "slowfast"
 
 
 class MaskFeat(nn.Module):

@@ -13,30 +13,18 @@ default, a frozen random patch projection (`stop_grad_conv1`, the paper's stabil
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from visrep.backbones.vit import ViT
+from visrep.method_configs import MoCoV3Config
 from visrep.methods.simsiam import output_std
 from visrep.methods.views import two_views
 from visrep.parts.ema import cosine_momentum, ema_update, frozen_copy
 from visrep.parts.heads import mlp
 from visrep.parts.losses import infonce_mocov3
 from visrep.parts.pos_embed import sincos_2d
-
-
-@dataclass(frozen=True)
-class MoCoV3Config:
-    """MoCo v3 hyper-parameters (ViT recipe defaults: τ 0.2, m0 0.99 → 1)."""
-
-    dim: int = 256
-    mlp_dim: int = 4096
-    tau: float = 0.2  # 0.2 for ViTs, 1.0 for ResNet-50
-    m0: float = 0.99
-    momentum_cosine: bool = True  # --moco-m-cos
-    stop_grad_conv1: bool = True  # ViT: frozen random patch projection
 
 
 class MoCoV3(nn.Module):

@@ -8,23 +8,13 @@ BN + ReLU on the hidden layers, no BN on the 256-d output), NT-Xent with τ = 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
 
+from visrep.method_configs import SimCLRConfig
 from visrep.methods.simsiam import output_std
 from visrep.methods.views import two_views
 from visrep.parts.heads import mlp
 from visrep.parts.losses import nt_xent
-
-
-@dataclass(frozen=True)
-class SimCLRConfig:
-    """SLIP's SimCLR head and temperature."""
-
-    mlp_dim: int = 4096
-    dim: int = 256
-    tau: float = 0.1
 
 
 class SimCLR(nn.Module):

@@ -11,25 +11,13 @@ peak lr while the encoder follows the cosine schedule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visrep.method_configs import SimSiamConfig
 from visrep.methods.views import two_views
 from visrep.parts.heads import freeze_last_bias, mlp
 from visrep.parts.losses import negative_cosine
-
-
-@dataclass(frozen=True)
-class SimSiamConfig:
-    """SimSiam hyper-parameters (paper: 2048-d projector, 512-d predictor bottleneck)."""
-
-    proj_dim: int = 2048
-    pred_dim: int = 512
-    fix_pred_lr: bool = True  # predictor lr not decayed (the README command, Table 1)
-    # False removes the stop-gradient: the paper's collapse ablation (Sec. 4.1, Fig. 2)
-    stop_gradient: bool = True
 
 
 class SimSiam(nn.Module):

@@ -10,24 +10,13 @@ loss are SimCLR's (`visrep.methods.simclr`, gathered with gradient). The views c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
 
-from visrep.methods.clip import CLIP, CLIPConfig
+from visrep.method_configs import SLIPConfig
+from visrep.methods.clip import CLIP
 from visrep.methods.views import two_views
 from visrep.parts.heads import mlp
 from visrep.parts.losses import nt_xent
-
-
-@dataclass(frozen=True)
-class SLIPConfig(CLIPConfig):
-    """SLIP: CLIP sizes plus SimCLR's head (4096-4096-256), τ = 0.1, ssl_scale 1.0."""
-
-    ssl_scale: float = 1.0
-    mlp_dim: int = 4096
-    ssl_dim: int = 256
-    tau: float = 0.1
 
 
 class SLIP(CLIP):

@@ -11,28 +11,17 @@ image; the loss is the MSE to per-patch normalized pixels on masked cells only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from visrep.backbones.cnn import CNN
+from visrep.method_configs import SparKConfig
 from visrep.parts.light_decoder import LightDecoder
 from visrep.parts.masking import nothing_visible_message
 from visrep.parts.patches import normalize_patches, patchify, unpatchify
 from visrep.parts.sparse import SparseConvNeXt, SparseResNet, sparse_batch_norm, upsample_mask
-
-
-@dataclass(frozen=True)
-class SparKConfig:
-    """SparK hyper-parameters (paper: 60% masking, decoder width 768)."""
-
-    mask_ratio: float = 0.6
-    decoder_dim: int = 768  # the LightDecoder's first width W_0, halved per block
-    # (`pretrain/decoder.py`)
-    densify_norm: str = "auto"  # auto (bn for ResNet, ln for ConvNeXt) | bn | ln | none
 
 
 def num_visible(cells: int, mask_ratio: float) -> int:

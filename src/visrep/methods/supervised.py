@@ -32,7 +32,6 @@ MaskFeat's HEAD_INIT_SCALE 0.001 on its trunc_normal(0.02) head is the same head
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,38 +49,8 @@ from visrep.backbones.pretrained import (
     from_backbone,
 )
 from visrep.data.labelled import train_batches
+from visrep.method_configs import SupervisedConfig
 from visrep.parts.layer_decay import layer_decay_scale, no_weight_decay_names
-
-
-@dataclass(frozen=True)
-class SupervisedConfig:
-    """Classifier, layer decay, Mixup/CutMix and the labelled-data augmentation. Defaults suit
-    the Fashion-MNIST demo models (a short schedule: no Mixup/CutMix, which need ~100 epochs
-    to pay off); `visrep.finetune.PRESETS` hold the papers'."""
-
-    source: str = ""  # run or exported-backbone folder to start from ("" = the run's backbone)
-    init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
-    num_classes: int = 0  # 0: `visrep eval finetune` counts the eval dataset's classes
-    layer_decay: float = 0.75  # 1.0 = off
-    # ConvNeXt ids (ConvNeXt-V2 `optim_factory.py`): single | group | auto (group when the
-    # third stage has 27 blocks)
-    layer_decay_type: str = "auto"
-    drop_path: float = 0.1
-    pool: str = "avg"  # ViT: "avg" (fc_norm on mean patch token, MAE default) or "token"
-    img_size: int = 0  # 0 = the source's size; else its pos embed is interpolated (= data.img_size)
-    head_init_std: float = 2e-5
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    mixup_mode: str = "batch"
-    smoothing: float = 0.1
-    auto_augment: str = "rand-m9-mstd0.5-inc1"  # folders only ("" = off)
-    color_jitter: float = 0.0  # folders only; MAE leaves it off (None) with RandAugment
-    reprob: float = 0.25  # RandomErasing
-    remode: str = "pixel"
-    recount: int = 1
-    ema_decay: float = 0.0  # model EMA of backbone + head (ConvNeXt V2: 0.9999); 0 = off
 
 
 def criterion(cfg: SupervisedConfig) -> tuple[Mixup | None, nn.Module]:

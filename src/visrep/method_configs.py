@@ -1,0 +1,210 @@
+"""Every method's own hyper-parameters: one frozen dataclass per method, without torch.
+
+A method's config is read by its model (`visrep.methods.<name>`, which imports it from here),
+by the recipes (`visrep.configs`) and by the command line. It lives apart from the model so
+that `visrep recipes`, `visrep show` and config files build and print whole run configs
+without importing torch (under a second instead of ~4 s); the method module re-exports it,
+so `from visrep.methods.mae import MAEConfig` still works. The comment on (or above) each
+field is its documentation: `visrep show` prints it (`visrep.config.field_comments`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+# visrep.methods.mae
+@dataclass(frozen=True)
+class MAEConfig:
+    """MAE hyper-parameters (paper defaults: 75% masking, 8×512 decoder, norm-pix loss)."""
+
+    mask_ratio: float = 0.75
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    norm_pix_loss: bool = True
+    # Baseline of the paper's Table 1c ("encoder w/ [M]"): the encoder processes all tokens,
+    # masked ones replaced by a learned mask token. Only for the speed benchmark.
+    encoder_mask_tokens: bool = False
+    # Long-sequence MAE: mask k×k units of patches (official --mask_downsampling);
+    # 1 = ordinary per-patch MAE masking.
+    mask_unit: int = 1
+    # Attention with q and v biases but no k bias, in encoder and decoder (official
+    # --no_k_bias_in_vit, to match TF/JAX ViTs): the k slice of timm's fused qkv bias is
+    # held at zero, so the weights still load into timm strictly.
+    no_k_bias_in_vit: bool = False
+
+
+# visrep.methods.maskfeat
+@dataclass(frozen=True)
+class MaskFeatConfig:
+    """MaskFeat hyper-parameters (paper: 40% block-wise masking, HOG 9 bins, 8 px cells).
+
+    `cell_size` must divide the patch size: each token predicts the HOG of its
+    (patch / cell)² cells, K = nbins · (patch / cell)² · channels (108 at ViT-B/16 RGB).
+    """
+
+    mask_ratio: float = 0.4  # target round(L · ratio) masked tokens; can end below (BEiT)
+    min_mask_patches: int = 0  # smallest block area; 0 = SlowFast's num_masked // 5
+    mask_min_aspect: float = 0.3  # block aspect in [0.3, 1/0.3], log-uniform
+    nbins: int = 9
+    cell_size: int = 8
+    # "slowfast": trunc_normal(0.02) on the patch projection too, as the official code
+    # (SlowFast `MViT._init_weights`); "xavier": MAE's xavier_uniform on the flattened
+    # projection, whose scale follows the patch size (trunc_normal(0.02) is ~7x smaller than
+    # xavier for 4×4×1 patches)
+    patch_embed_init: str = "slowfast"
+
+
+# visrep.methods.fcmae
+@dataclass(frozen=True)
+class FCMAEConfig:
+    """FCMAE hyper-parameters (paper: 60% masking, 1×512 decoder, raw-pixel loss)."""
+
+    mask_ratio: float = 0.6
+    decoder_dim: int = 512
+    decoder_depth: int = 1
+    norm_pix_loss: bool = False  # off in the documented command (ConvNeXt-V2 `TRAINING.md`)
+    # "sample": per image (paper Sec. 3; ConvNeXt-V2 `models/utils.py` GRN, JAX); "batch":
+    # `MinkowskiGRN` of the same file, which pools over the whole sparse batch
+    grn_stats: str = "sample"
+    # "fcmae": the official override, `FCMAE._init_weights` in `models/fcmae.py`;
+    # "timm": timm's own init
+    init: str = "fcmae"
+
+
+# visrep.methods.spark
+@dataclass(frozen=True)
+class SparKConfig:
+    """SparK hyper-parameters (paper: 60% masking, decoder width 768)."""
+
+    mask_ratio: float = 0.6
+    decoder_dim: int = 768  # the LightDecoder's first width W_0, halved per block
+    # (`pretrain/decoder.py`)
+    densify_norm: str = "auto"  # auto (bn for ResNet, ln for ConvNeXt) | bn | ln | none
+
+
+# visrep.methods.simsiam
+@dataclass(frozen=True)
+class SimSiamConfig:
+    """SimSiam hyper-parameters (paper: 2048-d projector, 512-d predictor bottleneck)."""
+
+    proj_dim: int = 2048
+    pred_dim: int = 512
+    fix_pred_lr: bool = True  # predictor lr not decayed (the README command, Table 1)
+    # False removes the stop-gradient: the paper's collapse ablation (Sec. 4.1, Fig. 2)
+    stop_gradient: bool = True
+
+
+# visrep.methods.mocov3
+@dataclass(frozen=True)
+class MoCoV3Config:
+    """MoCo v3 hyper-parameters (ViT recipe defaults: τ 0.2, m0 0.99 → 1)."""
+
+    dim: int = 256
+    mlp_dim: int = 4096
+    tau: float = 0.2  # 0.2 for ViTs, 1.0 for ResNet-50
+    m0: float = 0.99
+    momentum_cosine: bool = True  # --moco-m-cos
+    stop_grad_conv1: bool = True  # ViT: frozen random patch projection
+
+
+# visrep.methods.simclr
+@dataclass(frozen=True)
+class SimCLRConfig:
+    """SLIP's SimCLR head and temperature."""
+
+    mlp_dim: int = 4096
+    dim: int = 256
+    tau: float = 0.1
+
+
+# visrep.methods.clip
+@dataclass(frozen=True)
+class CLIPConfig:
+    """CLIP/SLIP sizes (CLIP paper Sec. 2.4; SLIP `models.py`): E = 512, text 12 × 512,
+    8 heads, context 77, vocab 49408."""
+
+    embed_dim: int = 512
+    text_width: int = 512
+    text_layers: int = 12
+    text_heads: int = 8
+    context_length: int = 77
+    vocab_size: int = 49408
+    logit_scale_init: float = math.log(1 / 0.07)
+    logit_scale_max: float = math.log(100.0)
+    # "clip": the causal transformer above, trained from scratch; "minilm": the pretrained
+    # all-MiniLM-L6-v2 (visrep.backbones.text_pretrained; text_width/layers/heads unused)
+    text_tower: str = "clip"
+    lock_text: bool = False  # LiT: freeze the pretrained text tower, train its projection
+
+
+# visrep.methods.clip
+@dataclass(frozen=True)
+class FLIPConfig(CLIPConfig):
+    """FLIP: CLIP with `mask_ratio` of the image patch tokens dropped in training (0.5 in the
+    paper, 0.75 studied; 0 = the unmasked-tuning phase)."""
+
+    mask_ratio: float = 0.5
+
+
+# visrep.methods.slip
+@dataclass(frozen=True)
+class SLIPConfig(CLIPConfig):
+    """SLIP: CLIP sizes plus SimCLR's head (4096-4096-256), τ = 0.1, ssl_scale 1.0."""
+
+    ssl_scale: float = 1.0
+    mlp_dim: int = 4096
+    ssl_dim: int = 256
+    tau: float = 0.1
+
+
+# visrep.methods.cit
+@dataclass(frozen=True)
+class CiTConfig(CLIPConfig):
+    """CiT's curation knobs (reference defaults: t 0.55 on YFCC15M, 0.7 on YFCC100M;
+    γ 0.003 / 0.01; one round per 100 steps of batch 1024; bare class names)."""
+
+    metadata: str = "fashion_mnist"  # built-in class names, or a text file (one per line)
+    # templates with "{}", or names of visrep.data.templates sets ("imagenet"): the CLI
+    # splits values at spaces, so a set name is how to pass sentences on the command line
+    metadata_templates: tuple[str, ...] = ("{}",)
+    threshold: float = 0.55  # t: keep a caption whose max cosine to the metadata exceeds t
+    min_ratio: float = 0.003  # γ: when fewer pass in a chunk, keep its top ⌊γ·chunk⌋
+    curate_every: int = 100  # s: training steps per round; a round keeps s × batch pairs
+    scan_chunk: int = 0  # pool pairs scored at once (γ's unit); 0 = 2 × optim.batch_size
+    project: bool = False  # curate in the projected space (the reference: pooled)
+    freeze_image: bool = False  # the paper's locked image tower (backbone + image projection)
+
+
+# visrep.methods.supervised
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """Classifier, layer decay, Mixup/CutMix and the labelled-data augmentation. Defaults suit
+    the Fashion-MNIST demo models (a short schedule: no Mixup/CutMix, which need ~100 epochs
+    to pay off); `visrep.finetune.PRESETS` hold the papers'."""
+
+    source: str = ""  # run or exported-backbone folder to start from ("" = the run's backbone)
+    init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
+    num_classes: int = 0  # 0: `visrep eval finetune` counts the eval dataset's classes
+    layer_decay: float = 0.75  # 1.0 = off
+    # ConvNeXt ids (ConvNeXt-V2 `optim_factory.py`): single | group | auto (group when the
+    # third stage has 27 blocks)
+    layer_decay_type: str = "auto"
+    drop_path: float = 0.1
+    pool: str = "avg"  # ViT: "avg" (fc_norm on mean patch token, MAE default) or "token"
+    img_size: int = 0  # 0 = the source's size; else its pos embed is interpolated (= data.img_size)
+    head_init_std: float = 2e-5
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    smoothing: float = 0.1
+    auto_augment: str = "rand-m9-mstd0.5-inc1"  # folders only ("" = off)
+    color_jitter: float = 0.0  # folders only; MAE leaves it off (None) with RandAugment
+    reprob: float = 0.25  # RandomErasing
+    remode: str = "pixel"
+    recount: int = 1
+    ema_decay: float = 0.0  # model EMA of backbone + head (ConvNeXt V2: 0.9999); 0 = off
