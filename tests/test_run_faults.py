@@ -205,3 +205,31 @@ def test_repeated_kills_at_random_moments_then_resume_match_an_uninterrupted_run
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert not list(run.glob(".*.tmp"))  # no debris of the killed writes is left
+
+
+@requires_fmnist
+def test_config_and_checkpoint_of_different_runs_are_one_clear_error(tmp_path, capsys):
+    """eval, export and --resume share `checkpoint.load_model_weights` with run.init_from."""
+    import shutil
+
+    train(_smoke(tmp_path / "mae", **{"run.max_steps": 1}))
+    other = replace(smoke(get_recipe("maskfeat_fmnist")), **{"run.out_dir": str(tmp_path / "mf"),
+                    "run.threads": 1, "eval.final": False, "eval.every_epochs": 0,
+                    "run.max_steps": 1})  # fmt: skip
+    train(other)
+    train(_smoke(tmp_path / "wide", **{"run.max_steps": 1, "method.decoder_dim": 64}))
+    for source, differs in (("mf", "holds a 'maskfeat' run, but"), ("wide", "does not fit")):
+        mixed = tmp_path / f"mixed_{source}"
+        mixed.mkdir()
+        shutil.copy(tmp_path / "mae" / "config.json", mixed)
+        shutil.copy(tmp_path / source / "checkpoint.pt", mixed)
+        for argv in (["eval", "knn", "--ckpt", str(mixed)],
+                     ["export", "--ckpt", str(mixed), "--out", str(tmp_path / "exported")],
+                     ["train", "--resume", str(mixed)]):  # fmt: skip
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert err.startswith("visrep: error: ") and err.count("\n") == 1, err
+            assert differs in err and "come from different runs" in err, err
+    assert "mask_token [1, 1, 64] in the checkpoint" in err
+    assert not (tmp_path / "exported").exists()
+    assert json.loads((mixed / "config.json").read_text())["run"]["out_dir"].endswith("mae")

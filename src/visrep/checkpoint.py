@@ -131,6 +131,52 @@ def load_checkpoint(ckpt: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+DIFFERENT_RUNS = (
+    f"{CONFIG} and {CHECKPOINT} come from different runs; put the {CONFIG} saved with this "
+    f"{CHECKPOINT} beside it (or start a new run)"
+)
+
+
+def load_model_weights(
+    model: torch.nn.Module, state: dict[str, Any], method: str, *, what: str, target: str, fix: str
+) -> None:
+    """Load a checkpoint's model weights into `model` (strict), or raise one ValueError that
+    says what differs and what to do: the checkpoint holds another method, or its tensors do
+    not fit (missing, unexpected, another shape). The one check for every path that puts a
+    checkpoint into a model built from a config: `visrep eval` and `export` (`runs.load_run`),
+    `train --resume` and `run.init_from`.
+
+    Args:
+        model: built from the config (`method` is its method's name).
+        state: a `load_checkpoint` dict.
+        what: the checkpoint, as the message names it ("runs/a/checkpoint.pt").
+        target: what describes the model ("runs/a/config.json describes").
+        fix: what the user should do.
+    """
+    if state.get("method") != method:
+        raise ValueError(
+            f"{what} holds a {state.get('method')!r} run, but {target} a {method!r} run: {fix}"
+        )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        diff = weights_mismatch(model.state_dict(), state["model"]) or str(e).splitlines()[0]
+        raise ValueError(f"{what} does not fit the model {target} ({diff}): {fix}") from e
+
+
+def weights_mismatch(model: dict[str, Any], ckpt: dict[str, Any]) -> str:
+    """A one-line summary of how two state dicts differ ("" when they fit)."""
+    shape = lambda v: list(getattr(v, "shape", ()))  # noqa: E731
+    other = [f"{k} {shape(ckpt[k])} in the checkpoint, {shape(v)} in the model"
+             for k, v in model.items() if k in ckpt and shape(ckpt[k]) != shape(v)]  # fmt: skip
+    missing = [k for k in model if k not in ckpt]
+    extra = [k for k in ckpt if k not in model]
+    parts = [f"{len(other)} tensor(s) of another shape, e.g. {other[0]}"] if other else []
+    parts += [f"{len(missing)} missing from the checkpoint, e.g. {missing[0]}"] if missing else []
+    parts += [f"{len(extra)} not in the model, e.g. {extra[0]}"] if extra else []
+    return "; ".join(parts)
+
+
 def load_run_config_dict(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not path.is_file():

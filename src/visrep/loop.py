@@ -37,8 +37,10 @@ from visrep.capabilities import (
 from visrep.checkpoint import (
     CHECKPOINT,
     CONFIG,
+    DIFFERENT_RUNS,
     RunDirLock,
     load_checkpoint,
+    load_model_weights,
     save_checkpoint,
     space_warning,
 )
@@ -240,14 +242,8 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
 def _init_from(model: nn.Module, source: str, name: str) -> None:
     """Load another run's model weights (strict: same method and architecture)."""
     state = load_checkpoint(source, map_location="cpu")
-    if state.get("method") != name:
-        raise ValueError(f"run.init_from={source} holds a {state.get('method')!r} run; "
-                         f"this run trains {name!r}: start from a run of the same method")  # fmt: skip
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ValueError(f"run.init_from={source}: its weights do not fit this model "
-                         f"(different backbone or method settings?): {e}") from e  # fmt: skip
+    load_model_weights(model, state, name, what=f"run.init_from={source}", target="this run "
+                       "trains", fix="start from a run of the same method and backbone")  # fmt: skip
     log.info("initialised from %s (step %d)", source, int(state["step"]))
 
 
@@ -256,10 +252,13 @@ def _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env) -> tuple[int, 
     counted); refuse to overwrite a run."""
     if resume:
         state = load_checkpoint(run_dir, map_location="cpu")
-        if state.get("method") != name:
-            raise ValueError(f"{run_dir} holds a {state.get('method')!r} run, not {name!r}")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        what, target = str(run_dir / CHECKPOINT), f"{run_dir / CONFIG} describes"
+        load_model_weights(model, state, name, what=what, target=target, fix=DIFFERENT_RUNS)
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except (KeyError, ValueError) as e:  # same model, another optimizer or param groups
+            raise ValueError(f"{what}: its optimizer state does not fit the optimizer {target} "
+                             f"({e}): {DIFFERENT_RUNS}") from e  # fmt: skip
         if env.is_main:
             save_json(to_dict(cfg, name), run_dir / CONFIG)  # with the resume's overrides
         return int(state["step"]), int(state.get("n_skipped", 0))

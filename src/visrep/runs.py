@@ -17,7 +17,14 @@ from torch import nn
 
 from visrep.backbones import build_backbone
 from visrep.backbones.pretrained import Pretrained, create_timm, from_backbone
-from visrep.checkpoint import load_checkpoint, load_run_config_dict
+from visrep.checkpoint import (
+    CHECKPOINT,
+    CONFIG,
+    DIFFERENT_RUNS,
+    load_checkpoint,
+    load_model_weights,
+    load_run_config_dict,
+)
 from visrep.config import ConfigError, DataConfig, TrainConfig, from_dict
 from visrep.data.resolve import resolve_data
 from visrep.methods import METHODS, method_name
@@ -65,11 +72,14 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 def load_run(
     run_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[TrainConfig, nn.Module]:
-    """The run's config and its method model with the checkpoint's weights, in eval mode."""
+    """The run's config and its method model with the checkpoint's weights, in eval mode.
+    A config.json and checkpoint.pt of different runs are one clear error (what differs)."""
     cfg = load_run_config(run_dir)
     state = load_checkpoint(run_dir, map_location="cpu")
     model = build_model(cfg)
-    model.load_state_dict(state["model"])
+    run = Path(run_dir)
+    load_model_weights(model, state, method_name(cfg.method), what=str(run / CHECKPOINT),
+                       target=f"{run / CONFIG} describes", fix=DIFFERENT_RUNS)  # fmt: skip
     return cfg, model.to(device).eval()
 
 
