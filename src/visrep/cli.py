@@ -1,6 +1,8 @@
 """`visrep` command line: train | eval | export | recipes | show | curate.
 
 visrep train mae_fmnist optim.epochs=5 run.out_dir=runs/try   # a recipe + typed overrides
+visrep show mae_fmnist --format yaml > run.yaml                # every key, as a file to edit
+visrep train --config run.yaml optim.epochs=5                  # a YAML/JSON file + overrides
 visrep train mae_fmnist data.dataset=/my/images data.channels=3 data.img_size=64
 visrep train --resume runs/try                                 # continue after a kill
 visrep eval knn --ckpt runs/try eval.knn_k=10
@@ -19,7 +21,15 @@ import os
 import sys
 from pathlib import Path
 
-from visrep.config import ConfigError, apply_overrides, describe_keys
+from visrep.config import (
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    config_file_text,
+    describe_keys,
+    read_config_file,
+)
+from visrep.configs import RECIPES, get_recipe, smoke
 from visrep.curation.cli import add_curate_parser
 from visrep.data import caption_shards
 from visrep.version import __version__
@@ -33,6 +43,8 @@ USER_ERRORS = (ConfigError, KeyError, OSError, ValueError, FloatingPointError)
 # not the model or the data (batches would no longer replay exactly)
 RESUME_KEYS = ("run.", "eval.", "optim.epochs=", "optim.blr=", "optim.lr=", "optim.clip_grad=",
                "data.num_workers=")  # fmt: skip
+CONFIG_HELP = ("YAML or JSON file of config keys (nested or dotted, as `visrep show RECIPE "
+               "--format yaml` writes); key=value overrides on the command line win")  # fmt: skip
 
 
 def check_resume_overrides(overrides: list[str]) -> list[str]:
@@ -65,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--smoke", action="store_true", help="tiny version of the recipe (seconds on a CPU)"
     )
+    t.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; `recipe:` names the recipe")
     e = sub.add_parser("eval", help="evaluate a checkpoint's frozen features")
     e.add_argument(
         "protocol", choices=["knn", "linear", "all", "zeroshot", "retrieval", "finetune"]
@@ -77,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--preset", default="", help="finetune: paper preset (visrep.finetune.PRESETS)")
     e.add_argument("--resume", action="store_true",
                    help="finetune: continue the fine-tuning run (run.out_dir) from its checkpoint")  # fmt: skip
+    e.add_argument("--config", metavar="FILE", help=CONFIG_HELP + " (its `recipe:` is ignored)")
     x = sub.add_parser("export", help="the backbone for timm, or a CLIP model for open_clip")
     x.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     x.add_argument("--out", required=True, metavar="DIR")
@@ -90,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("recipes", help="list the recipes")
     s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
     s.add_argument("recipe")
+    s.add_argument("--format", choices=["text", "yaml", "json"], default="text",
+                   help="yaml / json: a config file for `visrep train --config FILE`")  # fmt: skip
     add_curate_parser(sub)
     _add_data_parser(sub)
     return p
@@ -142,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
-    if args.command == "curate":  # before the recipes import: curation needs no torch
+    if args.command == "curate":
         from visrep.curation.cli import run_curate
 
         return run_curate(args, overrides)
@@ -156,38 +172,25 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         return build_folder.run(args)
     if args.command == "data":
         return caption_shards.run(args)
-    from visrep.configs import RECIPES, get_recipe, smoke
-
     if args.command == "recipes":
         for name, fn in RECIPES.items():
             print(f"{name:24s} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return 0
     if args.command == "show":
         cfg = get_recipe(args.recipe)
+        if args.format != "text":
+            sys.stdout.write(config_file_text(cfg, args.format))
+            return 0
         print(f"recipe {args.recipe} ({type(cfg.method).__name__}): every key, its type, "
               "the recipe's value and what it means; override with key=value\n")  # fmt: skip
         for key, kind, value, note in describe_keys(cfg):
             print(f"{key:30s} {kind:18s} = {value!r:24s}" + (f"  # {note}" if note else ""))
         return 0
     if args.command == "train":
+        cfg = train_config(args, overrides)
         from visrep.loop import train
 
-        if args.resume:
-            if args.recipe and "=" in args.recipe:  # argparse took the first override for it
-                args.recipe, overrides = None, [args.recipe, *overrides]
-            if args.recipe:
-                raise ConfigError("--resume takes the run's saved config; drop the recipe")
-            from visrep.runs import load_run_config
-
-            changes = [*check_resume_overrides(overrides), f"run.out_dir={args.resume}"]
-            cfg = apply_overrides(load_run_config(args.resume), changes)
-            metrics = train(cfg, resume=True)
-        else:
-            if not args.recipe:
-                raise ConfigError("name a recipe (see `visrep recipes`) or pass --resume RUN_DIR")
-            cfg = get_recipe(args.recipe)
-            cfg = smoke(cfg) if args.smoke else cfg
-            metrics = train(apply_overrides(cfg, overrides))
+        metrics = train(cfg, resume=bool(args.resume))
         if metrics:
             print(json.dumps(metrics, indent=2))
         return 0
@@ -217,7 +220,31 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
     raise AssertionError(args.command)
 
 
+def train_config(args: argparse.Namespace, overrides: list[str]) -> TrainConfig:
+    """The config `visrep train` runs: the recipe (or --resume's saved config), then the keys
+    of the --config file, then the command line's overrides (the last value of a key wins)."""
+    if args.recipe and "=" in args.recipe:  # argparse took the first override for the recipe
+        args.recipe, overrides = None, [args.recipe, *overrides]
+    file_recipe, file_overrides = read_config_file(args.config) if args.config else ("", [])
+    overrides = [*file_overrides, *overrides]
+    if args.resume:
+        if args.recipe or file_recipe:
+            raise ConfigError("--resume takes the run's saved config; drop the recipe")
+        from visrep.runs import load_run_config
+
+        changes = [*check_resume_overrides(overrides), f"run.out_dir={args.resume}"]
+        return apply_overrides(load_run_config(args.resume), changes)
+    recipe = args.recipe or file_recipe
+    if not recipe:
+        raise ConfigError("name a recipe (see `visrep recipes`; or `recipe:` in the --config "
+                          "file) or pass --resume RUN_DIR")  # fmt: skip
+    cfg = get_recipe(recipe)
+    return apply_overrides(smoke(cfg) if args.smoke else cfg, overrides)
+
+
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.config:  # the same keys as the command line's, which win; the run is the recipe
+        overrides = [*read_config_file(args.config)[1], *overrides]
     if args.protocol == "finetune":  # trains the whole backbone (visrep.finetune)
         from visrep.finetune import run_finetune_cli
 

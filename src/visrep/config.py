@@ -18,6 +18,7 @@ import sys
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from visrep.io import atomic_write_text
@@ -380,11 +381,24 @@ def _tyro_args(args: list[str], keys: dict[str, Any]) -> list[str]:
         if tp is bool and value.lower() in _BOOLS:
             out += [flag, _BOOLS[value.lower()]]
         elif typing.get_origin(tp) is tuple:
-            parts = [v for v in value.strip("()[] ").replace(",", " ").split() if v]
+            parts = _json_list(value)  # ["a photo of {}", "{}"]: items may hold spaces
+            if parts is None:
+                parts = [v for v in value.strip("()[] ").replace(",", " ").split() if v]
             out += [flag, *parts] if parts else [flag]
         else:
             out += [flag, value]
     return out
+
+
+def _json_list(value: str) -> list[str] | None:
+    """The items of a JSON list as strings (how a config file passes a tuple), else None."""
+    if not value.lstrip().startswith("["):
+        return None
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError:
+        return None
+    return [str(v) for v in items] if isinstance(items, list) else None
 
 
 def _type_name(tp: Any) -> str:
@@ -425,3 +439,88 @@ def from_dict(cls: Any, data: dict[str, Any]) -> Any:
 def save_json(obj: Any, path: Any) -> None:
 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# --- config files: `visrep train --config FILE` / `visrep show RECIPE --format yaml` ---------
+
+# keys a file may hold besides config keys: the recipe to start from, and the method's
+# registry name that a run's config.json records (the recipe decides the method)
+FILE_ONLY_KEYS = ("recipe", "method_name")
+
+
+def read_config_file(path: str | Path) -> tuple[str, list[str]]:
+    """(recipe, overrides) of a YAML or JSON file: `recipe` ("" when absent) and every other
+    key as the `key=value` overrides the command line takes, so that `apply_overrides` checks
+    them (unknown keys, types, ranges) exactly as typed ones. Nested mappings
+    (`optim: {epochs: 5}`) and dotted keys (`optim.epochs: 5`) are both accepted; a run's
+    `config.json` and `visrep show RECIPE --format yaml|json` are valid files."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"could not read the config file {path}: {e.strerror or e}") from None
+    try:
+        data = json.loads(text) if str(path).lower().endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"could not parse {path}: {e}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys (e.g. optim: {{epochs: "
+                          f"5}}), not a {type(data).__name__}")  # fmt: skip
+    recipe = data.pop("recipe", "") or ""
+    if not isinstance(recipe, str):
+        raise ConfigError(f"recipe in {path} must be a recipe name, got {recipe!r}")
+    data.pop("method_name", None)
+    return recipe, _flat_overrides(data, "", path)
+
+
+def _flat_overrides(data: dict, prefix: str, path: str | Path) -> list[str]:
+    out: list[str] = []
+    for key, value in data.items():
+        key = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += _flat_overrides(value, f"{key}.", path)
+        elif value is None:
+            raise ConfigError(f"{key} has no value in {path}")
+        elif isinstance(value, list | tuple):
+            out.append(f"{key}={json.dumps(list(value))}")
+        else:  # str(True) = "True", repr-exact floats; tyro parses them as typed keys
+            out.append(f"{key}={value}")
+    return out
+
+
+def config_file_text(cfg: Any, fmt: str = "yaml") -> str:
+    """`cfg` as a file that `read_config_file` reads back to the same config: nested JSON, or
+    YAML with each key's meaning as a comment (`describe_keys`)."""
+    rows = sorted(describe_keys(cfg), key=lambda row: "." in row[0])  # `recipe` first
+    if fmt == "json":
+        nested: dict[str, Any] = {}
+        for key, _, value, _ in rows:
+            *heads, last = key.split(".")
+            node = nested
+            for h in heads:
+                node = node.setdefault(h, {})
+            node[last] = list(value) if isinstance(value, tuple) else value
+        return json.dumps(nested, indent=2) + "\n"
+    lines: list[str] = []
+    done: list[str] = []  # the sections open above
+    for key, _, value, note in rows:
+        *heads, last = key.split(".")
+        for depth, h in enumerate(heads):
+            if done[: depth + 1] != heads[: depth + 1]:
+                lines.append(f"{'  ' * depth}{h}:")
+        done = heads
+        line = f"{'  ' * len(heads)}{last}: {_yaml_value(value)}"
+        lines.append(f"{line:44s}  # {note}" if note else line)
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_value(value: Any) -> str:
+    """A YAML flow scalar or list that PyYAML reads back as the same Python value."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        text = repr(value)  # YAML 1.1 reads 1e-05 as a string: write 1.0e-05
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
+    return json.dumps(value, ensure_ascii=False)  # true/false, ints, double-quoted strings

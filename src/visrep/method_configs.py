@@ -167,8 +167,8 @@ class CiTConfig(CLIPConfig):
     γ 0.003 / 0.01; one round per 100 steps of batch 1024; bare class names)."""
 
     metadata: str = "fashion_mnist"  # built-in class names, or a text file (one per line)
-    # templates with "{}", or names of visrep.data.templates sets ("imagenet"): the CLI
-    # splits values at spaces, so a set name is how to pass sentences on the command line
+    # templates with "{}", or names of visrep.data.templates sets ("imagenet"); the CLI
+    # splits a plain value at spaces: pass sentences as a JSON list ('["a photo of a {}."]')
     metadata_templates: tuple[str, ...] = ("{}",)
     threshold: float = 0.55  # t: keep a caption whose max cosine to the metadata exceeds t
     min_ratio: float = 0.003  # γ: when fewer pass in a chunk, keep its top ⌊γ·chunk⌋
