@@ -104,3 +104,33 @@ def test_a_half_written_last_log_line_is_dropped(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"step": 1\n' + rows[0] + "\n")
     with pytest.raises(ValueError, match="log.jsonl:1"):
         read_log(tmp_path)
+
+
+@pytest.mark.parametrize("keep, fails", [(0.9, False), (0.3, True)])
+def test_retrieval_pairs_from_a_truncated_shard_are_counted_or_refused(tmp_path, caplog, keep,
+                                                                        fails):  # fmt: skip
+    """The retrieval reader checks its pass with the training reader's `check_complete`."""
+    from visrep.evals.retrieval import load_pairs
+
+    root = _shards(tmp_path / "shards", n=100, per=50)
+    _truncate(root / "pairs-0001.tar", keep)
+    if fails:
+        with pytest.raises(ValueError, match="yielded .* of 100 samples.*more than 10%"):
+            load_pairs(str(root), channels=3, img_size=8)
+        return
+    with caplog.at_level(logging.WARNING, logger="visrep"):
+        ds = load_pairs(str(root), channels=3, img_size=8)
+    assert 0 < ds.lost <= 10 and len(ds.images) + ds.skipped + ds.lost == 100
+    assert f"{ds.lost} lost to a truncated or damaged shard" in caplog.text
+    assert "retrieval goes on without them" in caplog.text
+
+
+def test_retrieval_pair_tables_with_rows_that_are_not_pairs(tmp_path):
+    from visrep.evals.retrieval import load_pairs
+
+    (tmp_path / "a.png").write_bytes(_png(0))
+    lines = ['{"image_path": "a.png", "caption": ["one", "two"]}', "[1, 2]", '"text"',
+             '{"image_path": "a.png", "caption": 7}', '{"image_path": 3, "caption": "x"}']  # fmt: skip
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    ds = load_pairs(str(tmp_path / "p.jsonl"), channels=3, img_size=8)
+    assert ds.captions == ["one", "two"] and ds.skipped == 1  # the ("", "") group of bad rows

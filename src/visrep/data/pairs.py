@@ -31,6 +31,7 @@ import random
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -145,6 +146,29 @@ def list_shards(spec: str) -> list[str]:
     return shards
 
 
+def skip_damaged(exn: Exception) -> bool:
+    """webdataset handler: a damaged shard ends its stream, not the pass; `check_complete`
+    counts what was lost once the pass is over."""
+    return True
+
+
+def check_complete(spec: str, seen: int, expected: int, goes_on: str) -> int:
+    """A full pass over shards must read what they hold (`expected`: `count_samples`, from
+    `sizes.json` or the tar headers): fewer means a truncated or damaged shard. Warns with the
+    count (`goes_on` names what continues without them) and returns how many were lost; a
+    ValueError when more than MAX_LOST of them are. Every shard reader (training, retrieval)
+    checks with this one function."""
+    lost = expected - seen
+    if lost <= 0:
+        return 0
+    msg = (f"the shards of {spec} yielded {seen} of {expected} samples: "
+           f"{lost} lost to a truncated or damaged shard")  # fmt: skip
+    if lost > MAX_LOST * expected:
+        raise ValueError(f"{msg}, more than {MAX_LOST:.0%}; rebuild the shards")
+    log.warning("%s (%s goes on without them)", msg, goes_on)
+    return lost
+
+
 def count_samples(shards: list[str]) -> int:
     """Samples in the shards: `sizes.json` beside them (written by `build-captions`, the
     open_clip convention) or a scan of the tar headers."""
@@ -200,7 +224,7 @@ class ShardPairData:
         order = rng.sample(self.shards, len(self.shards))
         # a damaged shard ends its stream (the rest of that shard is lost), not the epoch;
         # `_check_complete` counts what was lost after the pass
-        samples = tarfile_samples([{"url": s} for s in order], handler=lambda exn: True)
+        samples = tarfile_samples([{"url": s} for s in order], handler=skip_damaged)
         buf: list = []
         rng_rank = random.Random(mix_seed(self.seed, epoch, cycle, self.rank))
         seen = 0
@@ -220,18 +244,9 @@ class ShardPairData:
         yield from buf
 
     def _check_complete(self, seen: int) -> None:
-        """A full pass must read what the shards hold (`sizes.json`, or their headers): fewer
-        means a truncated or damaged shard. Warn with the count; fail above MAX_LOST."""
         expected = min(self.n_total, self.data.limit) if self.data.limit else self.n_total
-        lost = expected - seen
-        if lost <= 0 or self._warned:
-            return
-        msg = (f"the shards of {self.data.dataset} yielded {seen} of {expected} samples: "
-               f"{lost} lost to a truncated or damaged shard")  # fmt: skip
-        if lost > MAX_LOST * expected:
-            raise ValueError(f"{msg}, more than {MAX_LOST:.0%}; rebuild the shards")
-        log.warning("%s (training goes on without them)", msg)
-        self._warned = True
+        if not self._warned and check_complete(self.data.dataset, seen, expected, "training"):
+            self._warned = True
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
 
@@ -292,12 +307,13 @@ class TablePairs(Dataset):
         return make_item(raw, caption, self.data, self.transform, seed, self.caption_fn)
 
 
-def read_pair_table(path: Path) -> list[tuple[str, str]]:
+def read_pair_table(path: Path, caption_lists: bool = False) -> list[tuple[str, Any]]:
     """(image_path, caption) rows of a CSV (a header naming `image_path` and `caption` in any
     order, or two columns without a header) or of a JSONL of objects. A row that is not a
     pair of strings (a JSON value that is not an object, a number for a caption) becomes
     ("", "") and is skipped and counted like an empty caption; a line that is not JSON at all
-    is an error naming it."""
+    is an error naming it. `caption_lists`: a JSONL caption may also be a list of strings
+    (several captions of one image, as retrieval sets have)."""
     if path.suffix == ".jsonl":
         rows = []
         for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
@@ -310,7 +326,9 @@ def read_pair_table(path: Path) -> list[tuple[str, str]]:
                                  '{"image_path": ..., "caption": ...}') from None  # fmt: skip
             r = r if isinstance(r, dict) else {}
             pair = (r.get("image_path", ""), r.get("caption", ""))
-            rows.append(pair if all(isinstance(x, str) for x in pair) else ("", ""))
+            caps = pair[1] if caption_lists and isinstance(pair[1], list) else [pair[1]]
+            ok = isinstance(pair[0], str) and all(isinstance(c, str) for c in caps)
+            rows.append(pair if ok else ("", ""))
         return rows
     with path.open(newline="", errors="replace") as f:
         reader = [r for r in csv.reader(f) if r]

@@ -16,13 +16,15 @@ Held-out pairs come in the formats `visrep.data.pairs` trains on:
 Images are resized (short side) and centre-cropped to `data.img_size` (SLIP's eval
 transform, facebookresearch/SLIP `eval_zeroshot.py`) and normalised as in pre-training.
 Undecodable or missing images and empty captions are skipped and counted
-(`retrieval_skipped`). A BoW-trained run
+(`retrieval_skipped`). A truncated or damaged shard is found as in training
+(`visrep.data.pairs.check_complete` against `sizes.json` or the tar headers): the pairs it
+lost are counted (`retrieval_lost`) and warned about, and more than `MAX_LOST` of them is an
+error, never a score on a silently shorter set. A BoW-trained run
 (`data.caption_style=bow`) sees its captions as bags of words (`visrep.data.bow`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +38,14 @@ from visrep.config import replace
 from visrep.data.bow import bow_words
 from visrep.data.fashion_mnist import is_fashion_mnist
 from visrep.data.folder import decode_bytes, folder_eval_transform
-from visrep.data.pairs import IMAGE_KEYS, list_shards, read_pair_table
+from visrep.data.pairs import (
+    IMAGE_KEYS,
+    check_complete,
+    count_samples,
+    list_shards,
+    read_pair_table,
+    skip_damaged,
+)
 from visrep.data.preprocess import model_preprocess
 from visrep.evals.features import encode_images, encode_texts
 from visrep.evals.zeroshot import run_zeroshot
@@ -97,16 +106,13 @@ class PairSet:
     captions: list[str]  # N_txt
     caption_image: Tensor  # [N_txt] long
     skipped: int  # images or captions left out (missing, undecodable, empty)
+    lost: int = 0  # samples a truncated or damaged shard did not yield
 
 
 def _grouped_rows(path: Path) -> list[tuple[bytes | None, list[str]]]:
     """(image bytes, captions) per image of a CSV/JSONL, rows grouped by image path."""
 
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        pairs = [(r.get("image_path", ""), r.get("caption", "")) for r in rows]
-    else:
-        pairs = read_pair_table(path)
+    pairs = read_pair_table(path, caption_lists=True)
     groups: dict[str, list[str]] = {}
     for rel, caption in pairs:
         caps = caption if isinstance(caption, list) else [caption]
@@ -118,25 +124,30 @@ def _grouped_rows(path: Path) -> list[tuple[bytes | None, list[str]]]:
     return out
 
 
-def _shard_rows(spec: str):
+def _shard_rows(spec: str, lost: list[int]):
+    """(image bytes, captions) per sample of the shards; once the stream is read to its end,
+    `lost[0]` is the samples a truncated or damaged shard did not yield (`check_complete`)."""
     from webdataset import tarfile_samples
 
-    for s in tarfile_samples([{"url": u} for u in list_shards(spec)]):
+    shards, seen = list_shards(spec), 0
+    for s in tarfile_samples([{"url": u} for u in shards], handler=skip_damaged):
+        seen += 1
         raw = next((s[k] for k in IMAGE_KEYS if k in s), None)
         txt = s["txt"].decode("utf-8", "replace") if "txt" in s else ""
         yield raw, txt.splitlines()
+    lost[0] = check_complete(spec, seen, count_samples(shards), "retrieval")
 
 
 def load_pairs(spec: str, channels: int, img_size: int, limit: int = 0) -> PairSet:
     """Held-out pairs (module docstring) as uint8 images + captions; at most `limit` images."""
 
-    path = Path(spec)
+    path, lost = Path(spec), [0]
     if spec.endswith((".csv", ".jsonl")):
         if not path.is_file():
             raise FileNotFoundError(f"no CSV/JSONL pair file at {spec}")
         rows = _grouped_rows(path)
     else:
-        rows = _shard_rows(spec)
+        rows = _shard_rows(spec, lost)
     resize = folder_eval_transform(img_size, resize_ratio=1.0)  # short side, centre crop
     images, captions, owner, skipped = [], [], [], 0
     for raw, caps in rows:
@@ -155,7 +166,7 @@ def load_pairs(spec: str, channels: int, img_size: int, limit: int = 0) -> PairS
             break
     if not images:
         raise ValueError(f"no readable image-caption pair in {spec} ({skipped} skipped)")
-    return PairSet(torch.stack(images), captions, torch.tensor(owner), skipped)
+    return PairSet(torch.stack(images), captions, torch.tensor(owner), skipped, lost[0])
 
 
 def run_retrieval(cfg, model: nn.Module, device, pairs: str = "", limit: int = 0) -> dict:
@@ -182,6 +193,7 @@ def run_retrieval(cfg, model: nn.Module, device, pairs: str = "", limit: int = 0
         "retrieval_n_images": len(ds.images),
         "retrieval_n_captions": len(ds.captions),
         "retrieval_skipped": ds.skipped,
+        "retrieval_lost": ds.lost,
         "retrieval_caption_style": "bow" if bow else "sentence",
         "retrieval_seconds": round(time.perf_counter() - t0, 1),
     }
