@@ -165,13 +165,17 @@ class EvalConfig:
     # final evaluation: the same protocols on raw pixels and on the untrained encoder (same
     # split, same settings), so the report says whether pre-training helped
     baselines: bool = True
+    # extracted features (float16) stay in RAM up to this many MiB per encoder and split;
+    # beyond, they are memory-mapped from a temporary file (visrep.evals.features)
+    feature_memory_mb: int = 1024
 
     def __post_init__(self) -> None:
         check_ranges(self, "eval", {"every_epochs": (0, None), "periodic_limit": (0, None),
                                     "knn_k": (1, None), "knn_temperature": (0, None),
                                     "linear_epochs": (1, None), "linear_batch_size": (1, None),
                                     "batch_size": (1, None), "limit_train": (0, None),
-                                    "limit_test": (0, None), "holdout": (0, 1)})  # fmt: skip
+                                    "limit_test": (0, None), "holdout": (0, 1),
+                                    "feature_memory_mb": (0, None)})  # fmt: skip
 
     # Image-text runs: held-out pairs (WebDataset shards or CSV/JSONL) for image<->text
     # retrieval R@1/5/10 in the periodic and final evaluations ("" = none)

@@ -76,3 +76,58 @@ def test_progress_bar_and_input_validation(capsys):
         extract_features(lambda x: x, torch.zeros(0, 1, 4, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match="batch_size"):
         extract_features(lambda x: x, _images(2), batch_size=0)
+
+
+def _store_round_trip(feats, **kw):
+    from visrep.evals.features import FeatureStore
+
+    store = FeatureStore(len(feats) + 3, **kw)  # capacity above what is written (skips)
+    for chunk in feats.split(4):
+        store.append(chunk)
+    return store
+
+
+def test_feature_store_is_float16_and_spills_to_an_unlinked_memory_map(tmp_path):
+    feats = torch.randn(10, 6)
+    in_ram = _store_round_trip(feats)
+    assert in_ram.tensor().dtype == torch.float16 and not in_ram.on_disk
+    assert in_ram.tensor().shape == (10, 6)
+    torch.testing.assert_close(in_ram.tensor().float(), feats, atol=2e-3, rtol=1e-3)
+    on_disk = _store_round_trip(feats, memory_mb=0, dir=str(tmp_path))
+    assert on_disk.on_disk and list(tmp_path.iterdir()) == []  # mapped, already unlinked
+    assert torch.equal(on_disk.tensor(), in_ram.tensor())
+
+
+def test_feature_store_promotes_to_float32_instead_of_overflowing(tmp_path):
+    feats = torch.randn(10, 6)
+    feats[7, 2] = 1e6  # beyond float16's 65504
+    for kw in ({}, {"memory_mb": 0, "dir": str(tmp_path)}):
+        got = _store_round_trip(feats, **kw).tensor()
+        assert got.dtype == torch.float32 and torch.isfinite(got).all()
+        assert got[7, 2] == 1e6
+        torch.testing.assert_close(got[:4], feats[:4], atol=2e-3, rtol=1e-3)  # fp16-written rows
+
+
+def test_feature_store_without_capacity_concatenates():
+    from visrep.evals.features import FeatureStore
+
+    store = FeatureStore(None)
+    assert store.tensor().numel() == 0
+    store.append(torch.ones(2, 3))
+    store.append(torch.zeros(1, 3))
+    assert store.tensor().tolist() == [[1.0] * 3, [1.0] * 3, [0.0] * 3]
+
+
+def test_extract_features_many_writes_into_the_store_and_drops_skipped_rows():
+    from visrep.evals.features import extract_features_many
+
+    images = _images(7)
+    batches = [(images[:4], torch.arange(4)), (images[4:], torch.arange(3))]
+    feats, labels = extract_features_many(
+        {"a": nn.Flatten(), "b": lambda x: x.mean((1, 2, 3)).unsqueeze(1)}, batches, total=9
+    )  # total counts 2 images a loader would skip
+    assert feats["a"].shape == (7, 16) and feats["a"].dtype == torch.float16
+    assert feats["b"].shape == (7, 1) and labels.tolist() == [0, 1, 2, 3, 0, 1, 2]
+    torch.testing.assert_close(
+        feats["a"].float(), images.flatten(1).float() / 255, atol=1e-3, rtol=0
+    )

@@ -159,3 +159,16 @@ def test_fashion_mnist_raw_pixels_full():
     print(f"k-NN full Fashion-MNIST: {m} in {time.perf_counter() - start:.1f}s")
     assert m["knn_top1"] == pytest.approx(0.8459, abs=5e-4)
     assert m["knn_top5"] == pytest.approx(0.9843, abs=5e-4)
+
+
+def test_reading_the_bank_in_chunks_of_float16_changes_nothing():
+    g = torch.Generator().manual_seed(1)
+    train, test = torch.randn(300, 8, generator=g), torch.randn(50, 8, generator=g)
+    ytr, yte = torch.randint(0, 6, (300,), generator=g), torch.randint(0, 6, (50,), generator=g)
+    whole = knn_class_scores(train, ytr, test, k=20, bank_chunk=10**6)
+    for bank_chunk in (1, 7, 64, 299):
+        chunked = knn_class_scores(train, ytr, test, k=20, bank_chunk=bank_chunk)
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)  # matmul blocking
+        assert torch.equal(chunked.argmax(1), whole.argmax(1))
+    half = knn(train.half(), ytr, test, yte, k=20, bank_chunk=64)
+    assert half["knn_top1"] == knn(train, ytr, test, yte, k=20)["knn_top1"]

@@ -5,20 +5,98 @@ models.
 k-NN and the linear probe (DINO ``eval_knn.py``; MAE ``main_linprobe.py`` in its
 cached-features variant, see ``visrep.evals.linear``) read the frozen backbone's
 features of every image once; ``extract_features`` does that pass over an in-memory
-image tensor. Zero-shot and retrieval read L2-normalised embeddings (``encode_images``,
-``encode_texts``).
+image tensor, ``extract_features_many`` over batches from a DataLoader into a
+``FeatureStore`` (float16 rows, in RAM or memory-mapped from disk when large), so an
+evaluation holds the features, never the images. Zero-shot and retrieval read
+L2-normalised embeddings (``encode_images``, ``encode_texts``).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from visrep.data.tokenizer import tokenize
 from visrep.parts.encode import encode_normalized
+
+# features held in RAM up to this many MiB per encoder; beyond it they are memory-mapped
+# from a file in the temp folder (eval.feature_memory_mb)
+FEATURE_MEMORY_MB = 1024
+FP16_MAX = float(torch.finfo(torch.float16).max)
+
+
+class FeatureStore:
+    """Rows of features [N, D] written batch by batch into one preallocated array.
+
+    float16 by default: half the memory of float32, and ample for cosine k-NN and a linear
+    probe that reads its mini-batches as float32 (a value beyond float16's range, ±65504,
+    promotes the store to float32 rather than turning into inf). Up to `memory_mb` MiB it
+    lives in RAM; beyond, it is a memory-mapped file in `dir` (the system temp folder by
+    default), unlinked as soon as it is mapped, so nothing is left behind even after a kill.
+    With `capacity` unknown (None) rows are collected and concatenated at the end.
+    """
+
+    def __init__(
+        self,
+        capacity: int | None,
+        dtype: torch.dtype = torch.float16,
+        memory_mb: float = FEATURE_MEMORY_MB,
+        dir: str | None = None,
+    ) -> None:
+        self.capacity, self.dtype, self.memory_mb, self.dir = capacity, dtype, memory_mb, dir
+        self.rows: Tensor | None = None  # [capacity, D] once the first batch gives D
+        self.parts: list[Tensor] = []  # capacity unknown
+        self.n = 0
+        self.on_disk = False
+
+    def _allocate(self, rows: int, dim: int, dtype: torch.dtype) -> Tensor:
+        nbytes = rows * dim * torch.finfo(dtype).bits // 8
+        if nbytes <= self.memory_mb * 2**20:
+            return torch.empty(rows, dim, dtype=dtype)
+        self.on_disk = True
+        fd, path = tempfile.mkstemp(prefix="visrep-features-", suffix=".bin", dir=self.dir)
+        os.close(fd)
+        try:
+            np_dtype = np.float16 if dtype == torch.float16 else np.float32
+            array = np.memmap(path, dtype=np_dtype, mode="w+", shape=(rows, dim))
+        finally:
+            os.unlink(path)  # the mapping keeps the file alive; it goes with the store
+        return torch.from_numpy(array)
+
+    def append(self, feats: Tensor) -> None:
+        """Adds [B, D] float features."""
+        if self.dtype == torch.float16 and feats.abs().max() > FP16_MAX:
+            self._promote()
+        if self.capacity is None:
+            self.parts.append(feats.to(self.dtype))
+            self.n += len(feats)
+            return
+        if self.rows is None:
+            self.rows = self._allocate(self.capacity, feats.shape[1], self.dtype)
+        if self.n + len(feats) > self.capacity:
+            raise ValueError(f"more rows than the store's capacity {self.capacity}")
+        self.rows[self.n : self.n + len(feats)] = feats
+        self.n += len(feats)
+
+    def _promote(self) -> None:
+        """float16 -> float32, keeping the rows written so far."""
+        self.dtype = torch.float32
+        self.parts = [p.float() for p in self.parts]
+        if self.rows is not None:
+            old, self.rows = self.rows, self._allocate(*self.rows.shape, torch.float32)
+            self.rows[: self.n] = old[: self.n]
+
+    def tensor(self) -> Tensor:
+        """The [n, D] rows written (a view of the store; memory-mapped when on disk)."""
+        if self.capacity is None:
+            return torch.cat(self.parts) if self.parts else torch.zeros(0, 0, dtype=self.dtype)
+        return self.rows[: self.n] if self.rows is not None else torch.zeros(0, 0)
 
 
 def _encode_chunk(
@@ -95,7 +173,7 @@ def extract_features(
                for s in range(0, len(images), batch_size))  # fmt: skip
     feats, _ = extract_features_many({"": encoder}, batches, preprocess=preprocess,
                                      device=device, progress=progress, total=len(images),
-                                     desc=desc)  # fmt: skip
+                                     desc=desc, dtype=torch.float32)  # fmt: skip
     return feats[""]
 
 
@@ -109,22 +187,27 @@ def extract_features_many(
     progress: bool = False,
     total: int | None = None,
     desc: str = "features",
+    dtype: torch.dtype = torch.float16,
+    memory_mb: float = FEATURE_MEMORY_MB,
 ) -> tuple[dict[str, Tensor], Tensor]:
     """One pass over (images, labels) batches feeding every encoder: features [N, D] of each
-    (float32, CPU) and labels [N]. Each batch is decoded once and dropped after use, so
-    memory holds the features, never the images (batches from a DataLoader over a folder)."""
+    and labels [N]. Each batch is decoded once and dropped after use, so memory holds the
+    features, never the images (batches from a DataLoader over a folder). With `total` (at
+    most that many rows) features go straight into a preallocated `FeatureStore` of `dtype`
+    (float16: half the memory; memory-mapped from disk beyond `memory_mb` MiB per encoder);
+    the returned tensors are views of it (CPU)."""
     device = torch.device(device)
     modules = [e for e in encoders.values() if isinstance(e, nn.Module)]
     modes = [m.training for m in modules]
     for m in modules:
         m.eval()
-    feats: dict[str, list[Tensor]] = {name: [] for name in encoders}
+    stores = {name: FeatureStore(total, dtype, memory_mb) for name in encoders}
     labels = []
     try:
         with tqdm(total=total, desc=desc, disable=not progress, unit="img") as bar:
             for images, y in batches:
                 for name, encoder in encoders.items():
-                    feats[name].append(_encode_chunk(encoder, images, preprocess, device))
+                    stores[name].append(_encode_chunk(encoder, images, preprocess, device))
                 labels.append(y)
                 bar.update(len(y))
     finally:
@@ -132,7 +215,7 @@ def extract_features_many(
             m.train(mode)
     if not labels:
         raise ValueError("no readable image to encode")
-    return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
+    return {name: store.tensor() for name, store in stores.items()}, torch.cat(labels)
 
 
 def check_feature_pair(train_features: Tensor, test_features: Tensor) -> None:

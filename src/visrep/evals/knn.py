@@ -60,6 +60,25 @@ def _vote(sim: Tensor, neighbour_labels: Tensor, temperature: float, num_classes
     return votes * (2 * k + 1) + (sim_sums + votes)
 
 
+def _topk_over_bank(
+    query: Tensor, bank: Tensor, k: int, bank_chunk: int, device: str | torch.device
+) -> tuple[Tensor, Tensor]:
+    """Cosine similarities and indices [B, k] (sorted, descending) of the k rows of `bank`
+    [N, D] closest to the normalised `query` [B, D], reading the bank `bank_chunk` rows at a
+    time (normalised as float32 on `device`), so memory stays at B x bank_chunk whatever N
+    and the bank may stay float16 or memory-mapped."""
+    best_sim = query.new_empty(query.shape[0], 0)
+    best_idx = torch.empty(query.shape[0], 0, dtype=torch.long, device=query.device)
+    for start in range(0, bank.shape[0], bank_chunk):
+        rows = F.normalize(bank[start : start + bank_chunk].to(device, torch.float32), dim=1)
+        sim = torch.cat([best_sim, query @ rows.T], dim=1)  # [B, k + chunk]
+        idx = torch.arange(start, start + rows.shape[0], device=query.device)
+        idx = torch.cat([best_idx, idx.expand(query.shape[0], -1)], dim=1)
+        best_sim, pos = sim.topk(min(k, sim.shape[1]), dim=1, largest=True, sorted=True)
+        best_idx = idx.gather(1, pos)
+    return best_sim, best_idx
+
+
 @torch.no_grad()
 def knn_class_scores(
     train_features: Tensor,
@@ -70,6 +89,7 @@ def knn_class_scores(
     temperature: float = 0.07,
     num_classes: int | None = None,
     chunk_size: int = 1024,
+    bank_chunk: int = 16384,
     device: str | torch.device = "cpu",
 ) -> Tensor:
     """Per-class k-NN scores for every test sample; ``argmax`` is the prediction.
@@ -83,18 +103,17 @@ def knn_class_scores(
     num_classes = _validate(
         train_features, train_labels, test_features, None, k, temperature, num_classes
     )
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    train = F.normalize(train_features.to(device, torch.float32), dim=1)  # [N, D]
-    labels = train_labels.to(device, torch.long)  # [N]
+    if chunk_size < 1 or bank_chunk < 1:
+        raise ValueError(f"chunk_size and bank_chunk must be >= 1; got {chunk_size}, {bank_chunk}")
+    labels = train_labels.to(torch.long)  # [N]
     out = []
     for start in range(0, test_features.shape[0], chunk_size):
         query = test_features[start : start + chunk_size].to(device, torch.float32)
         query = F.normalize(query, dim=1)  # [B, D]
-        sim, idx = (query @ train.T).topk(k, dim=1, largest=True, sorted=True)  # [B, k]
+        sim, idx = _topk_over_bank(query, train_features, k, bank_chunk, device)  # [B, k]
         # Voting is cheap ([B, k]); doing it on the CPU in float64 keeps the
         # majority-vote tie-break exact on every device.
-        out.append(_vote(sim.cpu(), labels[idx].cpu(), temperature, num_classes))
+        out.append(_vote(sim.cpu(), labels[idx.cpu()], temperature, num_classes))
     if not out:
         return torch.zeros(0, num_classes, dtype=torch.float64)
     return torch.cat(out)
@@ -111,6 +130,7 @@ def knn(
     temperature: float = 0.07,
     num_classes: int | None = None,
     chunk_size: int = 1024,
+    bank_chunk: int = 16384,
     device: str | torch.device = "cpu",
 ) -> dict[str, float | int]:
     """Weighted k-NN accuracy of frozen features (InstDisc §3.4; DINO ``eval_knn.py``).
@@ -138,7 +158,9 @@ def knn(
         temperature: Softmax temperature of the vote weights (DINO: 0.07); 0
             means majority vote.
         num_classes: Number of classes; inferred from the labels if None.
-        chunk_size: Test samples per similarity matrix (memory ~ chunk_size * N).
+        chunk_size: Test samples per similarity matrix (memory ~ chunk_size * bank_chunk).
+        bank_chunk: Training rows read (and normalised as float32) at a time; the
+            features may be float16 or memory-mapped (``visrep.evals.features.FeatureStore``).
         device: Where the similarities are computed.
 
     Returns:
@@ -163,6 +185,7 @@ def knn(
         temperature=temperature,
         num_classes=num_classes,
         chunk_size=chunk_size,
+        bank_chunk=bank_chunk,
         device=device,
     )  # [M, C]
     target = test_labels.to(torch.long).view(-1, 1)  # [M, 1]

@@ -170,25 +170,32 @@ def _train_head(
     generator: torch.Generator,
     progress: bool,
 ) -> None:
-    """Mini-batch training over a cached feature matrix (no DataLoader: indexing is cheaper)."""
+    """Mini-batch training over a cached feature matrix (no DataLoader: indexing is cheaper);
+    each mini-batch is read as float32, the matrix itself may be float16."""
     n = features.shape[0]
     batch_size = min(batch_size, n)
     iters = n // batch_size  # drop_last, as MAE's loader: BN never sees a tiny batch
     head.train()  # BN uses batch statistics and updates its running ones (MAE ``main_linprobe.py``)
     bar = tqdm(range(epochs), desc="linear probe", disable=not progress, unit="epoch")
     for epoch in bar:
-        perm = torch.randperm(n, generator=generator).to(features.device)
+        perm = torch.randperm(n, generator=generator).to(labels.device)
         for it in range(iters):
             step_lr = cosine_lr(epoch + it / iters, lr, warmup_epochs, epochs)
             for group in optimizer.param_groups:
                 group["lr"] = step_lr * group.get("lr_scale", 1.0)
             idx = perm[it * batch_size : (it + 1) * batch_size]
-            loss = F.cross_entropy(head(features[idx]), labels[idx])
+            loss = F.cross_entropy(head(_rows(features, idx, labels.device)), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         if progress:
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{step_lr:.3g}")
+
+
+def _rows(features: Tensor, idx: Tensor, device: torch.device) -> Tensor:
+    """Rows `idx` of the feature matrix (CPU or `device`, any float dtype) as float32 on
+    `device`."""
+    return features[idx.to(features.device)].to(device, torch.float32)
 
 
 @torch.no_grad()
@@ -197,7 +204,7 @@ def _accuracy(head: nn.Module, features: Tensor, labels: Tensor, topk: int) -> t
     head.eval()
     hits = {1: 0, topk: 0}
     for start in range(0, features.shape[0], 8192):
-        logits = head(features[start : start + 8192])  # [B, C]
+        logits = head(features[start : start + 8192].to(labels.device, torch.float32))  # [B, C]
         for k, h in topk_hits(logits, labels[start : start + 8192], (1, topk)).items():
             hits[k] += h
     return hits[1] / features.shape[0], hits[topk] / features.shape[0]
@@ -290,7 +297,9 @@ def linear_probe(
     head = make_head(train_features.shape[1], num_classes, generator).to(device)
     lr = blr * batch_size / 256
     opt = _make_optimizer(head, optimizer, lr, weight_decay)
-    x_train = train_features.to(device, torch.float32)
+    # the features stay as stored (float16, maybe memory-mapped: FeatureStore); each
+    # mini-batch is read and converted to float32 on `device`
+    x_train = train_features.to(device)
     y_train = train_labels.to(device, torch.long)
     on_cpu = torch.device(device).type == "cpu"
     with _torch_threads(cpu_threads if on_cpu else None):
@@ -301,7 +310,7 @@ def linear_probe(
         )  # fmt: skip
     test_top1, test_top5 = _accuracy(
         head,
-        test_features.to(device, torch.float32),
+        test_features,
         test_labels.to(device, torch.long),
         topk=min(5, num_classes),
     )

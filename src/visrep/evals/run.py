@@ -89,13 +89,16 @@ def evaluate(
     t0 = time.perf_counter()
     encoders = {"": backbone} | {name: e.to(device) for name, e in (baselines or {}).items()}
     feats, labels = {}, {}
+    t_extract = time.perf_counter()
     for split in ("train", "test"):
         batches, n = split_batches(data, ev, split, limit)
         feats[split], labels[split] = extract_features_many(
             encoders, batches, preprocess=eval_preprocess(data), device=device,
             progress=progress, total=n, desc=f"features ({split})",
+            memory_mb=ev.feature_memory_mb,
         )  # fmt: skip
     ytr, yte = labels["train"], labels["test"]
+    t_extract = time.perf_counter() - t_extract
     num_classes = int(max(ytr.max(), yte.max())) + 1
     out: dict[str, float | int | str] = {"eval_dataset": ev.dataset}
     for name in encoders:
@@ -115,6 +118,8 @@ def evaluate(
                  if k in m}  # fmt: skip
         out |= m
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    # images decoded and encoded (by every encoder) per second, loading included
+    out["eval_images_per_second"] = round((len(ytr) + len(yte)) / max(t_extract, 1e-9), 1)
     return out
 
 
