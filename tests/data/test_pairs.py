@@ -141,3 +141,17 @@ def test_shards_with_no_readable_pair_fail_clearly(tmp_path):
     src = build_train_data(_data(tmp_path), 4, **KW)
     with pytest.raises(RuntimeError, match="no readable image-text pair"):
         next(iter(src.batches(0, 1)))
+
+
+def test_shards_are_named_by_folder_braces_or_a_glob(tmp_path):
+    from visrep.data.pairs import list_shards
+
+    for name in ("a-0.tar", "a-1.tar", "b.tar"):
+        (tmp_path / name).write_bytes(b"")
+    names = lambda shards: [Path(s).name for s in shards]  # noqa: E731
+    assert names(list_shards(str(tmp_path))) == ["a-0.tar", "a-1.tar", "b.tar"]
+    assert names(list_shards(f"{tmp_path}/*.tar")) == ["a-0.tar", "a-1.tar", "b.tar"]
+    assert names(list_shards(f"{tmp_path}/a-*.tar")) == ["a-0.tar", "a-1.tar"]
+    assert names(list_shards(f"{tmp_path}/a-{{0..1}}.tar")) == ["a-0.tar", "a-1.tar"]
+    with pytest.raises(FileNotFoundError, match="no WebDataset shards"):
+        list_shards(f"{tmp_path}/c-*.tar")

@@ -25,6 +25,7 @@ flip (SLIP's CLIP transform: scale (0.5, 1), no flip), then normalisation.
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import logging
 import random
@@ -138,6 +139,8 @@ def list_shards(spec: str) -> list[str]:
         import braceexpand
 
         shards = list(braceexpand.braceexpand(spec))
+    elif any(c in spec for c in "*?["):  # DIR/*.tar, the shell's habit
+        shards = sorted(glob.glob(spec))
     else:
         shards = [spec]
     missing = [s for s in shards if not Path(s).is_file()]
