@@ -82,8 +82,9 @@ class OwnData(Protocol):
 @runtime_checkable
 class Reconstructs(Protocol):
     """Masked image modelling with a picture: `visualize(images, noise=)` returns
-    {"original", "masked", "reconstruction"} [B, C, H, W] in normalised units, drawn in
-    the report (`noise` [B, backbone.num_patches] fixes the mask)."""
+    {"original", "masked", "prediction", "reconstruction"} [B, C, H, W] in normalised units
+    (`prediction`: the model's output as is; `reconstruction`: visible patches pasted back),
+    drawn in the report (`noise` [B, backbone.num_patches] fixes the mask)."""
 
     def visualize(self, images: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]: ...
 

@@ -147,8 +147,15 @@ def save_neighbours(images: Tensor, feats: Tensor, path: Path, n: int = 8, k: in
     return path.name
 
 
+# the columns of reconstruction.png: `Reconstructs.visualize`'s keys and their titles
+RECONSTRUCTION_PANELS = {"original": "original", "masked": "masked",
+                         "prediction": "raw prediction", "reconstruction": "reconstruction"}  # fmt: skip
+
+
 def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, n: int = 8) -> str:
-    """PNG with one row per image: original | masked | reconstruction (MAE demo layout)."""
+    """PNG with one row per image: original | masked | raw prediction | reconstruction (the
+    panels of the MAE demo notebook, facebookresearch/mae `demo/mae_visualize.ipynb`), each
+    mapped to pixels as the input is (× std + mean, clipped to [0, 1])."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,15 +173,16 @@ def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, 
     model.train(was_training)
     m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device).view(1, -1, 1, 1)
-    fig, axes = plt.subplots(n, 3, figsize=(3 * 1.6, n * 1.6), squeeze=False)
+    panels = RECONSTRUCTION_PANELS
+    fig, axes = plt.subplots(n, len(panels), figsize=(len(panels) * 1.6, n * 1.6), squeeze=False)
     for row in range(n):
-        for col, name in enumerate(("original", "masked", "reconstruction")):
+        for col, name in enumerate(panels):
             img = (views[name][row : row + 1] * s + m).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
             ax = axes[row, col]
             ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
-                ax.set_title(name, fontsize=9)
+                ax.set_title(panels[name], fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
@@ -209,13 +217,24 @@ def save_loss_curve(run_dir: Path, path: Path) -> str:
 
 
 CAPTIONS = {
-    "reconstruction": "Rows: an evaluation image, its masked input, the reconstruction. As in "
-    "MAE's demo notebook, visible patches are pasted back and, with a normalised-pixel target, "
-    "each masked patch is un-normalised with its true mean and variance: the picture looks "
-    "better than the model's raw prediction.",
+    "reconstruction": "Each row: an evaluation image; its masked input; the raw prediction, the "
+    "model's output on every patch as is (with a normalised-pixel target, per-patch normalised "
+    "values, shown through the input's own display mapping and clipped); and the "
+    "reconstruction, the visible patches pasted back over the prediction as in MAE's demo "
+    "notebook. With a normalised-pixel target, each masked patch of the reconstruction is "
+    "un-normalised with the true mean and variance of that masked patch, which the model never "
+    "sees: the reconstruction looks better than the model's own output.",
     "neighbours": "Each row: a query image of the training sample, then its 5 nearest images "
     "by feature cosine.",
 }
+
+
+def _caption_note(cfg: TrainConfig, title: str) -> str:
+    if title != "reconstruction":
+        return ""
+    norm = getattr(cfg.method, "norm_pix_loss", True)  # SparK's target is always normalised
+    return (" This run's target: normalised pixels." if norm else
+            " This run's target: raw pixels (the prediction is the model's own pixels).")  # fmt: skip
 
 
 def write_report(
@@ -238,7 +257,7 @@ def write_report(
     for title, name in pictures.items():
         lines += ["", f"## {title.capitalize()}", "", f"![{title}]({name})"]
         if title in CAPTIONS:
-            lines += ["", CAPTIONS[title]]
+            lines += ["", CAPTIONS[title] + _caption_note(cfg, title)]
     lines += [
         "",
         "## Files",

@@ -118,3 +118,28 @@ def test_visualize_keeps_visible_patches():
     visible = patchify(x, 4) * (1 - mask)
     torch.testing.assert_close(patchify(v["reconstruction"], 4) * (1 - mask), visible)
     torch.testing.assert_close(patchify(v["masked"], 4), visible)
+
+
+def test_visualize_shows_the_raw_prediction_beside_the_true_statistics_reconstruction():
+    """`prediction` is the decoder's output as is; with norm_pix_loss the reconstruction's
+    masked patches are that output un-normalized with the true patch statistics, so the two
+    differ there; with a raw-pixel target they are the same pixels."""
+    x = torch.randn(2, 3, 16, 16) * 3 + 1
+    noise = torch.rand(2, 16)
+    mask = random_masking(2, 16, 0.75, noise=noise).mask.unsqueeze(-1).bool()  # [N, L, 1]
+    for norm in (True, False):
+        model = tiny(norm_pix_loss=norm)
+        v = model.visualize(x, noise=noise)
+        pred = model({"images": x}, noise=noise)["pred"]
+        torch.testing.assert_close(patchify(v["prediction"], 4), pred)
+        rec, raw = patchify(v["reconstruction"], 4), patchify(v["prediction"], 4)
+        masked = mask.expand_as(rec)
+        if norm:
+            assert (rec[masked] - raw[masked]).abs().min() > 0
+            target = patchify(x, 4)
+            std = (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+            torch.testing.assert_close(
+                rec, torch.where(mask, raw * std + target.mean(-1, True), target)
+            )
+        else:
+            torch.testing.assert_close(rec[masked], raw[masked])

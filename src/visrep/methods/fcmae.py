@@ -117,17 +117,21 @@ class FCMAE(nn.Module):
 
     @torch.no_grad()
     def visualize(self, images: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]:
-        """original | masked (removed cells zeroed) | reconstruction (visible cells pasted
-        back), in the input (normalized) space."""
+        """original | masked (removed cells zeroed) | prediction (the decoder's output as is)
+        | reconstruction (visible cells pasted back; with `norm_pix_loss`, masked cells
+        un-normalized with their true statistics), in the input (normalized) space, as
+        `MAE.visualize`."""
         out = self.forward({"images": images}, noise=noise)
         p, c = self.patch_size, self.backbone.in_chans
         pred, mask = out["pred"], out["mask"].unsqueeze(-1)  # [N, L, P], [N, L, 1]
         patches = patchify(images, p)
+        raw_pred = pred
         if self.cfg.norm_pix_loss:  # undo the per-patch normalization with the true statistics
             pred = pred * (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
             pred = pred + patches.mean(-1, keepdim=True)
         return {
             "original": images,
             "masked": unpatchify(patches * (1 - mask), p, c, self.grid),
+            "prediction": unpatchify(raw_pred, p, c, self.grid),
             "reconstruction": unpatchify(patches * (1 - mask) + pred * mask, p, c, self.grid),
         }

@@ -135,19 +135,25 @@ class MAE(nn.Module):
 
     @torch.no_grad()
     def visualize(self, images: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]:
-        """Images for the reconstruction picture, in the input (normalized) space:
-        original | masked (removed patches zeroed) | reconstruction (visible patches
-        pasted back), as in the MAE demo notebook."""
+        """Images for the reconstruction picture, in the input (normalized) space, as the
+        panels of the MAE demo notebook (facebookresearch/mae `demo/mae_visualize.ipynb`):
+        original | masked (removed patches zeroed) | prediction (the decoder's output on every
+        patch, as is: per-patch normalized values with `norm_pix_loss`) | reconstruction
+        (visible patches pasted back over the prediction). The demo's checkpoints predict
+        raw pixels; with `norm_pix_loss` each masked patch of the reconstruction is
+        un-normalized with that patch's true mean and variance, which the model never sees."""
         out = self.forward({"images": images}, noise=noise)
         p, c, grid = self.backbone.patch_size, self.backbone.in_chans, self.backbone.grid_size
         pred, mask = out["pred"], out["mask"].unsqueeze(-1)  # [N, L, P], [N, L, 1]
-        if self.cfg.norm_pix_loss:  # undo the per-patch normalization with the true statistics
-            raw = patchify(images, p)
-            pred = pred * (raw.var(-1, keepdim=True) + 1e-6) ** 0.5 + raw.mean(-1, keepdim=True)
         patches = patchify(images, p)
+        raw_pred = pred
+        if self.cfg.norm_pix_loss:  # undo the per-patch normalization with the true statistics
+            pred = pred * (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
+            pred = pred + patches.mean(-1, keepdim=True)
         return {
             "original": images,
             "masked": unpatchify(patches * (1 - mask), p, c, grid),
+            "prediction": unpatchify(raw_pred, p, c, grid),
             "reconstruction": unpatchify(patches * (1 - mask) + pred * mask, p, c, grid),
         }
 

@@ -132,8 +132,9 @@ class SparK(nn.Module):
 
     @torch.no_grad()
     def visualize(self, images: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]:
-        """original | masked | reconstruction (per-patch statistics of the input restored,
-        visible cells pasted back), in the input (normalized) space."""
+        """original | masked | prediction (the decoder's per-cell normalized output as is) |
+        reconstruction (masked cells un-normalized with their true statistics, visible cells
+        pasted back), in the input (normalized) space, as `MAE.visualize`."""
         out = self.forward({"images": images}, noise=noise)
         p, c, grid = self.patch_size, self.backbone.in_chans, (self.grid, self.grid)
         patches, rec = patchify(images, p), patchify(out["rec"], p)
@@ -142,5 +143,6 @@ class SparK(nn.Module):
         return {
             "original": images,
             "masked": unpatchify(patches * vis, p, c, grid),
+            "prediction": out["rec"],
             "reconstruction": unpatchify(patches * vis + rec * (1 - vis), p, c, grid),
         }
