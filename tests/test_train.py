@@ -260,3 +260,14 @@ def test_warmup_start_and_min_lr_ratio_shape_the_loops_lr(tmp_path):
         OptimConfig(min_lr=1e-6, min_lr_ratio=1e-3)
     with pytest.raises(ConfigError, match="warmup_start"):
         OptimConfig(warmup_start=1.5)
+
+
+def test_budget_schedule_follows_whichever_ends_first_steps_or_wall_clock():
+    import time
+
+    from visrep.loop import LoopState, _epoch
+
+    s = LoopState(step=50, started=time.perf_counter() - 60)  # 1 minute in, 50 of 100 steps
+    assert _epoch(s, 50, 2, 0.0) == 1.0  # no budget: steps
+    assert _epoch(s, 50, 2, 10.0) == 1.0  # a slow minute of 10: steps lead
+    assert 1.9 < _epoch(s, 50, 2, 1.0) < 2.1  # the 1-minute budget is spent: the schedule ends

@@ -168,6 +168,10 @@ class EvalConfig:
     # extracted features (float16) stay in RAM up to this many MiB per encoder and split;
     # beyond, they are memory-mapped from a temporary file (visrep.evals.features)
     feature_memory_mb: int = 1024
+    # wall-clock budget of an evaluation (minutes; 0 = none): from the measured encoding
+    # rate, the train split (memory bank / probe set) and, if need be, the test split become
+    # seeded stratified subsets that fit the budget (knn_n_train / knn_n_test say how many)
+    budget_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         check_ranges(self, "eval", {"every_epochs": (0, None), "periodic_limit": (0, None),
@@ -175,7 +179,8 @@ class EvalConfig:
                                     "linear_epochs": (1, None), "linear_batch_size": (1, None),
                                     "batch_size": (1, None), "limit_train": (0, None),
                                     "limit_test": (0, None), "holdout": (0, 1),
-                                    "feature_memory_mb": (0, None)})  # fmt: skip
+                                    "feature_memory_mb": (0, None),
+                                    "budget_minutes": (0, None)})  # fmt: skip
 
     # Image-text runs: held-out pairs (WebDataset shards or CSV/JSONL) for image<->text
     # retrieval R@1/5/10 in the periodic and final evaluations ("" = none)
@@ -201,9 +206,10 @@ class RunConfig:
     # continues a masked run with method.mask_ratio=0. Ignored by --resume (the run's own
     # checkpoint wins).
     init_from: str = ""
-    # Wall-clock budget (benchmarks): the schedule runs on elapsed/budget instead of steps and
-    # training stops when the budget is spent; optim.epochs is then only an upper bound.
-    # Not exactly resumable (time is not replayable).
+    # Wall-clock budget of the training (minutes; 0 = none): the schedule runs on the larger
+    # of steps/total and elapsed/budget, so training ends at optim.epochs or when the budget
+    # is spent, whichever comes first, with its lr schedule complete. Not exactly resumable
+    # (time is not replayable; the clock restarts on --resume).
     budget_minutes: float = 0.0
     progress: bool = True
 

@@ -44,7 +44,7 @@ from visrep.checkpoint import (
     save_checkpoint,
     space_warning,
 )
-from visrep.config import TrainConfig, save_json, to_dict
+from visrep.config import TrainConfig, replace, save_json, to_dict
 from visrep.data.pipeline import build_train_data
 from visrep.data.resolve import holds_out, resolve_data
 from visrep.data.sampling import mix_seed
@@ -340,10 +340,14 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, skipped, base_lr, dev
 
 
 def _epoch(s: LoopState, spe: int, epochs: int, budget_minutes: float) -> float:
-    """Fractional epoch driving the schedule: steps, or elapsed wall-clock under a budget."""
+    """Fractional epoch driving the schedule: steps done; under a wall-clock budget, the
+    larger of that and the share of the budget spent, so the run ends (with its schedule
+    complete) at `optim.epochs` or when the budget is spent, whichever comes first. The
+    clock restarts on `--resume`."""
+    steps = s.step / spe
     if budget_minutes:
-        return epochs * (time.perf_counter() - s.started) / (budget_minutes * 60)
-    return s.step / spe
+        return max(steps, epochs * (time.perf_counter() - s.started) / (budget_minutes * 60))
+    return steps
 
 
 def batch_size(batch: dict) -> int:
@@ -394,7 +398,9 @@ def _log_train(s: LoopState, out: dict, opt, logger: RunLogger, bar, spe: int, g
 
 def _periodic_eval(cfg, model, logger, step, device, env) -> None:
     if env.is_main:
-        m = evaluate(model.backbone, cfg.data, cfg.eval, protocols=("knn",),
+        # bounded by periodic_limit; eval.budget_minutes is for the final evaluation
+        ev = replace(cfg.eval, budget_minutes=0.0)
+        m = evaluate(model.backbone, cfg.data, ev, protocols=("knn",),
                      limit=cfg.eval.periodic_limit, device=device)  # fmt: skip
 
         m |= image_text_eval(cfg, model, device, limit=cfg.eval.periodic_limit)

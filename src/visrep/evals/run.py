@@ -7,6 +7,8 @@ run and `visrep eval`. Every protocol setting is recorded in the returned metric
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
 import time
 from collections.abc import Iterator, Sequence
 
@@ -24,6 +26,11 @@ from visrep.data.sampling import stratified_subset
 from visrep.evals.features import extract_features_many
 from visrep.evals.knn import knn
 from visrep.evals.linear import linear_probe
+
+log = logging.getLogger("visrep")
+# eval.budget_minutes: the share of the budget spent encoding images (the rest: k-NN, probe)
+EXTRACT_SHARE = 0.75
+MIN_BUDGET_IMAGES = 500
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,6 +68,34 @@ def split_batches(
     return ((b["images"], b["labels"]) for b in loader if b["labels"] is not None), len(folder)
 
 
+def budget_limits(
+    encoders: dict[str, nn.Module], data: DataConfig, ev: EvalConfig, limit: int, device
+) -> dict[str, int]:
+    """Image limits per split (0 = all) that keep an evaluation within `ev.budget_minutes`.
+
+    One probe batch of the test split is loaded and encoded by every encoder to measure the
+    seconds per image here (first-batch overheads included, so the estimate errs long);
+    EXTRACT_SHARE of the budget goes to feature extraction (the rest to the protocols). The
+    test split gets at most a third of those images, the train split (memory bank, probe
+    set) the rest, each at least MIN_BUDGET_IMAGES; a smaller split is a seeded stratified
+    subset, as every `limit` is."""
+    sizes = {split: split_batches(data, ev, split, limit)[1] for split in ("train", "test")}
+    t0 = time.perf_counter()
+    batches, _ = split_batches(data, ev, "test", min(ev.batch_size, sizes["test"]))
+    probe = list(itertools.islice(batches, 1))
+    extract_features_many(encoders, probe, preprocess=eval_preprocess(data), device=device)
+    per_image = max(time.perf_counter() - t0, 1e-9) / max(len(probe[0][1]) if probe else 1, 1)
+    n = int(EXTRACT_SHARE * ev.budget_minutes * 60 / per_image)
+    test = min(sizes["test"], max(n // 3, MIN_BUDGET_IMAGES))
+    train = min(sizes["train"], max(n - test, MIN_BUDGET_IMAGES))
+    if train < sizes["train"] or test < sizes["test"]:
+        log.info("eval.budget_minutes=%g: encoding runs at %.0f img/s here, so the evaluation "
+                 "uses %d of %d train and %d of %d test images (seeded stratified subsets)",
+                 ev.budget_minutes, 1 / per_image, train, sizes["train"], test, sizes["test"])  # fmt: skip
+    return {"train": train if train < sizes["train"] else limit,
+            "test": test if test < sizes["test"] else limit}  # fmt: skip
+
+
 def evaluate(
     backbone: nn.Module,
     data: DataConfig,
@@ -79,7 +114,8 @@ def evaluate(
         data: the pre-training data config (image size, channels, normalization).
         ev: evaluation settings (dataset, k, temperature, probe epochs, ...).
         protocols: any of "knn", "linear".
-        limit: use a seeded stratified subset of this many images per split (0 = all).
+        limit: use a seeded stratified subset of this many images per split (0 = all);
+            `ev.budget_minutes` may make the subsets smaller (`budget_limits`).
         baselines: other encoders evaluated on the same images in the same pass; their
             top-1/top-5 are returned as `NAME_knn_top1`, ... (e.g. raw pixels, random init).
     """
@@ -88,10 +124,13 @@ def evaluate(
         raise ValueError(f"unknown evaluation protocol(s) {sorted(unknown)}; use knn or linear")
     t0 = time.perf_counter()
     encoders = {"": backbone} | {name: e.to(device) for name, e in (baselines or {}).items()}
+    limits = {"train": limit, "test": limit}
+    if ev.budget_minutes:
+        limits = budget_limits(encoders, data, ev, limit, device)
     feats, labels = {}, {}
     t_extract = time.perf_counter()
     for split in ("train", "test"):
-        batches, n = split_batches(data, ev, split, limit)
+        batches, n = split_batches(data, ev, split, limits[split])
         feats[split], labels[split] = extract_features_many(
             encoders, batches, preprocess=eval_preprocess(data), device=device,
             progress=progress, total=n, desc=f"features ({split})",
@@ -117,6 +156,8 @@ def evaluate(
             m = {f"{name}_{k}": m[k] for k in ("knn_top1", "knn_top5", "linear_top1", "linear_top5")
                  if k in m}  # fmt: skip
         out |= m
+    if ev.budget_minutes:
+        out["eval_budget_minutes"] = ev.budget_minutes
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
     # images decoded and encoded (by every encoder) per second, loading included
     out["eval_images_per_second"] = round((len(ytr) + len(yte)) / max(t_extract, 1e-9), 1)
