@@ -7,7 +7,8 @@ SimCLR views (crop, flip, colour jitter, grayscale, blur), collate and normalise
 - a folder of JPEGs (`FolderTrainData`: a DataLoader with `data.num_workers` processes;
   0 = decoded in the training process), and
 - the same images as WebDataset shards (`key.jpg` only, with `sizes.json`), which the
-  training process streams and decodes itself.
+  training process streams, decoding with `data.num_workers` threads ahead
+  (`visrep.data.pairs.decoded_ahead`; the seeded crops and views stay in its main thread).
 
 Rates are images per second after the first batch (worker start-up excluded), and per
 worker: a GPU step rate divided by the per-worker rate is the number of loader cores it
@@ -89,7 +90,7 @@ def main() -> None:
     rows = []
     for views in ("", "simclr"):
         for source, spec, workers in [("folder", str(train), w) for w in args.workers] + [
-            ("shards", shards, 0)
+            ("shards", shards, w) for w in args.workers
         ]:
             r = rate(spec, views, workers, args.batch, args.steps)
             r |= {"source": source, "views": views or "single crop", "workers": workers}

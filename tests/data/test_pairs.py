@@ -139,7 +139,7 @@ def test_shards_with_no_readable_pair_fail_clearly(tmp_path):
         for i in range(8):
             w.write({"__key__": f"k{i}", "png": b"broken", "txt": "a caption"})
     src = build_train_data(_data(tmp_path), 4, **KW)
-    with pytest.raises(RuntimeError, match="no readable image-text pair"):
+    with pytest.raises(ValueError, match="no readable image-text pair"):
         next(iter(src.batches(0, 1)))
 
 
@@ -155,3 +155,16 @@ def test_shards_are_named_by_folder_braces_or_a_glob(tmp_path):
     assert names(list_shards(f"{tmp_path}/a-{{0..1}}.tar")) == ["a-0.tar", "a-1.tar"]
     with pytest.raises(FileNotFoundError, match="no WebDataset shards"):
         list_shards(f"{tmp_path}/c-*.tar")
+
+
+def test_shard_images_decoded_by_threads_give_the_same_batches_and_skips(tmp_path):
+    root = _shards(tmp_path / "sh", n_good=30)
+    runs = {}
+    for workers in (0, 3):
+        src = build_train_data(_data(root, num_workers=workers, views="simclr"), 4, **KW)
+        runs[workers] = (list(src.batches(0, 14)), src.n_skipped)  # 2 epochs, re-draws
+    (a, skipped_a), (b, skipped_b) = runs[0], runs[3]
+    assert len(a) == len(b) == 14 and skipped_a == skipped_b >= 3
+    for x, y in zip(a, b):
+        assert torch.equal(x["images"], y["images"]) and torch.equal(x["tokens"], y["tokens"])
+        assert torch.equal(x["views"][0], y["views"][0])

@@ -30,7 +30,9 @@ import json
 import logging
 import random
 import tarfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +91,8 @@ def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transfor
     generator seeded by `seed`."""
     if raw is None or (text and (not caption or not caption.strip())):
         return None
-    try:
-        image = decode_bytes(raw, data.channels)
-    except Exception:  # undecodable / truncated file
+    image = raw if isinstance(raw, Tensor) else _decode_or_none(raw, data.channels)
+    if image is None:  # undecodable / truncated file
         return None
     torch.manual_seed(seed)
     if not text:
@@ -100,6 +101,37 @@ def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transfor
     if caption_fn is not None:
         caption = caption_fn(caption, torch.Generator().manual_seed(seed))
     return transform(image) | {"caption": caption}
+
+
+def _decode_or_none(raw: bytes | None, channels: int) -> Tensor | None:
+    try:
+        return None if raw is None else decode_bytes(raw, channels)
+    except Exception:  # undecodable / truncated file: the caller skips and counts it
+        return None
+
+
+def decoded_ahead(
+    stream: Iterator[tuple[bytes | None, str | None]], channels: int, threads: int,
+    window: int = 256,
+) -> Iterator[tuple[Tensor | None, str | None]]:  # fmt: skip
+    """The (image bytes, caption) stream with its images decoded (None: unreadable), in
+    stream order, by `threads` threads working up to `window` samples ahead (Pillow's
+    decoders release the GIL). The seeded transforms stay in the caller's thread (they
+    draw from torch's global generator), so batches are the same for any `threads`;
+    0 decodes in the caller's thread."""
+    if threads <= 0:
+        yield from ((_decode_or_none(raw, channels), txt) for raw, txt in stream)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="visrep-decode") as pool:
+        pending: deque = deque()
+        for raw, txt in stream:
+            pending.append((pool.submit(_decode_or_none, raw, channels), txt))
+            if len(pending) >= window:
+                future, caption = pending.popleft()
+                yield future.result(), caption
+        while pending:
+            future, caption = pending.popleft()
+            yield future.result(), caption
 
 
 class _Batcher:
@@ -219,6 +251,11 @@ class ShardPairData:
     def n_skipped(self) -> int:
         return self.collate.n_skipped
 
+    def _stream(self, epoch: int, cycle: int) -> Iterator[tuple[Tensor | None, str | None]]:
+        """`_raw` with its images decoded by `data.num_workers` threads (`decoded_ahead`)."""
+        threads = max(self.data.num_workers, 0)
+        return decoded_ahead(self._raw(epoch, cycle), self.data.channels, threads)
+
     def _raw(self, epoch: int, cycle: int) -> Iterator[tuple[bytes | None, str | None]]:
         """This rank's (image bytes, caption) stream for an epoch, shuffled."""
         from webdataset import tarfile_samples
@@ -258,7 +295,7 @@ class ShardPairData:
             epoch = step // self.steps_per_epoch
             first = epoch * self.steps_per_epoch
             s, items, cycle, good = first, [], 0, 0
-            stream = self._raw(epoch, cycle)
+            stream = self._stream(epoch, cycle)
             while s < min(end_step, first + self.steps_per_epoch):
                 try:
                     raw, txt = next(stream)
@@ -267,7 +304,7 @@ class ShardPairData:
                         msg = f"no readable image-text pair in {self.data.dataset}"
                         raise RuntimeError(msg) from None
                     cycle, good = cycle + 1, 0
-                    stream = self._raw(epoch, cycle)
+                    stream = self._stream(epoch, cycle)
                     continue
                 item = make_item(raw, txt, self.data, self.transform,
                                  mix_seed(self.seed, s, self.rank, len(items)), self.caption_fn,
