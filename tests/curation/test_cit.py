@@ -90,7 +90,7 @@ def test_pool_stream_visits_each_pair_once_per_pass_and_is_seeded():
 
 def test_a_pass_that_keeps_nothing_is_an_error_not_a_hang():
     never = lambda idx: torch.zeros(len(idx))  # noqa: E731
-    with pytest.raises(RuntimeError, match="threshold"):
+    with pytest.raises(ValueError, match="threshold"):
         curate_round(never, PoolStream(5, 0), 0, budget=2, chunk=4, threshold=0.5, min_ratio=0)
 
 

@@ -144,7 +144,7 @@ def curate_round(
         bar.update(min(len(sel), budget - (n_kept - len(sel))))
         if n_kept == 0 and cursor - start >= stream.size:
             bar.close()
-            raise RuntimeError(
+            raise ValueError(
                 f"a whole pass over the pool ({stream.size} pairs) kept nothing: lower "
                 f"method.threshold (now {threshold}) or raise method.min_ratio (now {min_ratio})"
             )

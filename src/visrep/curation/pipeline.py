@@ -308,7 +308,7 @@ def _run_map(
                 for fut in as_completed(futures):
                     record(fut.result())
             except BrokenProcessPool:
-                raise RuntimeError(
+                raise OSError(  # the machine's fault, not the code's: one line, not a traceback
                     "a matching worker died (out of memory?); finished shards are kept: "
                     "re-run the same command to resume"
                 ) from None

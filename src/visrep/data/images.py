@@ -179,7 +179,11 @@ class FolderTrainData:
             self.n_skipped += b["n_skipped"]
             if b["labels"] is None:  # every image of this batch was unreadable
                 if last_good is None:
-                    raise RuntimeError("the first batch held only unreadable images")
+                    raise ValueError(
+                        f"the first batch of {self.data.dataset} held only unreadable images "
+                        f"({self.n_skipped} skipped, each named in the log above): check that "
+                        "the files are images, or remove the ones that are not"
+                    )
                 b = last_good  # keep all processes stepping together under DDP
             last_good = b
             if "views" in b:

@@ -301,8 +301,9 @@ class ShardPairData:
                     raw, txt = next(stream)
                 except StopIteration:  # bad pairs shortened the epoch: re-draw to fill it
                     if good == 0:
-                        msg = f"no readable image-text pair in {self.data.dataset}"
-                        raise RuntimeError(msg) from None
+                        msg = (f"no readable image-text pair in {self.data.dataset}: check "
+                               "that its samples hold an image and a non-empty caption")  # fmt: skip
+                        raise ValueError(msg) from None
                     cycle, good = cycle + 1, 0
                     stream = self._stream(epoch, cycle)
                     continue
@@ -408,7 +409,8 @@ class TablePairData:
             self.collate.n_skipped += len(items) - len(good)
             if not good:  # keep every process stepping together
                 if last is None:
-                    raise RuntimeError("the first batch held only unreadable pairs")
+                    raise ValueError(f"the first batch of {self.data.dataset} held only "
+                                     "unreadable pairs: check the image paths and captions")  # fmt: skip
                 yield last
                 continue
             last = self.collate(good)
