@@ -128,7 +128,8 @@ def test_debug_shows_the_traceback(tmp_path):
 @pytest.mark.parametrize("override", ["optim.epochs=0", "optim.epochs=-3", "optim.batch_size=0",
                                       "optim.batch_size=-1", "run.log_every=0",
                                       "optim.accum_steps=0", "eval.holdout=1.5",
-                                      "data.channels=2"])  # fmt: skip
+                                      "data.channels=2", "optim.epochs=abc",
+                                      "optim.blr=fast"])  # fmt: skip
 def test_nonsense_sizes_are_refused_by_name(override, capsys, tmp_path):
     code = main(["train", "mae_fmnist", override, f"run.out_dir={tmp_path}"])
     err = capsys.readouterr().err
@@ -233,3 +234,12 @@ def test_config_and_checkpoint_of_different_runs_are_one_clear_error(tmp_path, c
     assert "mask_token [1, 1, 64] in the checkpoint" in err
     assert not (tmp_path / "exported").exists()
     assert json.loads((mixed / "config.json").read_text())["run"]["out_dir"].endswith("mae")
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"method_name": "mae", "optim": 5}'])
+def test_a_damaged_config_json_is_one_clear_error(tmp_path, capsys, text):
+    (tmp_path / "config.json").write_text(text)
+    assert main(["eval", "knn", "--ckpt", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/config.json" in err and "put back the config.json" in err
+    assert err.count("\n") == 1

@@ -181,4 +181,12 @@ def load_run_config_dict(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: is {run_dir} a visrep run folder?")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = e
+    if not isinstance(data, dict):
+        why = f" ({data})" if isinstance(data, Exception) else ""
+        raise ValueError(f"{path} is not a visrep run config{why}: put back the {CONFIG} "
+                         f"saved with this run's {CHECKPOINT}")  # fmt: skip
+    return data

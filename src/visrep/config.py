@@ -396,6 +396,12 @@ def _tyro_args(args: list[str], keys: dict[str, Any]) -> list[str]:
                 parts = [v for v in value.strip("()[] ").replace(",", " ").split() if v]
             out += [flag, *parts] if parts else [flag]
         else:
+            if tp in (int, float):  # tyro's own message would not name the key
+                try:
+                    tp(value)
+                except ValueError:
+                    raise ConfigError(f"{flag[2:]} must be {'an int' if tp is int else 'a float'}"
+                                      f", got {value!r}") from None  # fmt: skip
             out += [flag, value]
     return out
 

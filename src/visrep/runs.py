@@ -52,7 +52,11 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         raise ConfigError(
             f"{run_dir}/config.json names method {name!r}, not one of {sorted(METHODS)}"
         )
-    return from_dict(TrainConfig[METHODS[name].config], data)
+    try:
+        return from_dict(TrainConfig[METHODS[name].config], data)
+    except (TypeError, AttributeError) as e:  # a damaged or hand-edited file: a field's shape
+        raise ConfigError(f"{run_dir}/config.json does not describe a {name} run ({e}): put "
+                          "back the config.json saved with this run's checkpoint.pt") from e  # fmt: skip
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
