@@ -243,3 +243,12 @@ def test_a_damaged_config_json_is_one_clear_error(tmp_path, capsys, text):
     err = capsys.readouterr().err
     assert f"{tmp_path}/config.json" in err and "put back the config.json" in err
     assert err.count("\n") == 1
+
+
+@requires_fmnist
+def test_a_run_that_diverges_before_its_first_checkpoint_says_nothing_was_saved(tmp_path, capsys):
+    code = main(["train", "mae_fmnist", "--smoke", "optim.blr=1e9", "eval.final=False",
+                 "run.threads=1", f"run.out_dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing was saved" in err and "--resume" not in err
+    assert not (tmp_path / "checkpoint.pt").exists()

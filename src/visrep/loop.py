@@ -373,11 +373,7 @@ def _optimizer_step(model: nn.Module, opt, clip: float, progress: float) -> torc
 def _log_train(s: LoopState, out: dict, opt, logger: RunLogger, bar, spe: int, grad_norm) -> None:
     loss = float(s.loss_sum) / max(s.loss_n, 1)
     if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"the loss became {loss} by step {s.step}; the checkpoint of step {s.saved_step} is "
-            f"kept. Lower the lr or clip gradients and continue: visrep train --resume "
-            f"{logger.path.parent} optim.blr=SMALLER (or optim.clip_grad=1.0)"
-        )
+        raise _diverged(f"the loss became {loss} by step {s.step}", s, logger.path.parent)
     now = time.perf_counter()
     metrics = {
         "loss": loss,
@@ -410,17 +406,26 @@ def _periodic_eval(cfg, model, logger, step, device, env) -> None:
     dist.barrier()
 
 
+def _diverged(what: str, s: LoopState, run_dir: Path) -> FloatingPointError:
+    """The error of a diverged run; true also when it diverged before its first checkpoint."""
+    if not (run_dir / CHECKPOINT).exists():
+        return FloatingPointError(f"{what}, before the first checkpoint: nothing was saved. "
+                                  "Lower the lr or clip gradients and start again "
+                                  "(optim.blr=SMALLER or optim.clip_grad=1.0)")  # fmt: skip
+    return FloatingPointError(
+        f"{what}; {run_dir} keeps its checkpoint of step {s.saved_step}. Lower the lr or clip "
+        f"gradients and continue: visrep train --resume {run_dir} optim.blr=SMALLER (or "
+        "optim.clip_grad=1.0)"
+    )
+
+
 def _save(cfg, model, opt, s: LoopState, env, data) -> None:
     device = next(model.parameters()).device
     finite = torch.stack([torch.isfinite(p.detach()).all() for p in model.parameters()]).all()
     finite = finite & torch.isfinite(torch.as_tensor(s.unsaved_loss, device=device))
     if dist.any_true(not bool(finite), device=device)[0]:  # never overwrite good weights
-        raise FloatingPointError(
-            f"the loss or the weights became NaN/inf between step {s.saved_step} and step "
-            f"{s.step}; {cfg.run.out_dir} keeps its checkpoint of step {s.saved_step}. Lower "
-            f"the lr or clip gradients and continue: visrep train --resume {cfg.run.out_dir} "
-            "optim.blr=SMALLER (or optim.clip_grad=1.0)"
-        )
+        what = f"the loss or the weights became NaN/inf between steps {s.saved_step} and {s.step}"
+        raise _diverged(what, s, Path(cfg.run.out_dir))
     spread = dist.param_spread(model)
     if spread > 0:
         log.warning("processes out of sync at step %d (parameter spread %.3g)", s.step, spread)
