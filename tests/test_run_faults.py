@@ -252,3 +252,12 @@ def test_a_run_that_diverges_before_its_first_checkpoint_says_nothing_was_saved(
     err = capsys.readouterr().err
     assert code == 2 and "nothing was saved" in err and "--resume" not in err
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_run_folder_that_cannot_be_made_says_so(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    for run in (tmp_path / "a_file", tmp_path / "a_file" / "run"):
+        with pytest.raises(
+            OSError, match="cannot make the run folder .*choose another run.out_dir"
+        ):
+            RunDirLock(run).__enter__()

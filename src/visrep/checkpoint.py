@@ -39,7 +39,11 @@ class RunDirLock:
         self._file = None
 
     def __enter__(self) -> RunDirLock:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file of that name, a file above it, a read-only disk
+            raise OSError(e.errno, f"cannot make the run folder {self.run_dir} ({e.strerror}): "
+                          "choose another run.out_dir") from e  # fmt: skip
         f = open(self.run_dir / LOCK, "a+")  # noqa: SIM115 (held open for the run)
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
