@@ -16,6 +16,7 @@ timm cannot express: build it with `visrep.backbones.cnn.apply_fixups` (the card
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -31,12 +32,19 @@ from visrep.runs import EXPORT_CONFIG, EXPORT_WEIGHTS, load_run
 
 
 def prepare_out_dir(out: Path, force: bool) -> None:
-    """Refuse to write into a non-empty folder unless `force` (then it is emptied first)."""
+    """Refuse to write into a non-empty folder unless `force` (then it is emptied first); a
+    folder that cannot be made (a file of that name or above it) is one clear error."""
+    if out.exists() and not out.is_dir():
+        raise OSError(errno.ENOTDIR, f"--out {out} is a file, not a folder: choose another --out")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise FileExistsError(f"{out} is not empty; pass --force to replace what it holds "
                                   "or choose another --out")  # fmt: skip
         shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot make {out} ({e.strerror}): choose another --out") from e
 
 
 def export_backbone(
