@@ -254,10 +254,15 @@ def test_a_run_that_diverges_before_its_first_checkpoint_says_nothing_was_saved(
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_a_run_folder_that_cannot_be_made_says_so(tmp_path):
+def test_a_run_or_export_folder_that_cannot_be_made_says_so(tmp_path):
+    from visrep.export import prepare_out_dir
+
     (tmp_path / "a_file").write_text("x")
     for run in (tmp_path / "a_file", tmp_path / "a_file" / "run"):
-        with pytest.raises(
-            OSError, match="cannot make the run folder .*choose another run.out_dir"
-        ):
+        with pytest.raises(OSError, match="cannot make the run folder .*another run.out_dir"):
             RunDirLock(run).__enter__()
+    with pytest.raises(OSError, match="is a file, not a folder: choose another --out"):
+        prepare_out_dir(tmp_path / "a_file", force=True)  # never deleted, not even with --force
+    with pytest.raises(OSError, match="cannot make .*choose another --out"):
+        prepare_out_dir(tmp_path / "a_file" / "x", force=False)
+    assert (tmp_path / "a_file").read_text() == "x"
