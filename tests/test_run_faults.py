@@ -266,3 +266,23 @@ def test_a_run_or_export_folder_that_cannot_be_made_says_so(tmp_path):
     with pytest.raises(OSError, match="cannot make .*choose another --out"):
         prepare_out_dir(tmp_path / "a_file" / "x", force=False)
     assert (tmp_path / "a_file").read_text() == "x"
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_hostile_or_cut_checkpoint_is_refused_without_running_code(tmp_path):
+    torch.save({"model": _Evil(tmp_path / "pwned"), "step": 0}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="only running code could rebuild .*posix.system"):
+        load_checkpoint(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+    torch.save({"model": {}, "step": 0}, tmp_path / "checkpoint.pt")
+    data = (tmp_path / "checkpoint.pt").read_bytes()
+    (tmp_path / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"not a readable visrep checkpoint \(.*\): a file cut"):
+        load_checkpoint(tmp_path)

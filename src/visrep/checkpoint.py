@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import pickle
 import socket
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,16 @@ def load_checkpoint(ckpt: str | Path, map_location: str | torch.device = "cpu") 
     path = checkpoint_path(ckpt)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise ValueError(f"{path} is not a readable visrep checkpoint ({e})") from e
+    except pickle.UnpicklingError as e:  # a pickle that needs code: hostile, or not visrep's
+        lines = [x.strip() for x in str(e).splitlines()]
+        what = next((x for x in lines if "GLOBAL" in x or "Unsupported" in x), "not tensors")
+        raise ValueError(f"{path} holds objects that only running code could rebuild ({what}); "
+                         "visrep loads checkpoints without running code: use one written by "
+                         "`visrep train`") from e  # fmt: skip
+    except Exception as e:  # truncated or foreign file; torch's text runs to several lines
+        why = str(e).split(". ")[0].splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path} is not a readable visrep checkpoint ({why}): a file cut short "
+                         "or of another kind; copy it again from its run folder") from e  # fmt: skip
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise ValueError(f"{path} is not a visrep checkpoint (missing 'model'/'step')")
     return state
