@@ -195,7 +195,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # (CPU/gloo has no SyncBN)
     opt = build_optimizer(model, cfg.optim, base_lr)
     if cfg.run.budget_minutes and env.world_size > 1:
-        raise ValueError("run.budget_minutes is single-process only (clocks differ across ranks)")
+        raise ValueError(
+            "run.budget_minutes is single-process only (clocks differ across ranks); "
+            "pass run.budget_minutes=0 under torchrun"
+        )
     lock = RunDirLock(run_dir) if env.is_main else contextlib.nullcontext()
     with lock:
         return _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch, base_lr)

@@ -141,5 +141,7 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             "run.out_dir": cfg.run.out_dir + "_smoke",
             "run.log_every": 2,
             "run.progress": False,
+            "run.budget_minutes": 0.0,  # steps, not the clock: exact resume, torchrun
+            "eval.budget_minutes": 0.0,
         },
     )
