@@ -6,9 +6,9 @@ SimCLR views (crop, flip, colour jitter, grayscale, blur), collate and normalise
 
 - a folder of JPEGs (`FolderTrainData`: a DataLoader with `data.num_workers` processes;
   0 = decoded in the training process), and
-- the same images as WebDataset shards (`key.jpg` only, with `sizes.json`), which the
-  training process streams, decoding with `data.num_workers` threads ahead
-  (`visrep.data.pairs.decoded_ahead`; the seeded crops and views stay in its main thread).
+- the same images as WebDataset shards (`key.jpg` only, with `sizes.json`), streamed by
+  `data.num_workers` loader processes that each make every W-th sample (0 = in the
+  training process; `visrep.data.pairs.ShardPairData._items`).
 
 Rates are images per second after the first batch (worker start-up excluded), and per
 worker: a GPU step rate divided by the per-worker rate is the number of loader cores it

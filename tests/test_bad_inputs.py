@@ -48,11 +48,15 @@ def _drain(data: ShardPairData):
     return sum(len(b["images"]) for b in data.batches(0, data.steps_per_epoch))
 
 
+@pytest.mark.parametrize("workers", [0, 2])  # read in the training process / loader processes
 @pytest.mark.parametrize("keep, fails", [(0.95, False), (0.3, True)])
-def test_a_truncated_shard_is_reported_and_a_large_loss_fails(tmp_path, caplog, keep, fails):
+def test_a_truncated_shard_is_reported_and_a_large_loss_fails(
+    tmp_path, caplog, keep, fails, workers
+):
     root = _shards(tmp_path / "shards", n=200, per=100)
     _truncate(root / "pairs-0001.tar", keep)
-    data = ShardPairData(DataConfig(dataset=str(root), img_size=8, channels=3), 4, seed=0)
+    cfg = DataConfig(dataset=str(root), img_size=8, channels=3, num_workers=workers)
+    data = ShardPairData(cfg, 4, seed=0)
     if fails:
         with pytest.raises(ValueError, match="truncated or damaged shard"):
             _drain(data)

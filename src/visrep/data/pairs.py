@@ -30,15 +30,13 @@ import json
 import logging
 import random
 import tarfile
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 
 from visrep.config import DataConfig, replace
@@ -48,7 +46,7 @@ from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.folder import decode_bytes, folder_eval_transform
 from visrep.data.images import TensorTrainData
 from visrep.data.preprocess import mean_std
-from visrep.data.sampling import StepBatchSampler, mix_seed
+from visrep.data.sampling import StepBatchSampler, ignore_sigint, mix_seed
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
 from visrep.data.tokenizer import tokenize
 from visrep.data.views import BatchedViews, folder_views_transform, view_preset
@@ -91,8 +89,9 @@ def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transfor
     generator seeded by `seed`."""
     if raw is None or (text and (not caption or not caption.strip())):
         return None
-    image = raw if isinstance(raw, Tensor) else _decode_or_none(raw, data.channels)
-    if image is None:  # undecodable / truncated file
+    try:
+        image = decode_bytes(raw, data.channels)
+    except Exception:  # undecodable / truncated file
         return None
     torch.manual_seed(seed)
     if not text:
@@ -101,37 +100,6 @@ def make_item(raw: bytes | None, caption: str | None, data: DataConfig, transfor
     if caption_fn is not None:
         caption = caption_fn(caption, torch.Generator().manual_seed(seed))
     return transform(image) | {"caption": caption}
-
-
-def _decode_or_none(raw: bytes | None, channels: int) -> Tensor | None:
-    try:
-        return None if raw is None else decode_bytes(raw, channels)
-    except Exception:  # undecodable / truncated file: the caller skips and counts it
-        return None
-
-
-def decoded_ahead(
-    stream: Iterator[tuple[bytes | None, str | None]], channels: int, threads: int,
-    window: int = 256,
-) -> Iterator[tuple[Tensor | None, str | None]]:  # fmt: skip
-    """The (image bytes, caption) stream with its images decoded (None: unreadable), in
-    stream order, by `threads` threads working up to `window` samples ahead (Pillow's
-    decoders release the GIL). The seeded transforms stay in the caller's thread (they
-    draw from torch's global generator), so batches are the same for any `threads`;
-    0 decodes in the caller's thread."""
-    if threads <= 0:
-        yield from ((_decode_or_none(raw, channels), txt) for raw, txt in stream)
-        return
-    with ThreadPoolExecutor(threads, thread_name_prefix="visrep-decode") as pool:
-        pending: deque = deque()
-        for raw, txt in stream:
-            pending.append((pool.submit(_decode_or_none, raw, channels), txt))
-            if len(pending) >= window:
-                future, caption = pending.popleft()
-                yield future.result(), caption
-        while pending:
-            future, caption = pending.popleft()
-            yield future.result(), caption
 
 
 class _Batcher:
@@ -251,13 +219,37 @@ class ShardPairData:
     def n_skipped(self) -> int:
         return self.collate.n_skipped
 
-    def _stream(self, epoch: int, cycle: int) -> Iterator[tuple[Tensor | None, str | None]]:
-        """`_raw` with its images decoded by `data.num_workers` threads (`decoded_ahead`)."""
-        threads = max(self.data.num_workers, 0)
-        return decoded_ahead(self._raw(epoch, cycle), self.data.channels, threads)
+    def _item(self, raw: bytes | None, txt: str | None, epoch: int, cycle: int, i: int):
+        """Sample `i` of this rank's stream, transformed with a seed of its place in the
+        stream (so the same whichever process makes it); None for a bad pair."""
+        seed = mix_seed(self.seed, epoch, cycle, self.rank, i)
+        return make_item(raw, txt, self.data, self.transform, seed, self.caption_fn, self.text)
 
-    def _raw(self, epoch: int, cycle: int) -> Iterator[tuple[bytes | None, str | None]]:
-        """This rank's (image bytes, caption) stream for an epoch, shuffled."""
+    def _items(self, epoch: int, cycle: int) -> Iterator[dict | None]:
+        """This rank's training items for an epoch (None: a bad pair), in stream order.
+
+        With `data.num_workers` = W > 0, W loader processes share the decoding and the
+        seeded transforms: each reads the shards and makes every W-th sample, and the
+        DataLoader's in-order round-robin over its workers restores the stream order, so the
+        items are the same for any W (and exact resume holds)."""
+        workers = max(self.data.num_workers, 0)
+        if workers == 0:
+            for i, (raw, txt) in enumerate(self._raw(epoch, cycle)):
+                yield self._item(raw, txt, epoch, cycle, i)
+            return
+        loader = DataLoader(_ShardWorkerItems(self, epoch, cycle), batch_size=None,
+                            num_workers=workers, worker_init_fn=ignore_sigint)  # fmt: skip
+        for item in loader:
+            if isinstance(item, dict) and SEEN in item:  # worker 0's count of samples read
+                self._check_complete(int(item[SEEN]))
+                continue
+            yield item
+
+    def _raw(self, epoch: int, cycle: int, seen_out: list[int] | None = None
+             ) -> Iterator[tuple[bytes | None, str | None]]:  # fmt: skip
+        """This rank's (image bytes, caption) stream for an epoch, shuffled. At its end the
+        number of samples read is checked against the shards' size (`_check_complete`), or,
+        with `seen_out`, appended to it for the caller to check."""
         from webdataset import tarfile_samples
 
         rng = random.Random(mix_seed(self.seed, epoch, cycle))
@@ -279,7 +271,10 @@ class ShardPairData:
             buf.append((raw, txt))
             if len(buf) >= self.buffer:
                 yield buf.pop(rng_rank.randrange(len(buf)))
-        self._check_complete(seen)
+        if seen_out is None:
+            self._check_complete(seen)
+        else:
+            seen_out.append(seen)
         rng_rank.shuffle(buf)
         yield from buf
 
@@ -295,21 +290,18 @@ class ShardPairData:
             epoch = step // self.steps_per_epoch
             first = epoch * self.steps_per_epoch
             s, items, cycle, good = first, [], 0, 0
-            stream = self._stream(epoch, cycle)
+            stream = self._items(epoch, cycle)
             while s < min(end_step, first + self.steps_per_epoch):
                 try:
-                    raw, txt = next(stream)
+                    item = next(stream)
                 except StopIteration:  # bad pairs shortened the epoch: re-draw to fill it
                     if good == 0:
                         msg = (f"no readable image-text pair in {self.data.dataset}: check "
                                "that its samples hold an image and a non-empty caption")  # fmt: skip
                         raise ValueError(msg) from None
                     cycle, good = cycle + 1, 0
-                    stream = self._stream(epoch, cycle)
+                    stream = self._items(epoch, cycle)
                     continue
-                item = make_item(raw, txt, self.data, self.transform,
-                                 mix_seed(self.seed, s, self.rank, len(items)), self.caption_fn,
-                                 self.text)  # fmt: skip
                 if item is None:
                     self.collate.n_skipped += s >= step  # count each bad pair once
                     continue
@@ -320,6 +312,26 @@ class ShardPairData:
                         yield self.collate(items)
                     s, items = s + 1, []
             step = s
+
+
+SEEN = "__samples_read__"  # worker 0's last output: samples read, for the completeness check
+
+
+class _ShardWorkerItems(IterableDataset):
+    """One loader process's share of `ShardPairData._items`: samples i with i % W == worker
+    id, one output each (None for a bad pair), then (worker 0) the number of samples read."""
+
+    def __init__(self, source: ShardPairData, epoch: int, cycle: int) -> None:
+        self.source, self.epoch, self.cycle = source, epoch, cycle
+
+    def __iter__(self):
+        info = get_worker_info()
+        seen: list[int] = []
+        for i, (raw, txt) in enumerate(self.source._raw(self.epoch, self.cycle, seen)):
+            if i % info.num_workers == info.id:
+                yield self.source._item(raw, txt, self.epoch, self.cycle, i)
+        if info.id == 0:
+            yield {SEEN: seen[0]}
 
 
 class TablePairs(Dataset):
