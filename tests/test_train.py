@@ -61,6 +61,9 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path, monkeypatch):
         assert 0 <= metrics["linear_top1"] <= 1
         assert any("eval/knn_top1" in r for r in rows)  # periodic k-NN ran
         assert "knn_top1" in (run / "report.md").read_text()
+        assert metrics["train_steps"] == metrics["train_steps_planned"] == 16
+        assert metrics["train_images_seen"] == 16 * 32 and metrics["train_img_per_s"] > 0
+        assert "Trained 16 steps (512 images seen) at" in (run / "report.md").read_text()
     # every trainable parameter (backbone, heads, decoder) got a non-zero gradient: a degenerate
     # smoke size once masked every cell and SparK's ResNet-50 learned nothing
     missed = [n for n, p in method.named_parameters()
@@ -271,3 +274,28 @@ def test_budget_schedule_follows_whichever_ends_first_steps_or_wall_clock():
     assert _epoch(s, 50, 2, 0.0) == 1.0  # no budget: steps
     assert _epoch(s, 50, 2, 10.0) == 1.0  # a slow minute of 10: steps lead
     assert 1.9 < _epoch(s, 50, 2, 1.0) < 2.1  # the 1-minute budget is spent: the schedule ends
+
+
+def test_report_says_when_a_budget_ended_training_and_sized_the_evaluation():
+    from visrep.report import training_summary
+
+    m = {"train_steps": 300, "train_steps_planned": 940, "train_images_seen": 38400,
+         "train_img_per_s": 64.0, "train_minutes": 10.0, "train_budget_minutes": 10,
+         "eval_images_per_second": 90.0, "eval_seconds": 410.0, "eval_budget_minutes": 7,
+         "knn_n_train": 12000, "knn_n_test": 6000}  # fmt: skip
+    text = training_summary(m)
+    assert "Trained 300 steps (38,400 images seen) at 64 img/s" in text
+    assert "10-minute budget (`run.budget_minutes`) ended it at step 300 of 940" in text
+    assert "7-minute budget (`eval.budget_minutes`: 12,000 train and 6,000 test images)" in text
+    done = training_summary(m | {"train_steps": 940, "train_images_seen": 120320})
+    assert "ended it" not in done
+
+
+def test_a_partial_accumulation_window_at_the_end_is_not_trained_and_the_run_is_saved(tmp_path):
+    """Regression: max_steps=3 with accum_steps=2 ended between optimizer steps, and no
+    checkpoint was ever written."""
+    cfg = replace(smoke(get_recipe("mae_fmnist")), **{
+        "run.out_dir": str(tmp_path / "run"), "run.threads": 1, "optim.accum_steps": 2,
+        "run.max_steps": 3, "eval.final": False, "eval.every_epochs": 0})  # fmt: skip
+    train(cfg)
+    assert load_checkpoint(tmp_path / "run")["step"] == 2

@@ -155,6 +155,7 @@ class LoopState:
     unsaved_loss: Any = 0.0  # sum of the losses since the last checkpoint (NaN/inf propagate)
     saved_step: int = 0  # step of the checkpoint on disk
     skipped_before: int = 0  # unreadable samples counted before a resume
+    end: int = 0  # the step training runs to (optim.epochs or run.max_steps)
     interval_start: float = field(default_factory=time.perf_counter)
     last_ckpt: float = field(default_factory=time.perf_counter)
     started: float = field(default_factory=time.perf_counter)
@@ -236,10 +237,24 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
         baseline = cfg.eval.final and cfg.eval.baselines and not isinstance(model, Classifier)
         init = build_model(cfg).backbone if baseline else None
         metrics = finish_run(cfg, model, run_dir, device, n_skipped=skipped + data.n_skipped,
-                             init_backbone=init)  # fmt: skip
+                             init_backbone=init, training=_training_stats(cfg, state, start, env))  # fmt: skip
     dist.barrier()
     dist.cleanup()
     return metrics
+
+
+def _training_stats(cfg: TrainConfig, s: LoopState, start: int, env) -> dict[str, Any]:
+    """What the run trained: steps (of those planned), images seen, and this session's speed
+    (the host's, for the report: a slow or busy host shows here)."""
+    per_step = cfg.optim.batch_size * env.world_size
+    seconds = time.perf_counter() - s.started
+    out = {"train_steps": s.step, "train_steps_planned": s.end,
+           "train_images_seen": s.step * per_step,
+           "train_minutes": round(seconds / 60, 2),  # this session (since the last --resume)
+           "train_img_per_s": round((s.step - start) * per_step / max(seconds, 1e-9), 1)}  # fmt: skip
+    if cfg.run.budget_minutes:
+        out["train_budget_minutes"] = cfg.run.budget_minutes
+    return out
 
 
 def _init_from(model: nn.Module, source: str, name: str) -> None:
@@ -280,9 +295,14 @@ def _loop(cfg, model, net, opt, data, logger, stop, start, skipped, base_lr, dev
     spe, accum = data.steps_per_epoch, o.accum_steps
     total = o.epochs * spe
     end = min(total, r.max_steps) if r.max_steps else total
+    if end % accum:  # a partial accumulation window would never step nor be saved
+        if env.is_main:
+            log.warning("training ends at step %d, not %d: a multiple of optim.accum_steps=%d "
+                        "(steps count micro-batches)", end - end % accum, end, accum)  # fmt: skip
+        end -= end % accum
     min_lr = o.min_lr_ratio * base_lr if o.min_lr_ratio else o.min_lr
     amp = autocast_dtype(r.precision, device)
-    s = LoopState(step=start, saved_step=start, skipped_before=skipped)
+    s = LoopState(step=start, saved_step=start, skipped_before=skipped, end=end)
     if start >= end and env.is_main:
         log.warning("%s already reached step %d of %d: nothing left to train, evaluating the last "
                     "checkpoint again (raise optim.epochs or run.max_steps to train further: "

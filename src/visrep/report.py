@@ -33,13 +33,15 @@ def finish_run(
     device: torch.device,
     n_skipped: int = 0,
     init_backbone: nn.Module | None = None,
+    training: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate (if configured), draw the pictures, write metrics.json and report.md.
 
     `init_backbone` (the run's architecture at its initialisation) is the untrained baseline
-    beside raw pixels when `eval.baselines` is on."""
+    beside raw pixels when `eval.baselines` is on. `training`: what the loop trained (steps,
+    images seen, speed), reported first."""
     ev = cfg.eval
-    metrics: dict[str, Any] = {"unreadable_images_skipped": n_skipped}
+    metrics: dict[str, Any] = dict(training or {}) | {"unreadable_images_skipped": n_skipped}
     pictures = {}
     if ev.final and ev.dataset and isinstance(model, Classifier):
         metrics |= classifier_eval(model, cfg, device)
@@ -69,6 +71,25 @@ def finish_run(
 
 def _is_folder(cfg: TrainConfig) -> bool:
     return not is_fashion_mnist(cfg.data.dataset) and not is_pair_data(cfg.data)
+
+
+def training_summary(m: dict[str, Any]) -> str:
+    """Steps and images the run trained on, at what speed, and whether a wall-clock budget
+    ended it; the evaluation's speed and any budget that shrank it."""
+    text = (f"Trained {m['train_steps']:,} steps ({m['train_images_seen']:,} images seen) at "
+            f"{m['train_img_per_s']:.0f} img/s on this host ({m['train_minutes']:.1f} minutes "
+            "this session).")  # fmt: skip
+    if m.get("train_budget_minutes") and m["train_steps"] < m["train_steps_planned"]:
+        text += (f" The {m['train_budget_minutes']:g}-minute budget (`run.budget_minutes`) ended "
+                 f"it at step {m['train_steps']:,} of {m['train_steps_planned']:,}, with its "
+                 "learning-rate schedule complete: a faster host sees more images.")  # fmt: skip
+    if "eval_images_per_second" in m:
+        text += (f" Evaluation encoded {m['eval_images_per_second']:.0f} img/s (every encoder) "
+                 f"and took {m['eval_seconds']:.0f} s")  # fmt: skip
+        text += (f" within its {m['eval_budget_minutes']:g}-minute budget (`eval.budget_minutes`:"
+                 f" {m['knn_n_train']:,} train and {m['knn_n_test']:,} test images)."
+                 if m.get("eval_budget_minutes") and "knn_n_train" in m else ".")  # fmt: skip
+    return text
 
 
 def verdict(m: dict[str, Any]) -> str:
@@ -246,6 +267,7 @@ def write_report(
         f"(patch {cfg.backbone.patch_size}, pool `{cfg.backbone.pool}`), data `{cfg.data.dataset}` "
         f"at {cfg.data.img_size} px, {cfg.optim.epochs} epochs, batch {cfg.optim.batch_size}.",
         "",
+        *([training_summary(metrics), ""] if "train_steps" in metrics else []),
         "## Metrics",
         "",
         *([verdict(metrics), ""] if verdict(metrics) else []),
