@@ -97,6 +97,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--runs-dir", default="/tmp/visrep-eval-scale")
     p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
+    p.add_argument("--skip-eval-all", action="store_true", help="only the training run")
     p.add_argument("--out", default=str(RESULTS / "eval_scale_100k"))
     args = p.parse_args()
     run_dir = Path(args.runs_dir) / args.recipe
@@ -115,25 +116,27 @@ def main() -> None:
     rows = [json.loads(r) for r in (run_dir / "log.jsonl").read_text().splitlines()]
     rates = [r["train/img_per_s"] for r in rows if "train/img_per_s" in r][1:]  # warm-up out
     train |= {"train_img_per_s": round(sum(rates) / max(len(rates), 1), 1), "metrics": metrics}
-    ev = measured([*VISREP, "eval", "all", "--ckpt", str(run_dir), *common],
-                  Path(args.runs_dir) / "eval.log")  # fmt: skip
-    ev["metrics"] = json.loads((run_dir / "eval_all.json").read_text())
+    ev = {}
+    if not args.skip_eval_all:
+        ev = measured([*VISREP, "eval", "all", "--ckpt", str(run_dir), *common],
+                      Path(args.runs_dir) / "eval.log")  # fmt: skip
+        ev["metrics"] = json.loads((run_dir / "eval_all.json").read_text())
     out |= {"train_and_final_eval": train, "eval_all": ev, "uptime_after": uptime(),
             "matmul_gflops_after": round(matmul_gflops(), 1)}  # fmt: skip
-    m, e = metrics, ev["metrics"]
+    m, e = metrics, ev.get("metrics", {})
     table = md_table(
         ["run", "images (train + val)", "encoders", "peak RSS (largest process)",
          "peak PSS (process tree)", "wall", "feature extraction", "k-NN / linear top-1"],
         [[f"`train {args.recipe}` + final eval", f"{m['knn_n_train']:,} + {m['knn_n_test']:,}",
-          "trained, raw pixels, untrained", f"{train['peak_rss_mb']:,} MB",
-          f"{train['peak_tree_pss_mb']:,} MB", f"{train['wall_s'] / 60:.1f} min",
+          "trained, raw pixels, untrained", f"{train['peak_rss_mb']:,} MiB",
+          f"{train['peak_tree_pss_mb']:,} MiB", f"{train['wall_s'] / 60:.1f} min",
           f"{m['eval_images_per_second']:.0f} img/s (× 3 encoders)",
           f"{m['knn_top1']:.3f} / {m['linear_top1']:.3f} (raw {m['raw_knn_top1']:.3f} / "
           f"{m['raw_linear_top1']:.3f})"],
-         ["`eval all`", f"{e['knn_n_train']:,} + {e['knn_n_test']:,}", "trained",
-          f"{ev['peak_rss_mb']:,} MB", f"{ev['peak_tree_pss_mb']:,} MB",
-          f"{ev['wall_s'] / 60:.1f} min", f"{e['eval_images_per_second']:.0f} img/s",
-          f"{e['knn_top1']:.3f} / {e['linear_top1']:.3f}"]],
+         *([["`eval all`", f"{e['knn_n_train']:,} + {e['knn_n_test']:,}", "trained",
+             f"{ev['peak_rss_mb']:,} MiB", f"{ev['peak_tree_pss_mb']:,} MiB",
+             f"{ev['wall_s'] / 60:.1f} min", f"{e['eval_images_per_second']:.0f} img/s",
+             f"{e['knn_top1']:.3f} / {e['linear_top1']:.3f}"]] if e else [])],
     )  # fmt: skip
     md = (f"# Evaluation over {out['folder']['n']:,} JPEGs ({out['folder']['size']} px)\n\n"
           f"`{out['command']}`\n\n{table}\n\nTraining step rate at the same size: "

@@ -156,7 +156,9 @@ class EvalConfig:
     linear_epochs: int = 90
     linear_batch_size: int = 1024
     linear_blr: float = 0.1
-    batch_size: int = 512  # feature extraction
+    # feature extraction; 256 keeps the CPU's activation peak ~300 MB below 512's at the
+    # same speed (benchmarks/eval_scale.py); raise it on a GPU
+    batch_size: int = 256
     limit_train: int = 0  # a seeded stratified subset of N (0 = all)
     limit_test: int = 0
     # eval.dataset = the training folder (class folders, no split): this fraction of each
