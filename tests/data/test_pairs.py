@@ -157,7 +157,10 @@ def test_shards_are_named_by_folder_braces_or_a_glob(tmp_path):
         list_shards(f"{tmp_path}/c-*.tar")
 
 
-def test_shards_read_by_loader_processes_give_the_same_batches_and_skips(tmp_path):
+def test_shards_read_by_loader_processes_give_the_same_batches_and_skips(tmp_path, monkeypatch):
+    import visrep.data.pairs as pairs
+
+    monkeypatch.setattr(pairs, "SHARD_BLOCK", 3)  # many blocks, a partial last one
     root = _shards(tmp_path / "sh", n_good=30)
     runs = {}
     for workers in (0, 2):

@@ -229,9 +229,10 @@ class ShardPairData:
         """This rank's training items for an epoch (None: a bad pair), in stream order.
 
         With `data.num_workers` = W > 0, W loader processes share the decoding and the
-        seeded transforms: each reads the shards and makes every W-th sample, and the
-        DataLoader's in-order round-robin over its workers restores the stream order, so the
-        items are the same for any W (and exact resume holds)."""
+        seeded transforms: each reads the shards and makes every W-th block of SHARD_BLOCK
+        samples, sent as one list, and the DataLoader's in-order round-robin over its
+        workers restores the stream order, so the items are the same for any W (and exact
+        resume holds)."""
         workers = max(self.data.num_workers, 0)
         if workers == 0:
             for i, (raw, txt) in enumerate(self._raw(epoch, cycle)):
@@ -239,11 +240,11 @@ class ShardPairData:
             return
         loader = DataLoader(_ShardWorkerItems(self, epoch, cycle), batch_size=None,
                             num_workers=workers, worker_init_fn=ignore_sigint)  # fmt: skip
-        for item in loader:
-            if isinstance(item, dict) and SEEN in item:  # worker 0's count of samples read
-                self._check_complete(int(item[SEEN]))
+        for block in loader:
+            if isinstance(block, dict):  # worker 0's count of samples read
+                self._check_complete(int(block[SEEN]))
                 continue
-            yield item
+            yield from block
 
     def _raw(self, epoch: int, cycle: int, seen_out: list[int] | None = None
              ) -> Iterator[tuple[bytes | None, str | None]]:  # fmt: skip
@@ -315,11 +316,13 @@ class ShardPairData:
 
 
 SEEN = "__samples_read__"  # worker 0's last output: samples read, for the completeness check
+SHARD_BLOCK = 32  # consecutive samples a loader process makes and sends at once
 
 
 class _ShardWorkerItems(IterableDataset):
-    """One loader process's share of `ShardPairData._items`: samples i with i % W == worker
-    id, one output each (None for a bad pair), then (worker 0) the number of samples read."""
+    """One loader process's share of `ShardPairData._items`: the blocks b of SHARD_BLOCK
+    consecutive samples with b % W == worker id, each sent as one list (None for a bad
+    pair; one message per block, not per sample), then (worker 0) the samples read."""
 
     def __init__(self, source: ShardPairData, epoch: int, cycle: int) -> None:
         self.source, self.epoch, self.cycle = source, epoch, cycle
@@ -327,9 +330,15 @@ class _ShardWorkerItems(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         seen: list[int] = []
+        block: list = []
         for i, (raw, txt) in enumerate(self.source._raw(self.epoch, self.cycle, seen)):
-            if i % info.num_workers == info.id:
-                yield self.source._item(raw, txt, self.epoch, self.cycle, i)
+            if (i // SHARD_BLOCK) % info.num_workers == info.id:
+                block.append(self.source._item(raw, txt, self.epoch, self.cycle, i))
+                if len(block) == SHARD_BLOCK:
+                    yield block
+                    block = []
+        if block:  # the stream's last, partial block
+            yield block
         if info.id == 0:
             yield {SEEN: seen[0]}
 
