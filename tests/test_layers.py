@@ -15,12 +15,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, int] = {
     "io": 0, "logger": 0, "schedules": 0, "device": 0, "capabilities": 0, "version": 0,
     "config": 1, "checkpoint": 1, "method_configs": 1,
-    "parts": 2, "data": 2,
+    "parts": 2, "data": 2, "graphs": 2,
     "backbones": 3, "curation": 3, "evals": 3,
     "methods": 4,
     "runs": 5, "report": 5, "configs": 5,
     "loop": 6,
-    "export": 7, "finetune": 7, "pseudo_bow": 7,
+    "export": 7, "finetune": 7, "pseudo_bow": 7, "graphs_sweep": 7,
     "cli": 8,
     "": 9,  # the package's __init__: the public API, may import any unit
 }  # fmt: skip

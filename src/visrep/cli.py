@@ -10,6 +10,7 @@ visrep export --ckpt runs/try --out exported/
 visrep export --ckpt runs/clip --out oc/ --format open_clip   # whole CLIP for open_clip
 torchrun --nproc_per_node=2 -m visrep.cli train mae_fmnist     # DistributedDataParallel
 visrep curate match pool/ --metadata metadata.json --out matched/  # MetaCLIP (docs/curation.md)
+visrep graphs sweep --model mlp5 --graphs 48 --seeds 3 --out runs/graphs  # relational graphs
 """
 
 from __future__ import annotations
@@ -108,7 +109,28 @@ def _parser() -> argparse.ArgumentParser:
                    help="yaml / json: a config file for `visrep train --config FILE`")  # fmt: skip
     add_curate_parser(sub)
     _add_data_parser(sub)
+    _add_graphs_parser(sub)
     return p
+
+
+def _add_graphs_parser(sub) -> None:
+    g = sub.add_parser("graphs", help="relational graphs: train networks over WS-flex graphs")
+    gsub = g.add_subparsers(dest="graphs_command", required=True)
+    s = gsub.add_parser("sweep", help="relational MLP / ResNet over graphs covering (C, L)")
+    s.add_argument("--model", choices=["mlp5", "resnet"], default="mlp5")
+    s.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist (its idx files)")
+    s.add_argument("--data-root", default="", help="Fashion-MNIST folder (default: the apt one)")
+    s.add_argument("--graphs", type=int, default=48, help="WS-flex graphs (+ the complete graph)")
+    s.add_argument("--seeds", type=int, default=3, help="training seeds 1..S per graph")
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--nodes", type=int, default=16, help="graph nodes (channel groups)")
+    s.add_argument("--out", default="runs/graphs_sweep", metavar="DIR")
+    s.add_argument("--workers", type=int, default=1, help="processes training at once")
+    s.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: auto)")
+    s.add_argument("--limit-train", type=int, default=0, help="first N training images (0: all)")
+    s.add_argument("--limit-test", type=int, default=0, help="first N test images (0: all)")
+    s.add_argument("--grid", default="40,40,5", metavar="K,P,SEEDS",
+                   help="candidate WS-flex sweep: k values, p values, graph seeds")  # fmt: skip
 
 
 def _add_data_parser(sub) -> None:
@@ -172,6 +194,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         return build_folder.run(args)
     if args.command == "data":
         return caption_shards.run(args)
+    if args.command == "graphs":
+        from visrep import graphs_sweep
+
+        return graphs_sweep.run(args)
     if args.command == "recipes":
         for name, fn in RECIPES.items():
             print(f"{name:24s} {(fn.__doc__ or '').strip().splitlines()[0]}")
