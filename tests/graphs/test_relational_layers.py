@@ -19,10 +19,12 @@ from visrep.graphs.layers import (
 from visrep.graphs.models import (
     RelationalMLP,
     RelationalResNet,
+    conv_flops,
     match_width,
     matched_width,
     mlp_baseline_flops,
     mlp_flops,
+    resnet_flops,
 )
 
 
@@ -124,5 +126,11 @@ def test_networks_run_and_init_as_the_paper():
     assert mlp(torch.randn(4, 1, 28, 28)).shape == (4, 10)
     w = mlp.blocks[0].weight.detach()
     assert abs(float(w.std()) - 0.01) < 1e-3  # N(0, 0.01^2), not rescaled by the density
-    net = RelationalResNet(g, matched_width("resnet", g))
+    width = matched_width("resnet", g)
+    net = RelationalResNet(g, width)
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    for w, graph in ((width, g), (width - 1, g), (16, complete_graph(16))):
+        assert resnet_flops(w, graph) == conv_flops(RelationalResNet(graph, w))
+    assert (
+        resnet_flops(width, g) >= resnet_flops(16, complete_graph(16)) > resnet_flops(width - 1, g)
+    )

@@ -67,9 +67,13 @@ def group_mask(g: nx.Graph, c_in: int, c_out: int) -> torch.Tensor:
 def relational_flops(g: nx.Graph, c_in: int, c_out: int) -> int:
     """⌊c_in·c_out·flops_scale⌋ with flops_scale = nnz(M) / (c_in·c_out), as `flops_count`
     counts a `TalkLinear` (float arithmetic included), without building the layer."""
+    return int(c_in * c_out * (mask_nnz(g, c_in, c_out) / (c_in * c_out)))
+
+
+def mask_nnz(g: nx.Graph, c_in: int, c_out: int) -> int:
+    """nnz of `group_mask(g, c_in, c_out)` without building it."""
     n = g.number_of_nodes()
-    nnz = int(group_sizes(c_out, n) @ adjacency(g) @ group_sizes(c_in, n))
-    return int(c_in * c_out * (nnz / (c_in * c_out)))
+    return int(group_sizes(c_out, n) @ adjacency(g) @ group_sizes(c_in, n))
 
 
 class RelationalLinear(nn.Linear):
