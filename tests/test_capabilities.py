@@ -43,6 +43,7 @@ EXPECTED = {
     "flip": {caps.ImageText, caps.StepHook},
     "cit": {caps.ImageText, caps.OwnData, caps.StepHook},
     "supervised": {caps.Classifier, caps.LayerDecay, caps.OwnData, caps.StepHook},
+    "dit": {caps.Generates, caps.OwnData, caps.StepHook},  # labelled batches; model EMA
 }
 
 

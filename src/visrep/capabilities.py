@@ -111,5 +111,19 @@ class ImageText(Protocol):
     def encode_text(self, tokens: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class Generates(Protocol):
+    """A generative model (DiT): `sample(n, labels=..., cfg_scale=..., steps=..., ...)` draws n
+    images in model space (pixels or latents), `to_pixels` maps them to the data's
+    normalised pixels; `num_classes` (0: unconditional) says which labels it takes
+    (`visrep sample`)."""
+
+    num_classes: int
+
+    def sample(self, n: int, **kwargs: Any) -> Tensor: ...
+
+    def to_pixels(self, x: Tensor) -> Tensor: ...
+
+
 OPTIONAL = (StepHook, FixedLR, NoDecayKeywords, LayerDecay, OwnData, Reconstructs, Classifier,
-            ImageText)  # fmt: skip
+            ImageText, Generates)  # fmt: skip

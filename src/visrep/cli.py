@@ -1,4 +1,4 @@
-"""`visrep` command line: train | eval | export | recipes | show | curate.
+"""`visrep` command line: train | eval | export | sample | recipes | show | curate.
 
 visrep train mae_fmnist optim.epochs=5 run.out_dir=runs/try   # a recipe + typed overrides
 visrep show mae_fmnist --format yaml > run.yaml                # every key, as a file to edit
@@ -7,6 +7,7 @@ visrep train mae_fmnist data.dataset=/my/images data.channels=3 data.img_size=64
 visrep train --resume runs/try                                 # continue after a kill
 visrep eval knn --ckpt runs/try eval.knn_k=10
 visrep export --ckpt runs/try --out exported/
+visrep sample --ckpt runs/dit_fmnist --n 64 --cfg 1.5 --out samples/   # DiT: grid PNG + .npz
 visrep export --ckpt runs/clip --out oc/ --format open_clip   # whole CLIP for open_clip
 torchrun --nproc_per_node=2 -m visrep.cli train mae_fmnist     # DistributedDataParallel
 visrep curate match pool/ --metadata metadata.json --out matched/  # MetaCLIP (docs/curation.md)
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         help="timm: the backbone (any method); open_clip: the whole CLIP model (docs/export.md)",
     )
     x.add_argument("--force", action="store_true", help="replace what --out already holds")
+    _add_sample_parser(sub)
     sub.add_parser("recipes", help="list the recipes")
     s = sub.add_parser("show", help="print a recipe's resolved config and its valid keys")
     s.add_argument("recipe")
@@ -131,6 +133,27 @@ def _add_graphs_parser(sub) -> None:
     s.add_argument("--limit-test", type=int, default=0, help="first N test images (0: all)")
     s.add_argument("--grid", default="40,40,5", metavar="K,P,SEEDS",
                    help="candidate WS-flex sweep: k values, p values, graph seeds")  # fmt: skip
+
+
+def _add_sample_parser(sub) -> None:
+    g = sub.add_parser("sample", help="draw images from a generative run (DiT): grid PNG + .npz")
+    g.add_argument("--ckpt", required=True, metavar="RUN_DIR")
+    g.add_argument("--out", required=True, metavar="DIR", help="samples.png, samples.npz, .json")
+    g.add_argument("--n", type=int, default=64, help="number of samples")
+    g.add_argument("--cfg", type=float, default=1.0,
+                   help="classifier-free guidance scale (1 = none; the paper's FID: 1.5)")  # fmt: skip
+    g.add_argument("--steps", default="250",
+                   help="sampling steps: the 1000-step process respaced (250, or ddim25, 10,15,20)")  # fmt: skip
+    g.add_argument("--ddim", action="store_true", help="DDIM instead of ancestral DDPM")
+    g.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")
+    g.add_argument("--class", dest="class_id", type=int, default=None,
+                   help="every sample of this class (default: classes 0, 1, ... in turn)")  # fmt: skip
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--online", action="store_true", help="the trained weights, not their EMA")
+    g.add_argument("--batch", type=int, default=64, help="samples drawn at once")
+    g.add_argument("--scale", type=int, default=1, help="PNG pixels per sample pixel")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
 
 def _add_data_parser(sub) -> None:
@@ -198,6 +221,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep import graphs_sweep
 
         return graphs_sweep.run(args)
+    if args.command == "sample":
+        from visrep import sample
+
+        return sample.run(args)
     if args.command == "recipes":
         for name, fn in RECIPES.items():
             print(f"{name:24s} {(fn.__doc__ or '').strip().splitlines()[0]}")

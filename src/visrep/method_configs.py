@@ -208,3 +208,27 @@ class SupervisedConfig:
     remode: str = "pixel"
     recount: int = 1
     ema_decay: float = 0.0  # model EMA of backbone + head (ConvNeXt V2: 0.9999); 0 = off
+
+
+# visrep.methods.dit
+@dataclass(frozen=True)
+class DiTConfig:
+    """DiT hyper-parameters (paper defaults: 1000 classes + a null class, label dropout 0.1,
+    1000 linear-β steps, learned variance with the hybrid loss, EMA 0.9999)."""
+
+    num_classes: int = 1000  # class-conditional on this many classes; 0 = unconditional
+    class_dropout: float = 0.1  # p of a label replaced by the null class (guidance)
+    diffusion_steps: int = 1000  # T of the linear β schedule (1e-4 -> 0.02, scaled by 1000/T)
+    # model EMA (official train.py: 0.9999, initialised as a copy, updated after every step);
+    # `visrep sample` uses it. 0 = none
+    ema_decay: float = 0.9999
+    # classifier-free guidance on the first N ε channels (official `forward_with_cfg`: 3, so
+    # the 4th latent channel is unguided "for exact reproducibility"); 0 = every ε channel.
+    # Variance channels are never guided
+    cfg_channels: int = 3
+    # latent DiT: diffuse VAE latents (posterior sample × latent_scale, 4 channels at 1/8
+    # of data.img_size) instead of pixels; needs `vae`
+    latent: bool = False
+    # a diffusers AutoencoderKL folder (the paper's sd-vae-ft-ema/mse; not shipped offline)
+    vae: str = ""
+    latent_scale: float = 0.18215

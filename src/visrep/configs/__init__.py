@@ -20,6 +20,7 @@ from visrep.configs.clip import (
     slip_fmnist,
     slip_vit_base_yfcc,
 )
+from visrep.configs.dit import dit_fmnist, dit_s2_in1k
 from visrep.configs.fcmae import (
     fcmae_convnextv2_atto_in1k,
     fcmae_convnextv2_base_in1k,
@@ -81,6 +82,8 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "clip_vit_base_yfcc": clip_vit_base_yfcc,
     "slip_vit_base_yfcc": slip_vit_base_yfcc,
     "flip_vit_large_laion": flip_vit_large_laion,
+    "dit_fmnist": dit_fmnist,
+    "dit_s2_in1k": dit_s2_in1k,
 }
 
 
@@ -110,12 +113,14 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
     tiny = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2,  # MAE
             "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32,  # joint-embedding heads
             "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2,  # text tower
-            "curate_every": 4}  # CiT: several curation rounds  # fmt: skip
+            "curate_every": 4,  # CiT: several curation rounds
+            "latent": False}  # DiT: pixel space (no VAE offline)  # fmt: skip
     method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}
     is_vit = cfg.backbone.name.startswith("vit")
     # a CNN masked at its stride-32 grid (FCMAE, SparK) needs 2×2 cells to keep one visible
     size = min(cfg.data.img_size, 64 if hasattr(cfg.method, "mask_ratio") and not is_vit else 32)
     patch = cfg.backbone.patch_size if size % cfg.backbone.patch_size == 0 else 8
+    patch = max(patch, 4) if is_vit else patch  # ≤ 64 tokens (DiT-S/2 would have 256)
     return replace(
         cfg,
         **method_changes,

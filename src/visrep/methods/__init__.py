@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from visrep.methods.cit import CiT, CiTConfig
 from visrep.methods.clip import CLIP, FLIP, CLIPConfig, FLIPConfig
+from visrep.methods.dit import DiT, DiTConfig
 from visrep.methods.fcmae import FCMAE, FCMAEConfig
 from visrep.methods.mae import MAE, MAEConfig
 from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
@@ -41,6 +42,7 @@ METHODS: dict[str, MethodEntry] = {
     "cit": MethodEntry(CiTConfig, CiT),
     "slip": MethodEntry(SLIPConfig, SLIP),
     "flip": MethodEntry(FLIPConfig, FLIP),
+    "dit": MethodEntry(DiTConfig, DiT),  # generation (visrep.sample)
     "supervised": MethodEntry(SupervisedConfig, Supervised),  # fine-tuning (visrep.finetune)
 }
 
