@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import requires_fmnist, visrep
+from PIL import Image
 
 from visrep.backbones import build_backbone
 from visrep.backbones.vit import ViT
+from visrep.cli import main
 from visrep.config import BackboneConfig, DataConfig
 from visrep.method_configs import DiTConfig
 from visrep.methods.dit import DiT, timestep_embedding
@@ -253,26 +257,58 @@ def test_latent_mode_without_a_vae_is_a_clear_error():
 
 
 @requires_fmnist
-def test_train_then_sample_through_the_cli(tmp_path):
+def test_train_then_sample_through_the_cli(tmp_path, capsys):
+    """`visrep train dit_fmnist` (a subprocess, 3 steps), then `visrep sample` on its
+    checkpoint (the CLI's `main`, in this process to save a torch start-up)."""
     run, out = tmp_path / "run", tmp_path / "samples"
     visrep("train", "dit_fmnist", "--smoke", f"run.out_dir={run}", "run.max_steps=3",
            "eval.every_epochs=0", "run.threads=1")  # fmt: skip
     assert (run / "checkpoint.pt").is_file() and (run / "report.md").is_file()
-    proc = visrep("sample", "--ckpt", str(run), "--n", "6", "--steps", "3", "--cfg", "1.5",
-                  "--out", str(out), "--device", "cpu")  # fmt: skip
-    assert "samples.png" in proc.stdout
-    from PIL import Image
-
+    args = ["sample", "--ckpt", str(run), "--device", "cpu"]
+    assert main([*args, "--n", "6", "--steps", "3", "--cfg", "1.5", "--out", str(out)]) == 0
+    assert "samples.png" in capsys.readouterr().out
     png = Image.open(out / "samples.png")
     assert png.size == (2 + 10 * 30, 2 + 1 * 30)  # a column per class, 28 px + 2 px gaps
     arr = np.load(out / "samples.npz")
     assert arr["arr_0"].shape == (6, 28, 28, 1) and arr["arr_0"].dtype == np.uint8
     assert arr["labels"].tolist() == [0, 1, 2, 3, 4, 5]
     assert json.loads((out / "samples.json").read_text())["cfg_scale"] == 1.5
-    ddim = visrep("sample", "--ckpt", str(run), "--n", "2", "--steps", "ddim2", "--ddim",
-                  "--class", "7", "--out", str(tmp_path / "ddim"), "--device", "cpu")  # fmt: skip
-    assert ddim.returncode == 0
+    ddim = ["--n", "2", "--steps", "ddim2", "--ddim", "--class", "7"]
+    assert main([*args, *ddim, "--out", str(tmp_path / "ddim")]) == 0
     assert np.load(tmp_path / "ddim" / "samples.npz")["labels"].tolist() == [7, 7]
-    bad = visrep("sample", "--ckpt", str(run), "--class", "10", "--out", str(tmp_path / "x"),
-                 check=False)  # fmt: skip
-    assert bad.returncode == 2 and "classes 0..9" in bad.stderr
+    assert main([*args, "--class", "10", "--out", str(tmp_path / "x")]) == 2
+    assert "classes 0..9" in capsys.readouterr().err
+
+
+class _FakeVAE:
+    """Stands in for a diffusers AutoencoderKL: 8× average-pool to 4 channels and back."""
+
+    def to(self, device):
+        return self
+
+    def encode(self, images):
+        z = F.avg_pool2d(images, 8).repeat(1, 2, 1, 1)[:, :4]  # [N, 4, H/8, W/8]
+        return SimpleNamespace(latent_dist=SimpleNamespace(sample=lambda: z))
+
+    def decode(self, z):
+        return SimpleNamespace(sample=F.interpolate(z[:, :3], scale_factor=8))
+
+
+def test_latent_mode_diffuses_scaled_vae_latents():
+    """With a VAE (here a stand-in): 4 channels at 1/8 of the image side, posterior sample
+    × 0.18215 (`train.py`), decoded ÷ 0.18215 (`sample.py`), latents never clamped."""
+    torch.manual_seed(0)
+    vit = build_backbone(BackboneConfig("vit_tiny", patch_size=2, depth=1),
+                         DataConfig(img_size=32, channels=3))  # fmt: skip
+    model = DiT(DiTConfig(num_classes=10, latent=True, vae="stand-in"), vit)
+    model._vae.append(_FakeVAE())
+    assert model.backbone.in_chans == 4 and model.backbone.img_size == 4
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    z = model.to_model_space(images)
+    assert z.shape == (2, 4, 4, 4)
+    torch.testing.assert_close(z[:, :1], F.avg_pool2d(images, 8)[:, :1] * 0.18215)
+    out = model({"images": images, "labels": torch.tensor([1, 2])})
+    assert out["loss"].isfinite()
+    x = model.sample(2, labels=torch.tensor([0, 1]), steps=2, clip=(torch.zeros(1), torch.zeros(1)))
+    assert x.shape == (2, 4, 4, 4) and x.abs().sum() > 0  # a zero clip would have zeroed pixels
+    assert model.to_pixels(x).shape == (2, 3, 32, 32)
