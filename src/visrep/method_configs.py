@@ -231,4 +231,4 @@ class DiTConfig:
     latent: bool = False
     # a diffusers AutoencoderKL folder (the paper's sd-vae-ft-ema/mse; not shipped offline)
     vae: str = ""
-    latent_scale: float = 0.18215
+    latent_scale: float = 0.18215  # latents = VAE posterior sample × this (train.py)

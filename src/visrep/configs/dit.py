@@ -19,19 +19,23 @@ _CONSTANT = dict(warmup_epochs=0.0, min_lr_ratio=1.0, weight_decay=0.0, betas=(0
 
 
 def dit_fmnist() -> TrainConfig:
-    """Class-conditional pixel-space DiT on Fashion-MNIST (28 px, patch 4: 49 tokens, a
-    ViT-Tiny trunk of 6 blocks, 4.2 M parameters) on a 2-core CPU.
+    """Class-conditional pixel DiT on Fashion-MNIST, 10 minutes on a 2-core CPU.
+
+    28 px, patch 4 (49 tokens), a ViT-Tiny trunk of 6 blocks (D 192, 3 heads): 4.2 M
+    parameters with the adaLN and embedding layers.
 
     Command: `visrep train dit_fmnist` (unconditional: add `method.num_classes=0`), then
     `visrep sample --ckpt runs/dit_fmnist --n 64 --cfg 1.5 --steps 100 --out samples/`.
-    Training stops after 10 minutes (`run.budget_minutes`): every token goes through every
-    block, so a 2-core CPU trains ~40-60 img/s (~10 steps of 64 per second on a quiet
-    host, fewer on a busy one), i.e. well under one epoch: expect the loss (L_simple +
-    L_vlb) to fall from ~1 to ~0.1 and samples that are blurry garment silhouettes of the
-    right class, not clean Fashion-MNIST (docs/results.md). The EMA decay is 0.995 instead
-    of the paper's 0.9999, which would keep the EMA near its initialisation for the few
-    hundred steps a CPU trains. No evaluation runs (`eval.final=false`); eval.dataset names
-    the labelled split the class labels come from.
+    Training stops after 10 minutes (`run.budget_minutes`). Every token goes through every
+    block (nothing is masked), so the CPU is slow: 32 img/s measured with one thread at the
+    start of a run on a shared host, 6-30 img/s while other jobs ran (0.1-0.5 steps of 64
+    per second), i.e. a few hundred steps, well under one epoch. Expect the loss
+    (L_simple + L_vlb) to fall from ~1 to ~0.1 within 100 steps and samples that are
+    patchy garment-shaped blobs, not clean Fashion-MNIST; the DiT paper trains 400k steps
+    (docs/results.md, "Generation: DiT", shows what a longer CPU run gives). The EMA decay
+    is 0.995 instead of the paper's 0.9999, which would keep the EMA near its
+    initialisation for the few hundred steps a CPU trains. No evaluation runs
+    (`eval.final=false`); eval.dataset names the labelled split the class labels come from.
     """
     return TrainConfig(
         recipe="dit_fmnist",
@@ -53,9 +57,10 @@ def dit_fmnist() -> TrainConfig:
 
 
 def dit_s2_in1k() -> TrainConfig:
-    """Paper setting, DiT-S/2 on ImageNet 256² in SD-VAE latent space (32×32×4, patch 2: 256
-    tokens; D 384, 12 blocks, 6 heads), 400k steps of global batch 256, AdamW lr 1e-4
-    constant, EMA 0.9999 (DiT `train.py`).
+    """Paper setting, DiT-S/2 on ImageNet 256² latents (needs a user-supplied SD-VAE), GPUs.
+
+    32×32×4 latents, patch 2 (256 tokens); D 384, 12 blocks, 6 heads; 400k steps of global
+    batch 256, AdamW lr 1e-4 constant, EMA 0.9999 (DiT `train.py`).
 
     Latent space needs the VAE the paper uses (stabilityai/sd-vae-ft-ema, diffusers
     AutoencoderKL), which visrep does not ship and cannot download offline: pass its folder
