@@ -43,11 +43,12 @@ demo: venv data
 	$(VENV)/bin/visrep train mae_fmnist data.root=$(FMNIST) eval.root=$(FMNIST)
 	@echo "report: runs/demo/report.md"
 
+# FMNIST reaches the tests (tests/conftest.py) and, through VISREP_FMNIST_ROOT, every run they start
 test: venv data
-	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+	FMNIST=$(FMNIST) $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 test-all: venv data
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	FMNIST=$(FMNIST) $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks

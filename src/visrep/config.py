@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import io
 import json
+import os
 import sys
 import types
 import typing
@@ -24,6 +25,10 @@ from typing import Any, Generic, TypeVar
 from visrep.io import atomic_write_text
 
 M = TypeVar("M")
+
+# where `data.root` and `eval.root` look for Fashion-MNIST's idx files by default: the Debian
+# package's folder, or $VISREP_FMNIST_ROOT when set (`make test FMNIST=DIR` sets it)
+FMNIST_ROOT = os.environ.get("VISREP_FMNIST_ROOT") or "/usr/share/datasets/fashion-mnist"
 
 
 def check_ranges(cfg: Any, prefix: str, bounds: dict[str, tuple[float, float | None]]) -> None:
@@ -57,7 +62,7 @@ class DataConfig:
     """Pre-training images: Fashion-MNIST or a folder of the user's own images."""
 
     dataset: str = "fashion_mnist"  # "fashion_mnist" or a path to a folder of images
-    root: str = "/usr/share/datasets/fashion-mnist"  # Fashion-MNIST idx files
+    root: str = FMNIST_ROOT  # Fashion-MNIST idx files
     img_size: int = 224
     # 1 = grayscale (Fashion-MNIST is used as 1 channel), 3 = RGB, 0 = from the data (a
     # folder is colour unless every sampled image is grayscale; visrep.data.resolve)
@@ -147,7 +152,7 @@ class EvalConfig:
     # "fashion_mnist", a folder with train/ and val/ (or class folders with eval.holdout > 0),
     # "" (none), or "auto": the training data's own labels (visrep.data.resolve)
     dataset: str = "fashion_mnist"
-    root: str = "/usr/share/datasets/fashion-mnist"
+    root: str = FMNIST_ROOT
     every_epochs: int = 0  # periodic k-NN during training (0 = only at the end)
     periodic_limit: int = 10000  # train/test images used by the periodic k-NN
     final: bool = True  # full k-NN + linear probe after training

@@ -6,14 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FMNIST
+from conftest import requires_fmnist as needs_data
 
 from visrep.data.augment import FMNIST_MEAN, FMNIST_STD
-from visrep.data.fashion_mnist import CLASSES, DEFAULT_ROOT, load_fashion_mnist
-
-needs_data = pytest.mark.skipif(
-    not Path(DEFAULT_ROOT).is_dir(),
-    reason=f"{DEFAULT_ROOT} absent (sudo apt-get install dataset-fashion-mnist)",
-)
+from visrep.data.fashion_mnist import CLASSES, load_fashion_mnist
 
 
 def write_idx(root: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor, gz: bool):
@@ -34,7 +31,7 @@ def write_idx(root: Path, prefix: str, images: torch.Tensor, labels: torch.Tenso
 
 @pytest.fixture(scope="module")
 def train():
-    return load_fashion_mnist(DEFAULT_ROOT, "train")
+    return load_fashion_mnist(FMNIST, "train")
 
 
 @needs_data
@@ -51,7 +48,7 @@ def test_train_split_shapes_and_class_balance(train):
 
 @needs_data
 def test_test_split():
-    images, labels = load_fashion_mnist(split="test")
+    images, labels = load_fashion_mnist(FMNIST, split="test")
     assert images.shape == (10000, 1, 28, 28) and images.dtype == torch.uint8
     assert labels.shape == (10000,) and labels.dtype == torch.int64
     assert int(labels.min()) == 0 and int(labels.max()) == 9

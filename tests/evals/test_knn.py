@@ -2,15 +2,13 @@
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import FMNIST, requires_fmnist
 
 from visrep.evals.knn import knn, knn_class_scores
-
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _hand_case():
@@ -145,7 +143,7 @@ def _read_idx(split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Ten
     return x[:n].flatten(1).float() / 255, y[:n]
 
 
-needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
+needs_fmnist = requires_fmnist
 
 
 @needs_fmnist

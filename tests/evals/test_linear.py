@@ -3,18 +3,16 @@
 import math
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import FMNIST, requires_fmnist
 from torch import nn
 
 import visrep.evals.linear as linear
 from visrep.evals.linear import cosine_lr, linear_probe, make_head
 from visrep.parts.lars import LARS
-
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def test_cosine_lr_by_hand():
@@ -151,7 +149,7 @@ def _read_idx(split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Ten
     return x[:n].flatten(1).float() / 255, y[:n]
 
 
-needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
+needs_fmnist = requires_fmnist
 
 
 @needs_fmnist

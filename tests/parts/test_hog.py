@@ -34,7 +34,7 @@ import pytest
 import skimage.data
 import torch
 import torch.nn.functional as F
-from conftest import requires_fmnist
+from conftest import FMNIST, requires_fmnist
 from skimage.feature import hog as skimage_hog
 
 from visrep.parts.hog import (
@@ -95,7 +95,7 @@ def photos() -> dict[str, np.ndarray]:
 def fmnist(n: int = 200) -> np.ndarray:
     from visrep.data.fashion_mnist import load_fashion_mnist
 
-    images, _ = load_fashion_mnist("/usr/share/datasets/fashion-mnist", "test")
+    images, _ = load_fashion_mnist(FMNIST, "test")
     return images[:n, 0].numpy()
 
 
