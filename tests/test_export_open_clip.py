@@ -58,7 +58,11 @@ def test_open_clip_loads_it_strictly_with_identical_embeddings(exported):
     oc = load_open_clip(out)  # open_clip's loader: strict=True
     _, model = load_run(run)
     state = safetensors.torch.load_file(out / OPEN_CLIP_WEIGHTS)
-    assert oc.load_state_dict(state, strict=True)  # nothing missing, nothing unexpected
+    # strict: raises on a missing or unexpected key; and the file holds every tensor open_clip
+    # builds (buffers included), no more
+    result = oc.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert sorted(state) == sorted(oc.state_dict())
     images = torch.randn(2, 3, 224, 224)
     tokens = tokenize(CAPTIONS)
     # open_clip's own tokenizer for the exported config gives visrep's ids
