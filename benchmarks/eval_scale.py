@@ -38,7 +38,12 @@ from host import command_line, environment, md_table, uptime, write_json  # noqa
 from own_colour import matmul_gflops  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VISREP = [sys.executable, "-m", "visrep.cli"]
+HERE = Path(__file__).resolve().parent
+
+
+def visrep(phases: Path) -> list[str]:
+    """The visrep CLI, run through rss_phases.py (the main process's RSS per phase -> phases)."""
+    return [sys.executable, str(HERE / "rss_phases.py"), str(phases)]
 
 
 def _tree(pid: int) -> list[int]:
@@ -108,19 +113,21 @@ def main() -> None:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     out["matmul_gflops_before"] = round(matmul_gflops(), 1)
     out["uptime_before"] = uptime()
-    train = measured([*VISREP, "train", args.recipe, f"data.dataset={args.folder}",
+    train = measured([*visrep(run_dir.parent / "train_phases.json"), "train", args.recipe, f"data.dataset={args.folder}",
                       f"run.max_steps={args.steps}", "optim.epochs=1", "eval.every_epochs=0",
                       f"run.out_dir={run_dir}", *common],
                      Path(args.runs_dir) / "train.log")  # fmt: skip
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rows = [json.loads(r) for r in (run_dir / "log.jsonl").read_text().splitlines()]
     rates = [r["train/img_per_s"] for r in rows if "train/img_per_s" in r][1:]  # warm-up out
-    train |= {"train_img_per_s": round(sum(rates) / max(len(rates), 1), 1), "metrics": metrics}
+    train |= {"train_img_per_s": round(sum(rates) / max(len(rates), 1), 1), "metrics": metrics,
+              "phases": json.loads((run_dir.parent / "train_phases.json").read_text())}  # fmt: skip
     ev = {}
     if not args.skip_eval_all:
-        ev = measured([*VISREP, "eval", "all", "--ckpt", str(run_dir), *common],
+        ev = measured([*visrep(run_dir.parent / "eval_phases.json"), "eval", "all", "--ckpt", str(run_dir), *common],
                       Path(args.runs_dir) / "eval.log")  # fmt: skip
         ev["metrics"] = json.loads((run_dir / "eval_all.json").read_text())
+        ev["phases"] = json.loads((run_dir.parent / "eval_phases.json").read_text())
     out |= {"train_and_final_eval": train, "eval_all": ev, "uptime_after": uptime(),
             "matmul_gflops_after": round(matmul_gflops(), 1)}  # fmt: skip
     m, e = metrics, ev.get("metrics", {})
@@ -143,7 +150,12 @@ def main() -> None:
           f"{train['train_img_per_s']:.0f} img/s ({args.recipe}, batch of the recipe, "
           f"{args.workers} loader workers). Matmul probe {out['matmul_gflops_before']:.0f} / "
           f"{out['matmul_gflops_after']:.0f} GFLOP/s before / after; "
-          f"{out['uptime_before']}; after: {out['uptime_after']}.\n")  # fmt: skip
+          f"{out['uptime_before']}; after: {out['uptime_after']}.\n\n"
+          "Resident memory of the main process per phase of the training run (MiB; "
+          "`benchmarks/rss_phases.py`):\n\n" + md_table(
+              ["phase", "on entry", "peak", "on exit"],
+              [[r["phase"], f"{r['enter']:,}", f"{r['peak']:,}", f"{r['exit']:,}" if "exit" in r
+                else ""] for r in train["phases"]]) + "\n")  # fmt: skip
     write_json(out, args.out + ".json")
     Path(args.out + ".md").write_text(md)
     print(md)

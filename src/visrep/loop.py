@@ -48,7 +48,7 @@ from visrep.config import TrainConfig, replace, save_json, to_dict
 from visrep.data.pipeline import build_train_data
 from visrep.data.resolve import holds_out, resolve_data
 from visrep.data.sampling import mix_seed
-from visrep.device import autocast_dtype, resolve_device
+from visrep.device import autocast_dtype, release_memory, resolve_device
 from visrep.evals.retrieval import image_text_eval
 from visrep.evals.run import evaluate
 from visrep.logger import RunLogger
@@ -232,6 +232,8 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
         dist.cleanup()
         raise SystemExit(128 + stop.signum)
     metrics: dict[str, Any] = {}
+    opt.state.clear()  # training is over and saved: its moments only cost the evaluation memory
+    release_memory()
     if env.is_main:
         torch.manual_seed(cfg.run.seed)  # the run's architecture at its initialisation
         baseline = cfg.eval.final and cfg.eval.baselines and not isinstance(model, Classifier)

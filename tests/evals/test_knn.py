@@ -170,3 +170,27 @@ def test_reading_the_bank_in_chunks_of_float16_changes_nothing():
         assert torch.equal(chunked.argmax(1), whole.argmax(1))
     half = knn(train.half(), ytr, test, yte, k=20, bank_chunk=64)
     assert half["knn_top1"] == knn(train, ytr, test, yte, k=20)["knn_top1"]
+
+
+def test_bank_chunks_are_capped_in_bytes(monkeypatch):
+    # wide features (raw pixels: 3,072-d) are read in fewer rows per chunk, same result
+    import visrep.evals.knn as knn_module
+
+    g = torch.Generator().manual_seed(2)
+    train, test = torch.randn(200, 16, generator=g), torch.randn(30, 16, generator=g)
+    ytr = torch.randint(0, 5, (200,), generator=g)
+    whole = knn_class_scores(train, ytr, test, k=10)
+    seen = []
+    real_topk = torch.Tensor.topk
+
+    def spy(self, *a, **kw):
+        seen.append(self.shape[1])
+        return real_topk(self, *a, **kw)
+
+    monkeypatch.setattr(knn_module, "BANK_CHUNK_BYTES", 4 * 16 * 7)  # 7 float32 rows
+    monkeypatch.setattr(torch.Tensor, "topk", spy)
+    chunked = knn_class_scores(train, ytr, test, k=10)
+    monkeypatch.undo()
+    assert max(seen) == 10 + 7  # running top-k + one 7-row chunk, never more
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    assert torch.equal(chunked.argmax(1), whole.argmax(1))

@@ -16,6 +16,9 @@ from torch import Tensor
 
 from visrep.evals.features import check_feature_pair, check_labels
 
+# float32 bytes of one chunk of the memory bank k-NN reads at a time (`_topk_over_bank`)
+BANK_CHUNK_BYTES = 64 * 2**20
+
 
 def _validate(
     train_features: Tensor,
@@ -64,18 +67,30 @@ def _topk_over_bank(
     query: Tensor, bank: Tensor, k: int, bank_chunk: int, device: str | torch.device
 ) -> tuple[Tensor, Tensor]:
     """Cosine similarities and indices [B, k] (sorted, descending) of the k rows of `bank`
-    [N, D] closest to the normalised `query` [B, D], reading the bank `bank_chunk` rows at a
-    time (normalised as float32 on `device`), so memory stays at B x bank_chunk whatever N
-    and the bank may stay float16 or memory-mapped."""
+    [N, D] closest to the normalised `query` [B, D], reading the bank a chunk at a time: at
+    most `bank_chunk` rows and BANK_CHUNK_BYTES as float32 on `device` (16,384 rows of 192-d
+    features, 5,461 of 3,072-d raw pixels). The bank may stay float16 or memory-mapped, and
+    memory stays at one float32 chunk plus B x chunk similarities whatever N and D.
+
+    Each chunk's similarities are divided by its rows' norms (what `F.normalize` does to the
+    rows, without a normalised copy of the chunk), and the running top-k indices are mapped
+    from positions, never materialising a [B, chunk] index matrix."""
+    rows_per_chunk = max(1, min(bank_chunk, BANK_CHUNK_BYTES // (4 * max(bank.shape[1], 1))))
     best_sim = query.new_empty(query.shape[0], 0)
     best_idx = torch.empty(query.shape[0], 0, dtype=torch.long, device=query.device)
-    for start in range(0, bank.shape[0], bank_chunk):
-        rows = F.normalize(bank[start : start + bank_chunk].to(device, torch.float32), dim=1)
-        sim = torch.cat([best_sim, query @ rows.T], dim=1)  # [B, k + chunk]
-        idx = torch.arange(start, start + rows.shape[0], device=query.device)
-        idx = torch.cat([best_idx, idx.expand(query.shape[0], -1)], dim=1)
+    for start in range(0, bank.shape[0], rows_per_chunk):
+        rows = bank[start : start + rows_per_chunk].to(device, torch.float32)  # [R, D]
+        norms = torch.linalg.vector_norm(rows, dim=1).clamp_min_(1e-12)  # F.normalize's eps
+        sim = torch.cat([best_sim, (query @ rows.T).div_(norms)], dim=1)  # [B, k + R]
+        del rows
         best_sim, pos = sim.topk(min(k, sim.shape[1]), dim=1, largest=True, sorted=True)
-        best_idx = idx.gather(1, pos)
+        kept = best_idx.shape[1]  # the first `kept` columns of sim are the running best
+        from_chunk = pos - kept + start  # bank row of a position in this chunk
+        if kept:
+            previous = best_idx.gather(1, pos.clamp(max=kept - 1))
+            best_idx = torch.where(pos < kept, previous, from_chunk)
+        else:
+            best_idx = from_chunk
     return best_sim, best_idx
 
 
@@ -159,8 +174,8 @@ def knn(
             means majority vote.
         num_classes: Number of classes; inferred from the labels if None.
         chunk_size: Test samples per similarity matrix (memory ~ chunk_size * bank_chunk).
-        bank_chunk: Training rows read (and normalised as float32) at a time; the
-            features may be float16 or memory-mapped (``visrep.evals.features.FeatureStore``).
+        bank_chunk: Training rows read (and normalised as float32) at a time, at most
+            BANK_CHUNK_BYTES of them; the features may be float16 or memory-mapped (``visrep.evals.features.FeatureStore``).
         device: Where the similarities are computed.
 
     Returns:

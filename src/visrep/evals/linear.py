@@ -61,6 +61,8 @@ from visrep.parts.lars import LARS
 
 # blr * N * epochs / 256 below which a LARS probe is likely to under-fit (module docstring).
 MIN_LARS_BUDGET = 1000.0
+# float32 bytes of the feature rows scored at a time by `_accuracy` (8,192 rows at most)
+ACCURACY_CHUNK_BYTES = 32 * 2**20
 
 
 def cosine_lr(
@@ -203,9 +205,10 @@ def _accuracy(head: nn.Module, features: Tensor, labels: Tensor, topk: int) -> t
     """Top-1 and top-``topk`` accuracy in eval mode (BN running statistics)."""
     head.eval()
     hits = {1: 0, topk: 0}
-    for start in range(0, features.shape[0], 8192):
-        logits = head(features[start : start + 8192].to(labels.device, torch.float32))  # [B, C]
-        for k, h in topk_hits(logits, labels[start : start + 8192], (1, topk)).items():
+    rows = max(1, min(8192, ACCURACY_CHUNK_BYTES // (4 * max(features.shape[1], 1))))
+    for start in range(0, features.shape[0], rows):
+        logits = head(features[start : start + rows].to(labels.device, torch.float32))  # [B, C]
+        for k, h in topk_hits(logits, labels[start : start + rows], (1, topk)).items():
             hits[k] += h
     return hits[1] / features.shape[0], hits[topk] / features.shape[0]
 

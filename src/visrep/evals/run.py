@@ -23,6 +23,7 @@ from visrep.data.folder import collate_skip_none, folder_eval_transform
 from visrep.data.labelled import eval_folder, load_eval_split
 from visrep.data.preprocess import eval_preprocess
 from visrep.data.sampling import stratified_subset
+from visrep.device import release_memory
 from visrep.evals.features import extract_features_many
 from visrep.evals.knn import knn
 from visrep.evals.linear import linear_probe
@@ -136,6 +137,7 @@ def evaluate(
             progress=progress, total=n, desc=f"features ({split})",
             memory_mb=ev.feature_memory_mb,
         )  # fmt: skip
+        release_memory()  # the split's decoded batches and activations
     ytr, yte = labels["train"], labels["test"]
     t_extract = time.perf_counter() - t_extract
     num_classes = int(max(ytr.max(), yte.max())) + 1
@@ -152,6 +154,7 @@ def evaluate(
                 batch_size=ev.linear_batch_size, blr=ev.linear_blr, device=device,
                 progress=progress,
             )  # fmt: skip
+        release_memory()  # k-NN chunks and probe batches, before the next encoder's
         if name:
             m = {f"{name}_{k}": m[k] for k in ("knn_top1", "knn_top5", "linear_top1", "linear_top5")
                  if k in m}  # fmt: skip
