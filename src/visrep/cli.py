@@ -168,6 +168,18 @@ def _add_data_parser(sub) -> None:
                    help="npm pack emoji-datasource-google@16.0.0 output (.tgz or its folder)")  # fmt: skip
     b.add_argument("--val", type=float, default=0.2, help="fraction of each class in val/")
     b.add_argument("--seed", type=int, default=0)
+    v = dsub.add_parser("build-video", help="Moving Fashion-MNIST videos (train/ + val/ mp4 "  # build_video.py
+                        "files, class and motion-direction labels)")  # fmt: skip
+    v.add_argument("--out", required=True, metavar="DIR")
+    v.add_argument("--n", type=int, default=4000, help="train videos (a multiple of 80 balances "
+                   "class x direction)")  # fmt: skip
+    v.add_argument("--n-val", type=int, default=-1, help="val videos (default: n / 5)")
+    v.add_argument("--frames", type=int, default=32)
+    v.add_argument("--size", type=int, default=64, help="canvas side in pixels")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--motion", choices=["wrap", "bounce"], default="wrap")
+    v.add_argument("--codec", choices=["libx264", "mpeg4", "ffv1"], default="libx264")
+    v.add_argument("--data-root", default="", help="Fashion-MNIST folder (default: the apt one)")
     p = dsub.add_parser(  # visrep data pseudo-bow (visrep.pseudo_bow)
         "pseudo-bow", help="caption uncaptioned images with a BoW model's top-k words"
     )
@@ -215,6 +227,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.data import build_folder
 
         return build_folder.run(args)
+    if args.command == "data" and args.data_command == "build-video":
+        from visrep.data import build_video
+
+        return build_video.run(args)
     if args.command == "data":
         return caption_shards.run(args)
     if args.command == "graphs":

@@ -1,0 +1,336 @@
+"""Video decoding, temporal clip sampling and clip transforms (METHODS.md §13.1-13.4).
+
+Decoding goes through PyAV (`av`, which bundles FFmpeg; torchvision's video API is gone from
+the pinned torchvision): `decode_video(path) -> uint8 [F, H, W, 3]` plus the stream's frame
+rate. Everything after decoding works on tensors and is backend-independent.
+
+Clip sampling follows the torchvision path of SlowFast / MAE-ST (SlowFast
+`datasets/decoder.py` `get_start_end_idx`, `temporal_sampling`; mae_st `util/decoder/decoder.py`):
+a window of W = max(1, τ·T·fps/30) source frames starts at s ~ U(0, max(V − W, 0)) in
+training, or at evenly spread positions for multi-view testing; its T frame indices are
+`torch.linspace(s, s + W − 1, T)` in float32, clamped to [0, V − 1] and truncated.
+
+Spatial transforms (SlowFast `datasets/transform.py`, mae_st `util/decoder/transform.py`)
+share one set of parameters across the frames of a clip: random resized crop (10 tries,
+then a centre crop clamped to the aspect range), horizontal flip, uniform test crops,
+short-side scaling. Every random draw takes an explicit `random.Random` (the official code
+draws from Python's `random` and numpy), so a test can fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+LIST_EXTENSIONS = (".csv", ".jsonl", ".txt")
+TARGET_FPS = 30.0  # SlowFast / MAE-ST sample clips at a target of 30 fps
+KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
+RRC_RATIO = (0.75, 1.3333)  # MAE-ST / SlowFast relative aspect range
+
+
+def _av():
+    try:
+        import av
+    except ImportError as e:  # pragma: no cover - av is a core dependency
+        raise ImportError("video data needs PyAV: pip install av") from e
+    return av
+
+
+# --- decoding and writing ---------------------------------------------------------------
+
+
+def decode_video(path: str | Path, short_side: int = 0) -> tuple[Tensor, float | None]:
+    """All frames of the first video stream: (uint8 [F, H, W, 3] RGB, fps or None).
+
+    Decodes every frame (containers such as ffv1-in-Matroska report no frame count, so
+    metadata is never trusted; §13.1). `short_side` > 0 resizes the short side to it
+    (bilinear, align_corners False; the long side ⌊long/short·size⌋), as SlowFast's decoder
+    does at `TRAIN_JITTER_SCALES[0]`. Raises on anything unreadable or frameless."""
+    av = _av()
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    if not frames:
+        raise ValueError(f"{path}: no decodable frame")
+    video = torch.stack(frames)  # [F, H, W, 3]
+    if short_side:
+        video = short_side_scale(video.permute(3, 0, 1, 2).float(), short_side)
+        video = video.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
+    return video.contiguous(), fps
+
+
+def write_video(
+    path: str | Path, frames: Tensor, fps: int = 30, codec: str = "libx264", crf: int = 0
+) -> None:
+    """Encode uint8 frames [F, H, W] (gray) or [F, H, W, 3] (RGB) to a file with PyAV.
+
+    libx264 in mp4 by default, `crf` 0 (lossless luma: gray frames decode back exactly up to
+    the RGB/YUV conversion); "ffv1" in .mkv is bit-exact. Single-threaded, so the same frames
+    always give the same bytes."""
+    av = _av()
+    frames = torch.as_tensor(frames)
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(-1).expand(-1, -1, -1, 3)
+    f, h, w, _ = frames.shape
+    with av.open(str(path), mode="w") as container:
+        options = {"crf": str(crf), "preset": "veryfast"} if codec == "libx264" else {}
+        stream = container.add_stream(codec, rate=fps, options=options)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv444p" if codec == "libx264" else ("yuv420p" if codec == "mpeg4"
+                                                                 else "bgr0")  # fmt: skip
+        stream.thread_count = 1
+        for frame in frames.contiguous().numpy():
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+# --- finding videos -----------------------------------------------------------------------
+
+
+def is_video_file(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def is_video_list(path: str | Path) -> bool:
+    return str(path).lower().endswith(LIST_EXTENSIONS) and Path(path).is_file()
+
+
+def scan_videos(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """Videos below a folder, labelled by class sub-folder when every video lies in one
+    (as `visrep.data.folder.scan_folder` does for images), else unlabeled (-1)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"video folder {root} does not exist or is not a directory")
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        paths += [Path(dirpath, f) for f in filenames if is_video_file(f)]
+    paths.sort()
+    if not paths:
+        raise ValueError(f"no videos found in {root} (looked recursively for files ending in "
+                         f"{', '.join(VIDEO_EXTENSIONS)})")  # fmt: skip
+    tops = [p.relative_to(root).parts for p in paths]
+    if not all(len(t) > 1 for t in tops):
+        return paths, [-1] * len(paths), []
+    classes = sorted({t[0] for t in tops})
+    return paths, [classes.index(t[0]) for t in tops], classes
+
+
+def read_video_list(path: str | Path, label: str = "") -> tuple[list[Path], list[int], list[str]]:
+    """A list of videos: CSV with a header naming a `path` column (labels from `label`, else a
+    `label` or `class` column), SlowFast-style text (`path label` per line, space separated),
+    or JSONL ({"path": ..., "label": ...}). Relative paths are relative to the list's folder.
+    Integer labels are kept; other labels are indexed in sorted order."""
+    path = Path(path)
+    base, rows = path.parent, []
+    text = path.read_text()
+    if path.suffix.lower() == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    elif path.suffix.lower() == ".csv" and text.split("\n", 1)[0].split(",")[0].strip() == "path":
+        rows = list(csv.DictReader(text.splitlines()))
+    else:  # SlowFast: "path label" (space or comma separated), no header
+        for line in text.splitlines():
+            parts = line.replace(",", " ").split()
+            if parts:
+                rows.append({"path": parts[0], "label": parts[1] if len(parts) > 1 else ""})
+    if not rows:
+        raise ValueError(f"{path} lists no videos")
+    key = label or next((k for k in ("label", "class") if k in rows[0]), "")
+    raw = [str(r.get(key, "")) if key else "" for r in rows]
+    paths = [Path(r["path"]) if Path(r["path"]).is_absolute() else base / r["path"] for r in rows]
+    if all(v == "" for v in raw):
+        return paths, [-1] * len(paths), []
+    if all(v.lstrip("-").isdigit() for v in raw):
+        labels = [int(v) for v in raw]
+        return paths, labels, [str(c) for c in range(max(labels) + 1)]
+    classes = sorted(set(raw))
+    return paths, [classes.index(v) for v in raw], classes
+
+
+def find_videos(source: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """A folder (class sub-folders optional) or a CSV / JSONL / text list of videos."""
+    return read_video_list(source) if is_video_list(source) else scan_videos(source)
+
+
+# --- temporal sampling (§13.3) ------------------------------------------------------------
+
+
+def clip_window(frames: int, stride: int, fps: float | None, target_fps: float = TARGET_FPS):
+    """W = max(1, τ·T·fps/target_fps) source frames (synthetic videos: fps = target_fps)."""
+    fps = fps or target_fps
+    return max(1.0, stride * frames * fps / target_fps)
+
+
+def clip_start(
+    num_frames: int,
+    window: float,
+    *,
+    view: int = -1,
+    num_views: int = 1,
+    offset: bool = False,
+    rng: random.Random | None = None,
+) -> float:
+    """Start of a clip in a video of V = `num_frames` frames. Training (`view` = -1):
+    s ~ U(0, max(V − W, 0)) from `rng` (Python `random.uniform`, as the official code).
+    Testing, view i of N: s = max(V − W, 0)·i/N, or with `offset` (SlowFast
+    USE_OFFSET_SAMPLING) i·⌊max(V − W, 0)/(N − 1)⌋ (⌊…/2⌋ for N = 1)."""
+    delta = max(num_frames - window, 0)
+    if view < 0:
+        return (rng or random).uniform(0, delta)
+    if not offset:
+        return delta * view / num_views
+    if num_views == 1:
+        return float(math.floor(delta / 2))
+    return float(view * math.floor(delta / (num_views - 1)))
+
+
+def clip_indices(num_frames: int, start: float, window: float, frames: int) -> Tensor:
+    """T frame indices: linspace(s, s + W − 1, T) in float32, clamped to [0, V − 1], truncated."""
+    idx = torch.linspace(start, start + window - 1, frames, dtype=torch.float32)
+    return idx.clamp(0, num_frames - 1).long()
+
+
+# --- spatial transforms on (C, T, H, W) float clips (§13.4) --------------------------------
+
+
+def short_side_scale(clip: Tensor, size: int) -> Tensor:
+    """Short side to `size` (long side ⌊long/short·size⌋), bilinear, align_corners False;
+    a no-op when the short side already equals `size`."""
+    _, _, h, w = clip.shape
+    if min(h, w) == size:
+        return clip
+    new = (size, math.floor(w / h * size)) if h <= w else (math.floor(h / w * size), size)
+    out = F.interpolate(clip.transpose(0, 1), size=new, mode="bilinear", align_corners=False)
+    return out.transpose(0, 1)
+
+
+def rrc_params(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = RRC_RATIO,
+    rng: random.Random | None = None,
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of SlowFast's `_get_param_spatial_crop`: up to 10 tries of
+    area = U(scale)·H·W, aspect = exp(U(log r0, log r1)); accept if it fits, offsets
+    randint inclusive; else a centre crop clamped to the aspect range."""
+    rng = rng or random
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = rng.uniform(*scale) * area
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def resized_crop(clip: Tensor, box: tuple[int, int, int, int], size: int) -> Tensor:
+    """Crop (top, left, h, w) of every frame and resize to size × size (bilinear)."""
+    i, j, h, w = box
+    crop = clip[:, :, i : i + h, j : j + w]
+    if (h, w) == (size, size):
+        return crop
+    out = F.interpolate(crop.transpose(0, 1), size=(size, size), mode="bilinear",
+                        align_corners=False)  # fmt: skip
+    return out.transpose(0, 1)
+
+
+def uniform_crop(clip: Tensor, size: int, spatial_index: int = 1) -> Tensor:
+    """Test crop (SlowFast `uniform_crop`): centre offsets ⌈(H − size)/2⌉, ⌈(W − size)/2⌉;
+    index 0 / 2 moves the offset along the long side to 0 / (long − size)."""
+    _, _, h, w = clip.shape
+    y, x = math.ceil((h - size) / 2), math.ceil((w - size) / 2)
+    if spatial_index != 1:
+        if h > w:
+            y = 0 if spatial_index == 0 else h - size
+        else:
+            x = 0 if spatial_index == 0 else w - size
+    return clip[:, :, y : y + size, x : x + size]
+
+
+def to_channels(clip: Tensor, channels: int) -> Tensor:
+    """(3, T, H, W) RGB -> (channels, T, H, W): 1 = luma (ITU-R 601 weights)."""
+    if channels == 3 or clip.shape[0] == channels:
+        return clip
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=clip.dtype).view(3, 1, 1, 1)
+    return (clip * weights).sum(0, keepdim=True)
+
+
+def train_clip(
+    video: Tensor,
+    fps: float | None,
+    *,
+    frames: int,
+    stride: int,
+    size: int,
+    scale: tuple[float, float],
+    hflip: bool,
+    channels: int = 3,
+    rng: random.Random | None = None,
+) -> Tensor:
+    """A training clip of a decoded video uint8 [F, H, W, 3] -> float [C, T, size, size] in
+    0..255: random temporal position, one random resized crop and flip for all frames (all
+    draws, in this order, from `rng`: start, crop, flip)."""
+    rng = rng or random.Random()
+    window = clip_window(frames, stride, fps)
+    start = clip_start(len(video), window, rng=rng)
+    idx = clip_indices(len(video), start, window, frames)
+    clip = video[idx].permute(3, 0, 1, 2).float()  # [3, T, H, W]
+    box = rrc_params(clip.shape[2], clip.shape[3], scale, rng=rng)
+    clip = resized_crop(clip, box, size)
+    if hflip and rng.uniform(0, 1) < 0.5:
+        clip = clip.flip(-1)
+    return to_channels(clip, channels)
+
+
+def test_clips(
+    video: Tensor,
+    fps: float | None,
+    *,
+    frames: int,
+    stride: int,
+    size: int,
+    temporal_views: int = 4,
+    spatial_views: int = 1,
+    channels: int = 3,
+    offset: bool = True,
+) -> Tensor:
+    """Multi-view testing (§13.6): N_t clips by the offset rule × N_s uniform crops (1: centre)
+    after scaling the short side to `size`: float [N_t·N_s, C, T, size, size] in 0..255."""
+    window = clip_window(frames, stride, fps)
+    views = []
+    for t in range(temporal_views):
+        start = clip_start(len(video), window, view=t, num_views=temporal_views, offset=offset)
+        clip = video[clip_indices(len(video), start, window, frames)].permute(3, 0, 1, 2).float()
+        clip = short_side_scale(clip, size)
+        spatial = [1] if spatial_views == 1 else list(range(spatial_views))
+        views += [to_channels(uniform_crop(clip, size, s), channels) for s in spatial]
+    return torch.stack(views)
