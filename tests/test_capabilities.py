@@ -54,8 +54,10 @@ def _model(name: str) -> nn.Module:
     recipe = next(r for r in sorted(RECIPES) if type(get_recipe(r).method) is METHODS[name].config)
     cfg = get_recipe(recipe)
     depth = 1 if cfg.backbone.name.startswith("vit") else 0
-    bb = BackboneConfig(cfg.backbone.name, patch_size=cfg.backbone.patch_size, depth=depth)
-    data = DataConfig(img_size=64, channels=cfg.data.channels or 1)
+    bb = BackboneConfig(cfg.backbone.name, patch_size=cfg.backbone.patch_size, depth=depth,
+                        pos_embed=cfg.backbone.pos_embed)  # fmt: skip
+    # video recipes (data.frames > 0) get their video backbone
+    data = DataConfig(img_size=64, channels=cfg.data.channels or 1, frames=cfg.data.frames)
     return METHODS[name].model(cfg.method, build_backbone(bb, data))
 
 
@@ -151,7 +153,8 @@ def test_a_toy_method_added_as_the_guide_says_trains_evaluates_and_exports(
 # the papers' position tables: learned in CLIP/SLIP's timm ViT and SLIP's SimCLR, a fixed
 # sin-cos table in MAE, MoCo v3 and FLIP
 LEARNED_POS = {"clip_fmnist", "slip_fmnist", "clip_bow_fmnist", "cit_fmnist", "lit_fmnist",
-               "clip_vit_base_yfcc", "slip_vit_base_yfcc", "simclr_vit_base"}  # fmt: skip
+               "clip_vit_base_yfcc", "slip_vit_base_yfcc", "simclr_vit_base",
+               "mae_st_mfmnist", "mae_st_vit_large_k400"}  # MAE-ST: separable, learned  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,9 @@ class BackboneConfig:
     # ViT position embedding: "sincos" (a fixed 2-D sin-cos table: MAE, MoCo v3, FLIP) or
     # "learn" (timm's trunc-normal(0.02) table, trained: CLIP/SLIP's timm ViT, SimCLR in SLIP)
     pos_embed: str = "sincos"
+    # video ViTs (data.frames > 0): frames per token of the Conv3d patch embedding (MAE-ST: 2);
+    # with pos_embed="learn" the table is MAE-ST's separable spatial + temporal one
+    t_patch_size: int = 2
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,18 @@ class DataConfig:
     # train on N images only (0 = all): Fashion-MNIST's first N, a folder's seeded
     # stratified subset of N
     limit: int = 0
+    # Video (0 = images): clips of T frames (visrep.data.video). data.dataset is then a
+    # folder of videos (class sub-folders optional), a CSV/JSONL/text list of videos, or
+    # "fashion_mnist" = Moving Fashion-MNIST generated on the fly (METHODS.md 13.5)
+    frames: int = 0
+    frame_stride: int = 1  # sampling rate tau: a clip spans tau*T source frames at 30 fps
+    short_side: int = 0  # resize each decoded video's short side to this first (0 = as is)
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", {"img_size": (1, None), "num_workers": (-1, None),
-                                    "limit": (0, None), "bow_balance": (0, None)})  # fmt: skip
+                                    "limit": (0, None), "bow_balance": (0, None),
+                                    "frames": (0, None), "frame_stride": (1, None),
+                                    "short_side": (0, None)})  # fmt: skip
         if self.channels not in (0, 1, 3):
             raise ConfigError(
                 f"data.channels must be 0 (from the data), 1 or 3, got {self.channels}"

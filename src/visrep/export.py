@@ -52,6 +52,10 @@ def export_backbone(
 ) -> dict[str, Any]:
     """Write the run's backbone in timm's layout (module docstring); returns `config.json`."""
     cfg, model = load_run(run_dir)
+    if cfg.data.frames:  # timm has no video ViT
+        raise ValueError(f"{run_dir} trained a video backbone (data.frames={cfg.data.frames}): "
+                         "timm has no video ViT and its export is not written yet; load the "
+                         "run with visrep.runs.load_run")  # fmt: skip
     out = Path(out_dir)
     prepare_out_dir(out, force)
     backbone = model.backbone

@@ -36,6 +36,24 @@ class MAEConfig:
     no_k_bias_in_vit: bool = False
 
 
+# visrep.methods.mae_st
+@dataclass(frozen=True)
+class MAESTConfig:
+    """MAE-ST hyper-parameters (paper / PRETRAIN.md: 90% spacetime masking, 4×512 decoder,
+    8 predicted frames, norm-pix loss). The clip (data.frames, data.frame_stride) and the
+    spacetime patch (backbone.t_patch_size × backbone.patch_size²) are the data's and the
+    backbone's settings."""
+
+    mask_ratio: float = 0.9  # random over all spacetime tokens (agnostic, not tube)
+    decoder_dim: int = 512
+    decoder_depth: int = 4  # PRETRAIN.md (the argparse default is 8)
+    decoder_heads: int = 16
+    # frames the decoder predicts: indices linspace(0, T-1, pred_t_dim) truncated
+    # ([0, 2, ..., 12, 15] for T = 16, 8); each token predicts t_patch*pred_t_dim/T of them
+    pred_t_dim: int = 8
+    norm_pix_loss: bool = True
+
+
 # visrep.methods.maskfeat
 @dataclass(frozen=True)
 class MaskFeatConfig:

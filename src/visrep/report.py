@@ -70,7 +70,9 @@ def finish_run(
 
 
 def _is_folder(cfg: TrainConfig) -> bool:
-    return not is_fashion_mnist(cfg.data.dataset) and not is_pair_data(cfg.data)
+    """A folder of images (video runs, `data.frames` > 0, have no image diagnostics)."""
+    d = cfg.data
+    return not d.frames and not is_fashion_mnist(d.dataset) and not is_pair_data(d)
 
 
 def training_summary(m: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from torch import nn
 
 from visrep.backbones.cnn import CNN, CNN_ARCHS
+from visrep.backbones.video_vit import VideoViT
 from visrep.backbones.vit import VIT_ARCHS, ViT
 from visrep.config import BackboneConfig, DataConfig
 
@@ -10,9 +11,19 @@ BACKBONES = {name: ViT for name in VIT_ARCHS} | {name: CNN for name in CNN_ARCHS
 
 
 def build_backbone(bb: BackboneConfig, data: DataConfig) -> nn.Module:
-    """The image backbone `backbone.*` names, for `data.img_size` and `data.channels`."""
+    """The image backbone `backbone.*` names, for `data.img_size` and `data.channels`; with
+    `data.frames` > 0 its video version (ViTs: `VideoViT`, spacetime patches)."""
     if bb.name not in BACKBONES:
         raise ValueError(f"unknown backbone {bb.name!r}; choose one of {sorted(BACKBONES)}")
+    if data.frames:
+        if bb.name not in VIT_ARCHS:
+            raise ValueError(f"video data (data.frames={data.frames}) needs a ViT backbone "
+                             f"(vit_*), got {bb.name}")  # fmt: skip
+        return VideoViT(bb.name, img_size=data.img_size, patch_size=bb.patch_size,
+                        in_chans=data.channels, frames=data.frames,
+                        t_patch_size=bb.t_patch_size, pool=bb.pool, depth=bb.depth,
+                        num_heads=bb.num_heads, pos_embed=bb.pos_embed,
+                        drop_path_rate=bb.drop_path_rate)  # fmt: skip
     if bb.name in VIT_ARCHS:
         extra = {"pos_embed": bb.pos_embed}
     elif bb.pos_embed != "sincos":
@@ -32,4 +43,4 @@ def build_backbone(bb: BackboneConfig, data: DataConfig) -> nn.Module:
     )
 
 
-__all__ = ["BACKBONES", "CNN", "CNN_ARCHS", "ViT", "VIT_ARCHS", "build_backbone"]
+__all__ = ["BACKBONES", "CNN", "CNN_ARCHS", "ViT", "VIT_ARCHS", "VideoViT", "build_backbone"]

@@ -42,6 +42,7 @@ from visrep.configs.mae_longseq import (
     mae_longseq_vit_base_448,
     mae_longseq_vit_large_448,
 )
+from visrep.configs.mae_st import mae_st_mfmnist, mae_st_vit_large_k400
 from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
 from visrep.configs.own import mae_own, mae_vit_small_224, simclr_resnet18_own
 from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
@@ -58,6 +59,8 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_longseq_vit_base_448": mae_longseq_vit_base_448,
     "mae_longseq_vit_large_448": mae_longseq_vit_large_448,
     "maskfeat_fmnist": maskfeat_fmnist,
+    "mae_st_mfmnist": mae_st_mfmnist,  # video: Moving Fashion-MNIST (configs/mae_st.py)
+    "mae_st_vit_large_k400": mae_st_vit_large_k400,
     "maskfeat_vit_base_in1k": maskfeat_vit_base_in1k,
     "fcmae_fmnist": fcmae_fmnist,
     "fcmae_convnextv2_atto_in1k": fcmae_convnextv2_atto_in1k,
@@ -121,6 +124,13 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
     size = min(cfg.data.img_size, 64 if hasattr(cfg.method, "mask_ratio") and not is_vit else 32)
     patch = cfg.backbone.patch_size if size % cfg.backbone.patch_size == 0 else 8
     patch = max(patch, 4) if is_vit else patch  # ≤ 64 tokens (DiT-S/2 would have 256)
+    video = {}
+    if cfg.data.frames:  # video recipes: Moving Fashion-MNIST made on the fly, 8-frame clips
+        video = {"data.frames": min(cfg.data.frames, 8),
+                 "data.frame_stride": min(cfg.data.frame_stride, 2), "data.short_side": 0,
+                 "data.channels": 3, "eval.dataset": "", "eval.every_epochs": 0}  # fmt: skip
+        if hasattr(cfg.method, "pred_t_dim"):
+            method_changes["method.pred_t_dim"] = min(cfg.method.pred_t_dim, 4)
     return replace(
         cfg,
         **method_changes,
@@ -148,5 +158,6 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             "run.progress": False,
             "run.budget_minutes": 0.0,  # steps, not the clock: exact resume, torchrun
             "eval.budget_minutes": 0.0,
-        },
+        }
+        | video,
     )

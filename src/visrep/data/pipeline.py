@@ -2,7 +2,9 @@
 
 - image-text pairs (WebDataset shards, CSV/JSONL, captioned Fashion-MNIST):
   `visrep.data.pairs`;
-- Fashion-MNIST images in memory, or a folder of the user's own images: `visrep.data.images`.
+- Fashion-MNIST images in memory, or a folder of the user's own images: `visrep.data.images`;
+- video clips (`data.frames` > 0): a folder or list of videos, or Moving Fashion-MNIST made
+  on the fly: `visrep.data.video_source`.
 
 Every source yields batches as a function of (seed, step, rank) (`visrep.data.sampling`), so
 a resumed run replays exactly what an uninterrupted one would have seen.
@@ -16,6 +18,7 @@ from visrep.config import DataConfig
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.images import FolderTrainData, TensorTrainData
 from visrep.data.pairs import build_pair_data, is_pair_data
+from visrep.data.video_source import MovingTrainData, VideoTrainData
 
 
 def build_train_data(
@@ -34,6 +37,10 @@ def build_train_data(
     evaluation tests on, left out (`visrep.data.resolve.holds_out`). `text=False`: the method
     reads images only (WebDataset shards need no captions)."""
     kwargs = dict(seed=seed, rank=rank, world_size=world_size, device=device)
+    if data.frames:  # video clips
+        if is_fashion_mnist(data.dataset):
+            return MovingTrainData(data, batch_size, **kwargs)
+        return VideoTrainData(data, batch_size, holdout=holdout, **kwargs)
     if is_pair_data(data):  # image-text pairs for CLIP/SLIP/FLIP
         return build_pair_data(data, batch_size, text=text, **kwargs)
     if is_fashion_mnist(data.dataset):

@@ -5,6 +5,9 @@
   unless every image of a seeded sample of its files is grayscale.
 - `data.num_workers=-1`: loader processes for folders and pairs (half the cores, at most 8),
   none for in-memory Fashion-MNIST.
+- video data (`data.frames` > 0): `data.channels=0` is 3 (PyAV decodes RGB), a folder with
+  `train/` trains on `train/`, and there is no image evaluation (`eval.dataset` ""): the
+  video k-NN / linear protocols (METHODS.md §13.6-13.7) are not wired into runs yet.
 - `eval.dataset="auto"`: the user's own labels, never Fashion-MNIST unless training on it:
   - a folder with `train/` and `val/` (or `test/`) class folders: training reads `train/`,
     k-NN and the linear probe use `train/` as memory bank and `val/` as test;
@@ -69,6 +72,8 @@ def default_workers() -> int:
 def resolve_data(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with its automatic data settings (module docstring) made explicit."""
     d, ev = cfg.data, cfg.eval
+    if d.frames:
+        return _resolve_video(cfg)
     changes: dict = {}
     pairs = is_pair_data(d)
     folder = not pairs and not is_fashion_mnist(d.dataset)
@@ -101,6 +106,26 @@ def resolve_data(cfg: TrainConfig) -> TrainConfig:
             changes["eval.dataset"] = ""
             log.info("%s has no class folders: no accuracy; the report shows nearest "
                      "neighbours and feature statistics instead", d.dataset)  # fmt: skip
+    return replace(cfg, **changes) if changes else cfg
+
+
+def _resolve_video(cfg: TrainConfig) -> TrainConfig:
+    d, changes = cfg.data, {}
+    fmnist = is_fashion_mnist(d.dataset)  # Moving Fashion-MNIST made on the fly
+    split = None if fmnist or Path(d.dataset).is_file() else split_dirs(d.dataset)
+    if split is not None:
+        changes["data.dataset"] = str(split[0])
+    if d.num_workers < 0:
+        changes["data.num_workers"] = 0 if fmnist else default_workers()
+    if d.channels == 0:
+        changes["data.channels"] = 3
+    if cfg.eval.dataset:
+        if cfg.eval.dataset != "auto":
+            log.warning("eval.dataset=%s ignored: video runs have no evaluation yet (the "
+                        "video k-NN / linear protocols are not wired in)", cfg.eval.dataset)  # fmt: skip
+        changes["eval.dataset"] = ""
+    if cfg.eval.every_epochs:
+        changes["eval.every_epochs"] = 0
     return replace(cfg, **changes) if changes else cfg
 
 

@@ -311,7 +311,7 @@ def train_clip(
     return to_channels(clip, channels)
 
 
-def test_clips(
+def multiview_clips(
     video: Tensor,
     fps: float | None,
     *,

@@ -16,6 +16,7 @@ from visrep.methods.clip import CLIP, FLIP, CLIPConfig, FLIPConfig
 from visrep.methods.dit import DiT, DiTConfig
 from visrep.methods.fcmae import FCMAE, FCMAEConfig
 from visrep.methods.mae import MAE, MAEConfig
+from visrep.methods.mae_st import MAEST, MAESTConfig
 from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
 from visrep.methods.simclr import SimCLR, SimCLRConfig
@@ -33,6 +34,7 @@ class MethodEntry(NamedTuple):
 METHODS: dict[str, MethodEntry] = {
     "mae": MethodEntry(MAEConfig, MAE),
     "maskfeat": MethodEntry(MaskFeatConfig, MaskFeat),
+    "mae_st": MethodEntry(MAESTConfig, MAEST),  # video (data.frames > 0)
     "fcmae": MethodEntry(FCMAEConfig, FCMAE),
     "spark": MethodEntry(SparKConfig, SparK),
     "simsiam": MethodEntry(SimSiamConfig, SimSiam),

@@ -1,0 +1,200 @@
+"""Video training data (`data.frames` > 0): clips as a function of (seed, step, rank).
+
+Two sources, both yielding `{"images": float [B, C, T, S, S]}` normalised clips (the key
+images carry, so the loop counts them the same way):
+
+- `VideoTrainData`: a folder of the user's videos (mp4/mkv/webm/avi/mov; class sub-folders
+  optional) or a CSV/JSONL/text list (`visrep.data.video.find_videos`), decoded with PyAV in
+  DataLoader workers. The sample order is the image folders' `StepBatchSampler`; every clip's
+  draws (start, crop, flip) come from a `random.Random` seeded by (seed, step, rank, slot).
+  A video that cannot be decoded is logged once, skipped and counted (`n_skipped`), never
+  fatal.
+- `MovingTrainData`: Moving Fashion-MNIST (METHODS.md §13.5) made on the fly per index from
+  the Fashion-MNIST train images (`data.dataset=fashion_mnist`, `data.limit` videos, 4,000 by
+  default), so a video recipe runs with no files at all; `visrep data build-video` writes
+  the same videos as files for the decoding path.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from visrep.config import DataConfig
+from visrep.data.fashion_mnist import load_fashion_mnist
+from visrep.data.folder import collate_skip_none
+from visrep.data.moving_fmnist import MEAN, STD, MovingFashionMNIST, MovingSpec
+from visrep.data.preprocess import mean_std
+from visrep.data.sampling import (
+    StepBatchSampler,
+    epoch_permutation,
+    holdout_split,
+    ignore_sigint,
+    mix_seed,
+    stratified_subset,
+)
+from visrep.data.video import KINETICS_MEAN, KINETICS_STD, decode_video, find_videos, train_clip
+from visrep.device import CPU
+
+logger = logging.getLogger(__name__)
+
+MOVING_TRAIN_VIDEOS = 4000  # §13.5 default train set size
+
+
+def video_mean_std(data: DataConfig, moving: bool) -> tuple[tuple[float, ...], ...]:
+    """Normalisation: data.mean/std if set, else Moving Fashion-MNIST's measured constants
+    (§13.5) or the Kinetics ones (0.45 / 0.225, §11.2), per channel, in 0..1 units."""
+    if data.mean and data.std:
+        return mean_std(data)
+    c = data.channels or 3
+    m, s = ((MEAN,) * 3, (STD,) * 3) if moving else (KINETICS_MEAN, KINETICS_STD)
+    return tuple(m[:c]), tuple(s[:c])
+
+
+def normalize_clips(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """(x / 255 − mean) / std per channel of float clips [B, C, T, H, W] in 0..255."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1, 1)
+    return (x / 255 - m) / s
+
+
+def _clip_kwargs(data: DataConfig) -> dict:
+    return dict(frames=data.frames, stride=data.frame_stride, size=data.img_size,
+                scale=data.crop_scale, hflip=data.hflip, channels=data.channels or 3)  # fmt: skip
+
+
+class VideoFiles(Dataset):
+    """Videos of a folder or list; item (index, seed) -> (clip float [C, T, S, S], label) or
+    None for a video that cannot be decoded (logged once per process)."""
+
+    def __init__(self, source: str | Path, data: DataConfig) -> None:
+        self.paths, labels, self.classes = find_videos(source)
+        self.labels = torch.tensor(labels, dtype=torch.long)
+        self.data, self.bad_paths = data, set()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def select(self, indices: Tensor) -> VideoFiles:
+        self.paths = [self.paths[i] for i in indices.tolist()]
+        self.labels = self.labels[indices]
+        return self
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        path = self.paths[index]
+        try:
+            video, fps = decode_video(path, self.data.short_side)
+        except Exception as e:  # any decoder error means "skip this video", never a crash
+            if path not in self.bad_paths:
+                self.bad_paths.add(path)
+                logger.warning("Skipping unreadable video %s (%s: %s)", path, type(e).__name__, e)
+            return None
+        clip = train_clip(video, fps, rng=random.Random(seed), **_clip_kwargs(self.data))
+        return clip, int(self.labels[index])
+
+
+class VideoTrainData:
+    """A folder or list of the user's videos, streamed by a DataLoader (module docstring)."""
+
+    def __init__(
+        self,
+        data: DataConfig,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device = CPU,
+        holdout: float = 0.0,
+    ) -> None:
+        self.files = VideoFiles(data.dataset, data)
+        if holdout:
+            self.files.select(holdout_split(self.files.labels, holdout)[0])
+        self.files.select(stratified_subset(self.files.labels, data.limit))
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.rank, self.world, self.device = rank, world_size, device
+        self.mean, self.std = video_mean_std(data, moving=False)
+        self.steps_per_epoch = len(self.files) // (batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.files)} videos in {data.dataset} are fewer than one "
+                             f"global batch ({batch_size} x {world_size}); lower "
+                             "optim.batch_size")  # fmt: skip
+        self.n_skipped = 0
+
+    def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor]]:
+        sampler = StepBatchSampler(len(self.files), self.batch_size, self.seed, self.rank,
+                                   self.world, start_step, end_step)  # fmt: skip
+        loader = DataLoader(self.files, batch_sampler=sampler, collate_fn=collate_skip_none,
+                            num_workers=self.data.num_workers,
+                            pin_memory=self.device.type == "cuda", worker_init_fn=ignore_sigint)  # fmt: skip
+        last_good = None
+        for b in loader:
+            self.n_skipped += b["n_skipped"]
+            if b["images"] is None:  # every video of this batch was unreadable
+                if last_good is None:
+                    raise ValueError(
+                        f"the first batch of {self.data.dataset} held only unreadable videos "
+                        f"({self.n_skipped} skipped, each named in the log above)"
+                    )
+                b = last_good  # keep all processes stepping together under DDP
+            last_good = b
+            x = b["images"].to(self.device, non_blocking=True)
+            yield {"images": normalize_clips(x.float(), self.mean, self.std)}
+
+
+class MovingTrainData:
+    """Moving Fashion-MNIST clips made on the fly (module docstring)."""
+
+    def __init__(
+        self,
+        data: DataConfig,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device = CPU,
+    ) -> None:
+        images, labels = load_fashion_mnist(data.root, "train")
+        # the §13.5 set (seed 0), whatever the run's seed: every run trains on the same videos
+        self.videos = MovingFashionMNIST(images.numpy(), labels.numpy(), MovingSpec(), seed=0,
+                                         split="train")  # fmt: skip
+        self.n = data.limit or MOVING_TRAIN_VIDEOS
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.rank, self.world, self.device = rank, world_size, device
+        self.mean, self.std = video_mean_std(data, moving=True)
+        self.steps_per_epoch = self.n // (batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{self.n} videos are fewer than one global batch ({batch_size} x "
+                             f"{world_size}); lower optim.batch_size or raise data.limit")  # fmt: skip
+        self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        self.n_skipped = 0
+
+    def indices(self, step: int) -> Tensor:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm_epoch, self._perm = epoch, epoch_permutation(self.n, self.seed, epoch)
+        start = (i * self.world + self.rank) * self.batch_size
+        return self._perm[start : start + self.batch_size]
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        clips = []
+        for k, i in enumerate(self.indices(step).tolist()):
+            video = (
+                torch.from_numpy(self.videos.video(i).frames).unsqueeze(-1).expand(-1, -1, -1, 3)
+            )
+            rng = random.Random(mix_seed(self.seed, step, self.rank, k))
+            clips.append(train_clip(video, None, rng=rng, **_clip_kwargs(self.data)))
+        x = torch.stack(clips).to(self.device)
+        return {"images": normalize_clips(x, self.mean, self.std)}
+
+    def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor]]:
+        for step in range(start_step, end_step):
+            yield self.batch(step)
