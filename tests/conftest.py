@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Fashion-MNIST's idx files: $FMNIST (`make test FMNIST=DIR` passes it) or the Debian package's
-# folder. visrep's configs read their default `data.root` / `eval.root` from
-# $VISREP_FMNIST_ROOT (`visrep.config.FMNIST_ROOT`), set here before any test imports visrep,
-# so in-process runs and the CLI subprocesses the tests start find the same files.
-FMNIST = Path(os.environ.get("FMNIST") or "/usr/share/datasets/fashion-mnist")
+# Fashion-MNIST's idx files: $FMNIST (`make test FMNIST=DIR` passes it), else
+# $VISREP_FMNIST_ROOT, else the Debian package's folder. visrep's configs read their default
+# `data.root` / `eval.root` from $VISREP_FMNIST_ROOT (`visrep.config.FMNIST_ROOT`), set here
+# before any test imports visrep, so in-process runs and the CLI subprocesses the tests start
+# find the same files.
+FMNIST = Path(os.environ.get("FMNIST") or os.environ.get("VISREP_FMNIST_ROOT")
+              or "/usr/share/datasets/fashion-mnist")  # fmt: skip
 os.environ["VISREP_FMNIST_ROOT"] = str(FMNIST)
 REPO = Path(__file__).resolve().parents[1]
 
