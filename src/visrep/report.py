@@ -18,10 +18,12 @@ from visrep.data.labelled import eval_folder, load_eval_split
 from visrep.data.pairs import is_pair_data, shard_images
 from visrep.data.preprocess import mean_std, model_preprocess
 from visrep.data.resolve import holds_out
+from visrep.data.video_eval import video_eval_sets
 from visrep.evals.classifier import classifier_eval
 from visrep.evals.diagnostics import label_free_eval, nearest_neighbours
 from visrep.evals.retrieval import image_text_eval
 from visrep.evals.run import RawPixels, evaluate
+from visrep.evals.video import video_knn_eval
 from visrep.io import atomic_write, atomic_write_text
 from visrep.logger import read_log
 
@@ -43,7 +45,9 @@ def finish_run(
     ev = cfg.eval
     metrics: dict[str, Any] = dict(training or {}) | {"unreadable_images_skipped": n_skipped}
     pictures = {}
-    if ev.final and ev.dataset and isinstance(model, Classifier):
+    if ev.final and ev.dataset and cfg.data.frames:  # video: clip features, k-NN (§13.6-13.7)
+        metrics |= video_eval(cfg, model.backbone, device, init_backbone)
+    elif ev.final and ev.dataset and isinstance(model, Classifier):
         metrics |= classifier_eval(model, cfg, device)
     elif ev.final and ev.dataset:
         # did pre-training help? the same protocols on raw pixels and the untrained encoder
@@ -67,6 +71,22 @@ def finish_run(
     save_json(metrics, run_dir / "metrics.json")
     write_report(cfg, metrics, {k: v for k, v in pictures.items() if v}, run_dir)
     return metrics
+
+
+def video_eval(cfg: TrainConfig, backbone: nn.Module, device: torch.device,
+               init_backbone: nn.Module | None = None) -> dict[str, Any]:  # fmt: skip
+    """Video k-NN on class and direction labels (`visrep.evals.video`), and on the untrained
+    encoder with `eval.baselines`; {} when `eval.dataset` has no labelled split."""
+    sets = video_eval_sets(cfg.data, cfg.eval)
+    if sets is None:
+        return {}
+    ev = cfg.eval
+    kw = dict(k=ev.knn_k, temperature=ev.knn_temperature, batch_size=ev.batch_size // 8 or 1,
+              device=device)  # fmt: skip
+    out = video_knn_eval(backbone, *sets, **kw)
+    if init_backbone is not None and ev.baselines:
+        out |= video_knn_eval(init_backbone.to(device), *sets, prefix="init_", **kw)
+    return out | {"unreadable_eval_videos_skipped": sets[0].n_skipped + sets[1].n_skipped}
 
 
 def _is_folder(cfg: TrainConfig) -> bool:

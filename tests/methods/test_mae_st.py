@@ -2,6 +2,8 @@
 count, target frames, norm-pix loss by hand, loss on masked tokens only; `visrep train
 mae_st_mfmnist` on a built video folder through the CLI, with exact resume."""
 
+import json
+
 import pytest
 import torch
 from conftest import requires_fmnist
@@ -120,7 +122,8 @@ def _train(*args) -> None:
     tiny = ["backbone.depth=1", "backbone.patch_size=8", "method.decoder_dim=16",
             "method.decoder_depth=1", "method.decoder_heads=2", "data.img_size=32",
             "optim.batch_size=4", "data.num_workers=0", "run.progress=false",
-            "run.ckpt_every_minutes=0", "run.threads=1", "run.log_every=1"]  # fmt: skip
+            "run.ckpt_every_minutes=0", "run.threads=1", "run.log_every=1",
+            "run.budget_minutes=0"]  # fmt: skip
     assert cli.main(["train", *args, *tiny] if args[0] != "--resume" else ["train", *args]) == 0
 
 
@@ -129,15 +132,20 @@ def test_train_mae_st_mfmnist_on_a_video_folder_and_resume_exactly(video_folder,
     data = f"data.dataset={video_folder}"
     straight, half = tmp_path / "straight", tmp_path / "half"
     _train("mae_st_mfmnist", data, f"run.out_dir={straight}", "run.max_steps=4")
-    _train("mae_st_mfmnist", data, f"run.out_dir={half}", "run.max_steps=2")
+    _train("mae_st_mfmnist", data, f"run.out_dir={half}", "run.max_steps=2", "eval.final=false")
     two = load_checkpoint(half)
     assert two["step"] == 2
-    _train("--resume", str(half), "run.max_steps=4")
+    _train("--resume", str(half), "run.max_steps=4", "eval.final=false")
     a, b = load_checkpoint(straight), load_checkpoint(half)
     assert a["step"] == b["step"] == 4 and a["n_skipped"] == 0
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     assert any(not torch.equal(v, two["model"][k]) for k, v in a["model"].items())  # it trained
-    assert (straight / "report.md").is_file() and (straight / "metrics.json").is_file()
+    assert (straight / "report.md").is_file()
+    # the final video k-NN on the folder's val/ videos, class and direction labels (§13.7)
+    metrics = json.loads((straight / "metrics.json").read_text())
+    assert metrics["knn_n_train"] == 16 and metrics["knn_n_test"] == 4 and metrics["knn_k"] == 16
+    for key in ("knn_top1", "knn_direction_top1", "init_knn_top1", "init_knn_direction_top1"):
+        assert 0 <= metrics[key] <= 1, key
     config = (straight / "config.json").read_text()
     assert '"frames": 8' in config and str(video_folder / "train") in config

@@ -6,8 +6,8 @@
 - `data.num_workers=-1`: loader processes for folders and pairs (half the cores, at most 8),
   none for in-memory Fashion-MNIST.
 - video data (`data.frames` > 0): `data.channels=0` is 3 (PyAV decodes RGB), a folder with
-  `train/` trains on `train/`, and there is no image evaluation (`eval.dataset` ""): the
-  video k-NN / linear protocols (METHODS.md §13.6-13.7) are not wired into runs yet.
+  `train/` and `val/` trains on `train/`; `eval.dataset="auto"` is that folder (or Moving
+  Fashion-MNIST), evaluated by the final video k-NN (`visrep.evals.video`; no periodic one).
 - `eval.dataset="auto"`: the user's own labels, never Fashion-MNIST unless training on it:
   - a folder with `train/` and `val/` (or `test/`) class folders: training reads `train/`,
     k-NN and the linear probe use `train/` as memory bank and `val/` as test;
@@ -119,12 +119,10 @@ def _resolve_video(cfg: TrainConfig) -> TrainConfig:
         changes["data.num_workers"] = 0 if fmnist else default_workers()
     if d.channels == 0:
         changes["data.channels"] = 3
-    if cfg.eval.dataset:
-        if cfg.eval.dataset != "auto":
-            log.warning("eval.dataset=%s ignored: video runs have no evaluation yet (the "
-                        "video k-NN / linear protocols are not wired in)", cfg.eval.dataset)  # fmt: skip
-        changes["eval.dataset"] = ""
-    if cfg.eval.every_epochs:
+    if cfg.eval.dataset == "auto":  # video k-NN on the data's own labelled split
+        changes["eval.dataset"] = d.dataset if fmnist or split is not None else ""
+    if cfg.eval.every_epochs:  # the periodic k-NN is the image one
+        log.warning("eval.every_epochs ignored: video runs are evaluated at the end only")
         changes["eval.every_epochs"] = 0
     return replace(cfg, **changes) if changes else cfg
 

@@ -1,0 +1,106 @@
+"""Labelled videos for frozen evaluation (METHODS.md §13.6-13.7): the memory bank / probe set
+and the test set, each video given as its multi-view clips.
+
+- `fashion_mnist`: Moving Fashion-MNIST (§13.5, seed 0) made on the fly: the first
+  `eval.limit_train` train-split videos (train images) and `eval.limit_test` test-split
+  videos (t10k images); multiples of 80 are exactly balanced in class × direction. Labels:
+  "class" (appearance) and "direction" (motion).
+- a folder with `train/` and `val/` (or `test/`) of videos: class labels from the class
+  sub-folders; "direction" (or any other integer column) too when the folder holds the
+  `labels.csv` of `visrep data build-video`. Seeded stratified subsets of the limits.
+
+Views: N_t temporal clips by the offset rule × 1 centre crop after scaling the short side
+to `data.img_size` (`visrep.data.video.multiview_clips`), normalised as in training.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from visrep.config import DataConfig, EvalConfig
+from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
+from visrep.data.moving_fmnist import MovingFashionMNIST, MovingSpec
+from visrep.data.resolve import split_dirs
+from visrep.data.sampling import stratified_subset
+from visrep.data.video import decode_video, find_videos, multiview_clips
+from visrep.data.video_source import normalize_clips, video_mean_std
+
+# temporal views per video on CPU (§13.6 suggests 4 × 1 at 64 px; 2 halves the encoding time)
+EVAL_VIEWS = 2
+MOVING_EVAL = (800, 400)  # default train / test videos of Moving Fashion-MNIST
+
+
+class VideoEvalSet:
+    """Videos with labels; `views(i)` -> normalised float [V, C, T, S, S]."""
+
+    def __init__(self, get, n: int, labels: dict[str, Tensor], data: DataConfig, views: int):
+        self._get, self.n, self.labels, self.data, self.num_views = get, n, labels, data, views
+        self.mean, self.std = video_mean_std(data, moving=is_fashion_mnist(data.dataset))
+        self.n_skipped = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def views(self, i: int) -> Tensor | None:
+        """The views of video i, or None if it cannot be decoded (counted in n_skipped)."""
+        try:
+            video, fps = self._get(i)
+        except Exception:
+            self.n_skipped += 1
+            return None
+        d = self.data
+        clips = multiview_clips(video, fps, frames=d.frames, stride=d.frame_stride,
+                                size=d.img_size, temporal_views=self.num_views,
+                                channels=d.channels or 3)  # fmt: skip
+        return normalize_clips(clips, self.mean, self.std)
+
+
+def _moving_set(data: DataConfig, split: str, n: int, views: int) -> VideoEvalSet:
+    images, labels = load_fashion_mnist(data.root, split)
+    gen = MovingFashionMNIST(images.numpy(), labels.numpy(), MovingSpec(), seed=0, split=split)
+    spec = gen.spec
+
+    def get(i: int):
+        return torch.from_numpy(gen.video(i).frames).unsqueeze(-1).expand(-1, -1, -1, 3), None
+
+    idx = torch.arange(n)
+    labels = {"class": idx % 10, "direction": (idx // 10) % spec.directions}
+    return VideoEvalSet(get, n, labels, data, views)
+
+
+def _folder_set(root: Path, split: Path, data: DataConfig, limit: int, views: int):
+    paths, classes, _ = find_videos(split)
+    labels = {"class": torch.tensor(classes)}
+    table = root / "labels.csv"
+    if table.is_file():  # `visrep data build-video`: the motion labels too
+        rows = {r["path"]: r for r in csv.DictReader(table.open())}
+        rel = [p.relative_to(root).as_posix() for p in paths]
+        if all(r in rows for r in rel) and "direction" in rows[rel[0]]:
+            direction = torch.tensor([int(rows[r]["direction"]) for r in rel])
+            if (direction >= 0).all():
+                labels["direction"] = direction
+    keep = stratified_subset(labels["class"], limit).tolist()
+    paths = [paths[i] for i in keep]
+    labels = {k: v[keep] for k, v in labels.items()}
+    short = data.short_side
+
+    return VideoEvalSet(lambda i: decode_video(paths[i], short), len(paths), labels, data, views)
+
+
+def video_eval_sets(
+    data: DataConfig, ev: EvalConfig, views: int = EVAL_VIEWS
+) -> tuple[VideoEvalSet, VideoEvalSet] | None:
+    """(train, test) sets of `eval.dataset`, or None when it has no labelled split."""
+    if is_fashion_mnist(ev.dataset):
+        n_train, n_test = ev.limit_train or MOVING_EVAL[0], ev.limit_test or MOVING_EVAL[1]
+        return _moving_set(data, "train", n_train, views), _moving_set(data, "test", n_test, views)
+    split = split_dirs(ev.dataset) if ev.dataset else None
+    if split is None:
+        return None
+    root = Path(ev.dataset)
+    return (_folder_set(root, split[0], data, ev.limit_train, views),
+            _folder_set(root, split[1], data, ev.limit_test, views))  # fmt: skip

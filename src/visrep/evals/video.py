@@ -1,0 +1,91 @@
+"""Video k-NN (METHODS.md §13.6-13.7): clip features averaged over views, one label family at
+a time (Moving Fashion-MNIST: "class" = appearance, "direction" = motion).
+
+Each video is encoded as its views (N_t temporal clips × 1 centre crop,
+`visrep.data.video_eval`); aggregation "feature_mean" (visrep default): L2-normalise every
+view's feature, average them per video, renormalise, then one weighted k-NN query
+(`visrep.evals.knn.knn`: cosine similarity, k = 20, weight exp(sim / 0.07)) against the
+training videos represented the same way.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visrep.data.video_eval import VideoEvalSet
+from visrep.evals.knn import knn
+
+
+@torch.no_grad()
+def video_features(backbone: nn.Module, videos: VideoEvalSet, batch_size: int = 32,
+                   device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Per-video features [M, D] (feature_mean over views) and the indices [M] of the videos
+    that decoded."""
+    was_training = backbone.training
+    backbone.eval()
+    feats, kept, pending, owners = [], [], [], []
+
+    def flush() -> None:
+        x = torch.cat(pending).to(device)  # [sum V, C, T, S, S]
+        f = F.normalize(backbone(x).float(), dim=-1).cpu()
+        start = 0
+        for i, v in owners:
+            feats.append(F.normalize(f[start : start + v].mean(0), dim=-1))
+            kept.append(i)
+            start += v
+        pending.clear()
+        owners.clear()
+
+    for i in range(len(videos)):
+        views = videos.views(i)
+        if views is None:
+            continue
+        pending.append(views)
+        owners.append((i, len(views)))
+        if sum(len(p) for p in pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    backbone.train(was_training)
+    if not feats:
+        raise ValueError("no evaluation video could be decoded")
+    return torch.stack(feats), torch.tensor(kept)
+
+
+def video_knn_eval(
+    backbone: nn.Module,
+    train: VideoEvalSet,
+    test: VideoEvalSet,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    prefix: str = "",
+) -> dict[str, float | int | str]:
+    """k-NN top-1 per label family: `{prefix}knn_top1` (class), `{prefix}knn_direction_top1`
+    (when the set has direction labels), and the protocol's settings."""
+    t0 = time.perf_counter()
+    f_train, i_train = video_features(backbone, train, batch_size, device)
+    f_test, i_test = video_features(backbone, test, batch_size, device)
+    k = min(k, len(f_train))
+    out: dict[str, float | int | str] = {}
+    for family, labels in train.labels.items():
+        if family not in test.labels:
+            continue
+        num_classes = int(max(labels.max(), test.labels[family].max())) + 1
+        m = knn(f_train, labels[i_train], f_test, test.labels[family][i_test], k=k,
+                temperature=temperature, num_classes=num_classes)  # fmt: skip
+        name = "knn" if family == "class" else f"knn_{family}"
+        out[f"{prefix}{name}_top1"] = m["knn_top1"]
+        out[f"{prefix}{name}_chance"] = 1.0 / num_classes
+    if not prefix:
+        out |= {"knn_k": k, "knn_temperature": temperature, "knn_n_train": len(f_train),
+                "knn_n_test": len(f_test), "knn_views": train.num_views,
+                "knn_aggregation": "feature_mean",
+                "knn_video_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    return out
