@@ -334,6 +334,8 @@ def report_markdown(summary: dict, rows: list[dict], complete: dict | None) -> s
             f"- Pearson r(error, C) = {_f(s['pearson_err_C'])}, r(error, L) = "
             f"{_f(s['pearson_err_L'])}; split-seed reliability of per-graph errors = "
             f"{_f(s['split_seed_reliability'])}",
+            f"- for comparison, a line in the relational width alone (FLOPs matching makes "
+            f"sparser graphs wider): R² = {_f(s.get('r2_width_only'))}",
         ]  # fmt: skip
     lines += ["", "## Graphs", "",
               "| graph | k | p | seed | C | L | sparsity | width | top-1 per seed | mean |",

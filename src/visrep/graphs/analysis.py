@@ -16,7 +16,9 @@ test computed here (`student_t_test`).
 Smoothness: a quadratic surface err ~ 1 + C + L + C² + CL + L² fitted to the per-graph mean
 errors, with its R² and leave-one-out R², next to the split-seed reliability (the Pearson
 correlation of per-graph errors between two disjoint halves of the seeds), which bounds
-what any function of (C, L) can explain given the seed noise.
+what any function of (C, L) can explain given the seed noise, and the R² of a line in the
+relational width alone (FLOPs matching widens sparse graphs, and at n = 16 C and L move with
+the density, so structure and width are confounded).
 """
 
 from __future__ import annotations
@@ -157,6 +159,11 @@ def smoothness(rows: list[dict]) -> dict:
         ci, *_ = np.linalg.lstsq(x[keep], y[keep], rcond=None)
         loo[i] = x[i] @ ci
     r2_loo = 1.0 - float(((y - loo) ** 2).sum()) / ss_tot if ss_tot > 0 else math.nan
+    r2_width = math.nan  # the confound: FLOPs matching makes sparser graphs wider
+    if all("width" in r for r in rows) and ss_tot > 0:
+        xw = np.stack([np.ones_like(y), np.array([r["width"] for r in rows], float)], axis=1)
+        cw, *_ = np.linalg.lstsq(xw, y, rcond=None)
+        r2_width = 1.0 - float(((y - xw @ cw) ** 2).sum()) / ss_tot
     seeds = min(len(r["errors"]) for r in rows)
     reliability = math.nan
     if seeds >= 2:
@@ -168,7 +175,7 @@ def smoothness(rows: list[dict]) -> dict:
         "quadratic_coef": coef.tolist(), "r2": r2, "r2_loo": r2_loo,
         "pearson_err_C": float(np.corrcoef(c, y)[0, 1]),
         "pearson_err_L": float(np.corrcoef(length, y)[0, 1]),
-        "split_seed_reliability": reliability, "graphs": len(rows),
+        "split_seed_reliability": reliability, "graphs": len(rows), "r2_width_only": r2_width,
     }  # fmt: skip
 
 
@@ -229,6 +236,9 @@ def plot(rows: list[dict], complete: dict | None, spot: dict, fit: dict, path: P
     fig.colorbar(im, ax=ax[0, 0], label="top-1 % (mean over graphs and seeds in the bin)")
     best = spot["best"]
     ax[0, 0].plot(best["C_centre"], best["L_centre"], "rx", ms=12, mew=2, label="best bin")
+    if complete:
+        ax[0, 0].plot(1.0, 1.0, "k*", ms=14, clip_on=False,
+                      label=f"complete graph ({100 - complete['mean_err']:.2f} %)")  # fmt: skip
     s = spot["sweet_spot"]
     cw, lw = 1.0 / bins, (lrange[1] - lrange[0]) / bins
     ax[0, 0].add_patch(plt.Rectangle(
