@@ -181,3 +181,11 @@ def test_an_undecodable_video_is_skipped_and_counted(built, tmp_path):
     assert paths == [root / "c" / f"{k}.mp4" for k in range(3)] and labels == [0, 1, 2]
     (root / "list.txt").write_text("".join(f"c/{k}.mp4 7\n" for k in range(3)))
     assert find_videos(root / "list.txt")[1] == [7, 7, 7]
+
+
+def test_the_recipe_normalises_folders_like_the_generated_set():
+    from visrep.configs.mae_st import mae_st_mfmnist
+    from visrep.data.moving_fmnist import MEAN, STD
+
+    data = mae_st_mfmnist().data
+    assert data.mean == (MEAN,) * 3 and data.std == (STD,) * 3
