@@ -92,8 +92,8 @@ def write_video(
         options = {"crf": str(crf), "preset": "veryfast"} if codec == "libx264" else {}
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height = w, h
-        stream.pix_fmt = "yuv444p" if codec == "libx264" else ("yuv420p" if codec == "mpeg4"
-                                                                 else "bgr0")  # fmt: skip
+        # 4:4:4 for lossless x264, RGB for ffv1, the widely decodable 4:2:0 otherwise
+        stream.pix_fmt = {"libx264": "yuv444p", "ffv1": "bgr0"}.get(codec, "yuv420p")
         stream.thread_count = 1
         for frame in frames.contiguous().numpy():
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
