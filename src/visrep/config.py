@@ -91,6 +91,9 @@ class DataConfig:
     # train on N images only (0 = all): Fashion-MNIST's first N, a folder's seeded
     # stratified subset of N
     limit: int = 0
+    # image-text pools (WebDataset shards, CSV/JSONL): train only on the records of a curated
+    # subset, the `subset.tsv` of `visrep curate balance` or its folder (visrep.data.subset)
+    subset: str = ""
     # Video (0 = images): clips of T frames (visrep.data.video). data.dataset is then a
     # folder of videos (class sub-folders optional), a CSV/JSONL/text list of videos, or
     # "fashion_mnist" = Moving Fashion-MNIST generated on the fly (METHODS.md 13.5)

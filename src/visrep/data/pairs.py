@@ -47,6 +47,7 @@ from visrep.data.folder import decode_bytes, folder_eval_transform
 from visrep.data.images import TensorTrainData
 from visrep.data.preprocess import mean_std
 from visrep.data.sampling import StepBatchSampler, ignore_sigint, mix_seed
+from visrep.data.subset import match_shards, read_subset, table_rows, tar_keys
 from visrep.data.templates import FMNIST_CLASSNAMES, template_set
 from visrep.data.tokenizer import tokenize
 from visrep.data.views import BatchedViews, folder_views_transform, view_preset
@@ -199,6 +200,13 @@ class ShardPairData:
                  buffer: int = 2000, text: bool = True) -> None:  # fmt: skip
         self.text = text
         self.shards = list_shards(data.dataset)
+        # data.subset: the kept sample keys per shard (visrep.data.subset); None = every sample
+        self.keep: dict[str, set[str]] | None = None
+        if data.subset:
+            subset = read_subset(data.subset)
+            rows = match_shards(subset, self.shards, data.dataset)
+            self.keep = {s: tar_keys(subset, s, r) for s, r in rows.items()}
+            self.shards = [s for s in self.shards if s in self.keep]
         self.data, self.b, self.seed = data, batch_size, seed
         self.rank, self.world = rank, world_size
         self.buffer, self.transform = buffer, pair_transform(data)
@@ -206,7 +214,8 @@ class ShardPairData:
         self.caption_fn = caption_transform(data.caption_style, data.bow_balance,
                                             lambda: shard_captions(self.shards, data.limit)
                                             ) if text else None  # fmt: skip
-        n = self.n_total = count_samples(self.shards)
+        n = self.n_total = (sum(map(len, self.keep.values())) if self.keep is not None
+                            else count_samples(self.shards))  # fmt: skip
         self._warned = False
         if data.limit:
             n = min(n, data.limit)
@@ -260,7 +269,9 @@ class ShardPairData:
         samples = tarfile_samples([{"url": s} for s in order], handler=skip_damaged)
         buf: list = []
         rng_rank = random.Random(mix_seed(self.seed, epoch, cycle, self.rank))
-        seen = 0
+        seen, keep = 0, self.keep
+        if keep is not None:  # data.subset: only the listed samples, counted as the stream
+            samples = (s for s in samples if s["__key__"] in keep.get(s["__url__"], ()))
         for i, s in enumerate(samples):
             if self.data.limit and i >= self.data.limit:
                 break
@@ -350,7 +361,12 @@ class TablePairs(Dataset):
         self.path, self.data, self.transform = Path(path), data, pair_transform(data)
         if not self.path.is_file():
             raise FileNotFoundError(f"no CSV/JSONL pair file at {path}")
-        rows = read_pair_table(self.path)
+        if data.subset:  # the listed rows only (visrep.data.subset)
+            subset = read_subset(data.subset)
+            listed = match_shards(subset, [str(self.path)], data.dataset)
+            rows = table_rows(subset, self.path, listed[str(self.path)])
+        else:
+            rows = read_pair_table(self.path)
         self.rows = [(p, c) for p, c in rows if c and c.strip()]
         self.n_empty = len(rows) - len(self.rows)
         if data.limit:
@@ -486,6 +502,10 @@ def build_pair_data(data: DataConfig, batch_size: int, text: bool = True, **kwar
     read as images only (a CSV/JSONL or captioned Fashion-MNIST keeps its captions)."""
 
     if is_fashion_mnist(data.dataset):
+        if data.subset:
+            raise ValueError(f"data.subset={data.subset} selects records of a caption pool "
+                             "(WebDataset shards, CSV/JSONL); captioned Fashion-MNIST is not one: "
+                             "build one with `visrep data build-captions`")  # fmt: skip
         return FMNISTCaptionData(data, batch_size, **kwargs)
     if data.dataset.endswith((".csv", ".jsonl")):
         return TablePairData(data, batch_size, **kwargs)

@@ -37,6 +37,11 @@ def build_train_data(
     evaluation tests on, left out (`visrep.data.resolve.holds_out`). `text=False`: the method
     reads images only (WebDataset shards need no captions)."""
     kwargs = dict(seed=seed, rank=rank, world_size=world_size, device=device)
+    if data.subset and (data.frames or not is_pair_data(data)):  # visrep.data.subset
+        raise ValueError(
+            f"data.subset={data.subset} needs data.dataset to be the caption pool "
+            f"it was curated from (WebDataset shards, CSV/JSONL), not {data.dataset}"
+        )
     if data.frames:  # video clips
         if is_fashion_mnist(data.dataset):
             return MovingTrainData(data, batch_size, **kwargs)
