@@ -17,6 +17,9 @@ Sources, chosen by `is_pair_data` in `data.pipeline.build_train_data`:
   images, each captioned per step with a random template of that set around its class name
   (train split only; `visrep.data.templates`).
 
+`data.subset` (a `subset.tsv` of `visrep curate balance`) keeps only the listed records of
+shards or a CSV/JSONL, checked against the pool first (`visrep.data.subset`).
+
 Bad pairs (missing image or caption, empty caption, undecodable image) are skipped and
 counted in `n_skipped`. Image transform: RandomResizedCrop(data.crop_scale) and optional
 flip (SLIP's CLIP transform: scale (0.5, 1), no flip), then normalisation.
