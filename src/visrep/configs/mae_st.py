@@ -30,10 +30,12 @@ def mae_st_mfmnist() -> TrainConfig:
     whichever comes first, with its schedule complete (`run.budget_minutes`, as mae_fmnist);
     then the video k-NN (§13.6-13.7; 2 temporal views, feature_mean, k = 20) on 400 train /
     240 test videos, for class and direction labels, beside the untrained encoder.
-    Measured on this host while 4 other jobs shared its 2 cores (load average ~9): ~2.5
-    clips/s, the norm-pix loss falling from 0.95 to 0.65 in the first 8 steps; the budget then
-    ends training after roughly 1,500 clips, and the evaluation takes several minutes (a
-    quiet host trains and evaluates several times faster). See the run's report.md.
+    Measured here with 4 other jobs on the 2 cores (load average 5-11; benchmarks/results/
+    mae_st_mfmnist_busy_host): 3.6 clips/s, so the budget ended training at step 34 of 124
+    (2,176 clips), norm-pix loss 0.95 -> 0.40 by step 20; the k-NN then took ~4 minutes per
+    encoder: class 0.379 (untrained encoder 0.367, chance 0.10), direction 0.346 (untrained
+    0.379, chance 0.125) -- at this budget MAE-ST has not yet learned more motion than a
+    random encoder's features carry. A quiet host trains several times more clips.
     """
     return TrainConfig(
         recipe="mae_st_mfmnist",
