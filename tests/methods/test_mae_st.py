@@ -147,5 +147,10 @@ def test_train_mae_st_mfmnist_on_a_video_folder_and_resume_exactly(video_folder,
     assert metrics["knn_n_train"] == 16 and metrics["knn_n_test"] == 4 and metrics["knn_k"] == 16
     for key in ("knn_top1", "knn_direction_top1", "init_knn_top1", "init_knn_direction_top1"):
         assert 0 <= metrics[key] <= 1, key
+    # `visrep eval knn --ckpt RUN` gives the same figures
+    assert cli.main(["eval", "knn", "--ckpt", str(straight), "--device", "cpu"]) == 0
+    again = json.loads((straight / "eval_knn.json").read_text())
+    assert again["knn_top1"] == metrics["knn_top1"]
+    assert again["knn_direction_top1"] == metrics["knn_direction_top1"]
     config = (straight / "config.json").read_text()
     assert '"frames": 8' in config and str(video_folder / "train") in config
