@@ -18,8 +18,9 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -227,6 +228,26 @@ class ImageFolder(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
+
+
+def readable_batches(loader: Iterable[dict], owner: Any, what: str) -> Iterator[dict]:
+    """The batches of a loader collated by `collate_skip_none`, counting unreadable samples in
+    `owner.n_skipped`. A batch whose every sample was unreadable is replaced by the last good
+    one, so all processes keep stepping together under DDP; when it is the first batch, a
+    clear error (`what`: "images", "videos")."""
+    last_good = None
+    for b in loader:
+        owner.n_skipped += b["n_skipped"]
+        if b["labels"] is None:  # every sample of this batch was unreadable
+            if last_good is None:
+                raise ValueError(
+                    f"the first batch of {owner.data.dataset} held only unreadable {what} "
+                    f"({owner.n_skipped} skipped, each named in the log above): check that "
+                    f"the files are {what}, or remove the ones that are not"
+                )
+            b = last_good
+        last_good = b
+        yield b
 
 
 def collate_skip_none(batch: Sequence[tuple[Tensor | list[Tensor], int] | None]) -> dict:

@@ -29,6 +29,7 @@ from visrep.data.folder import (
     decode_all,
     folder_eval_transform,
     folder_train_transform,
+    readable_batches,
 )
 from visrep.data.preprocess import match_channels, mean_std
 from visrep.data.sampling import (
@@ -174,18 +175,7 @@ class FolderTrainData:
             persistent_workers=False,
             worker_init_fn=ignore_sigint,
         )
-        last_good = None
-        for b in loader:
-            self.n_skipped += b["n_skipped"]
-            if b["labels"] is None:  # every image of this batch was unreadable
-                if last_good is None:
-                    raise ValueError(
-                        f"the first batch of {self.data.dataset} held only unreadable images "
-                        f"({self.n_skipped} skipped, each named in the log above): check that "
-                        "the files are images, or remove the ones that are not"
-                    )
-                b = last_good  # keep all processes stepping together under DDP
-            last_good = b
+        for b in readable_batches(loader, self, "images"):
             if "views" in b:
                 yield {"views": [self._normalized(v) for v in b["views"]]}
             else:

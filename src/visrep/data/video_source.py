@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from visrep.config import DataConfig
 from visrep.data.fashion_mnist import load_fashion_mnist
-from visrep.data.folder import collate_skip_none
+from visrep.data.folder import collate_skip_none, readable_batches
 from visrep.data.moving_fmnist import MEAN, STD, MovingFashionMNIST, MovingSpec
 from visrep.data.preprocess import mean_std
 from visrep.data.sampling import (
@@ -134,17 +134,7 @@ class VideoTrainData:
         loader = DataLoader(self.files, batch_sampler=sampler, collate_fn=collate_skip_none,
                             num_workers=self.data.num_workers,
                             pin_memory=self.device.type == "cuda", worker_init_fn=ignore_sigint)  # fmt: skip
-        last_good = None
-        for b in loader:
-            self.n_skipped += b["n_skipped"]
-            if b["images"] is None:  # every video of this batch was unreadable
-                if last_good is None:
-                    raise ValueError(
-                        f"the first batch of {self.data.dataset} held only unreadable videos "
-                        f"({self.n_skipped} skipped, each named in the log above)"
-                    )
-                b = last_good  # keep all processes stepping together under DDP
-            last_good = b
+        for b in readable_batches(loader, self, "videos"):
             x = b["images"].to(self.device, non_blocking=True)
             yield {"images": normalize_clips(x.float(), self.mean, self.std)}
 
