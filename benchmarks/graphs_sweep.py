@@ -1,4 +1,4 @@
-"""The relational-graph claim at small scale (METHODS.md §15.9; You, Leskovec, He, Xie,
+"""The relational-graph claim at small scale (You, Leskovec, He, Xie,
 "Graph Structure of Neural Networks", ICML 2020): a relational 5-layer MLP (784 -> 128 dense
 stem -> 3 relational layers, FLOPs-matched -> 10) on Fashion-MNIST over 48 WS-flex graphs at
 n = 16 covering the (C, L) plane plus the complete graph, 3 training seeds each, through

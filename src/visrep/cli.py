@@ -343,7 +343,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.evals.zeroshot import run_zeroshot
 
         metrics = run_zeroshot(cfg, model, device, args.templates)
-    elif cfg.data.frames:  # a video run: the video k-NN (METHODS.md 13.6-13.7)
+    elif cfg.data.frames:  # a video run: the video k-NN (clips x views averaged)
         if args.protocol not in ("knn", "all"):
             raise ConfigError(f"video runs have the k-NN protocol only so far, not "
                               f"{args.protocol}: visrep eval knn --ckpt {args.ckpt}")  # fmt: skip

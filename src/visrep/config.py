@@ -96,7 +96,7 @@ class DataConfig:
     subset: str = ""
     # Video (0 = images): clips of T frames (visrep.data.video). data.dataset is then a
     # folder of videos (class sub-folders optional), a CSV/JSONL/text list of videos, or
-    # "fashion_mnist" = Moving Fashion-MNIST generated on the fly (METHODS.md 13.5)
+    # "fashion_mnist" = Moving Fashion-MNIST generated on the fly (visrep.data.moving_fmnist)
     frames: int = 0
     frame_stride: int = 1  # sampling rate tau: a clip spans tau*T source frames at 30 fps
     short_side: int = 0  # resize each decoded video's short side to this first (0 = as is)

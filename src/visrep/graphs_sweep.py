@@ -4,13 +4,13 @@ plane, plus the complete graph, and write the table, the figures and the sweet-s
 You, Leskovec, He, Xie, "Graph Structure of Neural Networks", ICML 2020; official code
 facebookresearch/graph2nn (`tools/train_net.py`, `pycls/models/optimizer.py`,
 `pycls/utils/lr_policy.py`, configs `configs/baselines/cifar10/mlp_cifar10/*`).
-Specification: METHODS.md §15.7-15.9.
+Recipe: graph2nn `configs/baselines/cifar10/mlp_cifar10`, at Fashion-MNIST scale.
 
     visrep graphs sweep --model mlp5 --dataset fashion_mnist --graphs 48 --seeds 3 \\
         --epochs 10 --out runs/graphs_mlp --workers 2
 
 Graphs: `visrep.graphs.sample_graphs` (bin-and-keep-first on a 12×12 (C, L) grid at n = 16)
-and the complete graph. Recipe, fixed for every graph (§15.7): SGD, momentum 0.9, Nesterov,
+and the complete graph. Recipe, fixed for every graph: SGD, momentum 0.9, Nesterov,
 weight decay 5e-4 on all parameters, lr 0.1 with a per-epoch cosine ½·0.1·(1 + cos(π e / E)),
 no warmup, batch 128, cross-entropy; augmentation random crop 28 with 2 px zero padding and
 a horizontal flip (p 0.5); widths FLOPs-matched to the dense network (UPPER). Training seed s

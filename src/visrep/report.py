@@ -45,7 +45,7 @@ def finish_run(
     ev = cfg.eval
     metrics: dict[str, Any] = dict(training or {}) | {"unreadable_images_skipped": n_skipped}
     pictures = {}
-    if ev.final and ev.dataset and cfg.data.frames:  # video: clip features, k-NN (§13.6-13.7)
+    if ev.final and ev.dataset and cfg.data.frames:  # video: clip features, k-NN
         metrics |= video_eval(cfg, model.backbone, device, init_backbone)
     elif ev.final and ev.dataset and isinstance(model, Classifier):
         metrics |= classifier_eval(model, cfg, device)

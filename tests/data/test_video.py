@@ -1,4 +1,4 @@
-"""Video data (METHODS.md §13): Moving Fashion-MNIST, PyAV decoding, clip sampling and
+"""Video data : Moving Fashion-MNIST, PyAV decoding, clip sampling and
 transforms, the folder / list training source."""
 
 import csv
@@ -42,7 +42,7 @@ def built(tmp_path_factory):
 
 @requires_fmnist
 def test_moving_fmnist_reproduces_the_spec_test_vectors():
-    """§13.5 test vectors (seed 0, N = 1): labels, source image, speed, angle, sha256."""
+    """Moving Fashion-MNIST test vectors (seed 0, N = 1): labels, source image, speed, angle, sha256."""
     sha = lambda v: hashlib.sha256(v.frames.tobytes()).hexdigest()[:16]  # noqa: E731
     train = load_fashion_mnist(split="train")
     bounce = MovingFashionMNIST(*train, MovingSpec(motion="bounce"))
@@ -95,7 +95,7 @@ def test_build_video_same_seed_same_frames_and_labels_follow_the_motion(built):
 def test_decode_round_trip_shapes_and_values(tmp_path):
     frames = torch.zeros(10, 24, 32, dtype=torch.uint8)
     for k in range(10):
-        frames[k] = 20 * k  # frame k filled with intensity 20 k (§13.8)
+        frames[k] = 20 * k  # frame k filled with intensity 20 k
     write_video(tmp_path / "x.mkv", frames, codec="ffv1")
     video, fps = decode_video(tmp_path / "x.mkv")
     assert video.dtype == torch.uint8 and video.shape == (10, 24, 32, 3) and fps == 30.0
@@ -120,7 +120,7 @@ class _Draws(random.Random):
 
 
 def test_clip_sampler_indices_follow_the_spec():
-    # §13.3 examples (s = 0, fps = target fps)
+    # SlowFast clip-sampling examples (s = 0, fps = target fps)
     assert clip_indices(64, 0, clip_window(8, 8, None), 8).tolist() == [0, 9, 18, 27, 36, 45,
                                                                           54, 63]  # fmt: skip
     assert clip_indices(64, 0, clip_window(8, 2, 30.0), 8).tolist() == [0, 2, 4, 6, 8, 10, 12, 15]

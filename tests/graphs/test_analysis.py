@@ -1,4 +1,4 @@
-"""Sweep analysis: the Student t-test, the bin-level sweet spot, the smoothness fit (§15.8)."""
+"""Sweep analysis: the Student t-test, the bin-level sweet spot, the smoothness fit."""
 
 import numpy as np
 import pytest

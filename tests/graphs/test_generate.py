@@ -1,4 +1,4 @@
-"""WS-flex graphs and their measures (METHODS.md §15.2-15.4; graph2nn `relation_graph.py`)."""
+"""WS-flex graphs and their measures (graph2nn `relation_graph.py`)."""
 
 import math
 import random

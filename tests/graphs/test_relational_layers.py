@@ -1,4 +1,4 @@
-"""Relational layers and networks (METHODS.md §15.1, §15.5-15.6; graph2nn `relation_graph.py`,
+"""Relational layers and networks (graph2nn `relation_graph.py`,
 `mlp.py`, `train_net.py`)."""
 
 import networkx as nx

@@ -1,4 +1,4 @@
-"""DiT (Peebles & Xie, 2023; METHODS.md §10.1) against its formulas: adaLN-Zero at init, the
+"""DiT (Peebles & Xie, 2023; facebookresearch/DiT) against its formulas: adaLN-Zero at init, the
 [cos, sin] timestep embedding, MAE's patch order, the linear schedule's ᾱ, the hybrid loss
 computed by hand, classifier-free guidance (scale 1, and the 3-channel quirk), respacing;
 then `visrep train dit_fmnist` and `visrep sample` end to end."""

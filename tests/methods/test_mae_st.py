@@ -1,4 +1,4 @@
-"""MAE-ST (METHODS.md §10.5): token order, separable position table added after masking, keep
+"""MAE-ST (facebookresearch/mae_st): token order, separable position table added after masking, keep
 count, target frames, norm-pix loss by hand, loss on masked tokens only; `visrep train
 mae_st_mfmnist` on a built video folder through the CLI, with exact resume."""
 
@@ -142,7 +142,7 @@ def test_train_mae_st_mfmnist_on_a_video_folder_and_resume_exactly(video_folder,
         assert torch.equal(v, b["model"][k]), k
     assert any(not torch.equal(v, two["model"][k]) for k, v in a["model"].items())  # it trained
     assert (straight / "report.md").is_file()
-    # the final video k-NN on the folder's val/ videos, class and direction labels (§13.7)
+    # the final video k-NN on the folder's val/ videos, class and direction labels
     metrics = json.loads((straight / "metrics.json").read_text())
     assert metrics["knn_n_train"] == 16 and metrics["knn_n_test"] == 4 and metrics["knn_k"] == 16
     for key in ("knn_top1", "knn_direction_top1", "init_knn_top1", "init_knn_direction_top1"):

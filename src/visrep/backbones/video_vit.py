@@ -2,7 +2,7 @@
 
 "Masked Autoencoders As Spatiotemporal Learners" (Feichtenhofer, Fan, Li, He, NeurIPS 2022),
 Sec. 3 and Appendix A; facebookresearch/mae_st `util/video_vit.py` (PatchEmbed) and
-`models_mae.py` / `models_vit.py` (separable position embeddings, cls token). METHODS.md §10.5.
+`models_mae.py` / `models_vit.py` (separable position embeddings, cls token).
 
 - Patch embedding: Conv3d(C, D, kernel = stride = (t_patch, p, p)) on [N, C, T, H, W] gives
   a (T/t_patch) × (H/p) × (W/p) grid, flattened time-major: token order (t, h, w).
@@ -18,7 +18,7 @@ State-dict layout (what an export of this backbone holds; timm has no video ViT)
 `blocks.{i}.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}.*` (timm names), `norm.*` —
 the official mae_st names except that q, k, v are fused as timm's `attn.qkv`.
 
-Clip features (`forward`, METHODS.md §13.6): with pool "avg", the mean of the last block's
+Clip features (`forward`): with pool "avg", the mean of the last block's
 patch tokens (cls excluded) through the final LayerNorm; with "token", the normed cls token.
 """
 

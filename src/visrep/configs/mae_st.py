@@ -18,7 +18,7 @@ MOVING_MEAN, MOVING_STD = 0.0553, 0.1920  # visrep.data.moving_fmnist (torch-fre
 
 
 def mae_st_mfmnist() -> TrainConfig:
-    """MAE-ST on Moving Fashion-MNIST (METHODS.md §13.5) with a ViT-Tiny on a 2-core CPU.
+    """MAE-ST on Moving Fashion-MNIST (`visrep data build-video`) with a ViT-Tiny on a 2-core CPU.
 
     Command: `visrep train mae_st_mfmnist` (the 4,000 train videos made on the fly from the
     Fashion-MNIST train images), or on the same videos as mp4 files through the PyAV decoding
@@ -28,7 +28,7 @@ def mae_st_mfmnist() -> TrainConfig:
     2-block 128-wide decoder predicting frames [0, 2, 4, 7], no flip (it would mirror the
     motion direction). Training ends after 2 epochs (124 steps of 64 clips) or 10 minutes,
     whichever comes first, with its schedule complete (`run.budget_minutes`, as mae_fmnist);
-    then the video k-NN (§13.6-13.7; 2 temporal views, feature_mean, k = 20) on 400 train /
+    then the video k-NN (2 temporal views, feature_mean, k = 20) on 400 train /
     240 test videos, for class and direction labels, beside the untrained encoder.
     Measured here with 4 other jobs on the 2 cores (load average 5-11; benchmarks/results/
     mae_st_mfmnist_busy_host): 3.6 clips/s, so the budget ended training at step 34 of 124
@@ -45,12 +45,12 @@ def mae_st_mfmnist() -> TrainConfig:
         backbone=BackboneConfig(
             name="vit_tiny", patch_size=8, t_patch_size=2, pool="avg", pos_embed="learn"
         ),  # fmt: skip
-        # no flip: a flip would turn direction d into its mirror image (§13.5 rules)
+        # no flip: a flip would turn direction d into its mirror image (the set's direction rules)
         data=DataConfig(
             dataset="fashion_mnist",
             img_size=64,
             channels=3,
-            # Moving Fashion-MNIST's statistics (§13.5), also for its mp4 files (folders
+            # Moving Fashion-MNIST's statistics, also for its mp4 files (folders
             # otherwise get the Kinetics 0.45 / 0.225)
             mean=(MOVING_MEAN,) * 3,
             std=(MOVING_STD,) * 3,

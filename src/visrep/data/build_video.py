@@ -1,4 +1,4 @@
-"""`visrep data build-video`: Moving Fashion-MNIST (METHODS.md §13.5) written as real encoded
+"""`visrep data build-video`: Moving Fashion-MNIST (`visrep.data.moving_fmnist`) written as real encoded
 video files, laid out as users lay out their own videos::
 
     OUT/train/<k>_<class>/train_00000.mp4 ...   train images only (split id 0)
@@ -10,7 +10,7 @@ video files, laid out as users lay out their own videos::
 Class folders are prefixed with the class index so that sorting them keeps Fashion-MNIST's
 order. Frames are encoded with libx264 (crf 0, 4:4:4, one thread: the same seed writes the
 same bytes and decodes to the same frames) at 30 fps, so clip sampling uses W = τ·T source
-frames (§13.3). Direction labels are defined for `wrap` motion only.
+frames. Direction labels are defined for `wrap` motion only.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def build_moving_fmnist(
     for folder, _ in SPLITS:
         lines = [f"{r[0]},{r[3]},{r[5]}\n" for r in rows if r[1] == folder]
         atomic_write_text(out / f"{folder}.csv", "path,class,direction\n" + "".join(lines))
-    report = {"source": "moving_fashion_mnist", "spec": "METHODS.md 13.5", "seed": seed,
+    report = {"source": "moving_fashion_mnist", "spec": "visrep.data.moving_fmnist", "seed": seed,
               "train": n, "val": n_val, "frames": frames, "size": size, "motion": motion,
               "directions": spec.directions, "codec": codec, "fps": 30,
               "classes": [class_folder(c) for c in range(10)],

@@ -1,6 +1,6 @@
 """Moving Fashion-MNIST: a CPU-sized video set with an appearance and a motion label.
 
-METHODS.md §13.5. Each video is one (or two) 28×28 Fashion-MNIST images moving on a black
+Each video is one (or two) 28×28 Fashion-MNIST images moving on a black
 S×S canvas for F frames. The *class* label (the garment) is visible in any single frame; the
 *direction* label (one of K = 8 headings, only with "wrap" motion) is visible in no single
 frame, so video k-NN / linear results on it show whether a representation uses time.
@@ -21,13 +21,13 @@ import numpy as np
 
 SPLIT_IDS = {"train": 0, "test": 1}
 OBJECT = 28  # Fashion-MNIST side; objects are pasted at their own size (no rescaling)
-# normalisation constants measured on 800 train videos (N = 1, either motion; §13.5)
+# normalisation constants measured on 800 train videos (N = 1, either motion)
 MEAN, STD = 0.0553, 0.1920
 
 
 @dataclass(frozen=True)
 class MovingSpec:
-    """How videos are generated (§13.5 defaults)."""
+    """How videos are generated (the defaults)."""
 
     frames: int = 32  # F
     size: int = 64  # canvas S
@@ -62,7 +62,7 @@ class MovingVideo:
 
 
 def class_index(labels: np.ndarray, classes: int = 10) -> list[np.ndarray]:
-    """Ascending source indices of each class (the lists §13.5 step 3 draws from)."""
+    """Ascending source indices of each class (the lists step 3 draws from)."""
     return [np.flatnonzero(labels == c) for c in range(classes)]
 
 
@@ -75,7 +75,7 @@ def generate(
     seed: int = 0,
     split: str = "train",
 ) -> MovingVideo:
-    """Video `i` of `split` (§13.5 steps 1-6). `images` [N, 28, 28] uint8 of that split,
+    """Video `i` of `split` (steps 1-6 below). `images` [N, 28, 28] uint8 of that split,
     `by_class` its `class_index`."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, SPLIT_IDS[split], i])))
     k, s_ = spec.directions, spec.size

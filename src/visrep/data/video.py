@@ -1,4 +1,4 @@
-"""Video decoding, temporal clip sampling and clip transforms (METHODS.md §13.1-13.4).
+"""Video decoding, temporal clip sampling and clip transforms (after facebookresearch/SlowFast `datasets/decoder.py`, `datasets/transform.py`).
 
 Decoding goes through PyAV (`av`, which bundles FFmpeg; torchvision's video API is gone from
 the pinned torchvision): `decode_video(path) -> uint8 [F, H, W, 3]` plus the stream's frame
@@ -55,7 +55,7 @@ def decode_video(path: str | Path, short_side: int = 0) -> tuple[Tensor, float |
     """All frames of the first video stream: (uint8 [F, H, W, 3] RGB, fps or None).
 
     Decodes every frame (containers such as ffv1-in-Matroska report no frame count, so
-    metadata is never trusted; §13.1). `short_side` > 0 resizes the short side to it
+    metadata is never trusted). `short_side` > 0 resizes the short side to it
     (bilinear, align_corners False; the long side ⌊long/short·size⌋), as SlowFast's decoder
     does at `TRAIN_JITTER_SCALES[0]`. Raises on anything unreadable or frameless."""
     av = _av()
@@ -170,7 +170,7 @@ def find_videos(source: str | Path) -> tuple[list[Path], list[int], list[str]]:
     return read_video_list(source) if is_video_list(source) else scan_videos(source)
 
 
-# --- temporal sampling (§13.3) ------------------------------------------------------------
+# --- temporal sampling ------------------------------------------------------------
 
 
 def clip_window(frames: int, stride: int, fps: float | None, target_fps: float = TARGET_FPS):
@@ -208,7 +208,7 @@ def clip_indices(num_frames: int, start: float, window: float, frames: int) -> T
     return idx.clamp(0, num_frames - 1).long()
 
 
-# --- spatial transforms on (C, T, H, W) float clips (§13.4) --------------------------------
+# --- spatial transforms on (C, T, H, W) float clips --------------------------------
 
 
 def short_side_scale(clip: Tensor, size: int) -> Tensor:
@@ -323,7 +323,7 @@ def multiview_clips(
     channels: int = 3,
     offset: bool = True,
 ) -> Tensor:
-    """Multi-view testing (§13.6): N_t clips by the offset rule × N_s uniform crops (1: centre)
+    """Multi-view testing: N_t clips by the offset rule × N_s uniform crops (1: centre)
     after scaling the short side to `size`: float [N_t·N_s, C, T, size, size] in 0..255."""
     window = clip_window(frames, stride, fps)
     views = []

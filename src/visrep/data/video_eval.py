@@ -1,7 +1,7 @@
-"""Labelled videos for frozen evaluation (METHODS.md §13.6-13.7): the memory bank / probe set
+"""Labelled videos for frozen evaluation (the clip-level protocol of SlowFast's `tools/test_net.py`): the memory bank / probe set
 and the test set, each video given as its multi-view clips.
 
-- `fashion_mnist`: Moving Fashion-MNIST (§13.5, seed 0) made on the fly: the first
+- `fashion_mnist`: Moving Fashion-MNIST (seed 0) made on the fly: the first
   `eval.limit_train` train-split videos (train images) and `eval.limit_test` test-split
   videos (t10k images); multiples of 80 are exactly balanced in class × direction. Labels:
   "class" (appearance) and "direction" (motion).
@@ -29,7 +29,7 @@ from visrep.data.sampling import stratified_subset
 from visrep.data.video import decode_video, find_videos, multiview_clips
 from visrep.data.video_source import normalize_clips, video_mean_std
 
-# temporal views per video on CPU (§13.6 suggests 4 × 1 at 64 px; 2 halves the encoding time)
+# temporal views per video on CPU (4 × 1 would be the full multi-view test at 64 px; 2 halves the encoding time)
 EVAL_VIEWS = 2
 MOVING_EVAL = (800, 400)  # default train / test videos of Moving Fashion-MNIST
 

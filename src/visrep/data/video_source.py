@@ -9,7 +9,7 @@ images carry, so the loop counts them the same way):
   draws (start, crop, flip) come from a `random.Random` seeded by (seed, step, rank, slot).
   A video that cannot be decoded is logged once, skipped and counted (`n_skipped`), never
   fatal.
-- `MovingTrainData`: Moving Fashion-MNIST (METHODS.md §13.5) made on the fly per index from
+- `MovingTrainData`: Moving Fashion-MNIST (`visrep.data.moving_fmnist`) made on the fly per index from
   the Fashion-MNIST train images (`data.dataset=fashion_mnist`, `data.limit` videos, 4,000 by
   default), so a video recipe runs with no files at all; `visrep data build-video` writes
   the same videos as files for the decoding path.
@@ -44,12 +44,12 @@ from visrep.device import CPU
 
 logger = logging.getLogger(__name__)
 
-MOVING_TRAIN_VIDEOS = 4000  # §13.5 default train set size
+MOVING_TRAIN_VIDEOS = 4000  # the default train set size of Moving Fashion-MNIST
 
 
 def video_mean_std(data: DataConfig, moving: bool) -> tuple[tuple[float, ...], ...]:
     """Normalisation: data.mean/std if set, else Moving Fashion-MNIST's measured constants
-    (§13.5) or the Kinetics ones (0.45 / 0.225, §11.2), per channel, in 0..1 units."""
+    or the Kinetics ones (0.45 / 0.225), per channel, in 0..1 units."""
     if data.mean and data.std:
         return mean_std(data)
     c = data.channels or 3
@@ -153,7 +153,7 @@ class MovingTrainData:
         device: torch.device = CPU,
     ) -> None:
         images, labels = load_fashion_mnist(data.root, "train")
-        # the §13.5 set (seed 0), whatever the run's seed: every run trains on the same videos
+        # the seed-0 set, whatever the run's seed: every run trains on the same videos
         self.videos = MovingFashionMNIST(images.numpy(), labels.numpy(), MovingSpec(), seed=0,
                                          split="train")  # fmt: skip
         self.n = data.limit or MOVING_TRAIN_VIDEOS

@@ -1,4 +1,4 @@
-"""Video k-NN (METHODS.md §13.6-13.7): clip features averaged over views, one label family at
+"""Video k-NN (SlowFast `tools/test_net.py`; Feichtenhofer et al., CVPR 2021): clip features averaged over views, one label family at
 a time (Moving Fashion-MNIST: "class" = appearance, "direction" = motion).
 
 Each video is encoded as its views (N_t temporal clips × 1 centre crop,

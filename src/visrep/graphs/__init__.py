@@ -1,6 +1,6 @@
 """Relational graphs: networks whose layers exchange messages along a graph of channel groups
 (You, Leskovec, He, Xie, "Graph Structure of Neural Networks", ICML 2020;
-facebookresearch/graph2nn). Specification: METHODS.md §15.
+facebookresearch/graph2nn).
 
 `generate`: WS-flex graphs, their (C, L), the sampling of the (C, L) plane; `layers`: masked
 relational Linear / Conv2d; `models`: the relational MLP (`mlp5`) and ResNet with FLOPs

@@ -1,5 +1,5 @@
 """Analysis of a relational-graph sweep: binned (C, L) heatmap, the bin-level sweet spot, 1-D
-trends, the best bin against the complete graph and a smoothness measure (§15.8).
+trends, the best bin against the complete graph and a smoothness measure.
 
 You, Leskovec, He, Xie, "Graph Structure of Neural Networks", ICML 2020, §4-5; official
 notebook facebookresearch/graph2nn `analysis/analyze_results.ipynb` (`plot_2d`,

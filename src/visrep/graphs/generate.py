@@ -3,7 +3,7 @@
 You, Leskovec, He, Xie, "Graph Structure of Neural Networks", ICML 2020, §3 and Appendix;
 official code facebookresearch/graph2nn: `pycls/models/relation_graph.py` (`ws_graph`,
 `connected_ws_graph`) and `analysis/generate_graphs.ipynb` (the sweep, the shuffle and the
-bin-and-keep-first subsets). Specification: METHODS.md §15.2-15.4.
+bin-and-keep-first subsets). (graph2nn `pycls/models/relation_graph.py`, `analysis/generate_graphs.ipynb`).
 
 WS-flex(n, k, p, seed) generalises Watts-Strogatz to a real average degree k in [2, n]:
 e = round(k·n/2) edges spread over the nodes as evenly as possible (the first e mod n nodes
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import networkx as nx
 import numpy as np
 
-# the paper's n = 16 analysis range (§15.4): C bins on [0, 1], L bins on [1, 2.5]
+# the paper's n = 16 analysis range: C bins on [0, 1], L bins on [1, 2.5]
 L_RANGE_N16 = (1.0, 2.5)
 L_RANGE_N64 = (1.0, 4.5)
 
@@ -37,7 +37,7 @@ def edge_counts(e: int, n: int) -> list[int]:
 
 
 def ws_flex_once(n: int, k: float, p: float, rng: random.Random) -> nx.Graph:
-    """One WS-flex draw (§15.2 steps 2-4) from `rng`; may be disconnected."""
+    """One WS-flex draw (graph2nn's steps 2-4: edge counts, ring lattice, rewiring) from `rng`; may be disconnected."""
     counts = edge_counts(int(round(k * n / 2)), n)
     g = nx.Graph()
     g.add_nodes_from(range(n))
@@ -63,7 +63,7 @@ def ws_flex_once(n: int, k: float, p: float, rng: random.Random) -> nx.Graph:
 
 
 def ws_flex(n: int, k: float, p: float, seed: int, tries: int = 100) -> nx.Graph:
-    """A connected WS-flex graph (§15.2): n nodes, average degree ~k (real, 2 <= k <= n),
+    """A connected WS-flex graph: n nodes, average degree ~k (real, 2 <= k <= n),
     rewiring probability p; retries continue the one `random.Random(seed)` stream."""
     if not 2 <= k <= n:
         raise ValueError(f"WS-flex needs 2 <= k <= n, got k={k}, n={n}")
@@ -159,8 +159,8 @@ def sample_graphs(
     l_range: tuple[float, float] = L_RANGE_N16,
     grid: list[tuple[float, float, int]] | None = None,
 ) -> list[GraphSpec]:
-    """WS-flex graphs covering the (C, L) plane, the paper's bin-and-keep-first procedure
-    (§15.4): measure every candidate of `grid`, shuffle the rows with the permutation of
+    """WS-flex graphs covering the (C, L) plane, the paper's bin-and-keep-first procedure:
+    measure every candidate of `grid`, shuffle the rows with the permutation of
     `np.random.seed(1)` (a local RandomState(1), same numbers, no global side effect), bin C
     on [0, 1] and L on `l_range` into `bins` equal bins each and keep the first graph of each
     occupied bin. With fewer occupied bins than `num` the binning is refined (bins + 1, ...)

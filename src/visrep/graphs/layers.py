@@ -1,5 +1,5 @@
 """Relational graph → neural network layers: a layer is one round of message exchange along a
-graph whose nodes are groups of channels (§15.1, §15.5-15.6).
+graph whose nodes are groups of channels.
 
 You, Leskovec, He, Xie, "Graph Structure of Neural Networks", ICML 2020, §2; official code
 facebookresearch/graph2nn `pycls/models/relation_graph.py` (`compute_size`,
@@ -78,7 +78,7 @@ def mask_nnz(g: nx.Graph, c_in: int, c_out: int) -> int:
 
 class RelationalLinear(nn.Linear):
     """`TalkLinear`: y = x (W ⊙ M)ᵀ (+ b), M the graph's channel mask (a buffer). Init as the
-    paper's MLP: N(0, 0.01²), not rescaled by the mask density (§15.5)."""
+    paper's MLP: N(0, 0.01²), not rescaled by the mask density."""
 
     def __init__(self, c_in: int, c_out: int, graph: nx.Graph, bias: bool = False):
         super().__init__(c_in, c_out, bias=bias)
@@ -100,7 +100,7 @@ class RelationalLinear(nn.Linear):
 
 class RelationalConv2d(nn.Conv2d):
     """`TalkConv2d`: a k×k convolution whose weight is multiplied by M[:, :, None, None].
-    Init N(0, 2 / (k²·c_out·params_scale)): He init rescaled by the density (§15.5)."""
+    Init N(0, 2 / (k²·c_out·params_scale)): He init rescaled by the density."""
 
     def __init__(
         self, c_in: int, c_out: int, graph: nx.Graph, kernel_size: int, stride: int = 1,

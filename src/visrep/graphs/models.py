@@ -1,5 +1,5 @@
 """Relational networks for 28-px Fashion-MNIST: the paper's 5-layer MLP and a small ResNet,
-with the paper's FLOPs matching (§15.5-15.6).
+with the paper's FLOPs matching.
 
 You, Leskovec, He, Xie, "Graph Structure of Neural Networks", ICML 2020, §4; official code
 facebookresearch/graph2nn `pycls/models/mlp.py` (`MLPNet`: dense stem, `TalkLinearTransform`

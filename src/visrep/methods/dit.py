@@ -1,7 +1,7 @@
 """DiT: Scalable Diffusion Models with Transformers (Peebles & Xie, ICCV 2023).
 
 Follows the paper, Sec. 3.2 (facebookresearch/DiT `models.py`, `train.py`, `sample.py`;
-METHODS.md §10.1). A ViT denoiser on patch tokens (fixed MAE-layout sin-cos table, no cls)
+facebookresearch/DiT `models.py`). A ViT denoiser on patch tokens (fixed MAE-layout sin-cos table, no cls)
 conditioned on c = t_emb + y_emb through adaLN-Zero: each block regresses
 (shift, scale, gate) × 2 from c by SiLU → Linear(D, 6D), zero-initialised, so every block
 starts as the identity and the network outputs exactly 0. The last layer modulates a

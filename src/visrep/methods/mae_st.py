@@ -2,7 +2,7 @@
 NeurIPS 2022).
 
 MAE on spacetime patches (paper Sec. 3; facebookresearch/mae_st `models_mae.py`,
-`util/video_vit.py`; METHODS.md §10.5). A clip [N, C, T, H, W] becomes T/t_patch × h × w
+`util/video_vit.py`). A clip [N, C, T, H, W] becomes T/t_patch × h × w
 tokens (order t, h, w; `backbones.video_vit.VideoViT`); 90% of them, drawn at random over
 all of spacetime, are removed; the encoder sees the rest with their separable learned
 position embeddings added *after* masking; a light decoder with its own separable table and
