@@ -86,3 +86,15 @@ def test_mask_needs_a_token_and_excludes_ids_keep():
         vit.encode(x, mask=torch.zeros(1, 16))
     with pytest.raises(ValueError, match="not both"):
         vit.encode(x, torch.tensor([[0, 1]]), mask=torch.zeros(1, 16), mask_token=torch.zeros(192))
+
+
+@pytest.mark.parametrize("arch", ["vit_tiny", "vit_small"])
+def test_vit_size_reads_timms_definition(arch):
+    from visrep.backbones.vit import vit_size
+
+    vit = ViT(arch, img_size=28, patch_size=7, in_chans=1)
+    blocks = vit.model.blocks
+    assert vit_size(arch) == (vit.embed_dim, len(blocks), blocks[0].attn.num_heads)
+    assert vit_size("vit_tiny") == (192, 12, 3)  # the MAE / DeiT-Tiny size
+    with pytest.raises(ValueError, match="unknown ViT arch"):
+        vit_size("vit_gigantic")

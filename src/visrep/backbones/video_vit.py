@@ -28,16 +28,9 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from visrep.backbones.vit import VIT_ARCHS, vit_size
 from visrep.parts.masking import gather_tokens
 
-# name -> (width, depth, heads), the timm / MAE sizes of visrep.backbones.vit.VIT_ARCHS
-VIDEO_VIT_SIZES: dict[str, tuple[int, int, int]] = {
-    "vit_tiny": (192, 12, 3),
-    "vit_small": (384, 12, 6),
-    "vit_base": (768, 12, 12),
-    "vit_large": (1024, 24, 16),
-    "vit_huge": (1280, 32, 16),
-}
 
 
 class PatchEmbed3d(nn.Module):
@@ -70,8 +63,8 @@ class VideoViT(nn.Module):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if arch not in VIDEO_VIT_SIZES:
-            raise ValueError(f"unknown ViT arch {arch!r}; choose one of {sorted(VIDEO_VIT_SIZES)}")
+        if arch not in VIT_ARCHS:
+            raise ValueError(f"unknown ViT arch {arch!r}; choose one of {sorted(VIT_ARCHS)}")
         if img_size % patch_size or frames % t_patch_size:
             raise ValueError(
                 f"a {frames}-frame {img_size} px clip does not split into {t_patch_size}×"
@@ -83,7 +76,7 @@ class VideoViT(nn.Module):
                              "set backbone.pos_embed=learn")  # fmt: skip
         if pool not in ("token", "avg"):
             raise ValueError(f"pool must be 'token' or 'avg', got {pool!r}")
-        dim, n_blocks, heads = VIDEO_VIT_SIZES[arch]
+        dim, n_blocks, heads = vit_size(arch)  # timm's sizes, as the image ViT
         n_blocks, heads = depth or n_blocks, num_heads or heads
         self.arch, self.pool_mode = arch, pool
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans

@@ -9,6 +9,8 @@ masked ones replaced by a mask token (`mask`, `mask_token`).
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import timm
@@ -29,6 +31,20 @@ VIT_ARCHS: dict[str, str] = {
     "vit_huge": "vit_huge_patch14_224",  # D=1280, depth 32, 16 heads
 }
 
+
+
+@functools.lru_cache(maxsize=None)
+def vit_size(arch: str) -> tuple[int, int, int]:
+    """(width, depth, heads) of a `VIT_ARCHS` entry, read from timm's own model definition.
+
+    The model is built on the meta device, so no memory is allocated and nothing is
+    initialised; other backbones (e.g. the video ViT) take their sizes from here rather
+    than restating timm's table."""
+    if arch not in VIT_ARCHS:
+        raise ValueError(f"unknown ViT arch {arch!r}; choose one of {sorted(VIT_ARCHS)}")
+    with torch.device("meta"):
+        model = timm.create_model(VIT_ARCHS[arch], pretrained=False, num_classes=0)
+    return model.embed_dim, len(model.blocks), model.blocks[0].attn.num_heads
 
 class ViT(nn.Module):
     """A timm ViT that can encode a subset of its tokens.
