@@ -1,0 +1,129 @@
+"""The reference table: every image method under one protocol, beside raw pixels and the
+untrained encoder, on Fashion-MNIST and on a real colour folder (Noto emoji).
+
+One protocol per dataset, the same for every row:
+- **images seen**: `optim.epochs` passes over the same `data.limit` training images
+  (Fashion-MNIST: 5 × the first 10,000; emoji: 20 × its 1,524 train/ images); each recipe
+  keeps its own method settings, batch, optimizer and schedule shape (warmup + cosine over
+  those epochs), so a method that uses two views still sees each image once per epoch;
+- **evaluation**: the run's own final evaluation, 20-NN (cosine, τ = 0.07) and the linear
+  probe on cached features (Fashion-MNIST: bank/probe set = the same 10,000 training
+  images, test = all 10,000 test images, LARS 90 epochs at blr 0.1; emoji: val/, 200
+  epochs at blr 1.0 as the `*_own` recipes), with raw-pixel and random-init rows computed
+  on the same split by the same code (`eval.baselines`);
+- image-text rows (CLIP family) also report the final evaluation's zero-shot top-1 on the
+  whole Fashion-MNIST test split (the 7 unseen ImageNet templates).
+
+Each row is one `visrep train` process (the command a user runs) whose result is written to
+`benchmarks/results/reference/<dataset>/<recipe>.json` with its command, images seen, train
+and eval wall time, a matmul probe before and after and the host load: rows already there are
+skipped, so the table fills up across sessions (`--force` reruns). `benchmarks/reference_md.py`
+regenerates `benchmarks/results/reference.md` from those files.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --dataset fashion_mnist
+    .venv/bin/visrep data build-folder --out /tmp/emoji_folder \\
+        --emoji-root emoji-datasource-google-16.0.0.tgz
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --dataset emoji \\
+        --folder /tmp/emoji_folder
+    .venv/bin/python benchmarks/reference_md.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host import environment, uptime, write_json  # noqa: E402
+from throughput import MatmulProbe  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "reference"
+
+# recipe -> extra overrides on that dataset (beyond the protocol's)
+IMAGE_RECIPES = ["mae_fmnist", "mae_longseq_fmnist", "maskfeat_fmnist", "fcmae_fmnist",
+                 "spark_fmnist", "simsiam_fmnist", "mocov3_fmnist", "simclr_fmnist"]  # fmt: skip
+TEXT_RECIPES = ["clip_fmnist", "slip_fmnist", "flip_fmnist", "clip_bow_fmnist", "lit_fmnist"]
+# ViT-Tiny/4 at 64 px would be 256 tokens: the colour rows use /8 (64 tokens), as `mae_own`
+_VIT8 = ["backbone.patch_size=8"]
+DATASETS = {
+    "fashion_mnist": {
+        "epochs": 5, "limit": 10000,
+        "protocol": ["eval.limit_train=10000", "eval.limit_test=0", "eval.linear_epochs=90",
+                     "eval.linear_blr=0.1"],
+        "recipes": {r: [] for r in IMAGE_RECIPES + TEXT_RECIPES},
+    },
+    "emoji": {
+        "epochs": 20, "limit": 0,
+        "protocol": ["data.img_size=64", "data.channels=0", "eval.dataset=auto",
+                     "eval.linear_epochs=200", "eval.linear_blr=1.0"],
+        "recipes": {"mae_own": [], "simclr_resnet18_own": [], "mae_fmnist": _VIT8,
+                    "maskfeat_fmnist": _VIT8, "fcmae_fmnist": [], "spark_fmnist": [],
+                    "simsiam_fmnist": [], "mocov3_fmnist": [], "simclr_fmnist": []},
+    },
+}  # fmt: skip
+
+
+def gflops() -> float:
+    probe = MatmulProbe()
+    probe.run()
+    return round(probe.gflops[-1], 1)
+
+
+def run_row(dataset: str, recipe: str, args: argparse.Namespace) -> dict:
+    spec = DATASETS[dataset]
+    out_dir = Path(args.runs_dir) / dataset / recipe
+    data = [f"data.dataset={args.folder}"] if dataset == "emoji" else []
+    limit = [f"data.limit={spec['limit']}"] if spec["limit"] else []
+    overrides = [*data, *limit, f"optim.epochs={spec['epochs']}", *spec["protocol"],
+                 *spec["recipes"][recipe], f"run.threads={args.threads}", "run.progress=False",
+                 "eval.every_epochs=0", f"run.out_dir={out_dir}", *args.set]  # fmt: skip
+    command = ["visrep", "train", recipe, *overrides]
+    row: dict = {"dataset": dataset, "recipe": recipe, "command": shlex.join(command),
+                 "uptime_before": uptime(), "matmul_gflops_before": gflops()}  # fmt: skip
+    subprocess.run(["rm", "-rf", str(out_dir)], check=True)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "visrep.cli", "train", recipe, *overrides], check=True)
+    row["wall_s"] = round(time.perf_counter() - t0, 1)
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    config = json.loads((out_dir / "config.json").read_text())
+    log = [json.loads(x) for x in (out_dir / "log.jsonl").read_text().splitlines()]
+    steps = max(r["step"] for r in log if "train/loss" in r)
+    row |= {"steps": steps, "batch_size": config["optim"]["batch_size"],
+            "images_seen": steps * config["optim"]["batch_size"], "metrics": metrics,
+            "eval_s": metrics.get("eval_seconds"),
+            "backbone": config["backbone"]["name"]}  # fmt: skip
+    row |= {"matmul_gflops_after": gflops(), "uptime_after": uptime(),
+            "threads": args.threads, "environment": environment()}  # fmt: skip
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--folder", default="/tmp/emoji_folder", help="emoji: build-folder output")
+    p.add_argument("--recipes", nargs="*", help="a subset of the dataset's rows")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs-dir", default="/tmp/visrep-reference")
+    p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides (all rows)")
+    p.add_argument("--force", action="store_true", help="rerun rows that have a result")
+    p.add_argument("--results", default=str(RESULTS), help="where the row JSON files go")
+    args = p.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    recipes = args.recipes or list(DATASETS[args.dataset]["recipes"])
+    for recipe in recipes:
+        path = Path(args.results) / args.dataset / f"{recipe}.json"
+        if path.exists() and not args.force:
+            print(f"{path} exists: skipped (--force reruns)")
+            continue
+        print(f"== {args.dataset} / {recipe}", flush=True)
+        write_json(run_row(args.dataset, recipe, args), path)
+
+
+if __name__ == "__main__":
+    main()
