@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,12 +18,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import md_table  # noqa: E402
 from reference import DATASETS, RESULTS  # noqa: E402
 
-TITLES = {
-    "fashion_mnist": "Fashion-MNIST: 5 epochs over 10,000 training images (50,000 seen); "
-    "bank / probe set a stratified 10,000 of train, all 10,000 test images",
-    "emoji": "Noto emoji colour folder (64 px RGB, 9 categories): 20 epochs over the "
-    "1,524 train/ images (30,480 seen); val/ = 382 images",
-}
+NAMES = {"fashion_mnist": "Fashion-MNIST", "emoji": "Noto emoji colour folder (64 px RGB, 9 categories)"}
+
+
+def overrides(command: str) -> dict[str, str]:
+    """key=value overrides of a row's command, the last one winning (as in `visrep train`)."""
+    return dict(t.split("=", 1) for t in shlex.split(command) if "=" in t)
+
+
+def title(dataset: str, rows: list[dict]) -> str:
+    o = overrides(rows[0]["command"])
+    limit = int(o.get("data.limit", 0))
+    seen = f"{limit:,} training images" if limit else "every training image"
+    bank, test = int(o.get("eval.limit_train", 0)), int(o.get("eval.limit_test", 0))
+    split = (f"bank / probe set a stratified {bank:,} of train" if bank
+             else "bank / probe set all of train (emoji: train/)") + (
+        f", a stratified {test:,} test images" if test else ", all test images (emoji: val/)")
+    return f"{NAMES[dataset]}: {o.get('optim.epochs')} epochs over {seen}; {split}"
 
 
 def _f(m: dict, key: str) -> str:
@@ -50,7 +62,7 @@ def table(dataset: str, rows: list[dict]) -> str:
     missing = [r for r in DATASETS[dataset]["recipes"] if r not in {x["recipe"] for x in rows}]
     todo = f"\n\nNot run yet: {', '.join(f'`{r}`' for r in missing)}." if missing else ""
     commands = "\n".join(f"- `{r['recipe']}`: `{r['command']}`" for r in rows)
-    return (f"## {TITLES[dataset]}\n\n{md_table(head, lines)}{note}{todo}\n\n"
+    return (f"## {title(dataset, rows)}\n\n{md_table(head, lines)}{note}{todo}\n\n"
             f"<details><summary>Commands</summary>\n\n{commands}\n\n</details>\n")
 
 
