@@ -75,6 +75,25 @@ class MaskFeatConfig:
     patch_embed_init: str = "slowfast"
 
 
+# visrep.methods.maskfeat_video
+@dataclass(frozen=True)
+class MaskFeatVideoConfig:
+    """Video MaskFeat on a plain video ViT (MaskFeat paper Sec. 4; SlowFast
+    `k400_MVITv2_S_16x4_MaskFeat_PT.yaml` transferred to a ViT): 40% cube masking of mask
+    units of 2×2 tokens × one temporal slot, per-frame HOG (9 bins) of frames 0, u, 2u, …
+    (u = backbone.t_patch_size), K = nbins · (patch / cell)² · channels per token."""
+
+    mask_ratio: float = 0.4  # target round(T'·H'·W'·r) mask units; can end below
+    # mask unit side in tokens: the cube generator's window is (T', h / unit, w / unit)
+    # (official [8, 7, 7] for 8 × 14 × 14 tokens: 32 × 32 px units at patch 16)
+    mask_unit: int = 2
+    min_mask_patches: int = 0  # smallest box area in units; 0 = SlowFast's H'·W' // 5
+    mask_min_aspect: float = 0.3
+    nbins: int = 9
+    cell_size: int = 8
+    patch_embed_init: str = "slowfast"  # slowfast | xavier (as image MaskFeat)
+
+
 # visrep.methods.fcmae
 @dataclass(frozen=True)
 class FCMAEConfig:

@@ -32,7 +32,6 @@ from visrep.backbones.vit import VIT_ARCHS, vit_size
 from visrep.parts.masking import gather_tokens
 
 
-
 class PatchEmbed3d(nn.Module):
     """Conv3d spacetime patches: [N, C, T, H, W] -> [N, T'·h·w, D] in (t, h, w) order."""
 
@@ -125,14 +124,33 @@ class VideoViT(nn.Module):
         temporal = torch.repeat_interleave(self.pos_embed_temporal, h * w, dim=1)
         return spatial + temporal
 
-    def encode(self, video: Tensor, ids_keep: Tensor | None = None) -> Tensor:
+    def encode(
+        self,
+        video: Tensor,
+        ids_keep: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        mask_token: Tensor | None = None,
+    ) -> Tensor:
         """Normed tokens [N, 1+K, D] (cls first) of all patches or those at `ids_keep` [N, K];
-        position added after the gather (mae_st `forward_encoder`)."""
-        return self.norm(self._blocks(video, ids_keep))
+        position added after the gather (mae_st `forward_encoder`). With `mask` [N, L] (1 =
+        masked) and `mask_token` [1, 1, D], masked patch embeddings are replaced by the token
+        *before* the position table is added, and every token is encoded (video MaskFeat,
+        SlowFast `slowfast/models/masked.py` `_maskfeat_forward`)."""
+        return self.norm(self._blocks(video, ids_keep, mask, mask_token))
 
-    def _blocks(self, video: Tensor, ids_keep: Tensor | None = None) -> Tensor:
+    def _blocks(
+        self,
+        video: Tensor,
+        ids_keep: Tensor | None = None,
+        mask: Tensor | None = None,
+        mask_token: Tensor | None = None,
+    ) -> Tensor:
         self.check_input(video)
         x = self.patch_embed(video)  # [N, L, D]
+        if mask is not None:
+            m = mask.to(x.dtype).unsqueeze(-1)  # [N, L, 1]
+            x = x * (1 - m) + mask_token.to(x.dtype) * m
         pos = self.pos_table().expand(x.shape[0], -1, -1)
         if ids_keep is not None:
             x, pos = gather_tokens(x, ids_keep), gather_tokens(pos, ids_keep)

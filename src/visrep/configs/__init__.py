@@ -44,6 +44,7 @@ from visrep.configs.mae_longseq import (
 )
 from visrep.configs.mae_st import mae_st_mfmnist, mae_st_vit_large_k400
 from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
+from visrep.configs.maskfeat_video import maskfeat_video_mfmnist, maskfeat_video_vit_base_k400
 from visrep.configs.own import mae_own, mae_vit_small_224, simclr_resnet18_own
 from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
 
@@ -61,6 +62,8 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "maskfeat_fmnist": maskfeat_fmnist,
     "mae_st_mfmnist": mae_st_mfmnist,  # video: Moving Fashion-MNIST (configs/mae_st.py)
     "mae_st_vit_large_k400": mae_st_vit_large_k400,
+    "maskfeat_video_mfmnist": maskfeat_video_mfmnist,  # video (configs/maskfeat_video.py)
+    "maskfeat_video_vit_base_k400": maskfeat_video_vit_base_k400,
     "maskfeat_vit_base_in1k": maskfeat_vit_base_in1k,
     "fcmae_fmnist": fcmae_fmnist,
     "fcmae_convnextv2_atto_in1k": fcmae_convnextv2_atto_in1k,
@@ -131,6 +134,8 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
                  "data.channels": 3, "eval.dataset": "", "eval.every_epochs": 0}  # fmt: skip
         if hasattr(cfg.method, "pred_t_dim"):
             method_changes["method.pred_t_dim"] = min(cfg.method.pred_t_dim, 4)
+        if hasattr(cfg.method, "mask_unit"):  # video MaskFeat: a 2 x 2 token grid at 32 px
+            method_changes["method.mask_unit"] = 1
     return replace(
         cfg,
         **method_changes,

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from visrep.config import (
     BackboneConfig,
-    DataConfig,
     EvalConfig,
     OptimConfig,
     RunConfig,
     TrainConfig,
 )
+from visrep.configs.video import kinetics_clips, moving_fmnist_clips
 from visrep.method_configs import MAESTConfig
-
-MOVING_MEAN, MOVING_STD = 0.0553, 0.1920  # visrep.data.moving_fmnist (torch-free here)
 
 
 def mae_st_mfmnist() -> TrainConfig:
@@ -45,21 +43,7 @@ def mae_st_mfmnist() -> TrainConfig:
         backbone=BackboneConfig(
             name="vit_tiny", patch_size=8, t_patch_size=2, pool="avg", pos_embed="learn"
         ),  # fmt: skip
-        # no flip: a flip would turn direction d into its mirror image (the set's direction rules)
-        data=DataConfig(
-            dataset="fashion_mnist",
-            img_size=64,
-            channels=3,
-            # Moving Fashion-MNIST's statistics, also for its mp4 files (folders
-            # otherwise get the Kinetics 0.45 / 0.225)
-            mean=(MOVING_MEAN,) * 3,
-            std=(MOVING_STD,) * 3,
-            frames=8,
-            frame_stride=2,
-            crop_scale=(0.5, 1.0),
-            hflip=False,
-            num_workers=0,
-        ),  # fmt: skip
+        data=moving_fmnist_clips(),  # no flip: it would mirror the motion direction
         optim=OptimConfig(
             epochs=2,
             batch_size=64,
@@ -93,17 +77,7 @@ def mae_st_vit_large_k400() -> TrainConfig:
         backbone=BackboneConfig(
             name="vit_large", patch_size=16, t_patch_size=2, pool="avg", pos_embed="learn"
         ),  # fmt: skip
-        data=DataConfig(
-            dataset="path/to/kinetics400/train",
-            img_size=224,
-            channels=3,
-            frames=16,
-            frame_stride=4,
-            short_side=256,
-            crop_scale=(0.5, 1.0),
-            num_workers=14,
-        ),  # fmt: skip
-        # 2 clips per GPU (PRETRAIN.md --batch_size 2); blr 1.6e-3 -> lr = blr x batch / 256
+        data=kinetics_clips(16, 4, num_workers=14),
         optim=OptimConfig(
             epochs=100, batch_size=2, blr=1.6e-3, warmup_epochs=5, weight_decay=0.05, clip_grad=0.02
         ),  # fmt: skip

@@ -18,6 +18,7 @@ from visrep.methods.fcmae import FCMAE, FCMAEConfig
 from visrep.methods.mae import MAE, MAEConfig
 from visrep.methods.mae_st import MAEST, MAESTConfig
 from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
+from visrep.methods.maskfeat_video import MaskFeatVideo, MaskFeatVideoConfig
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
 from visrep.methods.simclr import SimCLR, SimCLRConfig
 from visrep.methods.simsiam import SimSiam, SimSiamConfig
@@ -35,6 +36,7 @@ METHODS: dict[str, MethodEntry] = {
     "mae": MethodEntry(MAEConfig, MAE),
     "maskfeat": MethodEntry(MaskFeatConfig, MaskFeat),
     "mae_st": MethodEntry(MAESTConfig, MAEST),  # video (data.frames > 0)
+    "maskfeat_video": MethodEntry(MaskFeatVideoConfig, MaskFeatVideo),  # video
     "fcmae": MethodEntry(FCMAEConfig, FCMAE),
     "spark": MethodEntry(SparKConfig, SparK),
     "simsiam": MethodEntry(SimSiamConfig, SimSiam),

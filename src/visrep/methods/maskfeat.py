@@ -59,31 +59,15 @@ class MaskFeat(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """SlowFast init (`slowfast/models/video_model_builder.py` `MViT._init_weights`):
-        trunc_normal(0.02) Linear/conv weights, Linear and LayerNorm biases 0.02 (sic; the conv
-        bias keeps PyTorch's default), LayerNorm weights 1; learned pos embed, cls and mask
-        tokens trunc_normal(0.02); head bias 0."""
+        """SlowFast init (`slowfast_init`); learned pos embed, cls and mask tokens
+        trunc_normal(0.02); head bias 0."""
         vit = self.backbone.model
-        for m in vit.modules():
-            if isinstance(m, nn.Linear | nn.Conv2d):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if isinstance(m, nn.Linear) and m.bias is not None:
-                    nn.init.constant_(m.bias, 0.02)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.constant_(m.bias, 0.02)
+        slowfast_init(vit)
         vit.pos_embed.requires_grad_(True)  # the backbone's default is a fixed sin-cos table
         for t in (vit.pos_embed, vit.cls_token, self.mask_token, self.head.weight):
             nn.init.trunc_normal_(t, std=0.02)
         nn.init.zeros_(self.head.bias)
-        if self.cfg.patch_embed_init == "xavier":
-            w = vit.patch_embed.proj.weight
-            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        elif self.cfg.patch_embed_init != "slowfast":
-            raise ValueError(
-                f"method.patch_embed_init must be slowfast or xavier, "
-                f"got {self.cfg.patch_embed_init!r}"
-            )
+        init_patch_embed(vit.patch_embed.proj, self.cfg.patch_embed_init)
 
     def draw_mask(self, batch: int) -> Tensor:
         """Block-wise masks [N, h, w] (bool) from a Python RNG seeded by the torch generator."""
@@ -103,11 +87,7 @@ class MaskFeat(nn.Module):
         return self.backbone.encode(images, mask=mask, mask_token=self.mask_token)
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        """MSE over masked tokens × K dims (paper Sec. 3; nn.MSELoss 'mean' on the
-        selected rows, SlowFast's "mse" loss)."""
-        sel = mask.bool()
-        sq = (pred[sel] - target[sel]) ** 2  # [M, K]
-        return sq.sum() / (sel.sum() * self.target_dim).clamp(min=1)  # 0, not NaN, if M = 0
+        return masked_mse(pred, target, mask)
 
     def forward(self, batch: dict, mask: Tensor | None = None) -> dict[str, Tensor]:
         """`mask`: optional [N, h, w] or [N, L] (bool or 0/1, 1 = masked)."""
@@ -125,3 +105,37 @@ class MaskFeat(nn.Module):
         pred = self.head(latent[:, 1:])  # [N, L, K]; only masked rows enter the loss
         loss = self.loss(pred.float(), target, mask)
         return {"loss": loss, "pred": pred, "mask": mask, "masked_frac": mask.mean()}
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """MSE over masked tokens × K dims (MaskFeat paper Sec. 3; nn.MSELoss 'mean' on the
+    selected rows, SlowFast `slowfast/models/losses.py` "mse" / "multi_mse"): pred, target
+    [N, L, K], mask [N, L] (1 = masked); 0, not NaN, when nothing is masked."""
+    sel = mask.bool()
+    sq = (pred[sel] - target[sel]) ** 2  # [M, K]
+    return sq.sum() / (sel.sum() * pred.shape[-1]).clamp(min=1)
+
+
+@torch.no_grad()
+def slowfast_init(module: nn.Module) -> None:
+    """SlowFast's encoder init (`slowfast/models/video_model_builder.py` `MViT._init_weights`):
+    trunc_normal(0.02) Linear and conv weights, Linear and LayerNorm biases 0.02 (sic; conv
+    biases keep PyTorch's default), LayerNorm weights 1."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.constant_(m.bias, 0.02)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.constant_(m.bias, 0.02)
+
+
+@torch.no_grad()
+def init_patch_embed(proj: nn.Module, how: str) -> None:
+    """Patch projection init: `how` = "slowfast" keeps `slowfast_init`'s trunc_normal(0.02);
+    "xavier" is MAE's xavier-uniform on the flattened projection."""
+    if how == "xavier":
+        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+    elif how != "slowfast":
+        raise ValueError(f"method.patch_embed_init must be slowfast or xavier, got {how!r}")

@@ -258,3 +258,70 @@ def block_masks(
 ) -> Tensor:
     """`block_mask` for N images, drawn one after the other from `rng`: bool [N, h, w]."""
     return torch.stack([block_mask(grid, num_masked, rng, **kwargs) for _ in range(batch)])
+
+
+def cube_mask(
+    window: tuple[int, int, int],
+    num_masked: int,
+    rng: random.Random,
+    *,
+    min_patches: int | None = None,
+    max_patches: int | None = None,
+    min_aspect: float = 0.3,
+    attempts: int = 100,
+) -> Tensor:
+    """Spatiotemporal cube mask of video MaskFeat (MaskFeat paper Sec. 4.1;
+    facebookresearch/SlowFast `slowfast/datasets/transform.py` `MaskingGenerator3D`, called
+    from `slowfast/datasets/kinetics.py` `_gen_mask`) on a (T', H', W') grid of mask units.
+
+    Rounds of box placement until `num_masked` units are masked or a round adds nothing.
+    A round makes up to `attempts` tries, each drawing from `rng` in the official order:
+    area ~ uniform(min_patches, max_patches) (the constructor's bound, not the units left:
+    the 2-D generator differs here), log-aspect ~ uniform(log a, −log a), t ~ randint(1, T')
+    (drawn even when the shape is rejected); the shape h = round(√(area·aspect)),
+    w = round(√(area/aspect)) is accepted only if w < W' and h < H'; then top ~ randint(0,
+    H' − h), left ~ randint(0, W' − w), front ~ randint(0, T' − t). A box is kept if it
+    newly covers between 1 and the units still missing. The count never exceeds
+    `num_masked` and can stay below it.
+
+    Args:
+        window: (T', H', W') mask-unit grid.
+        num_masked: target count, Python's round(T'·H'·W'·r).
+        rng: the source of every draw.
+        min_patches: None = H'·W' // 5 (SlowFast `_gen_mask`).
+        max_patches: None = H'·W'.
+        min_aspect: aspect range [min_aspect, 1 / min_aspect], log-uniform.
+        attempts: tries per round (100 in the 3-D generator).
+
+    Returns:
+        bool [T', H', W'], True = masked.
+    """
+    t_, h_, w_ = window
+    max_patches = h_ * w_ if max_patches is None else max_patches
+    min_patches = h_ * w_ // 5 if min_patches is None else min_patches
+    log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+    mask = np.zeros(window, dtype=bool)
+    count = 0
+    while count < num_masked:
+        room = num_masked - count
+        added = 0
+        for _ in range(attempts):
+            area = rng.uniform(min_patches, max_patches)
+            aspect = math.exp(rng.uniform(*log_aspect))
+            h = int(round(math.sqrt(area * aspect)))
+            w = int(round(math.sqrt(area / aspect)))
+            t = rng.randint(1, t_)
+            if w < w_ and h < h_:
+                top, left = rng.randint(0, h_ - h), rng.randint(0, w_ - w)
+                front = rng.randint(0, t_ - t)
+                box = mask[front : front + t, top : top + h, left : left + w]
+                new = t * h * w - int(box.sum())
+                if 0 < new <= room:
+                    box[...] = True
+                    added = new
+            if added:
+                break
+        if added == 0:
+            break
+        count += added
+    return torch.from_numpy(mask)

@@ -1,0 +1,117 @@
+"""MaskFeat on video (Wei, Fan, Xie, Wu, Yuille, Feichtenhofer, "Masked Feature Prediction
+for Self-Supervised Visual Pre-Training", CVPR 2022, Sec. 4) on a plain video ViT.
+
+facebookresearch/SlowFast `slowfast/models/masked.py` (`MaskMViT._maskfeat_forward`,
+`_get_hog_label_3d`, `_get_multiscale_mask`), `slowfast/datasets/transform.py`
+(`MaskingGenerator3D`), `slowfast/datasets/kinetics.py` (`_gen_mask`). The released video
+configs use MViTv2; MaskMViT runs a plain ViT in MaskFeat mode by configuration, and that is
+what this is, on MAE-ST's video ViT (`backbones.video_vit.VideoViT`):
+
+1. Cube mask on a (T', h/unit, w/unit) window of mask units (`parts.masking.cube_mask`),
+   nearest-upsampled to the token grid (unit (i, j) covers tokens (unit·i …, unit·j …)).
+2. Masked patch embeddings are replaced by a learned mask token *before* the separable
+   position table is added; the encoder sees every token (no dropping, no decoder).
+3. Target: HOG (`parts.hog`, per RGB channel, per-cell L2) of one frame per temporal token,
+   frames 0, u, 2u, … (u = t_patch_size), laid out per token as image MaskFeat's
+   ((k, u, v) order), tokens in (t, h, w) order.
+4. Head: LayerNorm → Linear on the last block's tokens; loss: plain MSE over masked tokens ×
+   K (`maskfeat.masked_mse`). The LayerNorm is the backbone's final `norm` (the image
+   MaskFeat's choice: the export keeps the trained norm).
+
+As in image MaskFeat, masks are drawn in the forward pass from a `random.Random` seeded by
+the torch generator (the loop seeds it per step: exact resume); inject `mask` to bypass.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import Tensor, nn
+
+from visrep.backbones.video_vit import VideoViT
+from visrep.method_configs import MaskFeatVideoConfig
+from visrep.methods.maskfeat import init_patch_embed, masked_mse, slowfast_init
+from visrep.parts.hog import hog, hog_token_targets
+from visrep.parts.masking import cube_mask, num_block_masked
+
+
+class MaskFeatVideo(nn.Module):
+    def __init__(self, cfg: MaskFeatVideoConfig, backbone: VideoViT) -> None:
+        super().__init__()
+        if not isinstance(backbone, VideoViT):
+            raise ValueError("video MaskFeat needs a video ViT: set data.frames (e.g. 16) and "
+                             "backbone.name=vit_*")  # fmt: skip
+        p, cell, unit = backbone.patch_size, cfg.cell_size, cfg.mask_unit
+        t, h, w = backbone.grid
+        if cell <= 0 or p % cell:
+            raise ValueError(f"method.cell_size={cell} must divide the patch size {p}: each "
+                             "token predicts the HOG of the cells it covers")  # fmt: skip
+        if unit <= 0 or h % unit or w % unit or min(h, w) // unit < 2:
+            raise ValueError(f"method.mask_unit={unit} must divide the {h}×{w} token grid into "
+                             "at least 2 × 2 mask units (a box must be narrower than the "
+                             "window); lower method.mask_unit or raise data.img_size")  # fmt: skip
+        self.cfg, self.backbone = cfg, backbone
+        self.window = (t, h // unit, w // unit)  # (T', H', W') mask units
+        self.num_masked = num_block_masked(t * (h // unit) * (w // unit), cfg.mask_ratio)
+        if self.num_masked == 0:
+            raise ValueError(f"mask_ratio {cfg.mask_ratio} masks no unit of {self.window}")
+        self.target_dim = cfg.nbins * (p // cell) ** 2 * backbone.in_chans  # K
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, backbone.embed_dim))
+        self.head = nn.Linear(backbone.embed_dim, self.target_dim)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """SlowFast init (`maskfeat.slowfast_init`); separable position tables, cls and mask
+        tokens, head weight trunc_normal(0.02); head bias 0."""
+        bb = self.backbone
+        slowfast_init(bb)
+        for t in (bb.cls_token, bb.pos_embed_spatial, bb.pos_embed_temporal, bb.pos_embed_class,
+                  self.mask_token, self.head.weight):  # fmt: skip
+            nn.init.trunc_normal_(t, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        init_patch_embed(bb.patch_embed.proj, self.cfg.patch_embed_init)
+
+    def draw_mask(self, batch: int) -> Tensor:
+        """Cube masks [N, T', H', W'] (bool) from a Python RNG seeded by the torch generator."""
+        rng = random.Random(int(torch.randint(0, 2**62, ())))
+        kw = {"min_patches": self.cfg.min_mask_patches or None}
+        return torch.stack([cube_mask(self.window, self.num_masked, rng,
+                                      min_aspect=self.cfg.mask_min_aspect, **kw)
+                            for _ in range(batch)])  # fmt: skip
+
+    def token_mask(self, unit_mask: Tensor) -> Tensor:
+        """Mask units [N, T', H', W'] -> tokens [N, L] in (t, h, w) order (nearest upsampling
+        of the spatial axes, SlowFast `_get_multiscale_mask`)."""
+        u = self.cfg.mask_unit
+        m = unit_mask.repeat_interleave(u, dim=2).repeat_interleave(u, dim=3)
+        return m.flatten(1)
+
+    def target(self, video: Tensor) -> Tensor:
+        """Per-token HOG of frames 0, u, 2u, … of the model input, no gradient:
+        [N, C, T, H, W] -> [N, L, K] (SlowFast `_get_hog_label_3d`)."""
+        bb = self.backbone
+        frames = video[:, :, :: bb.t_patch_size]  # [N, C, T', H, W]
+        n, c, t = frames.shape[:3]
+        flat = frames.transpose(1, 2).reshape(n * t, c, *frames.shape[3:])
+        features = hog(flat, self.cfg.nbins, self.cfg.cell_size)  # [N·T', C, nbins, Hc, Wc]
+        per_frame = hog_token_targets(features, bb.grid[1:])  # [N·T', h·w, K]
+        return per_frame.reshape(n, t * per_frame.shape[1], -1)
+
+    def forward(self, batch: dict, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """`mask`: optional unit mask [N, T', H', W'] or token mask [N, L] (1 = masked)."""
+        video = batch["images"]  # [N, C, T, H, W], normalised clips
+        n = video.shape[0]
+        mask = self.draw_mask(n) if mask is None else mask
+        if mask.ndim == 4:
+            mask = self.token_mask(mask)
+        if tuple(mask.shape) != (n, self.backbone.num_patches):
+            raise ValueError(f"mask must be [N, {', '.join(map(str, self.window))}] units or "
+                             f"[N, {self.backbone.num_patches}] tokens for {n} clips, got "
+                             f"{list(mask.shape)}")  # fmt: skip
+        mask = mask.to(video.device, torch.float32)  # [N, L]
+        target = self.target(video)  # [N, L, K]
+        latent = self.backbone.encode(video, mask=mask, mask_token=self.mask_token)
+        pred = self.head(latent[:, 1:])  # [N, L, K]; only masked rows enter the loss
+        loss = masked_mse(pred.float(), target, mask)
+        return {"loss": loss, "pred": pred, "mask": mask, "masked_frac": mask.mean()}
