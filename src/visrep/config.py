@@ -100,12 +100,16 @@ class DataConfig:
     frames: int = 0
     frame_stride: int = 1  # sampling rate tau: a clip spans tau*T source frames at 30 fps
     short_side: int = 0  # resize each decoded video's short side to this first (0 = as is)
+    # ρ-spatiotemporal positives (rho_* methods): 0 = one clip per video ("images"); 1 = two
+    # augmentations of one clip; ρ >= 2 = ρ clips at independent times (batch "views";
+    # visrep.data.video.train_clips)
+    clips: int = 0
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", {"img_size": (1, None), "num_workers": (-1, None),
                                     "limit": (0, None), "bow_balance": (0, None),
                                     "frames": (0, None), "frame_stride": (1, None),
-                                    "short_side": (0, None)})  # fmt: skip
+                                    "short_side": (0, None), "clips": (0, None)})  # fmt: skip
         if self.channels not in (0, 1, 3):
             raise ConfigError(
                 f"data.channels must be 0 (from the data), 1 or 3, got {self.channels}"
@@ -216,7 +220,12 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
-    compile: bool = False  # torch.compile: +7-23% on MAE after a ~45 s warm-up
+    # torch.compile of the method (+7-23% on MAE after a ~45 s warm-up); if compiling fails
+    # the run logs why and continues eagerly (visrep.device.CompiledOrEager)
+    compile: bool = False
+    # channels-last memory format for the model's 4-D (convolution) weights, so convolutions
+    # run in NHWC (tensor-core GPUs; on a CPU measure before enabling)
+    channels_last: bool = False
     threads: int = 0  # torch threads on CPU (0 = all cores minus loader workers)
     log_every: int = 20  # steps between log lines
     ckpt_every_minutes: float = 10.0  # also at every epoch end and on SIGTERM/SIGINT

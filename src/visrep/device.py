@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import nn
 
 CPU = torch.device("cpu")
 
@@ -29,6 +33,56 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"run.precision must be auto, fp32 or bf16, got {precision!r}")
     return torch.bfloat16 if precision == "bf16" else None
+
+
+class CompiledOrEager:
+    """`run.compile`: calls go through `torch.compile(module)`; when compiling fails (no C
+    compiler for inductor on a CPU, Triton missing on a GPU, an operator dynamo cannot trace)
+    the run does not stop: the reason is logged once and this call and every later one run
+    the module eagerly. The RNG state is restored before the eager retry, so the step that
+    fell back draws the same masks as a run without `run.compile`. Compiling is lazy, so
+    failures surface at the first call; an error raised by the module itself (a shape
+    mismatch, bad data) is not a compile failure and propagates unchanged."""
+
+    def __init__(self, module: nn.Module, backend: str | Callable = "inductor") -> None:
+        self.module = module
+        self.compiled: Callable[..., Any] | None = torch.compile(module, backend=backend)
+        self.fallback_reason = ""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiled is not None:
+            cpu, cuda = torch.get_rng_state(), _cuda_rng_state()
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 (re-raised unless torch.compile's own)
+                if not _is_compile_error(e):
+                    raise
+                self.compiled = None
+                inner = getattr(e, "inner_exception", None) or e
+                lines = str(inner).strip().splitlines() or [""]
+                self.fallback_reason = f"{type(inner).__name__}: {lines[0]}"
+                logging.getLogger("visrep").warning(
+                    "run.compile: torch.compile failed (%s); training goes on without "
+                    "compiling (set run.compile=false to skip the attempt)", self.fallback_reason
+                )  # fmt: skip
+                torch.set_rng_state(cpu)
+                if cuda is not None:
+                    torch.cuda.set_rng_state_all(cuda)
+        return self.module(*args, **kwargs)
+
+
+def _cuda_rng_state() -> list[torch.Tensor] | None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.get_rng_state_all()
+    return None
+
+
+def _is_compile_error(e: BaseException) -> bool:
+    # imported here: torch._dynamo takes seconds to import and is needed only on a failure
+    from torch._dynamo.exc import TorchDynamoException  # noqa: PLC0415
+    from torch._inductor.exc import InductorError  # noqa: PLC0415
+
+    return isinstance(e, (TorchDynamoException, InductorError))
 
 
 def release_memory() -> None:

@@ -48,7 +48,7 @@ from visrep.config import TrainConfig, replace, save_json, to_dict
 from visrep.data.pipeline import build_train_data
 from visrep.data.resolve import holds_out, resolve_data
 from visrep.data.sampling import mix_seed
-from visrep.device import autocast_dtype, release_memory, resolve_device
+from visrep.device import CompiledOrEager, autocast_dtype, release_memory, resolve_device
 from visrep.evals.retrieval import image_text_eval
 from visrep.evals.run import evaluate
 from visrep.logger import RunLogger
@@ -178,6 +178,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     name = method_name(cfg.method)
     torch.manual_seed(cfg.run.seed)  # identical init on every process
     model = build_model(cfg).to(device)
+    if cfg.run.channels_last:  # 4-D weights only: everything else keeps its layout
+        model = model.to(memory_format=torch.channels_last)
     if cfg.run.init_from and not resume:
         _init_from(model, cfg.run.init_from, name)
     # a method may bring its own data source: labelled batches (supervised fine-tuning),
@@ -208,7 +210,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
 def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch, base_lr) -> dict:
     start, skipped = _prepare_run_dir(cfg, run_dir, name, model, opt, resume, env)
     net = DistributedDataParallel(model) if env.world_size > 1 else model
-    step_fn = torch.compile(net) if cfg.run.compile else net
+    step_fn = CompiledOrEager(net) if cfg.run.compile else net
     logger = RunLogger(run_dir, enabled=env.is_main, resume_step=start if resume else None)
     if env.is_main:
         if warning := space_warning(run_dir, model):
