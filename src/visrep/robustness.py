@@ -1,0 +1,216 @@
+"""`visrep eval robustness` and `visrep eval msd`: corruption robustness of a run's
+classifier and the Minimal Sample Distance between its training augmentation and each
+corruption (Hendrycks and Dietterich, ICLR 2019; Mintun, Kirillov and Xie, NeurIPS 2021).
+
+`visrep eval robustness --ckpt RUN [--baseline RUN] [--classifier auto|finetune|knn]`
+classifies the eval test split (`eval.limit_test`, a seeded stratified subset) under the 15
+ImageNet-C corruptions (CIFAR-10-C constants for small images), the 4 held-out ones and
+CIFAR-10-C-bar at 5 severities (`visrep.data.corruptions`), and writes RUN/robustness.json,
+.md and .png (atomically): per-corruption errors, CE / mCE / relative mCE against the
+baseline run (evaluated on the same images, or read from its own robustness.json when that
+was computed with the same settings) — ImageNet-C's AlexNet when no baseline is named.
+The classifier is a fine-tuned run's own head (`finetune`) or, for a pre-training run,
+the weighted k-NN on its frozen features (`knn`, bank = `eval.limit_train` train images).
+
+`visrep eval msd --ckpt RUN | --augment SPEC --encoder RUN` embeds transforms with the
+encoder run's frozen features over |D_S| clean training images and reports MSD and MMD of
+the augmentation (the run's own: crop scale, flip, random erasing; or SPEC such as
+"crop_scale=0.35,1 hflip=true reprob=0.25") against every corruption-severity
+(`visrep.evals.msd`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from visrep.config import ConfigError, apply_overrides
+from visrep.data.corruptions import BENCHMARK, SUITES
+from visrep.data.preprocess import mean_std, model_preprocess
+from visrep.data.sampling import stratified_subset
+from visrep.evals.features import extract_features
+from visrep.evals.knn import knn_class_scores
+from visrep.evals.msd import corruption_apply, msd_table, training_apply
+from visrep.evals.robustness import ce_table, corruption_errors, markdown, plot_errors
+from visrep.evals.run import split_batches
+from visrep.io import atomic_write_text
+from visrep.runs import load_run
+
+FILE = "robustness"
+MSD_FILE = "msd.json"
+
+
+def eval_split(cfg: Any, split: str, limit: int) -> tuple[Tensor, Tensor]:
+    """The eval dataset's split as uint8 [N, C, S, S] images and labels (a seeded
+    stratified subset of `limit`, 0 = all)."""
+    batches, _ = split_batches(cfg.data, cfg.eval, split, limit)
+    xs, ys = zip(*batches)
+    x, y = torch.cat(xs), torch.cat(ys)
+    if x.dtype != torch.uint8:
+        x = (x * 255).round().clamp(0, 255).to(torch.uint8) if x.max() <= 1 else x.to(torch.uint8)
+    return x, y
+
+
+def predictor(cfg: Any, model: Any, classifier: str, device: torch.device) -> tuple[Any, str]:
+    """(uint8 images -> predicted labels, the classifier's name)."""
+    has_head = hasattr(model, "logits")
+    if classifier == "auto":
+        classifier = "finetune" if has_head else "knn"
+    pre = model_preprocess(cfg.data)
+    if classifier == "finetune":
+        if not has_head:
+            raise ConfigError("--classifier finetune needs a fine-tuned run (visrep eval "
+                              "finetune --ckpt RUN writes RUN/finetune); use --classifier knn "
+                              "for a pre-training run")  # fmt: skip
+        return (lambda x: model.logits(pre(x.to(device).float())).argmax(1)), "finetune"
+    if classifier != "knn":
+        raise ConfigError(f"--classifier must be auto, finetune or knn, got {classifier!r}")
+    ev = cfg.eval
+    bank_x, bank_y = eval_split(cfg, "train", ev.limit_train)
+    bank = extract_features(model.backbone, bank_x, preprocess=lambda x: pre(x * 255.0),
+                            device=device, progress=True, desc="k-NN bank")  # fmt: skip
+
+    def knn_predict(x: Tensor) -> Tensor:
+        feats = model.backbone(pre(x.to(device).float()))
+        return knn_class_scores(bank, bank_y, feats, k=ev.knn_k, temperature=ev.knn_temperature,
+                                num_classes=int(bank_y.max()) + 1).argmax(1)  # fmt: skip
+
+    return knn_predict, f"knn (k={ev.knn_k}, T={ev.knn_temperature}, bank {len(bank_y)})"
+
+
+def _evaluate(run: str, overrides: list[str], classifier: str, suites: list[str], seed: int,
+              device: torch.device) -> dict[str, Any]:  # fmt: skip
+    cfg, model = load_run(run, device)
+    cfg = apply_overrides(cfg, overrides)
+    predict, name = predictor(cfg, model, classifier, device)
+    images, labels = eval_split(cfg, "test", cfg.eval.limit_test)
+    names = [n for s in suites for n in SUITES[s]]
+    with torch.no_grad():
+        res = corruption_errors(predict, images, labels, names, base_seed=seed, progress=True)
+    return res | {"run": str(run), "classifier": name, "suites": suites,
+                  "eval_dataset": cfg.eval.dataset, "img_size": cfg.data.img_size}  # fmt: skip
+
+
+def _same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("n_test", "base_seed", "suites", "eval_dataset")
+    return (
+        all(a.get(k) == b.get(k) for k in keys)
+        and a["classifier"].split()[0] == b["classifier"].split()[0]
+    )
+
+
+def run_robustness(
+    ckpt: str, overrides: list[str], *, baseline: str = "", classifier: str = "auto",
+    suites: str = "c,held_out,c_bar", seed: int = 0, out: str = "", device: str = "cpu",
+) -> dict[str, Any]:  # fmt: skip
+    """`visrep eval robustness`: evaluate, normalise by the baseline, write JSON/MD/PNG."""
+    suite_list = [s for s in suites.split(",") if s]
+    if not suite_list or any(s not in SUITES for s in suite_list):
+        raise ConfigError(f"--suites takes a comma list of {sorted(SUITES)}, got {suites!r}")
+    dev = torch.device(device)
+    res = _evaluate(ckpt, overrides, classifier, suite_list, seed, dev)
+    runs = {Path(ckpt).name: res}
+    base = None
+    if baseline:
+        cached = Path(baseline) / f"{FILE}.json"
+        prev = json.loads(cached.read_text()) if cached.is_file() else None
+        if prev is not None and _same_setting(prev, res):
+            base = prev
+        else:
+            base = _evaluate(baseline, overrides, classifier, suite_list, seed, dev)
+            base["table"] = ce_table(base["errors"], base["clean_error"], base["errors"],
+                                     base["clean_error"])  # fmt: skip
+            atomic_write_text(cached, json.dumps(base, indent=2) + "\n")
+        runs[f"{Path(baseline).name} (baseline)"] = base
+    res["baseline"] = baseline or "AlexNet (ImageNet-C errors)"
+    res["table"] = ce_table(res["errors"], res["clean_error"],
+                            base["errors"] if base else None,
+                            base["clean_error"] if base else None)  # fmt: skip
+    folder = Path(out) if out else Path(ckpt)
+    atomic_write_text(folder / f"{FILE}.json", json.dumps(res, indent=2) + "\n")
+    atomic_write_text(folder / f"{FILE}.md",
+                      markdown(res, f"Corruption robustness of {ckpt}", res["baseline"]))  # fmt: skip
+    plot_errors(runs, folder / f"{FILE}.png", title=f"{Path(ckpt).name}: {res['classifier']}")
+    return res
+
+
+# ---- MSD ----
+
+AUGMENT_KEYS = {"crop_scale", "hflip", "reprob", "remode", "recount"}
+
+
+def parse_augment(spec: str) -> dict[str, Any]:
+    """ "crop_scale=0.35,1 hflip=true reprob=0.25 recount=1 remode=pixel" -> kwargs of
+    `training_apply` ("none" = no augmentation)."""
+    kw: dict[str, Any] = {}
+    for item in spec.split():
+        if item == "none":
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or key not in AUGMENT_KEYS:
+            raise ConfigError(f"--augment: {item!r} is not KEY=VALUE with KEY in "
+                              f"{sorted(AUGMENT_KEYS)} (or 'none')")  # fmt: skip
+        if key == "crop_scale":
+            kw[key] = tuple(float(v) for v in val.split(","))
+        elif key == "hflip":
+            kw[key] = val.lower() in ("1", "true", "yes")
+        else:
+            kw[key] = {"reprob": float, "recount": int, "remode": str}[key](val)
+    return kw
+
+
+def run_augmentation(cfg: Any) -> dict[str, Any]:
+    """The training augmentation a classifier run used (its data and method config)."""
+    m = cfg.method
+    return {"crop_scale": tuple(cfg.data.crop_scale), "hflip": bool(cfg.data.hflip),
+            "reprob": float(getattr(m, "reprob", 0.0)), "remode": getattr(m, "remode", "pixel"),
+            "recount": int(getattr(m, "recount", 1))}  # fmt: skip
+
+
+def run_msd(
+    ckpt: str, *, encoder: str, augment: str = "", n_aug: int = 100, n_corr: int = 16,
+    n_images: int = 32, severities: str = "1,2,3,4,5", seed: int = 0, out: str = "",
+    device: str = "cpu",
+) -> dict[str, Any]:  # fmt: skip
+    """`visrep eval msd`: MSD/MMD of the run's (or SPEC's) augmentation to each of the 15
+    corruptions at each severity, and per corruption averaged over severities."""
+    if not encoder:
+        raise ConfigError("--encoder RUN is required: the feature extractor f̂, a classifier "
+                          "trained separately from the models compared (another seed)")  # fmt: skip
+    if not ckpt and not augment:
+        raise ConfigError("pass --ckpt RUN (its training augmentation) or --augment SPEC")
+    if not out and not ckpt:
+        raise ConfigError("--augment without --ckpt needs --out FILE.json")
+    dev = torch.device(device)
+    enc_cfg, enc_model = load_run(encoder, dev)
+    enc_pre = model_preprocess(enc_cfg.data)
+    backbone = enc_model.backbone
+
+    def f_hat(x: Tensor) -> Tensor:  # features after the transform, normalised here
+        return backbone(enc_pre(x.to(dev)))
+
+    aug_cfg = load_run(ckpt, "cpu")[0] if ckpt else enc_cfg
+    aug_kw = parse_augment(augment) if augment else run_augmentation(aug_cfg)
+    mean, std = mean_std(aug_cfg.data)
+    apply = training_apply(aug_cfg.data.img_size, mean, std, **aug_kw)
+    # D_S: clean training images, drawn once (a seeded stratified subset), no augmentation
+    tr_x, tr_y = eval_split(enc_cfg, "train", 0)
+    images = tr_x[stratified_subset(tr_y, n_images, seed)]
+    sev = [int(s) for s in severities.split(",")]
+    fams = {f"{n}-{s}": corruption_apply(n, s) for n in BENCHMARK for s in sev}
+    with torch.no_grad():
+        table = msd_table(f_hat, images, apply, fams, n_aug=n_aug, n_corr=n_corr, seed=seed,
+                          progress=True)  # fmt: skip
+    per = {n: {k: float(np.mean([table[f"{n}-{s}"][k] for s in sev])) for k in ("msd", "mmd")}
+           for n in BENCHMARK}  # fmt: skip
+    res = {"run": ckpt, "augmentation": aug_kw, "encoder": encoder, "n_aug": n_aug,
+           "n_corr": n_corr, "n_images": n_images, "seed": seed, "severities": sev,
+           "per_severity": table, "per_corruption": per}  # fmt: skip
+    path = Path(out) if out else Path(ckpt) / MSD_FILE
+    atomic_write_text(path, json.dumps(res, indent=2, default=list) + "\n")
+    return res
