@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; `recipe:` names the recipe")
     e = sub.add_parser("eval", help="evaluate a checkpoint's frozen features")
     e.add_argument(
-        "protocol", choices=["knn", "linear", "all", "zeroshot", "retrieval", "finetune"]
+        "protocol",
+        choices=["knn", "linear", "all", "zeroshot", "retrieval", "finetune", "robustness", "msd"],
     )
     e.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     e.add_argument("--out", help="metrics JSON path (default RUN_DIR/eval_PROTOCOL.json)")
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--resume", action="store_true",
                    help="finetune: continue the fine-tuning run (run.out_dir) from its checkpoint")  # fmt: skip
     e.add_argument("--config", metavar="FILE", help=CONFIG_HELP + " (its `recipe:` is ignored)")
+    _add_robustness_args(e)
     x = sub.add_parser("export", help="the backbone for timm, or a CLIP model for open_clip")
     x.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     x.add_argument("--out", required=True, metavar="DIR")
@@ -112,7 +114,38 @@ def _parser() -> argparse.ArgumentParser:
     add_curate_parser(sub)
     _add_data_parser(sub)
     _add_graphs_parser(sub)
+    _add_viz_parser(sub)
     return p
+
+
+def _add_robustness_args(e) -> None:
+    r = e.add_argument_group("robustness / msd (visrep.robustness)")
+    r.add_argument("--baseline", default="", metavar="RUN",
+                   help="robustness: reference run for CE / mCE (default: ImageNet-C AlexNet)")  # fmt: skip
+    r.add_argument("--classifier", default="auto", choices=["auto", "finetune", "knn"],
+                   help="robustness: the run's fine-tuned head, or k-NN on frozen features")  # fmt: skip
+    r.add_argument("--suites", default="c,held_out,c_bar",
+                   help="robustness: corruption suites (c = the 15, held_out, c_bar)")  # fmt: skip
+    r.add_argument("--augment", default="", metavar="SPEC",
+                   help="msd: augmentation instead of the run's, e.g. 'crop_scale=0.35,1 "
+                   "hflip=true reprob=0.25' or 'none'; --encoder RUN is the feature extractor")  # fmt: skip
+    r.add_argument("--n-aug", type=int, default=100, help="msd: augmentation samples")
+    r.add_argument("--n-corr", type=int, default=16, help="msd: samples per corruption-severity")
+    r.add_argument("--n-images", type=int, default=32, help="msd: clean training images |D_S|")
+    r.add_argument("--encoder", default="", metavar="RUN", help="msd: the feature extractor run")
+    r.add_argument("--seed", type=int, default=0)
+
+
+def _add_viz_parser(sub) -> None:
+    v = sub.add_parser("viz", help="pictures of a run (attention maps)")
+    vsub = v.add_subparsers(dest="viz_command", required=True)
+    a = vsub.add_parser("attention", help="ViT runs: class-token attention of the last block "
+                        "per head and attention rollout over the input")  # fmt: skip
+    a.add_argument("--ckpt", required=True, metavar="RUN_DIR")
+    a.add_argument("--images", default="", metavar="DIR",
+                   help="image folder (default: the first eval test images)")  # fmt: skip
+    a.add_argument("--n", type=int, default=6, help="images drawn")
+    a.add_argument("--out", default="", help="PNG path (default RUN_DIR/attention.png)")
 
 
 def _add_graphs_parser(sub) -> None:
@@ -241,6 +274,12 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep import sample
 
         return sample.run(args)
+    if args.command == "viz":  # visrep viz attention
+        from visrep import viz
+
+        out = viz.run_attention(args.ckpt, images=args.images, n=args.n, out=args.out)
+        print(f"wrote {out}")
+        return 0
     if args.command == "recipes":
         for name, fn in RECIPES.items():
             print(f"{name:24s} {(fn.__doc__ or '').strip().splitlines()[0]}")
@@ -314,6 +353,26 @@ def train_config(args: argparse.Namespace, overrides: list[str]) -> TrainConfig:
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.config:  # the same keys as the command line's, which win; the run is the recipe
         overrides = [*read_config_file(args.config)[1], *overrides]
+    if args.protocol in ("robustness", "msd"):  # corruptions (visrep.robustness)
+        from visrep import robustness
+        from visrep.device import resolve_device
+
+        dev = str(resolve_device(args.device))
+        if args.protocol == "msd":
+            res = robustness.run_msd(
+                args.ckpt, encoder=args.encoder, augment=args.augment, n_aug=args.n_aug,
+                n_corr=args.n_corr, n_images=args.n_images, seed=args.seed, out=args.out or "",
+                device=dev,
+            )  # fmt: skip
+            print(json.dumps(res["per_corruption"], indent=2))
+            return 0
+        res = robustness.run_robustness(
+            args.ckpt, overrides, baseline=args.baseline, classifier=args.classifier,
+            suites=args.suites, seed=args.seed, out=args.out or "", device=dev,
+        )  # fmt: skip
+        print(json.dumps({k: res["table"][k] for k in ("clean_error", "mce", "relative_mce",
+                          "mean_corruption_error") if k in res["table"]}, indent=2))  # fmt: skip
+        return 0
     if args.protocol == "finetune":  # trains the whole backbone (visrep.finetune)
         from visrep.finetune import run_finetune_cli
 

@@ -19,6 +19,7 @@ from visrep.data.pairs import is_pair_data, shard_images
 from visrep.data.preprocess import mean_std, model_preprocess
 from visrep.data.resolve import holds_out
 from visrep.data.video_eval import video_eval_sets
+from visrep.evals.attention import draw_attention, vit_of
 from visrep.evals.classifier import classifier_eval
 from visrep.evals.diagnostics import label_free_eval, nearest_neighbours
 from visrep.evals.retrieval import image_text_eval
@@ -67,6 +68,11 @@ def finish_run(
         pictures["reconstruction"] = save_reconstruction(
             cfg, model, run_dir / "reconstruction.png", device
         )
+    if not cfg.data.frames and vit_of(getattr(model, "backbone", nn.Identity())) is not None:
+        pictures["attention"] = draw_attention(
+            model.backbone, _grid_images(cfg, 6), model_preprocess(cfg.data),
+            run_dir / "attention.png",
+        ).name  # fmt: skip
     pictures["loss"] = save_loss_curve(run_dir, run_dir / "loss.png")
     save_json(metrics, run_dir / "metrics.json")
     write_report(cfg, metrics, {k: v for k, v in pictures.items() if v}, run_dir)
@@ -269,6 +275,10 @@ CAPTIONS = {
     "sees: the reconstruction looks better than the model's own output.",
     "neighbours": "Each row: a query image of the training sample, then its 5 nearest images "
     "by feature cosine.",
+    "attention": "Each row: an evaluation image; attention rollout over it (Abnar and Zuidema, "
+    "2020: heads averaged, half identity for the residual, multiplied through the blocks); then "
+    "the class token's attention to each patch in the last block, one map per head "
+    "(`visrep viz attention`).",
 }
 
 
