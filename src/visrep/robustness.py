@@ -35,11 +35,18 @@ from visrep.data.preprocess import mean_std, model_preprocess
 from visrep.data.sampling import stratified_subset
 from visrep.evals.features import extract_features
 from visrep.evals.knn import knn_class_scores
-from visrep.evals.msd import corruption_apply, msd_table, training_apply
+from visrep.evals.msd import (
+    corruption_apply,
+    corruption_seeds,
+    distances,
+    embed_families,
+    training_apply,
+    transform_embedding,
+)
 from visrep.evals.robustness import ce_table, corruption_errors, markdown, plot_errors
 from visrep.evals.run import split_batches
 from visrep.io import atomic_write_text
-from visrep.runs import load_run
+from visrep.runs import load_run, load_run_config
 
 FILE = "robustness"
 MSD_FILE = "msd.json"
@@ -83,17 +90,31 @@ def predictor(cfg: Any, model: Any, classifier: str, device: torch.device) -> tu
     return knn_predict, f"knn (k={ev.knn_k}, T={ev.knn_temperature}, bank {len(bank_y)})"
 
 
-def _evaluate(run: str, overrides: list[str], classifier: str, suites: list[str], seed: int,
-              device: torch.device) -> dict[str, Any]:  # fmt: skip
-    cfg, model = load_run(run, device)
-    cfg = apply_overrides(cfg, overrides)
-    predict, name = predictor(cfg, model, classifier, device)
-    images, labels = eval_split(cfg, "test", cfg.eval.limit_test)
+def evaluate_runs(
+    runs: list[str], overrides: list[str], classifier: str, suites: list[str], seed: int,
+    device: torch.device,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Errors of each run's classifier on the same test images and corrupted sets (the
+    first run's eval split; every run must read the same dataset at the same size)."""
+    loaded = [(r, *load_run(r, device)) for r in runs]
+    cfgs = {r: apply_overrides(c, overrides) for r, c, _ in loaded}
+    first = cfgs[runs[0]]
+    for r, c in cfgs.items():
+        if (c.eval.dataset, c.data.img_size, c.data.channels) != (
+            first.eval.dataset, first.data.img_size, first.data.channels
+        ):  # fmt: skip
+            raise ConfigError(f"{r} evaluates on {c.eval.dataset} at {c.data.img_size} px, "
+                              f"{runs[0]} on {first.eval.dataset} at {first.data.img_size} px: "
+                              "compare runs of the same data")  # fmt: skip
+    preds = {r: predictor(cfgs[r], m, classifier, device) for r, _, m in loaded}
+    images, labels = eval_split(first, "test", first.eval.limit_test)
     names = [n for s in suites for n in SUITES[s]]
     with torch.no_grad():
-        res = corruption_errors(predict, images, labels, names, base_seed=seed, progress=True)
-    return res | {"run": str(run), "classifier": name, "suites": suites,
-                  "eval_dataset": cfg.eval.dataset, "img_size": cfg.data.img_size}  # fmt: skip
+        res = corruption_errors({r: p[0] for r, p in preds.items()}, images, labels, names,
+                                base_seed=seed, progress=True)  # fmt: skip
+    return {r: res[r] | {"run": str(r), "classifier": preds[r][1], "suites": suites,
+                         "eval_dataset": first.eval.dataset, "img_size": first.data.img_size}
+            for r in runs}  # fmt: skip
 
 
 def _same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -104,39 +125,44 @@ def _same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
+def write_outputs(res: dict[str, Any], base: dict[str, Any] | None, folder: Path,
+                  name: str, baseline_name: str) -> dict[str, Any]:  # fmt: skip
+    """Normalise `res` by `base` (None: AlexNet) and write FILE.json / .md / .png."""
+    res["baseline"] = baseline_name
+    res["table"] = ce_table(res["errors"], res["clean_error"],
+                            base["errors"] if base else None,
+                            base["clean_error"] if base else None)  # fmt: skip
+    atomic_write_text(folder / f"{FILE}.json", json.dumps(res, indent=2) + "\n")
+    atomic_write_text(folder / f"{FILE}.md",
+                      markdown(res, f"Corruption robustness of {name}", baseline_name))  # fmt: skip
+    runs = {Path(name).name: res} | (
+        {f"{Path(baseline_name).name} (baseline)": base} if base else {}
+    )
+    plot_errors(runs, folder / f"{FILE}.png", title=f"{Path(name).name}: {res['classifier']}")
+    return res
+
+
 def run_robustness(
     ckpt: str, overrides: list[str], *, baseline: str = "", classifier: str = "auto",
     suites: str = "c,held_out,c_bar", seed: int = 0, out: str = "", device: str = "cpu",
 ) -> dict[str, Any]:  # fmt: skip
-    """`visrep eval robustness`: evaluate, normalise by the baseline, write JSON/MD/PNG."""
+    """`visrep eval robustness`: evaluate, normalise by the baseline, write JSON/MD/PNG; the
+    baseline's own errors go to BASELINE/robustness.json, reused when the settings match."""
     suite_list = [s for s in suites.split(",") if s]
     if not suite_list or any(s not in SUITES for s in suite_list):
         raise ConfigError(f"--suites takes a comma list of {sorted(SUITES)}, got {suites!r}")
     dev = torch.device(device)
-    res = _evaluate(ckpt, overrides, classifier, suite_list, seed, dev)
-    runs = {Path(ckpt).name: res}
-    base = None
-    if baseline:
-        cached = Path(baseline) / f"{FILE}.json"
-        prev = json.loads(cached.read_text()) if cached.is_file() else None
-        if prev is not None and _same_setting(prev, res):
-            base = prev
-        else:
-            base = _evaluate(baseline, overrides, classifier, suite_list, seed, dev)
-            base["table"] = ce_table(base["errors"], base["clean_error"], base["errors"],
-                                     base["clean_error"])  # fmt: skip
-            atomic_write_text(cached, json.dumps(base, indent=2) + "\n")
-        runs[f"{Path(baseline).name} (baseline)"] = base
-    res["baseline"] = baseline or "AlexNet (ImageNet-C errors)"
-    res["table"] = ce_table(res["errors"], res["clean_error"],
-                            base["errors"] if base else None,
-                            base["clean_error"] if base else None)  # fmt: skip
-    folder = Path(out) if out else Path(ckpt)
-    atomic_write_text(folder / f"{FILE}.json", json.dumps(res, indent=2) + "\n")
-    atomic_write_text(folder / f"{FILE}.md",
-                      markdown(res, f"Corruption robustness of {ckpt}", res["baseline"]))  # fmt: skip
-    plot_errors(runs, folder / f"{FILE}.png", title=f"{Path(ckpt).name}: {res['classifier']}")
-    return res
+    cached = Path(baseline) / f"{FILE}.json" if baseline else None
+    base = json.loads(cached.read_text()) if cached and cached.is_file() else None
+    runs = [ckpt, baseline] if baseline and base is None else [ckpt]
+    res = evaluate_runs(runs, overrides, classifier, suite_list, seed, dev)
+    if baseline and (base is None or not _same_setting(base, res[ckpt])):
+        if base is not None:  # computed with other settings: evaluate it again
+            res |= evaluate_runs([baseline], overrides, classifier, suite_list, seed, dev)
+        base = write_outputs(res[baseline], res[baseline], Path(baseline), baseline, baseline)
+    res = res[ckpt]
+    return write_outputs(res, base, Path(out) if out else Path(ckpt), ckpt,
+                         baseline or "AlexNet (ImageNet-C errors)")  # fmt: skip
 
 
 # ---- MSD ----
@@ -173,44 +199,51 @@ def run_augmentation(cfg: Any) -> dict[str, Any]:
 
 
 def run_msd(
-    ckpt: str, *, encoder: str, augment: str = "", n_aug: int = 100, n_corr: int = 16,
-    n_images: int = 32, severities: str = "1,2,3,4,5", seed: int = 0, out: str = "",
-    device: str = "cpu",
+    ckpts: str | list[str], *, encoder: str, augment: str = "", n_aug: int = 100,
+    n_corr: int = 16, n_images: int = 32, severities: str = "1,2,3,4,5", seed: int = 0,
+    out: str = "", device: str = "cpu",
 ) -> dict[str, Any]:  # fmt: skip
-    """`visrep eval msd`: MSD/MMD of the run's (or SPEC's) augmentation to each of the 15
-    corruptions at each severity, and per corruption averaged over severities."""
+    """`visrep eval msd`: MSD/MMD of each run's (or SPEC's) augmentation to each of the 15
+    corruptions at each severity, and per corruption averaged over severities; the
+    corruptions are embedded once for all runs. Writes RUN/msd.json (or `out`) per run and
+    returns the result of a single run, or {run: result} for a list."""
+    runs = [ckpts] if isinstance(ckpts, str) else list(ckpts)
     if not encoder:
         raise ConfigError("--encoder RUN is required: the feature extractor f̂, a classifier "
                           "trained separately from the models compared (another seed)")  # fmt: skip
-    if not ckpt and not augment:
-        raise ConfigError("pass --ckpt RUN (its training augmentation) or --augment SPEC")
-    if not out and not ckpt:
-        raise ConfigError("--augment without --ckpt needs --out FILE.json")
+    if out and len(runs) > 1:
+        raise ConfigError("--out names one file: leave it out to write RUN/msd.json per run")
     dev = torch.device(device)
     enc_cfg, enc_model = load_run(encoder, dev)
-    enc_pre = model_preprocess(enc_cfg.data)
-    backbone = enc_model.backbone
+    enc_pre, backbone = model_preprocess(enc_cfg.data), enc_model.backbone
 
-    def f_hat(x: Tensor) -> Tensor:  # features after the transform, normalised here
+    def f_hat(x: Tensor) -> Tensor:  # features of the transformed images, normalised here
         return backbone(enc_pre(x.to(dev)))
 
-    aug_cfg = load_run(ckpt, "cpu")[0] if ckpt else enc_cfg
-    aug_kw = parse_augment(augment) if augment else run_augmentation(aug_cfg)
-    mean, std = mean_std(aug_cfg.data)
-    apply = training_apply(aug_cfg.data.img_size, mean, std, **aug_kw)
     # D_S: clean training images, drawn once (a seeded stratified subset), no augmentation
     tr_x, tr_y = eval_split(enc_cfg, "train", 0)
     images = tr_x[stratified_subset(tr_y, n_images, seed)]
     sev = [int(s) for s in severities.split(",")]
     fams = {f"{n}-{s}": corruption_apply(n, s) for n in BENCHMARK for s in sev}
     with torch.no_grad():
-        table = msd_table(f_hat, images, apply, fams, n_aug=n_aug, n_corr=n_corr, seed=seed,
-                          progress=True)  # fmt: skip
-    per = {n: {k: float(np.mean([table[f"{n}-{s}"][k] for s in sev])) for k in ("msd", "mmd")}
-           for n in BENCHMARK}  # fmt: skip
-    res = {"run": ckpt, "augmentation": aug_kw, "encoder": encoder, "n_aug": n_aug,
-           "n_corr": n_corr, "n_images": n_images, "seed": seed, "severities": sev,
-           "per_severity": table, "per_corruption": per}  # fmt: skip
-    path = Path(out) if out else Path(ckpt) / MSD_FILE
-    atomic_write_text(path, json.dumps(res, indent=2, default=list) + "\n")
-    return res
+        corr = embed_families(f_hat, images, fams, corruption_seeds(n_corr, seed), progress=True)
+    results = {}
+    for run in runs:
+        cfg = load_run_config(run)
+        aug_kw = parse_augment(augment) if augment else run_augmentation(cfg)
+        mean, std = mean_std(cfg.data)
+        apply = training_apply(cfg.data.img_size, mean, std, **aug_kw)
+        with torch.no_grad():
+            aug = transform_embedding(f_hat, images, apply,
+                                      range(seed * 1_000_000, seed * 1_000_000 + n_aug),
+                                      progress=True, desc=f"augmentation of {run}")  # fmt: skip
+        table = distances(aug, corr)
+        per = {n: {k: float(np.mean([table[f"{n}-{s}"][k] for s in sev]))
+                   for k in ("msd", "mmd")} for n in BENCHMARK}  # fmt: skip
+        res = {"run": run, "augmentation": aug_kw, "encoder": encoder, "n_aug": n_aug,
+               "n_corr": n_corr, "n_images": n_images, "seed": seed, "severities": sev,
+               "per_severity": table, "per_corruption": per}  # fmt: skip
+        path = Path(out) if out else Path(run) / MSD_FILE
+        atomic_write_text(path, json.dumps(res, indent=2, default=list) + "\n")
+        results[run] = res
+    return results[runs[0]] if isinstance(ckpts, str) else results

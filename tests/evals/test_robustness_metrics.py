@@ -112,7 +112,14 @@ def test_cli_end_to_end(finetuned):
     g = "gaussian_noise"
     want = 100 * sum(res["errors"][g]) / sum(base["errors"][g])
     assert res["table"]["corruptions"][g]["ce"] == pytest.approx(want)
-    # k-NN on the pre-training run's frozen features; a typo is one clear line
+    # MSD of a's training augmentation, features of b; mean over severities per corruption
+    visrep("eval", "msd", "--ckpt", str(a), "--encoder", str(b), "--n-aug", "3", "--n-corr",
+           "2", "--n-images", "4")  # fmt: skip
+    m = json.loads((a / "msd.json").read_text())
+    assert m["augmentation"]["crop_scale"] == [0.35, 1.0] and len(m["per_severity"]) == 75
+    g = [m["per_severity"][f"fog-{s}"]["msd"] for s in range(1, 6)]
+    assert m["per_corruption"]["fog"]["msd"] == pytest.approx(np.mean(g))
+    # a pre-training run has no head: --classifier finetune is one clear line
     bad = visrep("eval", "robustness", "--ckpt", str(finetuned / "mae"), "--classifier",
                  "finetune", check=False)  # fmt: skip
     assert bad.returncode == 2 and "fine-tuned run" in bad.stderr

@@ -144,6 +144,27 @@ def embed_mixture(
     return torch.cat(rows)
 
 
+def corruption_seeds(n_corr: int, seed: int = 0) -> range:
+    """Corruption transform seeds: seed·10⁶ + 500000 + 0..n_corr−1 (disjoint from the
+    augmentation's seed·10⁶ + 0..n_aug−1)."""
+    base = seed * 1_000_000 + 500_000
+    return range(base, base + n_corr)
+
+
+def embed_families(
+    encoder: Callable[[Tensor], Tensor], images: Tensor, families: dict[str, Apply],
+    seeds: Sequence[int], progress: bool = False,
+) -> dict[str, Tensor]:  # fmt: skip
+    """{key: f(t) for t in that family's `seeds`} ([len(seeds), d] each)."""
+    return {key: transform_embedding(encoder, images, apply, seeds)
+            for key, apply in tqdm(families.items(), desc="corruptions", disable=not progress)}  # fmt: skip
+
+
+def distances(aug_emb: Tensor, corr_embs: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+    """{key: {"msd", "mmd"}} of one augmentation's embeddings against each family's."""
+    return {k: {"msd": msd(aug_emb, c), "mmd": mmd(aug_emb, c)} for k, c in corr_embs.items()}
+
+
 def msd_table(
     encoder: Callable[[Tensor], Tensor],
     images: Tensor,
@@ -156,14 +177,10 @@ def msd_table(
     progress: bool = False,
 ) -> dict[str, dict[str, float]]:
     """MSD and MMD of one augmentation against each corruption family ({key: apply}, e.g.
-    "gaussian_noise-3"); augmentation seeds are seed*10⁶ + 0..n_aug−1, corruption seeds
-    seed*10⁶ + 500000 + 0..n_corr−1 (disjoint streams)."""
-    base = seed * 1_000_000
-    aug = transform_embedding(encoder, images, augmentation, range(base, base + n_aug),
+    "gaussian_noise-3"); augmentation seeds seed·10⁶ + 0..n_aug−1, corruption seeds
+    `corruption_seeds`."""
+    aug = transform_embedding(encoder, images, augmentation,
+                              range(seed * 1_000_000, seed * 1_000_000 + n_aug),
                               progress=progress, desc="augmentation")  # fmt: skip
-    out = {}
-    for key, apply in tqdm(corruptions.items(), desc="corruptions", disable=not progress):
-        corr = transform_embedding(encoder, images, apply,
-                                   range(base + 500_000, base + 500_000 + n_corr))  # fmt: skip
-        out[key] = {"msd": msd(aug, corr), "mmd": mmd(aug, corr)}
-    return out
+    corr = embed_families(encoder, images, corruptions, corruption_seeds(n_corr, seed), progress)
+    return distances(aug, corr)

@@ -63,7 +63,7 @@ def _error(predict: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, 
 
 
 def corruption_errors(
-    predict: Callable[[Tensor], Tensor],
+    predict: Callable[[Tensor], Tensor] | dict[str, Callable[[Tensor], Tensor]],
     images: Tensor,
     labels: Tensor,
     corruptions: Sequence[str],
@@ -74,23 +74,26 @@ def corruption_errors(
 ) -> dict[str, Any]:
     """Top-1 error (%) of `predict` (uint8 images [B, C, H, W] -> labels [B]) on the clean
     images and on every (corruption, severity) set; image i of a set gets its own draw
-    (`visrep.data.corruptions.corrupt_each`, seeded by name, severity, i and `base_seed`)."""
+    (`visrep.data.corruptions.corrupt_each`, seeded by name, severity, i and `base_seed`).
+    A dict of predictors is evaluated on the same corrupted sets, each corrupted once;
+    the result is then a dict of results by the same keys."""
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(
             f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
         )
-    clean = _error(predict, images, labels, batch_size)
+    fns = predict if isinstance(predict, dict) else {"": predict}
+    res = {k: {"clean_error": _error(f, images, labels, batch_size), "errors": {},
+               "n_test": len(images), "base_seed": base_seed} for k, f in fns.items()}  # fmt: skip
     x = to_numpy_images(images)
-    errors: dict[str, list[float]] = {}
     bar = tqdm(total=len(corruptions) * len(SEVERITIES), desc="corruptions", disable=not progress)
     for name in corruptions:
-        errors[name] = []
         for s in SEVERITIES:
             bad = from_numpy_images(corrupt_each(x, name, s, base_seed))
-            errors[name].append(_error(predict, bad, labels, batch_size))
+            for k, f in fns.items():
+                res[k]["errors"].setdefault(name, []).append(_error(f, bad, labels, batch_size))
             bar.update(1)
     bar.close()
-    return {"clean_error": clean, "errors": errors, "n_test": len(images), "base_seed": base_seed}
+    return res if isinstance(predict, dict) else res[""]
 
 
 def _ratio(num: float, den: float) -> float:
