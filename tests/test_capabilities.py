@@ -44,10 +44,15 @@ EXPECTED = {
     "cit": {caps.ImageText, caps.OwnData, caps.StepHook},
     "supervised": {caps.Classifier, caps.LayerDecay, caps.OwnData, caps.StepHook},
     "dit": {caps.Generates, caps.OwnData, caps.StepHook},  # labelled batches; model EMA
+    "detect": {caps.Detects, caps.LayerDecay, caps.OwnData},  # COCO batches; COCO AP
 }
 
 
 def _model(name: str) -> nn.Module:
+    if name == "detect":  # no recipe: `visrep eval detect` builds its config
+        backbone = build_backbone(BackboneConfig("vit_tiny", depth=1), DataConfig(img_size=64))
+        cfg = METHODS[name].config(num_classes=3, img_size=64, window_size=2, fpn_dim=16)
+        return METHODS[name].model(cfg, backbone)
     if name == "supervised":  # no recipe: `visrep eval finetune` builds its config
         backbone = build_backbone(BackboneConfig("vit_tiny", depth=1), DataConfig(img_size=64))
         return METHODS[name].model(METHODS[name].config(num_classes=3), backbone)

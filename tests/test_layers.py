@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "methods": 4,
     "runs": 5, "report": 5, "configs": 5,
     "loop": 6,
-    "export": 7, "finetune": 7, "pseudo_bow": 7, "sample": 7, "graphs_sweep": 7,
+    "export": 7, "finetune": 7, "pseudo_bow": 7, "sample": 7, "graphs_sweep": 7, "detect": 7,
     "robustness": 7, "viz": 7,
     "cli": 8,
     "": 9,  # the package's __init__: the public API, may import any unit

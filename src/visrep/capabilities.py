@@ -125,5 +125,14 @@ class Generates(Protocol):
     def to_pixels(self, x: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class Detects(Protocol):
+    """A detector (Mask R-CNN, `visrep eval detect`): `detect(images)` returns per image
+    {boxes, labels, scores, masks}; the final evaluation is COCO box and mask AP
+    (`visrep.evals.detection`) instead of k-NN and the linear probe."""
+
+    def detect(self, images: list[Tensor]) -> list[dict[str, Tensor]]: ...
+
+
 OPTIONAL = (StepHook, FixedLR, NoDecayKeywords, LayerDecay, OwnData, Reconstructs, Classifier,
-            ImageText, Generates)  # fmt: skip
+            ImageText, Generates, Detects)  # fmt: skip

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from visrep.capabilities import Classifier, ImageText, Reconstructs
+from visrep.capabilities import Classifier, Detects, ImageText, Reconstructs
 from visrep.config import TrainConfig, replace, save_json
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
+from visrep.data.coco import CocoSet
 from visrep.data.folder import decode_all, folder_eval_transform
 from visrep.data.images import sample_folder
 from visrep.data.labelled import eval_folder, load_eval_split
@@ -21,6 +22,7 @@ from visrep.data.resolve import holds_out
 from visrep.data.video_eval import video_eval_sets
 from visrep.evals.attention import draw_attention, vit_of
 from visrep.evals.classifier import classifier_eval
+from visrep.evals.detection import detection_eval, draw_detections
 from visrep.evals.diagnostics import label_free_eval, nearest_neighbours
 from visrep.evals.retrieval import image_text_eval
 from visrep.evals.run import RawPixels, evaluate
@@ -46,7 +48,10 @@ def finish_run(
     ev = cfg.eval
     metrics: dict[str, Any] = dict(training or {}) | {"unreadable_images_skipped": n_skipped}
     pictures = {}
-    if ev.final and ev.dataset and cfg.data.frames:  # video: clip features, k-NN
+    if ev.final and isinstance(model, Detects):  # COCO box / mask AP on the val split
+        metrics |= detect_eval(cfg, model, device, run_dir)
+        pictures["detections"] = "detections.png"
+    elif ev.final and ev.dataset and cfg.data.frames:  # video: clip features, k-NN
         metrics |= video_eval(cfg, model.backbone, device, init_backbone)
     elif ev.final and ev.dataset and isinstance(model, Classifier):
         metrics |= classifier_eval(model, cfg, device)
@@ -77,6 +82,17 @@ def finish_run(
     save_json(metrics, run_dir / "metrics.json")
     write_report(cfg, metrics, {k: v for k, v in pictures.items() if v}, run_dir)
     return metrics
+
+
+def detect_eval(cfg: TrainConfig, model: Detects, device: torch.device,
+                run_dir: Path) -> dict[str, Any]:  # fmt: skip
+    """COCO box and mask AP of a detector (`visrep eval detect`: `method.data`, a COCO
+    folder) on the val split, and `detections.png`."""
+    val = CocoSet(cfg.method.data, "val", channels=cfg.method.channels)
+    out = detection_eval(model.detect, val, batch_size=cfg.optim.batch_size, device=device,
+                         limit=cfg.eval.limit_test, progress=cfg.run.progress)  # fmt: skip
+    draw_detections(model.detect, val, run_dir / "detections.png", device=device)
+    return {"detect_data": cfg.method.data} | out
 
 
 def video_eval(cfg: TrainConfig, backbone: nn.Module, device: torch.device,
@@ -273,6 +289,8 @@ CAPTIONS = {
     "notebook. With a normalised-pixel target, each masked patch of the reconstruction is "
     "un-normalised with the true mean and variance of that masked patch, which the model never "
     "sees: the reconstruction looks better than the model's own output.",
+    "detections": "Top row: validation images with their ground-truth masks and boxes; bottom "
+    "row: the detector's masks and boxes with score >= 0.5, category and score.",
     "neighbours": "Each row: a query image of the training sample, then its 5 nearest images "
     "by feature cosine.",
     "attention": "Each row: an evaluation image; attention rollout over it (Abnar and Zuidema, "

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from visrep.data.caption_shards import EMOJI_ROOT, emoji_files, open_on_white
 from visrep.data.sampling import holdout_split
@@ -29,12 +30,11 @@ def _slug(text: str) -> str:
     return "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
-def build_emoji_folder(
-    out: str | Path, emoji_root: str = EMOJI_ROOT, val: float = 0.2, seed: int = 0
-) -> dict:
-    """Write the emoji folder (module docstring); returns counts per class and split."""
+def emoji_items(emoji_root: str = EMOJI_ROOT) -> list[tuple[str, str, bytes]]:
+    """(class slug, file stem, PNG bytes) of every base emoji with a Google image, in the
+    package's sort order (no "Component" swatches, no skin-tone variants)."""
     entries, read = emoji_files(emoji_root)
-    items = []  # (class, file stem, png bytes)
+    items = []
     for e in sorted(entries, key=lambda e: e.get("sort_order", 0)):
         cat, image = str(e.get("category") or ""), str(e.get("image") or "")
         raw = read(image) if e.get("has_img_google") and image else None
@@ -43,9 +43,26 @@ def build_emoji_folder(
         items.append((_slug(cat), image.rsplit(".", 1)[0], raw))
     if not items:
         raise ValueError(f"no emoji image found in {emoji_root}")
+    return items
+
+
+def emoji_split(
+    items: list[tuple[str, str, bytes]], val: float, seed: int
+) -> tuple[list[str], Tensor, Tensor]:
+    """(classes, train indices, val indices): the seeded stratified hold-out by class that
+    both the emoji folder and the detection set (`build_detection.py`) use, so an emoji in
+    the folder's val/ is also a val-only object of the detection set built with that seed."""
     classes = sorted({c for c, _, _ in items})
     labels = torch.tensor([classes.index(c) for c, _, _ in items])
-    train_idx, val_idx = holdout_split(labels, val, seed)
+    return classes, *holdout_split(labels, val, seed)
+
+
+def build_emoji_folder(
+    out: str | Path, emoji_root: str = EMOJI_ROOT, val: float = 0.2, seed: int = 0
+) -> dict:
+    """Write the emoji folder (module docstring); returns counts per class and split."""
+    items = emoji_items(emoji_root)
+    classes, train_idx, val_idx = emoji_split(items, val, seed)
     out, counts = Path(out), Counter()
     for split, idx in (("train", train_idx), ("val", val_idx)):
         for i in idx.tolist():

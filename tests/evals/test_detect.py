@@ -1,0 +1,142 @@
+"""Detection transfer: the built COCO sets (`visrep data build-detection`), their reader and
+batches, COCO AP with pycocotools (a perfect prediction scores 1.0), and a tiny Mask R-CNN
+run through `visrep eval detect` on the Fashion-MNIST variant (train, report, resume)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, requires_fmnist
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from visrep.config import replace
+from visrep.configs import get_recipe, smoke
+from visrep.data.build_detection import build_detection
+from visrep.data.build_folder import emoji_items, emoji_split
+from visrep.data.coco import CocoSet, DetectionBatches, annotation_file, hflip_sample
+from visrep.detect import run_detect_cli
+from visrep.evals.detection import coco_results, coco_scores
+from visrep.logger import read_log
+from visrep.loop import train
+
+EMOJI = REPO / "emoji-datasource-google-16.0.0.tgz"
+
+
+@pytest.fixture(scope="module")
+def fmnist_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("det") / "fm"
+    build_detection(out, "fmnist", n_train=16, n_val=6, size=32, per_image=(1, 3), seed=3)
+    return out
+
+
+@requires_fmnist
+def test_fmnist_set_loads_in_pycocotools_and_masks_match_boxes(fmnist_set):
+    for split, n in (("train", 16), ("val", 6)):
+        coco = COCO(str(annotation_file(fmnist_set, split)))
+        assert len(coco.imgs) == n and len(coco.cats) == 10 and coco.anns
+        for a in coco.anns.values():
+            m = coco.annToMask(a)
+            ys, xs = np.nonzero(m)
+            assert a["area"] == m.sum() > 0
+            x, y, w, h = a["bbox"]
+            assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    report = json.loads((fmnist_set / "build_report.json").read_text())
+    assert report["objects"] == {"train": 60000, "val": 10000}  # train vs test items
+
+
+@requires_fmnist
+def test_the_build_is_a_function_of_the_seed(fmnist_set, tmp_path):
+    again = tmp_path / "again"
+    build_detection(again, "fmnist", n_train=16, n_val=6, size=32, per_image=(1, 3), seed=3)
+    for split in ("train", "val"):
+        assert (
+            annotation_file(again, split).read_bytes()
+            == annotation_file(fmnist_set, split).read_bytes()
+        )
+        assert (again / split / "000000.png").read_bytes() == (
+            fmnist_set / split / "000000.png"
+        ).read_bytes()
+    with pytest.raises(FileExistsError, match="another --out"):
+        build_detection(again, "fmnist", n_train=2, n_val=2)
+
+
+@pytest.mark.skipif(
+    not EMOJI.is_file(), reason="emoji tarball missing: npm pack emoji-datasource-google@16.0.0"
+)
+def test_emoji_set_splits_objects_and_backgrounds(tmp_path):
+    items = emoji_items(str(EMOJI))
+    classes, tr, va = emoji_split(items, 0.2, 0)
+    assert not set(tr.tolist()) & set(va.tolist()) and len(tr) + len(va) == len(items)
+    report = build_detection(tmp_path / "e", "emoji", n_train=3, n_val=2, emoji_root=str(EMOJI))
+    assert report["objects"] == {"train": len(tr), "val": len(va)}
+    bg = report["backgrounds"]
+    assert bg["train"] and bg["val"] and not set(bg["train"]) & set(bg["val"])
+    data = CocoSet(tmp_path / "e", "val")
+    assert data.num_classes == len(classes) == 9
+    assert data.image(0).shape == (3, 128, 128) and data.image(0).dtype == torch.uint8
+
+
+@requires_fmnist
+def test_a_perfect_prediction_scores_ap_one(fmnist_set):
+    data = CocoSet(fmnist_set, "val", channels=1)
+    results = []
+    for i in range(len(data)):
+        t = data.target(i)
+        pred = {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
+                "masks": t["masks"][:, None].float()}  # fmt: skip
+        results += coco_results(pred, data.images[i]["id"], data)
+    scores = coco_scores(data.path, results)
+    for k in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"):
+        assert scores[k] == pytest.approx(1.0), k
+    # one box shifted by half its width: AP drops below 1
+    results[0]["bbox"][0] += results[0]["bbox"][2] / 2
+    assert coco_scores(data.path, results, iou_types=("bbox",))["box_AP"] < 1.0
+    assert coco_scores(data.path, [])["mask_AP"] == 0.0  # no detection at all
+
+
+@requires_fmnist
+def test_batches_are_seeded_and_flips_move_boxes_with_masks(fmnist_set):
+    data = CocoSet(fmnist_set, "train", channels=1)
+    a = DetectionBatches(data, 4, seed=1).batch(5)
+    b = DetectionBatches(data, 4, seed=1).batch(5)  # a resumed run: the same batch
+    assert a["images"].shape == (4, 1, 32, 32) and 0 <= a["images"].min() and a["images"].max() <= 1
+    torch.testing.assert_close(a["images"], b["images"])
+    image, target = data.image(0), data.target(0)
+    fi, ft = hflip_sample(image, target)
+    assert torch.equal(fi, image.flip(-1))
+    for box, m in zip(ft["boxes"], ft["masks"]):
+        rle = mask_utils.encode(np.asfortranarray(m.numpy()))
+        x, y, w, h = mask_utils.toBbox(rle)
+        assert box.tolist() == [x, y, x + w, y + h]
+
+
+TINY = ["optim.batch_size=2", "run.threads=1", "run.progress=false", "method.window_size=2",
+        "method.fpn_dim=16", "method.box_head_dim=32", "method.mask_head_dim=16",
+        "method.rois_per_image=32", "method.proposals=50"]  # fmt: skip
+
+
+@requires_fmnist
+def test_eval_detect_trains_reports_and_resumes(fmnist_set, tmp_path):
+    src = tmp_path / "mae"
+    cfg = replace(smoke(get_recipe("mae_fmnist")), **{"run.out_dir": str(src), "run.threads": 1,
+                  "eval.final": False, "optim.epochs": 1, "data.limit": 64})  # fmt: skip
+    train(cfg)
+    out = tmp_path / "det"
+    m = run_detect_cli(str(src), str(fmnist_set), [*TINY, f"run.out_dir={out}"], steps=3)
+    assert m["train_steps"] == 3 and m["detect_n_val"] == 6
+    for k in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_APs"):
+        assert -1 <= m[k] <= 1, k
+    for f in ("checkpoint.pt", "config.json", "log.jsonl", "report.md", "detections.png"):
+        assert (out / f).is_file(), f
+    assert json.loads((src / "eval_detect.json").read_text())["box_AP"] == m["box_AP"]
+    assert "![detections](detections.png)" in (out / "report.md").read_text()
+    cfg = m["config"]["method"]
+    assert (cfg["num_classes"], cfg["img_size"], cfg["channels"]) == (10, 32, 1)
+    rows = [r for r in read_log(out) if "train/loss" in r]
+    assert all(np.isfinite(r["train/loss"]) for r in rows) and "train/mask" in rows[-1]
+    m2 = run_detect_cli(str(src), "", [f"run.out_dir={out}", "run.max_steps=4"], resume=True)
+    assert m2["train_steps"] == 4 and read_log(out)[-1]["step"] >= 4
+    with pytest.raises(Exception, match="run.key=value"):
+        run_detect_cli(str(src), "", ["method.fpn_dim=8"], resume=True)
