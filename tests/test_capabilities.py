@@ -28,6 +28,7 @@ from visrep.config import (
 )
 from visrep.configs import RECIPES, get_recipe
 from visrep.methods import METHODS, MethodEntry
+from visrep.methods.rcg import EncoderInput
 
 GUIDE = (REPO / "docs" / "adding_a_method.md").read_text()
 
@@ -45,6 +46,8 @@ EXPECTED = {
     "supervised": {caps.Classifier, caps.LayerDecay, caps.OwnData, caps.StepHook},
     "dit": {caps.Generates, caps.OwnData, caps.StepHook},  # labelled batches; model EMA
     "detect": {caps.Detects, caps.LayerDecay, caps.OwnData},  # COCO batches; COCO AP
+    # RDM at its own lr and weight decay, generator without; stage counter and EMAs
+    "rcg": {caps.Generates, caps.LayerDecay, caps.StepHook},
 }
 
 
@@ -63,6 +66,11 @@ def _model(name: str) -> nn.Module:
                         pos_embed=cfg.backbone.pos_embed)  # fmt: skip
     # video recipes (data.frames > 0) get their video backbone
     data = DataConfig(img_size=64, channels=cfg.data.channels or 1, frames=cfg.data.frames)
+    if name == "rcg":  # a toy frozen encoder in place of a trained run's
+        to_enc = EncoderInput((0.5,), (0.5,), 64, 1, (0.0,), (1.0,))
+        enc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 64, 8))
+        return METHODS[name].model(cfg.method, build_backbone(bb, data), encoder=enc,
+                                   encoder_input=to_enc, rep_dim=8)  # fmt: skip
     return METHODS[name].model(cfg.method, build_backbone(bb, data))
 
 

@@ -26,8 +26,11 @@ from visrep.checkpoint import (
     load_run_config_dict,
 )
 from visrep.config import ConfigError, DataConfig, TrainConfig, from_dict
+from visrep.data.preprocess import mean_std
 from visrep.data.resolve import resolve_data
+from visrep.method_configs import RCGConfig
 from visrep.methods import METHODS, method_name
+from visrep.methods.rcg import EncoderInput, projection_encoder
 
 # what `visrep export` writes: timm's layout (config.json + model.safetensors); exports of
 # visrep 0.1 wrote backbone.json + backbone.safetensors, still read
@@ -70,7 +73,31 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         backbone = load_pretrained(source, cfg.method.init, seed=torch.initial_seed())
     else:
         backbone = build_backbone(cfg.backbone, cfg.data)
+    if isinstance(cfg.method, RCGConfig):  # RCG: the frozen encoder run it names
+        return entry.model(cfg.method, backbone, **rcg_encoder(cfg))
     return entry.model(cfg.method, backbone)
+
+
+def rcg_encoder(cfg: TrainConfig) -> dict[str, Any]:
+    """RCG's frozen encoder (`method.encoder`: backbone + projection head), the map from the
+    generator's pixels to its input, and the representation's size."""
+    path = cfg.method.encoder
+    if not path or not (Path(path) / CHECKPOINT).is_file():
+        raise ConfigError(f"method.encoder={path!r}: RCG needs the folder of a trained MoCo v3 "
+                          "or SimCLR run (e.g. `visrep train mocov3_fmnist`), holding "
+                          f"{CHECKPOINT}")  # fmt: skip
+    seed = torch.initial_seed()
+    enc_cfg, method = load_run(path)
+    torch.manual_seed(seed)  # loading drew nothing the RCG model's init should depend on
+    encoder = projection_encoder(method)
+    mean, std = mean_std(cfg.data)
+    enc_mean, enc_std = mean_std(enc_cfg.data)
+    to_enc = EncoderInput(mean, std, enc_cfg.data.img_size, enc_cfg.data.channels, enc_mean,
+                          enc_std)  # fmt: skip
+    probe = torch.zeros(2, cfg.data.channels, cfg.data.img_size, cfg.data.img_size)
+    with torch.no_grad():
+        dim = int(encoder(to_enc(probe)).shape[-1])
+    return {"encoder": encoder, "encoder_input": to_enc, "rep_dim": dim}
 
 
 def load_run(

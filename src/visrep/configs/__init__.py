@@ -46,6 +46,7 @@ from visrep.configs.mae_st import mae_st_mfmnist, mae_st_vit_large_k400
 from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
 from visrep.configs.maskfeat_video import maskfeat_video_mfmnist, maskfeat_video_vit_base_k400
 from visrep.configs.own import mae_own, mae_vit_small_224, simclr_resnet18_own
+from visrep.configs.rcg import gen_reference_fmnist, rcg_fmnist
 from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
@@ -90,6 +91,8 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "flip_vit_large_laion": flip_vit_large_laion,
     "dit_fmnist": dit_fmnist,
     "dit_s2_in1k": dit_s2_in1k,
+    "rcg_fmnist": rcg_fmnist,  # needs method.encoder=RUN (configs/rcg.py)
+    "gen_reference_fmnist": gen_reference_fmnist,  # visrep eval generation's reference
 }
 
 
@@ -120,7 +123,8 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32,  # joint-embedding heads
             "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2,  # text tower
             "curate_every": 4,  # CiT: several curation rounds
-            "latent": False}  # DiT: pixel space (no VAE offline)  # fmt: skip
+            "latent": False,  # DiT: pixel space (no VAE offline)
+            "rdm_steps": 4, "rdm_width": 32, "rdm_depth": 2}  # RCG: both stages  # fmt: skip
     method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}
     is_vit = cfg.backbone.name.startswith("vit")
     # a CNN masked at its stride-32 grid (FCMAE, SparK) needs 2×2 cells to keep one visible

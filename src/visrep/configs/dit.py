@@ -15,7 +15,12 @@ from visrep.method_configs import DiTConfig
 
 # DiT's optimizer (`train.py`): AdamW at a constant lr (no warmup, no decay: the cosine's
 # floor is the peak), betas (0.9, 0.999), no weight decay
-_CONSTANT = dict(warmup_epochs=0.0, min_lr_ratio=1.0, weight_decay=0.0, betas=(0.9, 0.999))
+CONSTANT_LR = dict(warmup_epochs=0.0, min_lr_ratio=1.0, weight_decay=0.0, betas=(0.9, 0.999))
+# Fashion-MNIST pixels in [-1, 1] as DiT/ADM; no crop (scale 1 of a square image), random flip
+FMNIST_PIXELS = DataConfig(
+    dataset="fashion_mnist", img_size=28, channels=1, mean=(0.5,), std=(0.5,), crop_scale=(1.0, 1.0)
+)
+FMNIST_TRUNK = BackboneConfig(name="vit_tiny", patch_size=4, depth=6)  # 49 tokens of 4 px
 
 
 def dit_fmnist() -> TrainConfig:
@@ -40,17 +45,9 @@ def dit_fmnist() -> TrainConfig:
     return TrainConfig(
         recipe="dit_fmnist",
         method=DiTConfig(num_classes=10, ema_decay=0.995),
-        backbone=BackboneConfig(name="vit_tiny", patch_size=4, depth=6),
-        # data in [-1, 1] as DiT/ADM; no crop (scale 1 of a square image), random flip
-        data=DataConfig(
-            dataset="fashion_mnist",
-            img_size=28,
-            channels=1,
-            mean=(0.5,),
-            std=(0.5,),
-            crop_scale=(1.0, 1.0),
-        ),  # fmt: skip
-        optim=OptimConfig(epochs=20, batch_size=64, lr=5e-4, clip_grad=1.0, **_CONSTANT),
+        backbone=FMNIST_TRUNK,
+        data=FMNIST_PIXELS,
+        optim=OptimConfig(epochs=20, batch_size=64, lr=5e-4, clip_grad=1.0, **CONSTANT_LR),
         eval=EvalConfig(dataset="fashion_mnist", final=False, every_epochs=0, baselines=False),
         run=RunConfig(out_dir="runs/dit_fmnist", budget_minutes=10, log_every=10),
     )
@@ -86,7 +83,7 @@ def dit_s2_in1k() -> TrainConfig:
             crop_scale=(1.0, 1.0),
             num_workers=8,
         ),  # fmt: skip
-        optim=OptimConfig(epochs=80, batch_size=32, lr=1e-4, **_CONSTANT),
+        optim=OptimConfig(epochs=80, batch_size=32, lr=1e-4, **CONSTANT_LR),
         eval=EvalConfig(dataset="path/to/imagenet", final=False, every_epochs=0, baselines=False),
         run=RunConfig(out_dir="runs/dit_s2_in1k"),
     )

@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 
 from visrep.methods.cit import CiT, CiTConfig
 from visrep.methods.clip import CLIP, FLIP, CLIPConfig, FLIPConfig
-from visrep.methods.detect import Detect, DetectConfig
 from visrep.methods.dit import DiT, DiTConfig
 from visrep.methods.fcmae import FCMAE, FCMAEConfig
 from visrep.methods.mae import MAE, MAEConfig
@@ -21,6 +20,7 @@ from visrep.methods.mae_st import MAEST, MAESTConfig
 from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
 from visrep.methods.maskfeat_video import MaskFeatVideo, MaskFeatVideoConfig
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
+from visrep.methods.rcg import RCG, RCGConfig
 from visrep.methods.simclr import SimCLR, SimCLRConfig
 from visrep.methods.simsiam import SimSiam, SimSiamConfig
 from visrep.methods.slip import SLIP, SLIPConfig
@@ -48,8 +48,8 @@ METHODS: dict[str, MethodEntry] = {
     "slip": MethodEntry(SLIPConfig, SLIP),
     "flip": MethodEntry(FLIPConfig, FLIP),
     "dit": MethodEntry(DiTConfig, DiT),  # generation (visrep.sample)
+    "rcg": MethodEntry(RCGConfig, RCG),  # generation from a run's representation
     "supervised": MethodEntry(SupervisedConfig, Supervised),  # fine-tuning (visrep.finetune)
-    "detect": MethodEntry(DetectConfig, Detect),  # Mask R-CNN transfer (visrep.detect)
 }
 
 

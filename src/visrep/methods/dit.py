@@ -132,24 +132,41 @@ class DiTNet(nn.Module):
         return h + gate2.unsqueeze(1) * blk.mlp(modulate(blk.norm2(h), shift2, scale2))
 
     def forward(
-        self, x: Tensor, t: Tensor, y: Tensor | None = None, drop: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        y: Tensor | None = None,
+        drop: Tensor | None = None,
+        cond: Tensor | None = None,
     ) -> Tensor:
+        """`cond` [N, D], if given, is added to c (RCG: the embedded representation)."""
         vit = self.backbone.model
         h = vit.patch_embed(x) + vit.pos_embed[:, 1:]  # [N, T, D], T = (H/p)·(W/p)
         c = self.condition(t, y, drop)  # [N, D]
+        if cond is not None:
+            c = c + cond
         for i in range(len(self.adaLN)):
             h = self.block(i, h, c)
         shift, scale = self.final_adaLN(c).chunk(2, dim=1)
         out = self.final_linear(modulate(vit.norm(h), shift, scale))  # [N, T, p·p·2C]
         return unpatchify(out, self.patch, 2 * self.in_chans, self.grid)  # [N, 2C, H, W]
 
-    def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, scale: float) -> Tensor:
-        """Classifier-free guidance (`forward_with_cfg`): x, t, y hold the batch twice, labels
-        then null labels; the first half of x is used for both. On the first k ε channels
+    def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """x_T for n samples [n, C, H, W], drawn on the CPU (reproducible), on the net's device."""
+        c, (gh, gw), p = self.in_chans, self.grid, self.patch
+        z = torch.randn(n, c, gh * p, gw * p, generator=generator)
+        return z.to(next(self.parameters()).device)
+
+    def forward_with_cfg(
+        self, x: Tensor, t: Tensor, y: Tensor | None, scale: float, cond: Tensor | None = None
+    ) -> Tensor:
+        """Classifier-free guidance (`forward_with_cfg`): x, t, y (or `cond`) hold the batch
+        twice, labels then null labels (RCG: representations then the fake latent); the first
+        half of x is used for both. On the first k ε channels
         (k = cfg_channels, upstream 3; 0 = all C) ε = ε_u + s·(ε_c − ε_u), both halves; the
         rest (remaining ε channels, the variance) is each half's own output."""
         half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half]), t, y)
+        out = self.forward(torch.cat([half, half]), t, y, cond=cond)
         k = min(self.cfg.cfg_channels or self.in_chans, self.in_chans)
         eps, rest = out[:, :k], out[:, k:]
         cond, uncond = eps.split(len(eps) // 2, dim=0)
@@ -301,8 +318,7 @@ class DiT(nn.Module):
         net.eval()
         diffusion = GaussianDiffusion.linear(self.cfg.diffusion_steps, str(steps))
         dev = next(net.parameters()).device
-        c, (gh, gw), p = net.in_chans, net.grid, net.patch
-        z = torch.randn(n, c, gh * p, gw * p, generator=generator).to(dev)
+        z = net.noise(n, generator)
         if self.cfg.num_classes and labels is None:
             raise ValueError("a class-conditional DiT samples given labels")
         if not self.cfg.num_classes or cfg_scale == 1.0:

@@ -36,6 +36,13 @@ def linear_betas(num_steps: int = 1000) -> Tensor:
     return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
 
 
+def ldm_linear_betas(num_steps: int = 1000, start: float = 0.0015, end: float = 0.0195) -> Tensor:
+    """float64 [T]: linspace(√start, √end, T)² (latent-diffusion's "linear" schedule,
+    CompVis/latent-diffusion `ldm/modules/diffusionmodules/util.py` `make_beta_schedule`;
+    RCG's RDM, LTH14/rcg `rdm/models/diffusion/ddpm.py`)."""
+    return torch.linspace(start**0.5, end**0.5, num_steps, dtype=torch.float64) ** 2
+
+
 def space_timesteps(num_steps: int, section_counts: str | Iterable[int]) -> list[int]:
     """The original steps a respaced process keeps, sorted (`respace.py` `space_timesteps`).
 
@@ -131,9 +138,15 @@ class GaussianDiffusion:
     ) -> GaussianDiffusion:
         """The DiT process (`create_diffusion`), respaced to `respacing` ("" = every step):
         the kept steps' ᾱ define new betas β'_i = 1 − ᾱ_{k_i}/ᾱ_{k_{i−1}} (`SpacedDiffusion`)."""
-        betas = linear_betas(num_steps)
+        return cls.respaced(linear_betas(num_steps), respacing)
+
+    @classmethod
+    def respaced(cls, betas: Tensor, respacing: str | Iterable[int] = "") -> GaussianDiffusion:
+        """The process of `betas` respaced to `respacing` ("" = every step; the forms of
+        `space_timesteps`), as `SpacedDiffusion`."""
         if not respacing:
             return cls(betas)
+        num_steps = len(betas)
         keep = space_timesteps(num_steps, respacing)
         ab = torch.cumprod(1.0 - betas, dim=0)
         last, new = 1.0, []
