@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "protocol",
         choices=["knn", "linear", "all", "zeroshot", "retrieval", "finetune", "generation",
-                 "robustness", "msd"],
+                 "detect", "robustness", "msd"],
     )
     e.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     e.add_argument("--out", help="metrics JSON path (default RUN_DIR/eval_PROTOCOL.json)")
@@ -93,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--pairs", default="", help="retrieval: held-out pairs (shards, CSV, JSONL)")
     e.add_argument("--preset", default="", help="finetune: paper preset (visrep.finetune.PRESETS)")
     e.add_argument("--resume", action="store_true",
-                   help="finetune: continue the fine-tuning run (run.out_dir) from its checkpoint")  # fmt: skip
+                   help="finetune / detect: continue that run (run.out_dir) from its checkpoint")  # fmt: skip
+    e.add_argument("--data", default="", metavar="COCO_DIR",
+                   help="detect: COCO-format folder (visrep data build-detection)")  # fmt: skip
     e.add_argument("--config", metavar="FILE", help=CONFIG_HELP + " (its `recipe:` is ignored)")
     _add_generation_args(e)
     _add_robustness_args(e)
@@ -133,7 +135,9 @@ def _add_generation_args(e) -> None:
                    "extractor run")  # fmt: skip
     g.add_argument("--n", type=int, default=1000, help="samples (and real test images)")
     g.add_argument("--cfg", type=float, default=1.0, help="guidance scale")
-    g.add_argument("--steps", default=None, help="sampling steps (respaced; default 100)")
+    # shared with detect (optimizer steps); None = each protocol's default
+    g.add_argument("--steps", default=None, help="sampling steps (respaced; default 100); "
+                   "detect: optimizer steps (default: optim.epochs)")  # fmt: skip
     g.add_argument("--ddim", action="store_true", help="DDIM (eta 0) instead of DDPM")
     g.add_argument("--seed", type=int, default=0, help="generation / msd")
 
@@ -219,6 +223,18 @@ def _add_data_parser(sub) -> None:
                    help="npm pack emoji-datasource-google@16.0.0 output (.tgz or its folder)")  # fmt: skip
     b.add_argument("--val", type=float, default=0.2, help="fraction of each class in val/")
     b.add_argument("--seed", type=int, default=0)
+    c = dsub.add_parser("build-detection", help="a COCO-format detection set: real cut-outs "  # build_detection.py
+                        "pasted on real photos (or Fashion-MNIST items), boxes and masks")  # fmt: skip
+    c.add_argument("--out", required=True, metavar="DIR")
+    c.add_argument("--source", choices=["emoji", "fmnist"], default="emoji")
+    c.add_argument("--n-train", type=int, default=2000, help="training images")
+    c.add_argument("--n-val", type=int, default=400, help="validation images")
+    c.add_argument("--size", type=int, default=128, help="image side in pixels")
+    c.add_argument("--min-objects", type=int, default=1)
+    c.add_argument("--max-objects", type=int, default=4)
+    c.add_argument("--emoji-root", default=caption_shards.EMOJI_ROOT,
+                   help="npm pack emoji-datasource-google@16.0.0 output (.tgz or its folder)")  # fmt: skip
+    c.add_argument("--seed", type=int, default=0)
     v = dsub.add_parser("build-video", help="Moving Fashion-MNIST videos (train/ + val/ mp4 "  # build_video.py
                         "files, class and motion-direction labels)")  # fmt: skip
     v.add_argument("--out", required=True, metavar="DIR")
@@ -278,6 +294,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.data import build_folder
 
         return build_folder.run(args)
+    if args.command == "data" and args.data_command == "build-detection":
+        from visrep.data import build_detection
+
+        return build_detection.run(args)
     if args.command == "data" and args.data_command == "build-video":
         from visrep.data import build_video
 
@@ -376,6 +396,16 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
         args.steps = "100" if args.steps is None else args.steps
         return sample.run_eval(args)
+    if args.protocol == "detect":  # Mask R-CNN on the backbone (visrep.detect)
+        from visrep.detect import run_detect_cli
+
+        if not args.data and not args.resume:
+            raise ConfigError("visrep eval detect needs --data COCO_DIR (a COCO-format folder, "
+                              "e.g. from `visrep data build-detection --out DIR`)")  # fmt: skip
+        metrics = run_detect_cli(args.ckpt, args.data, overrides, steps=int(args.steps or 0),
+                                 out=args.out, device=args.device, resume=args.resume)  # fmt: skip
+        print(json.dumps({k: v for k, v in metrics.items() if k != "config"}, indent=2))
+        return 0
     if args.protocol in ("robustness", "msd"):  # corruptions (visrep.robustness)
         from visrep import robustness
         from visrep.device import resolve_device

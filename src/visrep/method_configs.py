@@ -270,6 +270,7 @@ class DiTConfig:
     vae: str = ""
     latent_scale: float = 0.18215  # latents = VAE posterior sample × this (train.py)
 
+
 # visrep.methods.rcg
 @dataclass(frozen=True)
 class RCGConfig:
@@ -294,3 +295,37 @@ class RCGConfig:
     diffusion_steps: int = 1000  # the pixel generator's (DiT's) linear β schedule
     ema_decay: float = 0.9999  # EMA of the RDM and of the generator (0 = none)
     cfg_channels: int = 3  # guidance on the first N ε channels (as DiT); 0 = all
+
+
+# visrep.methods.detect
+@dataclass(frozen=True)
+class DetectConfig:
+    """Mask R-CNN on a pre-trained backbone (`visrep eval detect`): ViTDet for ViTs (window
+    attention, simple feature pyramid), an FPN for ResNet / ConvNeXt. Defaults follow ViTDet's
+    ViT-B recipe where they do not depend on the image size (window 14, drop path 0.1, layer
+    decay 0.7, 256-channel pyramid)."""
+
+    source: str = ""  # run or exported-backbone folder whose backbone is fine-tuned
+    init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
+    data: str = ""  # COCO-format folder (annotations/instances_{train,val}.json)
+    num_classes: int = 0  # categories without the background (0: `visrep eval detect` counts them)
+    img_size: int = 0  # detector input side (0: the first training image's longer side)
+    channels: int = 3  # the backbone's input channels (images are converted to it)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # the source's input normalization
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    window_size: int = 14  # ViT: attention window side in tokens
+    global_blocks: tuple[int, ...] = ()  # ViT: blocks with global attention (() = each quarter's last)
+    rel_pos: bool = False  # ViT: decomposed relative position biases (zero init)
+    drop_path: float = 0.1
+    layer_decay: float = 0.7  # 1.0 = off (ViTDet: 0.7 B, 0.8 L, 0.9 H)
+    fpn_dim: int = 256  # pyramid channels (and RPN / RoI head input)
+    anchor_scale: float = 8.0  # anchor side = this x the level's stride (ViTDet: 32 at stride 4)
+    # RoI heads (torchvision's defaults; smaller values suit small images on a CPU): box head
+    # MLP width, mask head conv width, RoIs sampled per training image, RPN proposals kept
+    box_head_dim: int = 1024
+    mask_head_dim: int = 256
+    rois_per_image: int = 512
+    proposals: int = 1000  # after NMS, per image (torchvision: 2000 training, 1000 testing)
+    hflip: float = 0.5  # training flip probability (ViTDet's LSJ is not reproduced)
+    score_thresh: float = 0.05  # detections kept for evaluation (torchvision's default)
+    detections_per_img: int = 100

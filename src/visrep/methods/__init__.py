@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from visrep.methods.cit import CiT, CiTConfig
 from visrep.methods.clip import CLIP, FLIP, CLIPConfig, FLIPConfig
+from visrep.methods.detect import Detect, DetectConfig
 from visrep.methods.dit import DiT, DiTConfig
 from visrep.methods.fcmae import FCMAE, FCMAEConfig
 from visrep.methods.mae import MAE, MAEConfig
@@ -50,6 +51,7 @@ METHODS: dict[str, MethodEntry] = {
     "dit": MethodEntry(DiTConfig, DiT),  # generation (visrep.sample)
     "rcg": MethodEntry(RCGConfig, RCG),  # generation from a run's representation
     "supervised": MethodEntry(SupervisedConfig, Supervised),  # fine-tuning (visrep.finetune)
+    "detect": MethodEntry(DetectConfig, Detect),  # Mask R-CNN transfer (visrep.detect)
 }
 
 
