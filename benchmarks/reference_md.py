@@ -18,7 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import md_table  # noqa: E402
 from reference import DATASETS, RESULTS  # noqa: E402
 
-NAMES = {"fashion_mnist": "Fashion-MNIST", "emoji": "Noto emoji colour folder (64 px RGB, 9 categories)"}
+NAMES = {
+    "fashion_mnist": "Fashion-MNIST",
+    "emoji": "Noto emoji colour folder (64 px RGB, 9 categories)",
+}
 
 
 def overrides(command: str) -> dict[str, str]:
@@ -31,9 +34,11 @@ def title(dataset: str, rows: list[dict]) -> str:
     limit = int(o.get("data.limit", 0))
     seen = f"{limit:,} training images" if limit else "every training image"
     bank, test = int(o.get("eval.limit_train", 0)), int(o.get("eval.limit_test", 0))
-    split = (f"bank / probe set a stratified {bank:,} of train" if bank
-             else "bank / probe set all of train (emoji: train/)") + (
-        f", a stratified {test:,} test images" if test else ", all test images (emoji: val/)")
+    split = (
+        f"bank / probe set a stratified {bank:,} of train"
+        if bank
+        else "bank / probe set all of train (emoji: train/)"
+    ) + (f", a stratified {test:,} test images" if test else ", all test images (emoji: val/)")
     return f"{NAMES[dataset]}: {o.get('optim.epochs')} epochs over {seen}; {split}"
 
 
@@ -56,14 +61,27 @@ def table(dataset: str, rows: list[dict]) -> str:
             _f(m, "zeroshot_top1"), f"{r['wall_s'] / 60:.1f}", load,
             f"{r['matmul_gflops_before']:.0f} / {r['matmul_gflops_after']:.0f}",
         ])  # fmt: skip
-    head = ["row", "backbone", "images seen", "k-NN", "k-NN init", "linear", "linear init",
-            "zero-shot", "wall min (train + eval)", "load before", "matmul GFLOP/s before / after"]
+    head = [
+        "row",
+        "backbone",
+        "images seen",
+        "k-NN",
+        "k-NN init",
+        "linear",
+        "linear init",
+        "zero-shot",
+        "wall min (train + eval)",
+        "load before",
+        "matmul GFLOP/s before / after",
+    ]
     note = "" if len(raw) == 1 else f"\n\n**Raw-pixel figures differ between rows: {sorted(raw)}**"
     missing = [r for r in DATASETS[dataset]["recipes"] if r not in {x["recipe"] for x in rows}]
     todo = f"\n\nNot run yet: {', '.join(f'`{r}`' for r in missing)}." if missing else ""
     commands = "\n".join(f"- `{r['recipe']}`: `{r['command']}`" for r in rows)
-    return (f"## {title(dataset, rows)}\n\n{md_table(head, lines)}{note}{todo}\n\n"
-            f"<details><summary>Commands</summary>\n\n{commands}\n\n</details>\n")
+    return (
+        f"## {title(dataset, rows)}\n\n{md_table(head, lines)}{note}{todo}\n\n"
+        f"<details><summary>Commands</summary>\n\n{commands}\n\n</details>\n"
+    )
 
 
 def main() -> None:
@@ -81,8 +99,10 @@ def main() -> None:
     for dataset in DATASETS:
         files = sorted((results / dataset).glob("*.json"))
         order = list(DATASETS[dataset]["recipes"])
-        rows = sorted((json.loads(f.read_text()) for f in files),
-                      key=lambda r: order.index(r["recipe"]) if r["recipe"] in order else 99)
+        rows = sorted(
+            (json.loads(f.read_text()) for f in files),
+            key=lambda r: order.index(r["recipe"]) if r["recipe"] in order else 99,
+        )
         if rows:
             parts.append(table(dataset, rows))
     out = results.parent / "reference.md"
