@@ -19,7 +19,7 @@ from visrep.data.corruptions import (
     corrupt_each,
     image_seed,
 )
-from visrep.data.corruptions_bar import C_BAR_LEVELS
+from visrep.data.corruptions_bar import C_BAR_LEVELS, levels
 
 # severity does not grow the distance to the clean image for these, by the reference tables:
 # CIFAR-10-C elastic_transform's affine jitter shrinks from 0.08·S (s1) to 0.03·S (s5) while
@@ -38,12 +38,17 @@ def fmnist():
 
 def test_suites_are_the_papers_lists():
     assert len(BENCHMARK) == 15 and len(HELD_OUT) == 4 and len(SUITES["c_bar"]) == 10
-    assert set(CATEGORY) == set(BENCHMARK) | set(HELD_OUT) | set(C_BAR_LEVELS)
+    assert set(CATEGORY) == set(BENCHMARK) | set(HELD_OUT) | set(C_BAR_LEVELS) | set(
+        SUITES["imagenet_c_bar"]
+    )
     assert C_BAR_LEVELS["blue_noise_sample"] == (0.7, 1.4, 2.1, 3.5, 4.2)
+    assert len(SUITES["imagenet_c_bar"]) == 8  # caustic_refraction, perlin_noise: not yet
+    assert levels("sparkles", 32) == (0.7, 3.5, 5.6, 6.3, 7.0)  # CIFAR-10-C-bar under 64 px
+    assert levels("sparkles", 64) == (1.0, 2.0, 3.0, 5.0, 6.0)  # ImageNet-C-bar from 64 px
 
 
 @requires_fmnist
-@pytest.mark.parametrize("name", [n for s in SUITES.values() for n in s])
+@pytest.mark.parametrize("name", sorted({n for s in SUITES.values() for n in s}))
 def test_shape_dtype_range_and_severity(fmnist, name):
     dist = []
     for s in range(1, 6):
@@ -125,6 +130,10 @@ def test_c_bar_definitions():
     assert (holes <= x).all() and ((holes == 0).all(-1)).any()  # black holes, nothing added
     inv = corrupt(x, "inverse_sparkles", 5, 0)
     assert (inv >= x).mean() > 0.99  # white everywhere outside the star
+    # single_frequency_greyscale adds the same plane wave to the three channels
+    wave = corrupt(x, "single_frequency_greyscale", 2, 0).astype(int) - x
+    inside = ((x > 60) & (x < 190)).all(-1)  # no clipping there
+    assert (wave[inside][:, 0] == wave[inside][:, 1]).mean() > 0.95
 
 
 def test_bad_input_is_a_clear_error():

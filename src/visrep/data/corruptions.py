@@ -49,7 +49,7 @@ from skimage.color import hsv2rgb, rgb2hsv
 from skimage.filters import gaussian
 from skimage.util import random_noise
 
-from visrep.data.corruptions_bar import C_BAR, C_BAR_LEVELS
+from visrep.data.corruptions_bar import C_BAR, C_BAR_LEVELS, IMAGENET_C_BAR_LEVELS, levels
 
 BENCHMARK: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
@@ -60,10 +60,14 @@ HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "satur
 CATEGORY: dict[str, str] = (
     dict.fromkeys(BENCHMARK[:3], "noise") | dict.fromkeys(BENCHMARK[3:7], "blur")
     | dict.fromkeys(BENCHMARK[7:11], "weather") | dict.fromkeys(BENCHMARK[11:], "digital")
-    | dict.fromkeys(HELD_OUT, "extra") | dict.fromkeys(C_BAR_LEVELS, "c_bar")
+    | dict.fromkeys(HELD_OUT, "extra") | dict.fromkeys(IMAGENET_C_BAR_LEVELS, "c_bar")
+    | dict.fromkeys(C_BAR_LEVELS, "c_bar")
 )  # fmt: skip
+# c_bar: CIFAR-10-C-bar (the list for small images); imagenet_c_bar: 8 of ImageNet-C-bar's 10
+# (caustic_refraction and perlin_noise are not implemented yet)
 SUITES: dict[str, tuple[str, ...]] = {
     "c": BENCHMARK, "held_out": HELD_OUT, "c_bar": tuple(C_BAR_LEVELS),
+    "imagenet_c_bar": tuple(IMAGENET_C_BAR_LEVELS),
 }  # fmt: skip
 LUMA = np.array([0.299, 0.587, 0.114])
 _LARGE = 64  # from this side on, imagecorruptions with the ImageNet-C constants
@@ -308,7 +312,7 @@ def _one(img: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     with _numpy_seed(seed):
         if name in C_BAR:
             rgb = np.stack([img] * 3, -1) if img.ndim == 2 else img
-            return C_BAR[name](rgb.astype(np.float64), C_BAR_LEVELS[name][severity - 1],
+            return C_BAR[name](rgb.astype(np.float64), levels(name, h)[severity - 1],
                                np.random.RandomState(seed % 2**32))  # fmt: skip
         if min(h, w) >= _LARGE:
             return _large(img, name, severity, seed)

@@ -37,6 +37,28 @@ C_BAR_LEVELS: dict[str, tuple[float, ...]] = {
 }
 
 
+# imagenet_c_bar/imagenet_c_bar.csv (used from 64 px); caustic_refraction and perlin_noise
+# are not implemented yet
+IMAGENET_C_BAR_LEVELS: dict[str, tuple[float, ...]] = {
+    "inverse_sparkles": (1.0, 2.0, 4.0, 9.0, 10.0),
+    "sparkles": (1.0, 2.0, 3.0, 5.0, 6.0),
+    "blue_noise_sample": (0.8, 1.6, 2.4, 4.0, 5.6),
+    "plasma_noise": (4.75, 7.0, 8.5, 9.25, 10.0),
+    "checkerboard_cutout": (2.0, 3.0, 4.0, 5.0, 6.0),
+    "cocentric_sine_waves": (3.0, 5.0, 8.0, 9.0, 10.0),
+    "single_frequency_greyscale": (1.0, 1.5, 2.0, 4.5, 5.0),
+    "brownish_noise": (1.0, 2.0, 3.0, 4.0, 5.0),
+}
+
+
+def levels(name: str, side: int) -> tuple[float, ...]:
+    """The five levels of `name`: ImageNet-C-bar's from 64 px (where it lists the
+    corruption), CIFAR-10-C-bar's below."""
+    if (side >= 64 and name in IMAGENET_C_BAR_LEVELS) or name not in C_BAR_LEVELS:
+        return IMAGENET_C_BAR_LEVELS[name]
+    return C_BAR_LEVELS[name]
+
+
 def level(lv: float, maxval: float) -> float:
     """`float_parameter` of the reference (`augmentations/utils/severity.py`): lv·max/10."""
     return float(lv) * maxval / 10.0
@@ -226,6 +248,49 @@ def transverse_chromatic_abberation(img: np.ndarray, lv: float, rs: np.random.Ra
     return out
 
 
+def single_frequency_greyscale(img: np.ndarray, lv: float, rs: np.random.RandomState
+                               ) -> np.ndarray:  # fmt: skip
+    """One grey plane wave sin(x·f₀ + y·f₁ + φ) of amplitude lv·196/10 added."""
+    f_mag = rs.uniform(-np.pi, np.pi)
+    f2 = rs.uniform(-abs(f_mag), abs(f_mag))
+    freq = np.array([f_mag, f2])[rs.permutation(2)]
+    phase, amp = rs.uniform(0, 2 * np.pi), level(lv, 196)
+    y, x = _grid(img.shape[0])
+    return img + amp * np.sin(x * freq[0] + y * freq[1] + phase)[..., None]
+
+
+def cocentric_sine_waves(img: np.ndarray, lv: float, rs: np.random.RandomState) -> np.ndarray:
+    """Rings around a random centre, wobbled by sin(angle·freq), added per channel."""
+    s = img.shape[0]
+    offset = rs.uniform(0, s, size=2)
+    freq, amplitude = rs.uniform(0, 10), rs.uniform(0, s / 10)
+    ring = rs.uniform(0, s / 10)
+    intensity = np.array([level(lv, 128)] * 3)
+    y, x = _grid(s)
+    angle = np.arctan2(x - offset[0], y - offset[1]) * freq
+    n = ((np.hypot(x - offset[0], y - offset[1]) + np.sin(angle) * amplitude) % ring) / ring - 0.5
+    return img + n[..., None] * intensity
+
+
+def plasma_noise(img: np.ndarray, lv: float, rs: np.random.RandomState) -> np.ndarray:
+    """A swirling RGB plasma (iterated rotations of the coordinates) blended in."""
+    s = img.shape[0]
+    t, iters = rs.uniform(0.0, 6 * np.pi), rs.randint(4, 7)
+    sharp, scale = rs.uniform(0.5, 1.0), rs.uniform(0.075, 0.2) * s
+    amp = level(lv, 64)
+    y, x = _grid(s)
+    x, y = x / scale, y / scale
+    i = np.array([1.0, 1.0, 1.0, 0.0])
+    for _ in range(iters):
+        r0 = np.cos(y * i[0] - i[3] + t / i[1]) / i[2]
+        r1 = np.sin(x * i[0] - i[3] + t / i[1]) / i[2]
+        r0, r1 = r0 - 0.3 * r1, r1 + 0.3 * r0
+        x, y = x + r0, y + r1
+        i = i * np.array([1.93, 1.15, 2.25 - sharp, t * i[1]])
+    colour = np.stack([np.sin(x - t), np.sin((x + y + np.sin(t)) * 0.5), np.sin(y + t)], -1)
+    return (1 - amp / 255) * img + amp * colour
+
+
 # name -> function(img [S, S, 3] float 0..255, level, RandomState) -> float image
 C_BAR = {
     "blue_noise_sample": blue_noise_sample,
@@ -238,4 +303,7 @@ C_BAR = {
     "ripple": ripple,
     "sparkles": sparkles,
     "transverse_chromatic_abberation": transverse_chromatic_abberation,
+    "single_frequency_greyscale": single_frequency_greyscale,
+    "cocentric_sine_waves": cocentric_sine_waves,
+    "plasma_noise": plasma_noise,
 }
