@@ -39,6 +39,10 @@ EXPECTED = {
     "spark": {caps.Reconstructs, caps.NoDecayKeywords},
     "simsiam": {caps.FixedLR},
     "mocov3": {caps.StepHook},
+    # momentum encoders; ρSwAV and ρMoCo count steps for their frozen windows
+    "rho_moco": {caps.StepHook},
+    "rho_byol": {caps.StepHook},
+    "rho_swav": {caps.StepHook},
     "clip": {caps.ImageText, caps.StepHook},  # the logit scale is clamped after each step
     "slip": {caps.ImageText, caps.StepHook},
     "flip": {caps.ImageText, caps.StepHook},

@@ -157,6 +157,62 @@ class SimCLRConfig:
     tau: float = 0.1
 
 
+# visrep.methods.rho
+@dataclass(frozen=True)
+class RhoMoCoConfig:
+    """ρMoCo (SlowFast `MoCo_SlowR50_8x8.yaml`): 3-layer projector without BN, τ 0.1, a
+    per-process queue of 65,536 keys, momentum 0.994 → 1 (cosine). ρ is data.clips."""
+
+    mlp_dim: int = 2048
+    dim: int = 128
+    tau: float = 0.1
+    m0: float = 0.994
+    queue_len: int = 65536  # per process; every clip's keys are enqueued each step
+    # optimizer steps whose gradients are zeroed while the queue fills (official: queue_len
+    # / global batch = 65,536 / 64 = 1,024, `contrastive_parameter_surgery`)
+    freeze_steps: int = 1024
+
+
+# visrep.methods.rho
+@dataclass(frozen=True)
+class RhoBYOLConfig:
+    """ρBYOL (SlowFast `BYOL_SlowR50_8x8.yaml`): 2-layer BN projector and predictor
+    (4096 hidden, 256 out), τ 0.5, momentum 0.996 → 1 (cosine). ρ is data.clips."""
+
+    mlp_dim: int = 4096
+    dim: int = 256
+    tau: float = 0.5
+    m0: float = 0.996
+
+
+# visrep.methods.rho
+@dataclass(frozen=True)
+class RhoSimCLRConfig:
+    """ρSimCLR (SlowFast `SimCLR_SlowR50_8x8.yaml`): 3-layer projector without BN, τ 0.1,
+    NT-Xent on the ρ − 1 chained pairs (clip k, clip k + 1). ρ is data.clips."""
+
+    mlp_dim: int = 2048
+    dim: int = 128
+    tau: float = 0.1
+
+
+# visrep.methods.rho
+@dataclass(frozen=True)
+class RhoSwAVConfig:
+    """ρSwAV (SlowFast `SwAV_Slow_R50_8x8.yaml`): 3-layer BN projector, 1000 prototypes,
+    τ 0.1, Sinkhorn ε 0.05 × 3 iterations on clips 0 and 1. ρ is data.clips."""
+
+    mlp_dim: int = 2048
+    dim: int = 128
+    prototypes: int = 1000
+    tau: float = 0.1
+    sinkhorn_eps: float = 0.05
+    sinkhorn_iters: int = 3
+    # optimizer steps whose prototype gradients are zeroed (official: the first epoch,
+    # `contrastive_parameter_surgery`); recipes set the steps of one epoch
+    freeze_prototypes_steps: int = 0
+
+
 # visrep.methods.clip
 @dataclass(frozen=True)
 class CLIPConfig:

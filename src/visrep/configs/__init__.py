@@ -47,6 +47,16 @@ from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
 from visrep.configs.maskfeat_video import maskfeat_video_mfmnist, maskfeat_video_vit_base_k400
 from visrep.configs.own import mae_own, mae_vit_small_224, simclr_resnet18_own
 from visrep.configs.rcg import gen_reference_fmnist, rcg_fmnist
+from visrep.configs.rho import (
+    rho_byol_k400,
+    rho_byol_mfmnist,
+    rho_moco_k400,
+    rho_moco_mfmnist,
+    rho_simclr_k400,
+    rho_simclr_mfmnist,
+    rho_swav_k400,
+    rho_swav_mfmnist,
+)
 from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
@@ -65,6 +75,14 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_st_vit_large_k400": mae_st_vit_large_k400,
     "maskfeat_video_mfmnist": maskfeat_video_mfmnist,  # video (configs/maskfeat_video.py)
     "maskfeat_video_vit_base_k400": maskfeat_video_vit_base_k400,
+    "rho_moco_mfmnist": rho_moco_mfmnist,  # video, ρ clips per video (configs/rho.py)
+    "rho_byol_mfmnist": rho_byol_mfmnist,
+    "rho_simclr_mfmnist": rho_simclr_mfmnist,
+    "rho_swav_mfmnist": rho_swav_mfmnist,
+    "rho_moco_k400": rho_moco_k400,
+    "rho_byol_k400": rho_byol_k400,
+    "rho_simclr_k400": rho_simclr_k400,
+    "rho_swav_k400": rho_swav_k400,
     "maskfeat_vit_base_in1k": maskfeat_vit_base_in1k,
     "fcmae_fmnist": fcmae_fmnist,
     "fcmae_convnextv2_atto_in1k": fcmae_convnextv2_atto_in1k,
@@ -123,6 +141,8 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             "mlp_dim": 256, "proj_dim": 128, "pred_dim": 32,  # joint-embedding heads
             "embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2,  # text tower
             "curate_every": 4,  # CiT: several curation rounds
+            "queue_len": 256, "prototypes": 32, "freeze_steps": 2,  # ρMoCo, ρSwAV
+            "freeze_prototypes_steps": 2,
             "latent": False,  # DiT: pixel space (no VAE offline)
             "rdm_steps": 4, "rdm_width": 32, "rdm_depth": 2}  # RCG: both stages  # fmt: skip
     method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}

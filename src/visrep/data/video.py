@@ -208,6 +208,60 @@ def clip_indices(num_frames: int, start: float, window: float, frames: int) -> T
     return idx.clamp(0, num_frames - 1).long()
 
 
+def rho_clip_starts(
+    num_frames: int,
+    window: float,
+    rho: int,
+    rng: random.Random | None = None,
+    *,
+    min_gap: float = -math.inf,
+    max_gap: float = math.inf,
+    order: list[int] | None = None,
+    retries: int = 100,
+) -> list[float]:
+    """Starts of ρ training clips of one video, in the order the model gets them ("A
+    Large-Scale Study on Unsupervised Spatiotemporal Representation Learning", Feichtenhofer
+    et al., CVPR 2021, Sec. 3; SlowFast `slowfast/datasets/decoder.py`
+    `get_multiple_start_end_idx` and `decode`).
+
+    Clips are drawn one after another, s ~ U(0, max(V − W, 0)) from `rng`; after the first,
+    the sorted set's gaps g = start_next − end_prev (end = start + W − 1) must lie in
+    [min_gap, max_gap] (default: anything, overlaps allowed), else the clip is redrawn, up to
+    `retries` times (the last try is kept); the whole draw is repeated up to `retries` times
+    keeping the least-violating set. The clips come out in temporal order and are then
+    permuted (`order`, or a shuffle drawn from `rng`): the official decoder feeds the
+    model the ρ clips in random temporal order."""
+    rng = rng or random.Random()
+    if order is None:
+        order = list(range(rho))
+        rng.shuffle(order)
+    if sorted(order) != list(range(rho)):
+        raise ValueError(f"order must be a permutation of range({rho}), got {order}")
+
+    def violation(starts: list[float]) -> float:
+        s = sorted(starts)
+        gaps = [b - (a + window - 1) for a, b in zip(s[:-1], s[1:])]
+        return sum(min_gap - g for g in gaps if g < min_gap) + sum(
+            g - max_gap for g in gaps if g > max_gap
+        )
+
+    best, best_bad = None, math.inf
+    for _ in range(retries):
+        starts: list[float] = []
+        for _ in range(rho):
+            for attempt in range(retries):
+                s = clip_start(num_frames, window, rng=rng)
+                if not starts or violation(starts + [s]) == 0 or attempt == retries - 1:
+                    starts.append(s)
+                    break
+        bad = violation(starts)
+        if bad < best_bad:
+            best, best_bad = sorted(starts), bad
+        if bad == 0:
+            break
+    return [best[i] for i in order]
+
+
 # --- spatial transforms on (C, T, H, W) float clips --------------------------------
 
 
@@ -303,12 +357,53 @@ def train_clip(
     window = clip_window(frames, stride, fps)
     start = clip_start(len(video), window, rng=rng)
     idx = clip_indices(len(video), start, window, frames)
+    return augment_clip(video, idx, size=size, scale=scale, hflip=hflip, channels=channels,
+                        rng=rng)  # fmt: skip
+
+
+def augment_clip(
+    video: Tensor,
+    idx: Tensor,
+    *,
+    size: int,
+    scale: tuple[float, float],
+    hflip: bool,
+    channels: int,
+    rng: random.Random,
+) -> Tensor:
+    """Frames `idx` of uint8 [F, H, W, 3] -> float [C, T, size, size] in 0..255: one random
+    resized crop and flip for all frames (draws from `rng`: crop, then flip)."""
     clip = video[idx].permute(3, 0, 1, 2).float()  # [3, T, H, W]
-    box = rrc_params(clip.shape[2], clip.shape[3], scale, rng=rng)
-    clip = resized_crop(clip, box, size)
+    clip = resized_crop(clip, rrc_params(clip.shape[2], clip.shape[3], scale, rng=rng), size)
     if hflip and rng.uniform(0, 1) < 0.5:
         clip = clip.flip(-1)
     return to_channels(clip, channels)
+
+
+def train_clips(
+    video: Tensor,
+    fps: float | None,
+    *,
+    rho: int,
+    frames: int,
+    stride: int,
+    size: int,
+    scale: tuple[float, float],
+    hflip: bool,
+    channels: int = 3,
+    rng: random.Random | None = None,
+) -> list[Tensor]:
+    """The positives of one video for the ρ study: ρ ≥ 2 clips at independent times
+    (`rho_clip_starts`), or for ρ = 1 two augmentations of one clip (SlowFast
+    TRAIN_CROP_NUM_TEMPORAL 1 with TRAIN_CROP_NUM_SPATIAL 2). Each clip gets its own
+    random resized crop and flip, drawn from `rng` after the starts, clip by clip in model
+    order: a list of float [C, T, size, size] in 0..255."""
+    rng = rng or random.Random()
+    window = clip_window(frames, stride, fps)
+    starts = rho_clip_starts(len(video), window, rho, rng) if rho > 1 else [
+        clip_start(len(video), window, rng=rng)] * 2  # fmt: skip
+    kw = dict(size=size, scale=scale, hflip=hflip, channels=channels, rng=rng)
+    return [augment_clip(video, clip_indices(len(video), s, window, frames), **kw) for s in starts]
 
 
 def multiview_clips(

@@ -39,7 +39,14 @@ from visrep.data.sampling import (
     mix_seed,
     stratified_subset,
 )
-from visrep.data.video import KINETICS_MEAN, KINETICS_STD, decode_video, find_videos, train_clip
+from visrep.data.video import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    decode_video,
+    find_videos,
+    train_clip,
+    train_clips,
+)
 from visrep.device import CPU
 
 logger = logging.getLogger(__name__)
@@ -69,6 +76,22 @@ def _clip_kwargs(data: DataConfig) -> dict:
                 scale=data.crop_scale, hflip=data.hflip, channels=data.channels or 3)  # fmt: skip
 
 
+def sample_clips(video: Tensor, fps: float | None, data: DataConfig, rng: random.Random):
+    """One training clip [C, T, S, S], or with `data.clips` = ρ > 0 the list of ρ-study
+    positives (`visrep.data.video.train_clips`)."""
+    if data.clips:
+        return train_clips(video, fps, rho=data.clips, rng=rng, **_clip_kwargs(data))
+    return train_clip(video, fps, rng=rng, **_clip_kwargs(data))
+
+
+def normalized_batch(b: dict, mean, std, device: torch.device) -> dict[str, Tensor]:
+    """{"images": [B, C, T, S, S]} or {"views": [[B, C, T, S, S], ...]}, normalised on
+    `device`."""
+    if "views" in b:
+        return {"views": [normalize_clips(v.to(device).float(), mean, std) for v in b["views"]]}
+    return {"images": normalize_clips(b["images"].to(device).float(), mean, std)}
+
+
 class VideoFiles(Dataset):
     """Videos of a folder or list; item (index, seed) -> (clip float [C, T, S, S], label) or
     None for a video that cannot be decoded (logged once per process)."""
@@ -96,8 +119,7 @@ class VideoFiles(Dataset):
                 self.bad_paths.add(path)
                 logger.warning("Skipping unreadable video %s (%s: %s)", path, type(e).__name__, e)
             return None
-        clip = train_clip(video, fps, rng=random.Random(seed), **_clip_kwargs(self.data))
-        return clip, int(self.labels[index])
+        return sample_clips(video, fps, self.data, random.Random(seed)), int(self.labels[index])
 
 
 class VideoTrainData:
@@ -135,8 +157,7 @@ class VideoTrainData:
                             num_workers=self.data.num_workers,
                             pin_memory=self.device.type == "cuda", worker_init_fn=ignore_sigint)  # fmt: skip
         for b in readable_batches(loader, self, "videos"):
-            x = b["images"].to(self.device, non_blocking=True)
-            yield {"images": normalize_clips(x.float(), self.mean, self.std)}
+            yield normalized_batch(b, self.mean, self.std, self.device)
 
 
 class MovingTrainData:
@@ -181,9 +202,12 @@ class MovingTrainData:
                 torch.from_numpy(self.videos.video(i).frames).unsqueeze(-1).expand(-1, -1, -1, 3)
             )
             rng = random.Random(mix_seed(self.seed, step, self.rank, k))
-            clips.append(train_clip(video, None, rng=rng, **_clip_kwargs(self.data)))
-        x = torch.stack(clips).to(self.device)
-        return {"images": normalize_clips(x, self.mean, self.std)}
+            clips.append(sample_clips(video, None, self.data, rng))
+        if self.data.clips:  # per video a list of positives -> one batch per view
+            batch = {"views": [torch.stack(v) for v in zip(*clips)]}
+        else:
+            batch = {"images": torch.stack(clips)}
+        return normalized_batch(batch, self.mean, self.std, self.device)
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor]]:
         for step in range(start_step, end_step):

@@ -22,6 +22,16 @@ from visrep.methods.maskfeat import MaskFeat, MaskFeatConfig
 from visrep.methods.maskfeat_video import MaskFeatVideo, MaskFeatVideoConfig
 from visrep.methods.mocov3 import MoCoV3, MoCoV3Config
 from visrep.methods.rcg import RCG, RCGConfig
+from visrep.methods.rho import (
+    RhoBYOL,
+    RhoBYOLConfig,
+    RhoMoCo,
+    RhoMoCoConfig,
+    RhoSimCLR,
+    RhoSimCLRConfig,
+    RhoSwAV,
+    RhoSwAVConfig,
+)
 from visrep.methods.simclr import SimCLR, SimCLRConfig
 from visrep.methods.simsiam import SimSiam, SimSiamConfig
 from visrep.methods.slip import SLIP, SLIPConfig
@@ -39,6 +49,10 @@ METHODS: dict[str, MethodEntry] = {
     "maskfeat": MethodEntry(MaskFeatConfig, MaskFeat),
     "mae_st": MethodEntry(MAESTConfig, MAEST),  # video (data.frames > 0)
     "maskfeat_video": MethodEntry(MaskFeatVideoConfig, MaskFeatVideo),  # video
+    "rho_moco": MethodEntry(RhoMoCoConfig, RhoMoCo),  # video, ρ clips (data.clips)
+    "rho_byol": MethodEntry(RhoBYOLConfig, RhoBYOL),
+    "rho_simclr": MethodEntry(RhoSimCLRConfig, RhoSimCLR),
+    "rho_swav": MethodEntry(RhoSwAVConfig, RhoSwAV),
     "fcmae": MethodEntry(FCMAEConfig, FCMAE),
     "spark": MethodEntry(SparKConfig, SparK),
     "simsiam": MethodEntry(SimSiamConfig, SimSiam),

@@ -14,3 +14,16 @@ def two_views(batch: dict, method: str) -> tuple[Tensor, Tensor]:
             "visrep.data.views.VIEW_PRESETS (its recipes do, e.g. data.views=simsiam)"
         )
     return views[0], views[1]
+
+
+def clip_views(batch: dict, method: str) -> list[Tensor]:
+    """Every view of a multi-view batch: the ρ-study positives of each video (ρ ≥ 2 clips at
+    independent times, or 2 augmentations of one clip for ρ = 1)."""
+    views = batch.get("views")
+    if views is None or len(views) < 2:
+        raise ValueError(
+            f"{method} needs the positives of each video as views: set data.clips to ρ "
+            "(1 = two augmentations of one clip, ρ >= 2 = ρ clips at independent times; "
+            "its rho_* recipes do) with video data (data.frames > 0)"
+        )
+    return list(views)

@@ -13,6 +13,11 @@ ReLU; the last layer is a Linear, optionally followed by an affine-free BatchNor
 | SimSiam projector              | `mlp([D, 2048, 2048, 2048], bias=False, last_bn=True, last_bias=True)` + `freeze_last_bias` |
 | SimSiam predictor              | `mlp([2048, 512, 2048], bias=False, last_bn=False, last_bias=True)` |
 | SLIP/SimCLR head               | `mlp([D, 4096, 4096, 256], bias=True, last_bn=False)`   |
+| ρMoCo / ρSimCLR projector      | `mlp([D, 2048, 2048, 128], bias=True, last_bn=False, hidden_bn=False)` |
+| ρBYOL projector / predictor    | `mlp([D, 4096, 256], bias=False, last_bn=False, last_bias=True)` |
+| ρSwAV projector                | `mlp([D, 2048, 2048, 128], bias=False, last_bn=False, last_bias=True)` |
+
+(ρ heads: SlowFast `slowfast/models/head_helper.py` `MLPHead`.)
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ from torch import nn
 
 
 def mlp(
-    dims: Sequence[int], *, bias: bool, last_bn: bool, last_bias: bool | None = None
+    dims: Sequence[int],
+    *,
+    bias: bool,
+    last_bn: bool,
+    last_bias: bool | None = None,
+    hidden_bn: bool = True,
 ) -> nn.Sequential:
     """MLP `dims[0] → … → dims[-1]`.
 
@@ -33,6 +43,8 @@ def mlp(
         last_bn: end with BatchNorm1d(dims[-1], affine=False) (MoCo v3 `last_bn`, SimSiam
             projector).
         last_bias: bias of the last Linear (default: `bias`).
+        hidden_bn: BatchNorm1d after the hidden Linears (SlowFast's ρMoCo / ρSimCLR heads
+            have none).
     """
     if len(dims) < 2:
         raise ValueError(f"an MLP needs at least input and output widths, got {list(dims)}")
@@ -42,7 +54,8 @@ def mlp(
         layers.append(nn.Linear(d_in, d_out, bias=(bias if last_bias is None else last_bias)
                                 if last else bias))  # fmt: skip
         if not last:
-            layers += [nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+            layers += [nn.BatchNorm1d(d_out)] if hidden_bn else []
+            layers.append(nn.ReLU(inplace=True))
         elif last_bn:
             layers.append(nn.BatchNorm1d(d_out, affine=False))
     return nn.Sequential(*layers)

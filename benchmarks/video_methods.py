@@ -1,0 +1,97 @@
+"""Every video method side by side on Moving Fashion-MNIST, and the ρ study's claim.
+
+Each method trains the same encoder (video ViT-Tiny, 2×16×16 tubelets, 6 blocks, 8 × 64 × 64
+clips at τ = 2: 64 tokens) for the same 60 steps of 32 videos (1,920 videos; the ρ methods
+see 2 clips per video whatever ρ, so ρ = 1 and ρ = 2 are compared at an equal number of seen
+clips), then the run's own final evaluation: the video k-NN (2 temporal views,
+feature_mean, k = 20, T = 0.07) on 400 train / 240 test videos for the class (appearance)
+and direction (motion) labels, beside the same encoder at its initialisation.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py [--only NAME ...]
+
+Writes benchmarks/results/video_methods.{json,md} after every run (a rerun skips the runs
+already recorded) and keeps the runs under runs/video_methods/ (`visrep eval linear --ckpt
+runs/video_methods/NAME` adds the linear probe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
+from own_colour import matmul_gflops  # noqa: E402
+
+from visrep.config import replace  # noqa: E402
+from visrep.configs import get_recipe  # noqa: E402
+from visrep.loop import train  # noqa: E402
+
+OUT = HERE / "results" / "video_methods"
+RUNS = Path("runs/video_methods")
+# the ρ recipes' encoder and budget, for the masked methods too
+COMMON = {"backbone.patch_size": 16, "backbone.depth": 6, "data.limit": 1920,
+          "optim.epochs": 1, "optim.batch_size": 32, "optim.warmup_epochs": 0.1,
+          "run.budget_minutes": 0.0}  # fmt: skip
+PLAN = [
+    ("rho_byol_rho2", "rho_byol_mfmnist", {}),
+    ("rho_byol_rho1", "rho_byol_mfmnist", {"data.clips": 1}),
+    ("rho_moco_rho2", "rho_moco_mfmnist", {}),
+    ("rho_moco_rho1", "rho_moco_mfmnist", {"data.clips": 1}),
+    ("rho_simclr_rho2", "rho_simclr_mfmnist", {}),
+    ("rho_swav_rho2", "rho_swav_mfmnist", {}),
+    ("maskfeat_video", "maskfeat_video_mfmnist",
+     COMMON | {"method.cell_size": 8, "method.mask_unit": 1}),
+    ("mae_st", "mae_st_mfmnist", COMMON),
+]  # fmt: skip
+KEYS = ("knn_top1", "init_knn_top1", "knn_direction_top1", "init_knn_direction_top1")
+
+
+def run_one(name: str, recipe: str, changes: dict) -> dict:
+    cfg = replace(get_recipe(recipe), **changes, **{"run.out_dir": str(RUNS / name),
+                                                    "run.threads": 1, "run.progress": False})  # fmt: skip
+    before = {"uptime": uptime(), "matmul_gflops": round(matmul_gflops(), 1)}
+    t0 = time.perf_counter()
+    metrics = train(cfg)
+    return {"name": name, "recipe": recipe, "changes": changes, "minutes": round(
+        (time.perf_counter() - t0) / 60, 1), "host_before": before, "host_after": uptime(),
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}}  # fmt: skip
+
+
+def render(results: dict) -> str:
+    rows = []
+    for r in results["runs"]:
+        m = r["metrics"]
+        rows.append([r["name"], r["recipe"], json.dumps(r["changes"]) if r["changes"] else "",
+                     m.get("train_steps"), *(f"{m[k]:.3f}" if k in m else "" for k in KEYS),
+                     r["minutes"], r["host_before"]["matmul_gflops"]])  # fmt: skip
+    head = ["run", "recipe", "overrides", "steps", "class k-NN", "class k-NN (init)",
+            "direction k-NN", "direction k-NN (init)", "minutes", "matmul GFLOP/s"]  # fmt: skip
+    return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommand: `{results['command']}`"
+            f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. Host shared "
+            f"(2 cores); per-run `uptime` and matmul probe in video_methods.json.\n")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="*", default=None, help="run names of PLAN to run")
+    args = p.parse_args(argv)
+    path = OUT.with_suffix(".json")
+    results = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    results |= {"command": command_line(), "environment": environment()}
+    done = {r["name"] for r in results["runs"]}
+    for name, recipe, changes in PLAN:
+        if name in done or (args.only and name not in args.only):
+            continue
+        print(f"== {name}: {recipe} {changes}", flush=True)
+        results["runs"].append(run_one(name, recipe, changes))
+        write_json(results, path)
+        OUT.with_suffix(".md").write_text(render(results))
+
+
+if __name__ == "__main__":
+    main()
