@@ -455,13 +455,14 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         from visrep.evals.zeroshot import run_zeroshot
 
         metrics = run_zeroshot(cfg, model, device, args.templates)
-    elif cfg.data.frames:  # a video run: the video k-NN (clips x views averaged)
-        if args.protocol not in ("knn", "all"):
-            raise ConfigError(f"video runs have the k-NN protocol only so far, not "
+    elif cfg.data.frames:  # a video run: video k-NN / linear probe (clips x views averaged)
+        if args.protocol not in ("knn", "linear", "all"):
+            raise ConfigError(f"video runs have the k-NN and linear protocols, not "
                               f"{args.protocol}: visrep eval knn --ckpt {args.ckpt}")  # fmt: skip
         from visrep.report import video_eval
 
-        metrics = video_eval(cfg, model.backbone, device)
+        protocols = ("knn", "linear") if args.protocol == "all" else (args.protocol,)
+        metrics = video_eval(cfg, model.backbone, device, protocols=protocols)
     else:
         protocols = ("knn", "linear") if args.protocol == "all" else (args.protocol,)
         metrics = evaluate(

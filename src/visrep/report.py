@@ -26,7 +26,7 @@ from visrep.evals.detection import detection_eval, draw_detections
 from visrep.evals.diagnostics import label_free_eval, nearest_neighbours
 from visrep.evals.retrieval import image_text_eval
 from visrep.evals.run import RawPixels, evaluate
-from visrep.evals.video import video_knn_eval
+from visrep.evals.video import video_knn_eval, video_linear_eval
 from visrep.io import atomic_write, atomic_write_text
 from visrep.logger import read_log
 
@@ -96,18 +96,28 @@ def detect_eval(cfg: TrainConfig, model: Detects, device: torch.device,
 
 
 def video_eval(cfg: TrainConfig, backbone: nn.Module, device: torch.device,
-               init_backbone: nn.Module | None = None) -> dict[str, Any]:  # fmt: skip
-    """Video k-NN on class and direction labels (`visrep.evals.video`), and on the untrained
-    encoder with `eval.baselines`; {} when `eval.dataset` has no labelled split."""
+               init_backbone: nn.Module | None = None,
+               protocols: tuple[str, ...] = ("knn",)) -> dict[str, Any]:  # fmt: skip
+    """Video k-NN and/or linear probe on class and direction labels (`visrep.evals.video`),
+    and on the untrained encoder with `eval.baselines`; {} when `eval.dataset` has no
+    labelled split."""
     sets = video_eval_sets(cfg.data, cfg.eval)
     if sets is None:
         return {}
     ev = cfg.eval
-    kw = dict(k=ev.knn_k, temperature=ev.knn_temperature, batch_size=ev.batch_size // 8 or 1,
-              device=device)  # fmt: skip
-    out = video_knn_eval(backbone, *sets, **kw)
-    if init_backbone is not None and ev.baselines:
-        out |= video_knn_eval(init_backbone.to(device), *sets, prefix="init_", **kw)
+    batch = ev.batch_size // 8 or 1
+    runs = []
+    if "knn" in protocols:
+        runs.append((video_knn_eval, dict(k=ev.knn_k, temperature=ev.knn_temperature)))
+    if "linear" in protocols:
+        runs.append((video_linear_eval, dict(epochs=max(ev.linear_epochs, 100),
+                                             blr=ev.linear_blr)))  # fmt: skip
+    out: dict[str, Any] = {}
+    for protocol, kw in runs:
+        out |= protocol(backbone, *sets, batch_size=batch, device=device, **kw)
+        if init_backbone is not None and ev.baselines:
+            out |= protocol(init_backbone.to(device), *sets, prefix="init_", batch_size=batch,
+                            device=device, **kw)  # fmt: skip
     return out | {"unreadable_eval_videos_skipped": sets[0].n_skipped + sets[1].n_skipped}
 
 

@@ -152,5 +152,12 @@ def test_train_mae_st_mfmnist_on_a_video_folder_and_resume_exactly(video_folder,
     again = json.loads((straight / "eval_knn.json").read_text())
     assert again["knn_top1"] == metrics["knn_top1"]
     assert again["knn_direction_top1"] == metrics["knn_direction_top1"]
+    # `visrep eval linear --ckpt RUN`: a probe per label family on the same clip features
+    assert cli.main(["eval", "linear", "--ckpt", str(straight), "--device", "cpu"]) == 0
+    linear = json.loads((straight / "eval_linear.json").read_text())
+    assert linear["linear_n_train"] == 16 and linear["linear_aggregation"] == "feature_mean"
+    assert linear["linear_blr"] >= 1000 * 256 / (16 * linear["linear_epochs"]) - 1e-3
+    for key in ("linear_top1", "linear_direction_top1"):
+        assert 0 <= linear[key] <= 1, key
     config = (straight / "config.json").read_text()
     assert '"frames": 8' in config and str(video_folder / "train") in config

@@ -18,6 +18,10 @@ from torch import Tensor, nn
 
 from visrep.data.video_eval import VideoEvalSet
 from visrep.evals.knn import knn
+from visrep.evals.linear import linear_probe
+
+# LARS travel blr·N·epochs/256 below which the probe under-fits (`visrep.evals.linear`)
+LINEAR_BUDGET = 1000
 
 
 @torch.no_grad()
@@ -88,4 +92,41 @@ def video_knn_eval(
                 "knn_n_test": len(f_test), "knn_views": train.num_views,
                 "knn_aggregation": "feature_mean",
                 "knn_video_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    return out
+
+
+def video_linear_eval(
+    backbone: nn.Module,
+    train: VideoEvalSet,
+    test: VideoEvalSet,
+    *,
+    epochs: int = 100,
+    blr: float = 1.0,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    prefix: str = "",
+) -> dict[str, float | int | str]:
+    """Linear probe per label family on frozen clip features (cached-features variant of the
+    linear protocol, `visrep.evals.linear.linear_probe`): each video is its view-averaged,
+    L2-normalised feature ("feature_mean", as the k-NN), for training and testing alike.
+    Few videos make a short LARS travel: the base lr is raised to at least
+    LINEAR_BUDGET·256 / (N·epochs) (recorded as `linear_blr`). Returns `{prefix}linear_top1`
+    (class), `{prefix}linear_direction_top1`, and the settings."""
+    f_train, i_train = video_features(backbone, train, batch_size, device)
+    f_test, i_test = video_features(backbone, test, batch_size, device)
+    n = len(f_train)
+    blr = max(blr, LINEAR_BUDGET * 256 / (n * epochs))
+    out: dict[str, float | int | str] = {}
+    for family, labels in train.labels.items():
+        if family not in test.labels:
+            continue
+        num_classes = int(max(labels.max(), test.labels[family].max())) + 1
+        m = linear_probe(f_train, labels[i_train], f_test, test.labels[family][i_test],
+                         num_classes=num_classes, epochs=epochs, blr=blr,
+                         batch_size=min(256, n), warmup_epochs=max(1, epochs // 10))  # fmt: skip
+        name = "linear" if family == "class" else f"linear_{family}"
+        out[f"{prefix}{name}_top1"] = m["linear_top1"]
+    if not prefix:
+        out |= {"linear_epochs": epochs, "linear_blr": round(blr, 4), "linear_n_train": n,
+                "linear_views": train.num_views, "linear_aggregation": "feature_mean"}  # fmt: skip
     return out
