@@ -40,7 +40,7 @@ from visrep.data.preprocess import mean_std
 from visrep.io import atomic_write_text
 from visrep.loop import train
 from visrep.method_configs import DetectConfig
-from visrep.runs import export_meta, is_export, load_run_config
+from visrep.runs import export_meta, is_export, load_run_config, resume_config
 
 METRICS_FILE = "eval_detect.json"
 RUN_SUBDIR = "detect"
@@ -96,14 +96,10 @@ def run_detect_cli(ckpt: str, data: str, overrides: list[str], *, steps: int = 0
     config (`run.*` overrides only)."""
     extra = [f"run.device={device}"] if device else []
     if resume:
-        if steps or any(not o.startswith("run.") or "=" not in o for o in overrides):
-            raise ConfigError("--resume takes the detection run's saved config; pass only "
-                              "run.key=value overrides (run.out_dir=DIR, default RUN/detect)")  # fmt: skip
-        dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("run.out_dir=")]
-        run_dir = dirs[-1] if dirs else str(Path(ckpt) / RUN_SUBDIR)
-        cfg = apply_overrides(
-            load_run_config(run_dir), [*extra, *overrides, f"run.out_dir={run_dir}"]
-        )
+        if steps:
+            raise ConfigError("--resume continues the saved schedule: pass run.max_steps=N, "
+                              "not --steps")  # fmt: skip
+        cfg = resume_config(ckpt, [*extra, *overrides], RUN_SUBDIR, "detection")
     else:
         cfg = apply_overrides(detect_config(ckpt, data), [*extra, *overrides])
         cfg = with_steps(cfg, steps) if steps else cfg

@@ -42,7 +42,7 @@ from visrep.io import atomic_write_text
 from visrep.logger import read_log
 from visrep.loop import train
 from visrep.methods.supervised import SupervisedConfig
-from visrep.runs import export_meta, is_export, load_run_config
+from visrep.runs import export_meta, is_export, load_run_config, resume_config
 
 METRICS_FILE = "eval_finetune.json"
 RUN_SUBDIR = "finetune"
@@ -169,15 +169,9 @@ def run_finetune_cli(
     from its checkpoint with its saved config (`run.*` overrides only, e.g. run.max_steps)."""
     extra = [f"run.device={device}"] if device else []
     if resume:  # the saved config; only run.* (max_steps, threads, device, ...) may change
-        if preset or any(not o.startswith("run.") or "=" not in o for o in overrides):
-            raise ConfigError("--resume takes the fine-tuning run's saved config; pass only "
-                              "run.key=value overrides (run.out_dir=DIR, default "
-                              "RUN_DIR/finetune)")  # fmt: skip
-        dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("run.out_dir=")]
-        run_dir = dirs[-1] if dirs else str(Path(ckpt) / RUN_SUBDIR)
-        cfg = apply_overrides(
-            load_run_config(run_dir), [*extra, *overrides, f"run.out_dir={run_dir}"]
-        )
+        if preset:
+            raise ConfigError("--resume takes the fine-tuning run's saved config: drop --preset")
+        cfg = resume_config(ckpt, [*extra, *overrides], RUN_SUBDIR, "fine-tuning")
     else:
         cfg = resolve(apply_overrides(finetune_config(ckpt, preset), [*extra, *overrides]))
     metrics = finetune(cfg, resume=resume)

@@ -25,7 +25,7 @@ from visrep.checkpoint import (
     load_model_weights,
     load_run_config_dict,
 )
-from visrep.config import ConfigError, DataConfig, TrainConfig, from_dict
+from visrep.config import ConfigError, DataConfig, TrainConfig, apply_overrides, from_dict
 from visrep.data.preprocess import mean_std
 from visrep.data.resolve import resolve_data
 from visrep.method_configs import RCGConfig
@@ -160,3 +160,15 @@ def export_meta(path: Path) -> tuple[dict[str, Any], DataConfig]:
     return meta, DataConfig(
         img_size=size, channels=c, mean=tuple(meta["mean"]), std=tuple(meta["std"])
     )
+
+
+def resume_config(ckpt: str | Path, overrides: list[str], subdir: str, what: str) -> TrainConfig:
+    """The saved config of the run a command continues (`visrep eval finetune / detect
+    --resume`): its folder is the last `run.out_dir=` override, else `ckpt/subdir`; only
+    `run.key=value` overrides (max_steps, threads, device, ...) may change it."""
+    if any(not o.startswith("run.") or "=" not in o for o in overrides):
+        raise ConfigError(f"--resume takes the {what} run's saved config; pass only "
+                          f"run.key=value overrides (run.out_dir=DIR, default RUN_DIR/{subdir})")  # fmt: skip
+    dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("run.out_dir=")]
+    run_dir = dirs[-1] if dirs else str(Path(ckpt) / subdir)
+    return apply_overrides(load_run_config(run_dir), [*overrides, f"run.out_dir={run_dir}"])
