@@ -24,7 +24,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from visrep.capabilities import ImageText
+from visrep.capabilities import Detects, ImageText
 from visrep.data.fashion_mnist import is_fashion_mnist
 from visrep.data.preprocess import mean_std
 from visrep.io import atomic_write, atomic_write_text
@@ -56,6 +56,10 @@ def export_backbone(
         raise ValueError(f"{run_dir} trained a video backbone (data.frames={cfg.data.frames}): "
                          "timm has no video ViT and its export is not written yet; load the "
                          "run with visrep.runs.load_run")  # fmt: skip
+    if isinstance(model, Detects):  # ViTDet trunk + pyramid + Mask R-CNN: no timm model
+        raise ValueError(f"{run_dir} is a detection run (visrep eval detect): timm has no "
+                         "Mask R-CNN; export the run it started from (method.source in its "
+                         "config.json), or load it with visrep.runs.load_run")  # fmt: skip
     out = Path(out_dir)
     prepare_out_dir(out, force)
     backbone = model.backbone

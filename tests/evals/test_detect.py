@@ -18,6 +18,7 @@ from visrep.data.build_folder import emoji_items, emoji_split
 from visrep.data.coco import CocoSet, DetectionBatches, annotation_file, hflip_sample
 from visrep.detect import run_detect_cli
 from visrep.evals.detection import coco_results, coco_scores
+from visrep.export import export_backbone
 from visrep.logger import read_log
 from visrep.loop import train
 
@@ -138,5 +139,29 @@ def test_eval_detect_trains_reports_and_resumes(fmnist_set, tmp_path):
     assert all(np.isfinite(r["train/loss"]) for r in rows) and "train/mask" in rows[-1]
     m2 = run_detect_cli(str(src), "", [f"run.out_dir={out}", "run.max_steps=4"], resume=True)
     assert m2["train_steps"] == 4 and read_log(out)[-1]["step"] >= 4
+    with pytest.raises(ValueError, match="detection run"):  # timm has no Mask R-CNN
+        export_backbone(out, tmp_path / "export")
     with pytest.raises(Exception, match="run.key=value"):
         run_detect_cli(str(src), "", ["method.fpn_dim=8"], resume=True)
+
+
+def test_the_loops_param_groups_get_vitdets_layer_decay_and_no_decay_names():
+    from visrep.backbones import build_backbone
+    from visrep.config import BackboneConfig, DataConfig, OptimConfig
+    from visrep.loop import build_optimizer
+    from visrep.methods.detect import Detect, DetectConfig
+
+    vit = build_backbone(BackboneConfig("vit_tiny", patch_size=8, depth=2), DataConfig(img_size=32))
+    cfg = DetectConfig(num_classes=2, img_size=32, window_size=2, fpn_dim=8, box_head_dim=8,
+                       mask_head_dim=8, layer_decay=0.5)  # fmt: skip
+    model = Detect(cfg, vit)
+    opt = build_optimizer(model, OptimConfig(weight_decay=0.1), lr=1.0)
+    where = {id(p): g for g in opt.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    g = where[id(params["detector.backbone.trunk.pos_embed"])]
+    assert g["weight_decay"] == 0.0 and g["lr_scale"] == 0.5**3  # id 0: decay^(depth + 1)
+    g = where[id(params["detector.backbone.trunk.patch_embed.proj.weight"])]
+    assert g["weight_decay"] == 0.1 and g["lr_scale"] == 0.5**3
+    assert where[id(params["detector.backbone.trunk.blocks.1.attn.qkv.weight"])]["lr_scale"] == 0.5
+    assert where[id(params["detector.rpn.head.conv.0.0.weight"])]["lr_scale"] == 1.0
+    assert where[id(params["detector.backbone.pyramid.stages.p2.0.weight"])]["lr_scale"] == 1.0
