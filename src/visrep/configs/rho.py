@@ -17,10 +17,11 @@ encoder and schedule derived for a 2-core CPU:
 - 60 steps of 32 videos (1,920 videos, 3,840 clips), then the video k-NN (class and
   direction) beside the untrained encoder.
 
-GPU recipes (`rho_*_k400`): the official losses, heads, ρ, τ and momenta on Kinetics-400,
-8 × 8 clips at 224. [Deviation] The official backbone is a Slow-only ResNet-50, which
-visrep does not build yet; these recipes use the video ViT-B/16 instead, and visrep's LARS
-(moco-v3 form, not SlowFast's LARC-style variant) without Nesterov.
+GPU recipes (`rho_*_k400`): the official Slow-only ResNet-50 (`backbones.slow_resnet`),
+losses, heads, ρ, τ and momenta on Kinetics-400, 8 × 8 clips at 224. [Deviations] visrep's
+LARS is the moco-v3 form, not SlowFast's LARC-style variant, and its SGD has no Nesterov;
+BatchNorm is synchronised on GPUs for every method (official ρMoCo: per-GPU BN with
+shuffle-BN).
 """
 
 from __future__ import annotations
@@ -92,14 +93,13 @@ def rho_swav_mfmnist() -> TrainConfig:
                                                       freeze_prototypes_steps=CPU_STEPS // 10))  # fmt: skip
 
 
-def _k400(name: str, method, rho: int, blr: float, wd: float, short_side: int) -> TrainConfig:
+def _k400(name: str, method, rho: int, blr: float, wd: float, short_side: int,
+          precision: str = "fp32") -> TrainConfig:  # fmt: skip
     """8 GPUs × 8 clips = 64 per machine; BASE_LR per machine = blr × 64 / 256 here."""
     return TrainConfig(
         recipe=name,
         method=method,
-        backbone=BackboneConfig(
-            name="vit_base", patch_size=16, t_patch_size=2, pool="avg", pos_embed="learn"
-        ),  # fmt: skip
+        backbone=BackboneConfig(name="slow_r50", pool="avg"),
         data=kinetics_clips(8, 8, clips=rho, crop_scale=SSL_CROP, short_side=short_side),
         optim=OptimConfig(
             optimizer="lars",
@@ -112,7 +112,7 @@ def _k400(name: str, method, rho: int, blr: float, wd: float, short_side: int) -
             momentum=0.9,
         ),  # fmt: skip
         eval=EvalConfig(dataset="", every_epochs=0),
-        run=RunConfig(out_dir=f"runs/{name}", precision="bf16"),
+        run=RunConfig(out_dir=f"runs/{name}", precision=precision),  # AMP: MoCo only
     )
 
 
@@ -120,9 +120,8 @@ def rho_moco_k400() -> TrainConfig:
     """ρMoCo, ρ = 4 (`MoCo_SlowR50_8x8.yaml`): BASE_LR 0.1 per 64 clips, wd 1e-4, AMP,
     decoded short side 256. Command: `torchrun --nproc_per_node=8 -m visrep.cli train
     rho_moco_k400 data.dataset=/data/kinetics400/train`. Expected (README, Slow R-50, 200
-    epochs): 71.0 K400 linear at ρ = 4; no figure exists for the ViT-B used here. The
-    official MoCo recipe has no LARS: `optim.optimizer=sgd`."""
-    cfg = _k400("rho_moco_k400", RhoMoCoConfig(), 4, 0.4, 1e-4, 256)
+    epochs): 71.0 K400 linear at ρ = 4. The official MoCo recipe has no LARS (plain SGD)."""
+    cfg = _k400("rho_moco_k400", RhoMoCoConfig(), 4, 0.4, 1e-4, 256, "bf16")
     return replace(cfg, optim=replace(cfg.optim, optimizer="sgd"))
 
 
