@@ -60,6 +60,15 @@ def video_features(backbone: nn.Module, videos: VideoEvalSet, batch_size: int = 
     return torch.stack(feats), torch.tensor(kept)
 
 
+def label_families(train: VideoEvalSet, test: VideoEvalSet, i_train: Tensor, i_test: Tensor):
+    """(family, train labels, test labels, classes) for each label family both sets hold, on
+    the videos that decoded (`i_train`, `i_test`)."""
+    for family, labels in train.labels.items():
+        if family in test.labels:
+            num_classes = int(max(labels.max(), test.labels[family].max())) + 1
+            yield family, labels[i_train], test.labels[family][i_test], num_classes
+
+
 def video_knn_eval(
     backbone: nn.Module,
     train: VideoEvalSet,
@@ -78,12 +87,9 @@ def video_knn_eval(
     f_test, i_test = video_features(backbone, test, batch_size, device)
     k = min(k, len(f_train))
     out: dict[str, float | int | str] = {}
-    for family, labels in train.labels.items():
-        if family not in test.labels:
-            continue
-        num_classes = int(max(labels.max(), test.labels[family].max())) + 1
-        m = knn(f_train, labels[i_train], f_test, test.labels[family][i_test], k=k,
-                temperature=temperature, num_classes=num_classes)  # fmt: skip
+    for family, y_train, y_test, num_classes in label_families(train, test, i_train, i_test):
+        m = knn(f_train, y_train, f_test, y_test, k=k, temperature=temperature,
+                num_classes=num_classes)  # fmt: skip
         name = "knn" if family == "class" else f"knn_{family}"
         out[f"{prefix}{name}_top1"] = m["knn_top1"]
         out[f"{prefix}{name}_chance"] = 1.0 / num_classes
@@ -117,13 +123,10 @@ def video_linear_eval(
     n = len(f_train)
     blr = max(blr, LINEAR_BUDGET * 256 / (n * epochs))
     out: dict[str, float | int | str] = {}
-    for family, labels in train.labels.items():
-        if family not in test.labels:
-            continue
-        num_classes = int(max(labels.max(), test.labels[family].max())) + 1
-        m = linear_probe(f_train, labels[i_train], f_test, test.labels[family][i_test],
-                         num_classes=num_classes, epochs=epochs, blr=blr,
-                         batch_size=min(256, n), warmup_epochs=max(1, epochs // 10))  # fmt: skip
+    for family, y_train, y_test, num_classes in label_families(train, test, i_train, i_test):
+        m = linear_probe(f_train, y_train, f_test, y_test, num_classes=num_classes,
+                         epochs=epochs, blr=blr, batch_size=min(256, n),
+                         warmup_epochs=max(1, epochs // 10))  # fmt: skip
         name = "linear" if family == "class" else f"linear_{family}"
         out[f"{prefix}{name}_top1"] = m["linear_top1"]
     if not prefix:
