@@ -18,6 +18,7 @@ COCO box and mask AP (pycocotools), the command, wall time, a matmul probe and h
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,9 +30,11 @@ from host import CpuMeter, command_line, environment, md_table, uptime, write_js
 from own_colour import matmul_gflops  # noqa: E402
 
 from visrep.data.build_detection import build_detection  # noqa: E402
-from visrep.data.coco import annotation_file  # noqa: E402
+from visrep.data.coco import CocoSet, annotation_file  # noqa: E402
 from visrep.detect import run_detect_cli  # noqa: E402
+from visrep.evals.detection import detection_eval  # noqa: E402
 from visrep.finetune import run_finetune_cli  # noqa: E402
+from visrep.runs import load_run  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # the detector for 64 px images on a CPU: 8x8 tokens (ViT/8), 4x4 windows, a 64-channel
@@ -40,6 +43,37 @@ DETECTOR = ["method.window_size=4", "method.fpn_dim=64", "method.box_head_dim=25
             "method.mask_head_dim=64", "method.rois_per_image=128", "method.proposals=300",
             "optim.batch_size=8", "optim.lr=1e-4", "run.threads=1", "run.progress=false"]  # fmt: skip
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def row(run: dict) -> list:
+    m = run["metrics"]
+    return [run["variant"], f"`{run['source']}` ({run['init']})",
+            *(f"{m['box_' + s]:.4f}" for s in STATS[:3]), *(f"{m['mask_' + s]:.4f}" for s in STATS[:3]),
+            *(f"{m.get(k, float('nan')):.4f}" for k in ("agnostic_box_AP50", "agnostic_mask_AP50")),
+            m["train_steps"], f"{run['wall_s'] / 60:.1f}",
+            f"{run['matmul_gflops_before']:.0f} / {run['matmul_gflops_after']:.0f}",
+            f"{run['cpu']['cores_used']:.2f}"]  # fmt: skip
+
+
+def reevaluate(run: dict) -> None:
+    """COCO metrics of a finished variant again, from its checkpoint (the current metrics)."""
+    cfg, model = load_run(run["metrics"]["detect_run"])
+    val = CocoSet(cfg.method.data, "val", channels=cfg.method.channels)
+    run["metrics"] |= detection_eval(model.detect, val, batch_size=cfg.optim.batch_size)
+
+
+def write(out: dict, path: str, steps: int) -> None:
+    write_json(out, path + ".json")
+    table = md_table(["variant", "backbone", "box AP", "AP50", "AP75", "mask AP", "AP50", "AP75",
+                      "class-agnostic box AP50", "class-agnostic mask AP50", "steps", "minutes",
+                      "matmul GFLOP/s before/after", "cores used"],
+                     [row(r) for r in out["runs"]])  # fmt: skip
+    md = (f"# Detection transfer: ViTDet Mask R-CNN on the built emoji set (64 px)\n\n"
+          f"`{out['command']}`\n\n{table}\n\nCOCO AP (IoU 0.50:0.95; class-agnostic: "
+          f"COCOeval useCats=0) on {out['data']}/val (200 images), {steps} steps of 8 images; "
+          f"detector overrides: `{' '.join(DETECTOR)}`. Host at the end: {uptime()}\n")  # fmt: skip
+    Path(path + ".md").write_text(md)
+    print(md)
 
 
 def main() -> None:
@@ -52,13 +86,21 @@ def main() -> None:
     p.add_argument("--runs-dir", default="runs/detect_transfer")
     p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
     p.add_argument("--out", default=str(RESULTS / "detect_transfer"))
+    p.add_argument("--reeval", action="store_true",
+                   help="no training: evaluate the runs listed in --out.json again")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.reeval:
+        out = json.loads(Path(args.out + ".json").read_text())
+        for run in out["runs"]:
+            reevaluate(run)
+        out["reevaluated_by"] = command_line()
+        write(out, args.out, args.steps)
+        return
     if not annotation_file(args.data, "val").is_file():
         build_detection(args.data, "emoji", n_train=1000, n_val=200, size=64,
                         scale=(0.25, 0.6), emoji_root=args.emoji_root)  # fmt: skip
     out = {"command": command_line(), "environment": environment(), "data": args.data, "runs": []}
-    rows = []
     for variant in args.variants:
         source, init = args.mae, "random" if variant == "random" else "pretrained"
         if variant == "mae_ft":  # supervised fine-tuning on the folder's labels first
@@ -74,28 +116,13 @@ def main() -> None:
         with CpuMeter() as meter:
             m = run_detect_cli(source, args.data, overrides, steps=args.steps,
                                out=f"{args.runs_dir}/{variant}.json")  # fmt: skip
-        wall = time.perf_counter() - t0
-        run = {"variant": variant, "source": source, "init": init, "overrides": overrides,
-               "steps": args.steps, "metrics": {k: v for k, v in m.items() if k != "config"},
-               "wall_s": round(wall, 1), "cpu": meter.as_dict(),
-               "matmul_gflops_before": round(probe, 1),
-               "matmul_gflops_after": round(matmul_gflops(), 1), "uptime": uptime()}  # fmt: skip
-        out["runs"].append(run)
-        write_json(out, args.out + ".json")
-        rows.append([variant, f"`{source}` ({init})",
-                     *(f"{m['box_' + s]:.3f}" for s in STATS[:3]),
-                     *(f"{m['mask_' + s]:.3f}" for s in STATS[:3]),
-                     m["train_steps"],
-                     f"{wall / 60:.1f}", f"{probe:.0f} / {run['matmul_gflops_after']:.0f}",
-                     f"{meter.cores:.2f}"])  # fmt: skip
-    table = md_table(["variant", "backbone", "box AP", "AP50", "AP75", "mask AP", "AP50", "AP75",
-                      "steps", "minutes", "matmul GFLOP/s before/after", "cores used"], rows)  # fmt: skip
-    md = (f"# Detection transfer: ViTDet Mask R-CNN on the built emoji set (64 px)\n\n"
-          f"`{out['command']}`\n\n{table}\n\nCOCO AP (IoU 0.50:0.95) on {args.data}/val (200 "
-          f"images), {args.steps} steps of 8 images; detector overrides: "
-          f"`{' '.join(DETECTOR)}`. Host: {uptime()}\n")  # fmt: skip
-    Path(args.out + ".md").write_text(md)
-    print(md)
+        out["runs"].append({
+            "variant": variant, "source": source, "init": init, "overrides": overrides,
+            "steps": args.steps, "metrics": {k: v for k, v in m.items() if k != "config"},
+            "wall_s": round(time.perf_counter() - t0, 1), "cpu": meter.as_dict(),
+            "matmul_gflops_before": round(probe, 1),
+            "matmul_gflops_after": round(matmul_gflops(), 1), "uptime": uptime()})  # fmt: skip
+        write(out, args.out, args.steps)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,13 @@ def test_a_perfect_prediction_scores_ap_one(fmnist_set):
     scores = coco_scores(data.path, results)
     for k in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"):
         assert scores[k] == pytest.approx(1.0), k
+    # every category wrong: class AP falls to 0, class-agnostic AP (localisation) stays 1
+    k = len(data.categories)
+    wrong = [r | {"category_id": data.category_id(k - data.cat_ids.index(r["category_id"]))}
+             for r in results]  # fmt: skip
+    assert coco_scores(data.path, wrong, iou_types=("bbox",))["box_AP"] < 0.5
+    agn = coco_scores(data.path, wrong, use_cats=False)
+    assert agn["agnostic_box_AP"] == pytest.approx(1.0) == agn["agnostic_mask_AP"]
     # one box shifted by half its width: AP drops below 1
     results[0]["bbox"][0] += results[0]["bbox"][2] / 2
     assert coco_scores(data.path, results, iou_types=("bbox",))["box_AP"] < 1.0

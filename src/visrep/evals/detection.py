@@ -50,14 +50,16 @@ def coco_results(pred: dict[str, Tensor], image_id: int, data: CocoSet,
 
 
 def coco_scores(gt: str | Path, results: list[dict[str, Any]], iou_types=("bbox", "segm"),
-                image_ids: list[int] | None = None) -> dict[str, float]:  # fmt: skip
+                image_ids: list[int] | None = None, use_cats: bool = True) -> dict[str, float]:  # fmt: skip
     """`COCOeval` of `results` against the instances file `gt`: {box_AP, ..., mask_APl}
-    (`box_` for "bbox", `mask_` for "segm"); 0.0 for every stat when there is no result."""
+    (`box_` for "bbox", `mask_` for "segm"); 0.0 for every stat when there is no result.
+    `use_cats=False` is COCOeval's class-agnostic mode (`params.useCats = 0`): a detection
+    matches any object, so the scores measure localisation alone (keys `agnostic_box_...`)."""
     out: dict[str, float] = {}
     with contextlib.redirect_stdout(io.StringIO()):  # the COCO API prints as it goes
         coco = COCO(str(gt))
         for iou in iou_types:
-            prefix = "box_" if iou == "bbox" else "mask_"
+            prefix = ("" if use_cats else "agnostic_") + ("box_" if iou == "bbox" else "mask_")
             rows = [r for r in results if iou == "bbox" or "segmentation" in r]
             if not rows:
                 out |= {prefix + s: 0.0 for s in STATS}
@@ -65,6 +67,7 @@ def coco_scores(gt: str | Path, results: list[dict[str, Any]], iou_types=("bbox"
             ev = COCOeval(coco, coco.loadRes(rows), iou)
             if image_ids is not None:
                 ev.params.imgIds = image_ids
+            ev.params.useCats = int(use_cats)
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
@@ -86,6 +89,9 @@ def detection_eval(detect: Detector, data: CocoSet, *, batch_size: int = 8, limi
             results += coco_results(pred, data.images[i]["id"], data)
     ids = [data.images[i]["id"] for i in range(n)]
     scores = coco_scores(data.path, results, image_ids=ids)
+    # localisation alone (any category): informative while the classifier is still weak
+    agnostic = coco_scores(data.path, results, image_ids=ids, use_cats=False)
+    scores |= {k: v for k, v in agnostic.items() if k.endswith(("_AP", "_AP50"))}
     return scores | {"detect_n_val": n, "detect_n_detections": len(results),
                      "detect_eval_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
 
