@@ -10,8 +10,9 @@ and direction (motion) labels, beside the same encoder at its initialisation.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py [--only NAME ...]
 
 Writes benchmarks/results/video_methods.{json,md} after every run (a rerun skips the runs
-already recorded) and keeps the runs under runs/video_methods/ (`visrep eval linear --ckpt
-runs/video_methods/NAME` adds the linear probe).
+already recorded) and keeps the runs under runs/video_methods/. `--linear` then adds the
+video linear probe of each trained encoder (what `visrep eval linear --ckpt
+runs/video_methods/NAME` computes: view-averaged features, class and direction).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from own_colour import matmul_gflops  # noqa: E402
 from visrep.config import replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.loop import train  # noqa: E402
+from visrep.report import video_eval  # noqa: E402
+from visrep.runs import load_run  # noqa: E402
 
 OUT = HERE / "results" / "video_methods"
 RUNS = Path("runs/video_methods")
@@ -48,7 +51,8 @@ PLAN = [
      COMMON | {"method.cell_size": 8, "method.mask_unit": 1}),
     ("mae_st", "mae_st_mfmnist", COMMON),
 ]  # fmt: skip
-KEYS = ("knn_top1", "init_knn_top1", "knn_direction_top1", "init_knn_direction_top1")
+KEYS = ("knn_top1", "init_knn_top1", "knn_direction_top1", "init_knn_direction_top1",
+        "linear_top1", "linear_direction_top1")  # fmt: skip
 
 
 def run_one(name: str, recipe: str, changes: dict) -> dict:
@@ -70,7 +74,8 @@ def render(results: dict) -> str:
                      m.get("train_steps"), *(f"{m[k]:.3f}" if k in m else "" for k in KEYS),
                      r["minutes"], r["host_before"]["matmul_gflops"]])  # fmt: skip
     head = ["run", "recipe", "overrides", "steps", "class k-NN", "class k-NN (init)",
-            "direction k-NN", "direction k-NN (init)", "minutes", "matmul GFLOP/s"]  # fmt: skip
+            "direction k-NN", "direction k-NN (init)", "class linear", "direction linear",
+            "minutes", "matmul GFLOP/s"]  # fmt: skip
     return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommand: `{results['command']}`"
             f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. Host shared "
             f"(2 cores); per-run `uptime` and matmul probe in video_methods.json.\n")  # fmt: skip
@@ -79,11 +84,21 @@ def render(results: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", default=None, help="run names of PLAN to run")
+    p.add_argument("--linear", action="store_true", help="add the linear probe to recorded runs")
     args = p.parse_args(argv)
     path = OUT.with_suffix(".json")
     results = json.loads(path.read_text()) if path.exists() else {"runs": []}
     results |= {"command": command_line(), "environment": environment()}
     done = {r["name"] for r in results["runs"]}
+    if args.linear:
+        for r in results["runs"]:
+            if "linear_top1" not in r["metrics"] and (not args.only or r["name"] in args.only):
+                print(f"== linear probe: {r['name']}", flush=True)
+                cfg, model = load_run(RUNS / r["name"], "cpu")
+                r["metrics"] |= video_eval(cfg, model.backbone, "cpu", protocols=("linear",))
+                write_json(results, path)
+                OUT.with_suffix(".md").write_text(render(results))
+        return
     for name, recipe, changes in PLAN:
         if name in done or (args.only and name not in args.only):
             continue

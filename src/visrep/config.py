@@ -104,6 +104,9 @@ class DataConfig:
     # augmentations of one clip; ρ >= 2 = ρ clips at independent times (batch "views";
     # visrep.data.video.train_clips)
     clips: int = 0
+    # the ρ study's SSL colour augmentation of each clip (visrep.data.video.ssl_colour:
+    # jitter 0.6/0.6/0.6/0.15 p 0.8, grayscale p 0.2, blur p 0.5); with data.clips only
+    ssl_color: bool = False
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", {"img_size": (1, None), "num_workers": (-1, None),

@@ -252,3 +252,19 @@ def test_two_processes_of_b_equal_one_process_of_2b(tmp_path):
         for k in range(3):  # gathered with gradient: each process holds W × its rows' share
             torch.testing.assert_close(ranks[r]["simclr_grad"][k] / 2, simclr_grad[k][rows])
             torch.testing.assert_close(ranks[r]["moco_grad"][k] / 2, moco_grad[k][rows])
+
+
+def test_ssl_colour_is_one_draw_for_the_whole_clip_and_seeded():
+    from visrep.data.video import ssl_colour
+
+    g = torch.Generator().manual_seed(0)
+    frame = torch.rand(3, 1, 16, 16, generator=g) * 255
+    clip = frame.expand(3, 4, 16, 16).clone()  # 4 identical frames
+    out = ssl_colour(clip, random.Random(3), p_blur=0.0)  # no blur: frames stay independent
+    assert out.shape == clip.shape and not torch.equal(out, clip)
+    for t in range(1, 4):  # the same colour parameters for every frame
+        torch.testing.assert_close(out[:, t], out[:, 0])
+    torch.testing.assert_close(ssl_colour(clip, random.Random(3), p_blur=0.0), out)
+    assert 0 <= out.min() and out.max() <= 255
+    same = ssl_colour(clip, random.Random(3), p_jitter=0.0, p_gray=0.0, p_blur=0.0)
+    torch.testing.assert_close(same, clip)

@@ -11,8 +11,10 @@ encoder and schedule derived for a 2-core CPU:
 - ρ = data.clips (2: the paper's smallest ρ > 1; `data.clips=1` is the image-style
   baseline, two augmentations of one clip), T = 8 at τ = 2, random resized crop (0.2, 0.766)
   as the official SSL crop, no flip (it would teach invariance to left/right motion and
-  break the direction labels; the spec's pitfall), no colour jitter (grey videos);
-- heads at the official widths halved (1024), AdamW with a short warmup instead of the
+  break the direction labels), no SSL colour augmentation (`data.ssl_color=true` adds
+  it; the k400 recipes have it);
+- hidden head widths 1024 (official 2048 for MoCo / SimCLR / SwAV, 4096 for BYOL), AdamW at
+  lr 4e-3 × 32 / 256 = 5e-4 with a 6-step warmup, global-norm clip 1.0, instead of the
   official Nesterov SGD + LARS over 200 epochs (this is a minutes-long run);
 - 60 steps of 32 videos (1,920 videos, 3,840 clips), then the video k-NN (class and
   direction) beside the untrained encoder.
@@ -100,7 +102,9 @@ def _k400(name: str, method, rho: int, blr: float, wd: float, short_side: int,
         recipe=name,
         method=method,
         backbone=BackboneConfig(name="slow_r50", pool="avg"),
-        data=kinetics_clips(8, 8, clips=rho, crop_scale=SSL_CROP, short_side=short_side),
+        data=kinetics_clips(
+            8, 8, clips=rho, crop_scale=SSL_CROP, short_side=short_side, ssl_color=True
+        ),  # fmt: skip
         optim=OptimConfig(
             optimizer="lars",
             epochs=200,

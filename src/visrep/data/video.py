@@ -330,6 +330,38 @@ def uniform_crop(clip: Tensor, size: int, spatial_index: int = 1) -> Tensor:
     return clip[:, :, y : y + size, x : x + size]
 
 
+def ssl_colour(clip: Tensor, rng: random.Random, jitter: tuple[float, ...] = (0.6, 0.6, 0.6, 0.15),
+               p_jitter: float = 0.8, p_gray: float = 0.2, p_blur: float = 0.5) -> Tensor:  # fmt: skip
+    """The ρ study's SSL colour augmentation of a whole clip (SlowFast
+    `slowfast/datasets/transform.py` `color_jitter_video_ssl` with SSL_MOCOV2_AUG): the clip
+    (C, T, H, W) in 0..255 is one tall (C, T·H, W) image, so every frame gets the same
+    parameters (and the blur straddles vertically adjacent frames, as the official code).
+    With p 0.8 a colour jitter (brightness, contrast, saturation 0.6, hue 0.15; factors in
+    a random order), with p 0.2 grayscale, with p 0.5 a Gaussian blur of σ ~ U(0.1, 2)
+    (torchvision's kernel 2⌈3σ⌉ + 1 for PIL's radius-σ blur). Draws come from `rng`; the
+    official PIL round trip to uint8 is not made."""
+    import torchvision.transforms.v2.functional as TF
+
+    c, t, h, w = clip.shape
+    img = clip.reshape(c, t * h, w) / 255
+    if rng.random() < p_jitter:
+        b, k, s, u = jitter
+        factors = [rng.uniform(1 - b, 1 + b), rng.uniform(1 - k, 1 + k),
+                   rng.uniform(1 - s, 1 + s), rng.uniform(-u, u)]  # fmt: skip
+        ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
+        order = list(range(4))
+        rng.shuffle(order)
+        for i in order:
+            img = ops[i](img, factors[i]) if c == 3 or i < 2 else img  # colour ops need RGB
+    if rng.random() < p_gray and c == 3:
+        img = TF.rgb_to_grayscale(img, num_output_channels=3)
+    if rng.random() < p_blur:
+        sigma = rng.uniform(0.1, 2.0)
+        k = 2 * math.ceil(3 * sigma) + 1
+        img = TF.gaussian_blur(img.unsqueeze(0), [k, k], [sigma, sigma])[0]
+    return (img.clamp(0, 1) * 255).reshape(c, t, h, w)
+
+
 def to_channels(clip: Tensor, channels: int) -> Tensor:
     """(3, T, H, W) RGB -> (channels, T, H, W): 1 = luma (ITU-R 601 weights)."""
     if channels == 3 or clip.shape[0] == channels:
@@ -370,10 +402,15 @@ def augment_clip(
     hflip: bool,
     channels: int,
     rng: random.Random,
+    colour: bool = False,
 ) -> Tensor:
-    """Frames `idx` of uint8 [F, H, W, 3] -> float [C, T, size, size] in 0..255: one random
-    resized crop and flip for all frames (draws from `rng`: crop, then flip)."""
+    """Frames `idx` of uint8 [F, H, W, 3] -> float [C, T, size, size] in 0..255: with
+    `colour` the SSL colour augmentation first (`ssl_colour`, before the crop as the
+    official order), then one random resized crop and flip for all frames (draws from
+    `rng`: colour, crop, flip)."""
     clip = video[idx].permute(3, 0, 1, 2).float()  # [3, T, H, W]
+    if colour:
+        clip = ssl_colour(clip, rng)
     clip = resized_crop(clip, rrc_params(clip.shape[2], clip.shape[3], scale, rng=rng), size)
     if hflip and rng.uniform(0, 1) < 0.5:
         clip = clip.flip(-1)
@@ -392,17 +429,19 @@ def train_clips(
     hflip: bool,
     channels: int = 3,
     rng: random.Random | None = None,
+    colour: bool = False,
 ) -> list[Tensor]:
     """The positives of one video for the ρ study: ρ ≥ 2 clips at independent times
     (`rho_clip_starts`), or for ρ = 1 two augmentations of one clip (SlowFast
     TRAIN_CROP_NUM_TEMPORAL 1 with TRAIN_CROP_NUM_SPATIAL 2). Each clip gets its own
-    random resized crop and flip, drawn from `rng` after the starts, clip by clip in model
-    order: a list of float [C, T, size, size] in 0..255."""
+    random resized crop and flip (`colour`: its own SSL colour augmentation first), drawn
+    from `rng` after the starts, clip by clip in model order: a list of float
+    [C, T, size, size] in 0..255."""
     rng = rng or random.Random()
     window = clip_window(frames, stride, fps)
     starts = rho_clip_starts(len(video), window, rho, rng) if rho > 1 else [
         clip_start(len(video), window, rng=rng)] * 2  # fmt: skip
-    kw = dict(size=size, scale=scale, hflip=hflip, channels=channels, rng=rng)
+    kw = dict(size=size, scale=scale, hflip=hflip, channels=channels, rng=rng, colour=colour)
     return [augment_clip(video, clip_indices(len(video), s, window, frames), **kw) for s in starts]
 
 

@@ -80,7 +80,8 @@ def sample_clips(video: Tensor, fps: float | None, data: DataConfig, rng: random
     """One training clip [C, T, S, S], or with `data.clips` = ρ > 0 the list of ρ-study
     positives (`visrep.data.video.train_clips`)."""
     if data.clips:
-        return train_clips(video, fps, rho=data.clips, rng=rng, **_clip_kwargs(data))
+        return train_clips(video, fps, rho=data.clips, rng=rng, colour=data.ssl_color,
+                           **_clip_kwargs(data))  # fmt: skip
     return train_clip(video, fps, rng=rng, **_clip_kwargs(data))
 
 
