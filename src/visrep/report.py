@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from visrep.capabilities import Classifier, Detects, ImageText, Reconstructs
 from visrep.config import TrainConfig, replace, save_json
-from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.coco import CocoSet
+from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.folder import decode_all, folder_eval_transform
 from visrep.data.images import sample_folder
 from visrep.data.labelled import eval_folder, load_eval_split
@@ -300,7 +300,7 @@ CAPTIONS = {
     "un-normalised with the true mean and variance of that masked patch, which the model never "
     "sees: the reconstruction looks better than the model's own output.",
     "detections": "Top row: validation images with their ground-truth masks and boxes; bottom "
-    "row: the detector's masks and boxes with score >= 0.5, category and score.",
+    "row: the detector's three highest-scoring detections (mask, box, category and score).",
     "neighbours": "Each row: a query image of the training sample, then its 5 nearest images "
     "by feature cosine.",
     "attention": "Each row: an evaluation image; attention rollout over it (Abnar and Zuidema, "

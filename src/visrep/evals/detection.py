@@ -97,24 +97,35 @@ def detection_eval(detect: Detector, data: CocoSet, *, batch_size: int = 8, limi
 
 
 def draw_detections(detect: Detector, data: CocoSet, path: str | Path, *, n: int = 8,
-                    score: float = 0.5, device: torch.device | str = "cpu") -> str:  # fmt: skip
+                    top: int = 3, device: torch.device | str = "cpu") -> str:  # fmt: skip
     """A grid PNG: the first `n` val images with ground truth (top row: masks and boxes in
-    white) and predictions with score >= `score` (bottom row: masks > 0.5, boxes, category
-    name and score); returns the file name."""
+    white) and their `top` highest-scoring detections (bottom row: masks > 0.5, boxes,
+    category name and score; the detector keeps scores >= `method.score_thresh`); returns
+    the file name."""
     names = {k + 1: c["name"] for k, c in enumerate(data.categories)}
     images = [data.image(i) for i in range(min(n, len(data)))]
     preds = detect([im.to(device, torch.float32) / 255 for im in images])
-    top, bottom = [], []
+    truth, found = [], []
     for i, (im, p) in enumerate(zip(images, preds)):
-        rgb = im.expand(3, -1, -1) if im.shape[0] == 1 else im
+        k = max(1, 192 // max(im.shape[-2:]))  # small images are enlarged, so labels are legible
+        rgb = _zoom(im.expand(3, -1, -1) if im.shape[0] == 1 else im, k)
         t = data.target(i)
-        gt = draw_segmentation_masks(rgb, t["masks"].bool(), alpha=0.4) if len(t["masks"]) else rgb
-        top.append(draw_bounding_boxes(gt, t["boxes"], colors="white"))
-        keep = p["scores"].cpu() >= score
-        boxes, masks = p["boxes"].cpu()[keep], p["masks"].cpu()[keep]
-        labels = [f"{names[int(k)]} {s:.2f}" for k, s in zip(p["labels"][keep], p["scores"][keep])]
-        pr = draw_segmentation_masks(rgb, masks[:, 0] > 0.5, alpha=0.5) if len(masks) else rgb
-        bottom.append(draw_bounding_boxes(pr, boxes, labels=labels, colors="yellow"))
-    grid = make_grid(top + bottom, nrow=len(images), padding=2, pad_value=255)
+        m = _zoom(t["masks"], k).bool()
+        gt = draw_segmentation_masks(rgb, m, alpha=0.4) if len(m) else rgb
+        truth.append(draw_bounding_boxes(gt, t["boxes"] * k, colors="white"))
+        keep = p["scores"].cpu().argsort(descending=True)[:top]
+        boxes, masks = p["boxes"].cpu()[keep] * k, _zoom(p["masks"].cpu()[keep, 0], k)
+        labels = [
+            f"{names[int(k)]} {s:.2f}"
+            for k, s in zip(p["labels"].cpu()[keep], p["scores"].cpu()[keep])
+        ]
+        pr = draw_segmentation_masks(rgb, masks > 0.5, alpha=0.5) if len(masks) else rgb
+        found.append(draw_bounding_boxes(pr, boxes, labels=labels, colors="yellow"))
+    grid = make_grid(truth + found, nrow=len(images), padding=2, pad_value=255)
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
     return Path(path).name
+
+
+def _zoom(x: Tensor, k: int) -> Tensor:
+    """[N, H, W] (or [C, H, W]) enlarged k times by pixel repetition."""
+    return x.repeat_interleave(k, -2).repeat_interleave(k, -1) if k > 1 else x
