@@ -160,6 +160,10 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             method_changes["method.pred_t_dim"] = min(cfg.method.pred_t_dim, 4)
         if hasattr(cfg.method, "mask_unit"):  # video MaskFeat: a 2 x 2 token grid at 32 px
             method_changes["method.mask_unit"] = 1
+        if cfg.data.clips:  # the ρ study: 2 clips per video
+            video["data.clips"] = min(cfg.data.clips, 2)
+        if cfg.backbone.name.startswith("slow_"):  # Slow R-50 -> its CPU-size variant
+            video["backbone.name"] = "slow_r26"
     return replace(
         cfg,
         **method_changes,
