@@ -36,6 +36,7 @@ from own_colour import matmul_gflops
 from scipy.stats import spearmanr
 
 from visrep.data.corruptions import BENCHMARK
+from visrep.evals.robustness import ce_table
 from visrep.robustness import evaluate_runs, run_msd, write_outputs
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,22 +81,12 @@ def msd_plot(points: list[dict], path: Path, rho: float) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", default="runs/robust")
-    p.add_argument("--steps", type=int, default=80)
-    p.add_argument("--limit-test", type=int, default=120)
-    p.add_argument("--n-aug", type=int, default=48)
-    p.add_argument("--n-corr", type=int, default=6)
-    p.add_argument("--n-images", type=int, default=20)
-    p.add_argument("--encoder", default="runs/demo", help="MSD feature extractor run")
-    p.add_argument("--suites", default="c,c_bar")
-    p.add_argument("--name", default="robustness_fmnist")
-    args = p.parse_args()
+def measure(args: argparse.Namespace) -> dict:
+    """Fine-tune (if missing), evaluate all models on one corrupted set, MSD; raw results."""
     torch.set_num_threads(1)
     root = Path(args.root)
     runs = {m: str(finetune(root, m, args.steps)) for m in MODELS}
-    evaluated = ["none", "recipe", "erase_noise"]
+    evaluated = list(MODELS)
     host = {"uptime_before": uptime(), "matmul_gflops_before": round(matmul_gflops(), 1)}
     with CpuMeter() as meter:
         res = evaluate_runs([runs[m] for m in evaluated], [f"eval.limit_test={args.limit_test}"],
@@ -107,59 +98,93 @@ def main() -> None:
                       n_corr=args.n_corr, n_images=args.n_images)  # fmt: skip
     host |= {"uptime_after": uptime(), "matmul_gflops_after": round(matmul_gflops(), 1),
              **meter.as_dict(), **environment()}  # fmt: skip
-
-    points = [{"model": m, "corruption": c, "msd": msd[runs[m]]["per_corruption"][c]["msd"],
-               "mmd": msd[runs[m]]["per_corruption"][c]["mmd"],
-               "error": float(np.mean(res[runs[m]]["errors"][c]))}
-              for m in evaluated for c in BENCHMARK]  # fmt: skip
-    rho, pval = spearmanr([q["msd"] for q in points], [q["error"] for q in points])
-    rho_mmd, _ = spearmanr([q["mmd"] for q in points], [q["error"] for q in points])
-    # the paper's reading: per corruption, across augmentation schemes (3 here, so each rho
-    # is one of -1, -0.5, 0.5, 1)
-    per_c = {c: float(spearmanr([q["msd"] for q in points if q["corruption"] == c],
-                                [q["error"] for q in points if q["corruption"] == c])[0])
-             for c in BENCHMARK}  # fmt: skip
     fin = {m: json.loads((root / f"{m}.json").read_text()) for m in MODELS}
-    rows = []
-    for m in evaluated:
-        t = res[runs[m]]["table"]
-        rows.append([m, f"{fin[m]['finetune_top1'] * 100:.1f}", f"{t['clean_error']:.1f}",
-                     f"{t['mean_corruption_error']:.1f}", f"{t['mce']:.1f}",
-                     f"{t['relative_mce']:.1f}",
-                     f"{t.get('mean_error_other', {}).get('c_bar', float('nan')):.1f}"])  # fmt: skip
-    per_rows = [[c] + [f"{np.mean(res[runs[m]]['errors'][c]):.1f}" for m in evaluated]
-                + [f"{msd[runs[m]]['per_corruption'][c]['msd']:.2f}" for m in evaluated]
-                + [f"{per_c[c]:+.1f}" if np.isfinite(per_c[c]) else "n/a"]
-                for c in BENCHMARK]  # fmt: skip
-    out = {"command": command_line(), "host": host, "runs": runs, "finetune": {
-        m: {k: fin[m][k] for k in ("finetune_top1", "finetune_steps", "train_minutes")
-            if k in fin[m]} for m in MODELS},
-        "robustness": {m: res[runs[m]] for m in evaluated},
-        "msd": {m: msd[runs[m]] for m in evaluated}, "points": points,
-        "spearman_msd_error": rho, "spearman_p": pval, "spearman_mmd_error": rho_mmd,
-        "spearman_per_corruption": per_c}  # fmt: skip
-    write_json(out, RESULTS / f"{args.name}.json")
-    msd_plot(points, RESULTS / f"{args.name}_msd.png", rho)
+    return {"command": command_line(), "limit_test": args.limit_test, "host": host, "runs": runs,
+            "finetune": {m: {k: fin[m][k] for k in ("finetune_top1", "finetune_steps",
+                                                    "train_minutes") if k in fin[m]}
+                         for m in MODELS},
+            "robustness": {m: res[runs[m]] for m in evaluated},
+            "msd": {m: msd[runs[m]] for m in evaluated}}  # fmt: skip
+
+
+def _rho(a: list[float], b: list[float]) -> float:
+    return float(spearmanr(a, b)[0])
+
+
+def analyse(out: dict, name: str) -> str:
+    """MSD vs error: Spearman pooled over (model, corruption) points, on the error and on
+    the error above the model's clean error, and per corruption across the models."""
+    evaluated = list(out["robustness"])
+    rob, msd = out["robustness"], out["msd"]
+    points = [{"model": m, "corruption": c, "msd": msd[m]["per_corruption"][c]["msd"],
+               "mmd": msd[m]["per_corruption"][c]["mmd"],
+               "error": float(np.mean(rob[m]["errors"][c])),
+               "excess": float(np.mean(rob[m]["errors"][c])) - rob[m]["clean_error"]}
+              for m in evaluated for c in BENCHMARK]  # fmt: skip
+    col = lambda k, pts=points: [q[k] for q in pts]  # noqa: E731
+    rho, pval = spearmanr(col("msd"), col("error"))
+    stats = {"spearman_msd_error": float(rho), "spearman_p": float(pval),
+             "spearman_mmd_error": _rho(col("mmd"), col("error")),
+             "spearman_msd_excess_error": _rho(col("msd"), col("excess")),
+             "spearman_per_corruption": {
+                 c: _rho(col("msd", [q for q in points if q["corruption"] == c]),
+                         col("error", [q for q in points if q["corruption"] == c]))
+                 for c in BENCHMARK}}  # fmt: skip
+    per_c = stats["spearman_per_corruption"]
+    write_json(out | {"points": points} | stats, RESULTS / f"{name}.json")
+    msd_plot(points, RESULTS / f"{name}_msd.png", rho)
     from visrep.evals.robustness import plot_errors
 
-    plot_errors({m: res[runs[m]] for m in evaluated}, RESULTS / f"{args.name}.png",
-                title="Fashion-MNIST fine-tuned ViT-Tiny/4")  # fmt: skip
-    md = [f"# Corruption robustness and MSD on Fashion-MNIST ({args.limit_test} test images)", "",
-          f"Command: `{command_line()}`", "",
+    plot_errors(rob, RESULTS / f"{name}.png", title="Fashion-MNIST fine-tuned ViT-Tiny/4")
+    rows = []
+    for m in evaluated:  # against the recipe model, on the same corrupted images
+        t = rob[m]["table"] = ce_table(rob[m]["errors"], rob[m]["clean_error"],
+                                       rob["recipe"]["errors"], rob["recipe"]["clean_error"])  # fmt: skip
+        rows.append([m, f"{out['finetune'][m]['finetune_top1'] * 100:.1f}",
+                     f"{t['clean_error']:.1f}", f"{t['mean_corruption_error']:.1f}",
+                     f"{t['mce']:.1f}", f"{t['relative_mce']:.1f} ({t['n_relative']})",
+                     f"{t.get('mean_error_other', {}).get('c_bar', float('nan')):.1f}"])  # fmt: skip
+    per_rows = [[c] + [f"{np.mean(rob[m]['errors'][c]):.1f}" for m in evaluated]
+                + [f"{msd[m]['per_corruption'][c]['msd']:.2f}" for m in evaluated]
+                + [f"{per_c[c]:+.1f}" if np.isfinite(per_c[c]) else "n/a"]
+                for c in BENCHMARK]  # fmt: skip
+    h = out["host"]
+    n_test = out.get("limit_test", rob[evaluated[0]]["n_test"])
+    md = [f"# Corruption robustness and MSD on Fashion-MNIST ({n_test} test images)",
+          "", f"Command: `{out['command']}`", "",
           md_table(["model", "fine-tune top-1 (2000 test)", "clean err", "mean C err", "mCE",
                     "rel. mCE", "C-bar err"], rows), "",
-          "mCE / relative mCE against `recipe` (= 100 by construction).", "",
-          md_table(["corruption", *[f"err {m}" for m in evaluated], *[f"MSD {m}" for m in evaluated],
-                    "ρ (3 models)"], per_rows), "",
+          "mCE / relative mCE against `recipe` (= 100 by construction); in brackets, the "
+          "corruptions with a relative CE (the recipe's error above its clean error); errors in %.", "",
+          md_table(["corruption", *[f"err {m}" for m in evaluated],
+                    *[f"MSD {m}" for m in evaluated], "ρ (3 models)"], per_rows), "",
           f"Spearman ρ(MSD, error) pooled over {len(points)} (model, corruption) points: "
-          f"{rho:.3f} (p = {pval:.2g}); ρ(MMD, error): {rho_mmd:.3f}. Mean per-corruption ρ "
-          f"across the 3 models: {np.nanmean(list(per_c.values())):.2f}.", "",
-          f"Host (shared, 1 thread): before `{host['uptime_before']}`, matmul "
-          f"{host['matmul_gflops_before']} GFLOP/s; after `{host['uptime_after']}`, "
-          f"{host['matmul_gflops_after']} GFLOP/s; wall {host['wall_s']} s, cores used "
-          f"{host['cores_used']}."]  # fmt: skip
-    (RESULTS / f"{args.name}.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+          f"{rho:.3f} (p = {pval:.2g}); ρ(MMD, error) {stats['spearman_mmd_error']:.3f}; "
+          f"ρ(MSD, error − clean error) {stats['spearman_msd_excess_error']:.3f}. Mean "
+          f"per-corruption ρ across the 3 models: {np.nanmean(list(per_c.values())):.2f}.", "",
+          f"Host (shared, 1 thread): before `{h['uptime_before']}`, matmul "
+          f"{h['matmul_gflops_before']} GFLOP/s; after `{h['uptime_after']}`, "
+          f"{h['matmul_gflops_after']} GFLOP/s; wall {h['wall_s']} s, cores used "
+          f"{h['cores_used']}."]  # fmt: skip
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    return "\n".join(md)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--root", default="runs/robust")
+    p.add_argument("--steps", type=int, default=80)
+    p.add_argument("--limit-test", type=int, default=120)
+    p.add_argument("--n-aug", type=int, default=48)
+    p.add_argument("--n-corr", type=int, default=6)
+    p.add_argument("--n-images", type=int, default=20)
+    p.add_argument("--encoder", default="runs/demo", help="MSD feature extractor run")
+    p.add_argument("--suites", default="c,c_bar")
+    p.add_argument("--name", default="robustness_fmnist")
+    p.add_argument("--analyse", metavar="JSON", help="redo the analysis of a saved result")
+    args = p.parse_args()
+    out = json.loads(Path(args.analyse).read_text()) if args.analyse else measure(args)
+    print(analyse(out, args.name))
 
 
 if __name__ == "__main__":

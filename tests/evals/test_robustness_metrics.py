@@ -50,6 +50,8 @@ def test_ce_by_hand_against_a_baseline():
     assert t["mean_error_other"] == {"c_bar": 1.0}
     # a baseline whose corrupted error is not above its clean error: no relative CE
     assert math.isnan(ce_table({"fog": [5] * 5}, 1.0, {"fog": [3] * 5}, 3.0)["relative_mce"])
+    two = ce_table({"fog": [5] * 5, "snow": [6] * 5}, 1.0, {"fog": [3] * 5, "snow": [5] * 5}, 3.0)
+    assert two["n_relative"] == 1 and two["relative_mce"] == pytest.approx(100 * 5 / 2)
 
 
 def test_errors_of_a_hand_made_classifier_and_outputs(tmp_path):

@@ -7,6 +7,7 @@ Mintun et al., NeurIPS 2021, facebookresearch/augmentation-corruption
     CE_c   = Σ_s E_{s,c} / Σ_s E^base_{s,c}
     rCE_c  = Σ_s (E_{s,c} − E_clean) / Σ_s (E^base_{s,c} − E^base_clean)
     mCE    = mean of CE_c over the 15 benchmark corruptions (× 100, %), likewise relative mCE
+             (over the corruptions whose baseline error rises above its clean error)
 
 The baseline of ImageNet-C is AlexNet (`ALEXNET_ERRORS`); there is no AlexNet for small
 datasets, so the baseline is a named reference run evaluated on the same corrupted images,
@@ -126,7 +127,11 @@ def ce_table(
     out = {"corruptions": rows, "clean_error": clean, "n_benchmark": len(bench)}
     if bench:
         out["mce"] = float(np.mean([rows[n]["ce"] for n in bench]))
-        out["relative_mce"] = float(np.mean([rows[n]["relative_ce"] for n in bench]))
+        # a corruption whose baseline error does not rise above its clean error (possible on
+        # a small test set) has no relative CE; the mean is over the others, counted
+        rel = [rows[n]["relative_ce"] for n in bench if math.isfinite(rows[n]["relative_ce"])]
+        out["relative_mce"] = float(np.mean(rel)) if rel else math.nan
+        out["n_relative"] = len(rel)
         out["mean_corruption_error"] = float(np.mean([rows[n]["mean_error"] for n in bench]))
     others = [n for n in rows if n not in BENCHMARK]
     if others:
@@ -151,7 +156,8 @@ def markdown(result: dict[str, Any], title: str, baseline_name: str) -> str:
         lines.append(f"| {name} | {CATEGORY[name]} | {cells} | {r['mean_error']:.1f} | "
                      f"{r['ce']:.1f} | {r['relative_ce']:.1f} |")  # fmt: skip
     if "mce" in t:
-        lines += ["", f"**mCE {t['mce']:.1f} %**, relative mCE {t['relative_mce']:.1f} %, mean "
+        lines += ["", f"**mCE {t['mce']:.1f} %**, relative mCE {t['relative_mce']:.1f} % (over "
+                  f"{t['n_relative']} corruptions), mean "
                   f"error over the {t['n_benchmark']} ImageNet-C corruptions "
                   f"{t['mean_corruption_error']:.2f} %."]  # fmt: skip
     for suite, v in t.get("mean_error_other", {}).items():
