@@ -171,7 +171,10 @@ def test_a_toy_method_added_as_the_guide_says_trains_evaluates_and_exports(
 # sin-cos table in MAE, MoCo v3 and FLIP
 LEARNED_POS = {"clip_fmnist", "slip_fmnist", "clip_bow_fmnist", "cit_fmnist", "lit_fmnist",
                "clip_vit_base_yfcc", "slip_vit_base_yfcc", "simclr_vit_base",
-               "mae_st_mfmnist", "mae_st_vit_large_k400"}  # MAE-ST: separable, learned  # fmt: skip
+               "mae_st_mfmnist", "mae_st_vit_large_k400",  # MAE-ST: separable, learned
+               # the video ViT (MAE-ST's separable learned table): video MaskFeat, ρ study
+               "maskfeat_video_mfmnist", "maskfeat_video_vit_base_k400", "rho_moco_mfmnist",
+               "rho_byol_mfmnist", "rho_simclr_mfmnist", "rho_swav_mfmnist"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
