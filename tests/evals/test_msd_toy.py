@@ -90,3 +90,14 @@ def test_notebook_mixture_experiment_in_small():
     table = msd_table(_mean_encoder, images, training_apply(28, (0.3,), (0.3,)),
                       {"impulse_noise-3": target}, n_aug=3, n_corr=4)  # fmt: skip
     assert table["impulse_noise-3"]["msd"] <= table["impulse_noise-3"]["mmd"] + 1e-9
+
+
+def test_augment_spec():
+    from visrep.config import ConfigError
+    from visrep.robustness import parse_augment
+
+    kw = parse_augment("crop_scale=0.35,1 hflip=true reprob=0.25 recount=2")
+    assert kw == {"crop_scale": (0.35, 1.0), "hflip": True, "reprob": 0.25, "recount": 2}
+    assert parse_augment("none") == {}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_augment("crop=0.2,1")
