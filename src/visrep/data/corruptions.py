@@ -63,8 +63,8 @@ CATEGORY: dict[str, str] = (
     | dict.fromkeys(HELD_OUT, "extra") | dict.fromkeys(IMAGENET_C_BAR_LEVELS, "c_bar")
     | dict.fromkeys(C_BAR_LEVELS, "c_bar")
 )  # fmt: skip
-# c_bar: CIFAR-10-C-bar (the list for small images); imagenet_c_bar: 8 of ImageNet-C-bar's 10
-# (caustic_refraction and perlin_noise are not implemented yet)
+# c_bar: CIFAR-10-C-bar (the list for small images); imagenet_c_bar: 9 of ImageNet-C-bar's 10
+# (perlin_noise is not implemented yet)
 SUITES: dict[str, tuple[str, ...]] = {
     "c": BENCHMARK, "held_out": HELD_OUT, "c_bar": tuple(C_BAR_LEVELS),
     "imagenet_c_bar": tuple(IMAGENET_C_BAR_LEVELS),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.fft import ifft2
-from scipy.ndimage import map_coordinates, rotate, zoom
+from scipy.ndimage import gaussian_filter, map_coordinates, rotate, zoom
 from skimage.draw import line_aa
 
 # imagenet_c_bar/cifar10_c_bar.csv: the ten corruptions and their five levels (0..10 scale)
@@ -37,9 +37,9 @@ C_BAR_LEVELS: dict[str, tuple[float, ...]] = {
 }
 
 
-# imagenet_c_bar/imagenet_c_bar.csv (used from 64 px); caustic_refraction and perlin_noise
-# are not implemented yet
+# imagenet_c_bar/imagenet_c_bar.csv (used from 64 px); perlin_noise is not implemented yet
 IMAGENET_C_BAR_LEVELS: dict[str, tuple[float, ...]] = {
+    "caustic_refraction": (2.35, 3.2, 4.9, 6.6, 9.15),
     "inverse_sparkles": (1.0, 2.0, 4.0, 9.0, 10.0),
     "sparkles": (1.0, 2.0, 3.0, 5.0, 6.0),
     "blue_noise_sample": (0.8, 1.6, 2.4, 4.0, 5.6),
@@ -291,6 +291,44 @@ def plasma_noise(img: np.ndarray, lv: float, rs: np.random.RandomState) -> np.nd
     return (1 - amp / 255) * img + amp * colour
 
 
+def _caustics(s: int, t: float, size: float) -> np.ndarray:
+    """The caustic field [S, S] in [0, 1] (`CausticRefraction`'s noise kernel)."""
+    y, x = _grid(s)
+    p0 = np.mod(y / size, 1) * 6.28318530718 - 250
+    p1 = np.mod(x / size, 1) * 6.28318530718 - 250
+    i0, i1, c = p0.copy(), p1.copy(), np.ones((s, s))
+    for n in range(5):
+        tn = t * (1.0 - 3.5 / (n + 1))
+        i0, i1 = (p0 + np.cos(tn - i0) + np.sin(tn + i1), p1 + np.sin(tn - i1) + np.cos(tn + i0))
+        c = c + 1.0 / np.hypot(p0 / (np.sin(i0 + tn) / 0.005), p1 / (np.cos(i1 + tn) / 0.005))
+    return np.clip(np.abs(1.17 - (c / 5.0) ** 1.4) ** 8.0, 0, 1)
+
+
+def caustic_refraction(img: np.ndarray, lv: float, rs: np.random.RandomState) -> np.ndarray:
+    """The image seen through a caustic-shaped lens: each pixel samples the image at its
+    refraction offset (η = 4) through the caustic field's slope, plus a lighting term."""
+    s = img.shape[0]
+    t, size = rs.uniform(0.5, 2.0), rs.uniform(0.75, 1.25) * s
+    lens_scale, lighting = level(lv, 0.5 * s), level(lv, 2.0)
+    field = gaussian_filter(_caustics(s, t, size), sigma=1)  # equal channels: luma = value
+    pad = np.pad(field, 1)  # 0 outside
+    north, south = pad[1:-1, :-2], pad[1:-1, 2:]  # (y, x − 1), (y, x + 1): the code's names
+    west, east = pad[:-2, 1:-1], pad[2:, 1:-1]  # (y − 1, x), (y + 1, x)
+    n = np.stack([east - west, south - north, np.ones_like(field)], -1)
+    n = n / np.linalg.norm(n, axis=-1, keepdims=True)
+    out_angle = np.arcsin(np.sin(np.arccos(n[..., 2])) / 4.0)
+    sp = np.stack([-n[..., 1], n[..., 0]], -1)  # (0, 0, 1) × n, normalised (z = 0)
+    sp = sp / np.maximum(np.linalg.norm(sp, axis=-1, keepdims=True), 1e-12)
+    ortho = np.stack([-n[..., 2] * sp[..., 1], n[..., 2] * sp[..., 0]], -1)  # n × sp, (y, x)
+    ref = np.cos(out_angle)[..., None] * n[..., :2] + np.sin(out_angle)[..., None] * ortho
+    ref = np.where((np.abs(n[..., 2]) >= 1 - 1e-3)[..., None], 0.0, ref)  # incident as is
+    ref = np.round(ref * lens_scale, 3)
+    y, x = _grid(s)
+    out = _sample(img / 255.0, y + ref[..., 0], x + ref[..., 1])
+    out = out + ((north - south) * lighting + (east - west) * lighting)[..., None]
+    return np.clip(out, 0, 1) * 255
+
+
 # name -> function(img [S, S, 3] float 0..255, level, RandomState) -> float image
 C_BAR = {
     "blue_noise_sample": blue_noise_sample,
@@ -306,4 +344,5 @@ C_BAR = {
     "single_frequency_greyscale": single_frequency_greyscale,
     "cocentric_sine_waves": cocentric_sine_waves,
     "plasma_noise": plasma_noise,
+    "caustic_refraction": caustic_refraction,
 }
