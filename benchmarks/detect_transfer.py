@@ -101,13 +101,19 @@ def main() -> None:
         build_detection(args.data, "emoji", n_train=1000, n_val=200, size=64,
                         scale=(0.25, 0.6), emoji_root=args.emoji_root)  # fmt: skip
     out = {"command": command_line(), "environment": environment(), "data": args.data, "runs": []}
+    if Path(args.out + ".json").is_file():  # keep the variants this command does not rerun
+        old = json.loads(Path(args.out + ".json").read_text())
+        out["runs"] = [r for r in old["runs"] if r["variant"] not in args.variants]
+        out["earlier_commands"] = [*old.get("earlier_commands", []), old["command"]]
     for variant in args.variants:
         source, init = args.mae, "random" if variant == "random" else "pretrained"
         if variant == "mae_ft":  # supervised fine-tuning on the folder's labels first
             source = str(Path(args.runs_dir) / "mae_finetuned")
             if not (Path(source) / "checkpoint.pt").is_file():
+                # no RandAugment: timm's posterize fails on this PIL ("bits must be between
+                # 1 and 8") in the fine-tuning of an image folder
                 run_finetune_cli(args.mae, [f"run.out_dir={source}", "run.threads=1",
-                                            "run.progress=false"],
+                                            "run.progress=false", "method.auto_augment="],
                                  out=str(Path(args.runs_dir) / "eval_finetune.json"))  # fmt: skip
         overrides = [*DETECTOR, f"method.init={init}", f"run.out_dir={args.runs_dir}/{variant}",
                      *args.set]  # fmt: skip

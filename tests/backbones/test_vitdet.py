@@ -152,3 +152,20 @@ def test_cnn_stages_go_through_an_fpn(arch, patch, first):
     for (name, f), s in zip(feats.items(), bb.strides):
         assert f.shape == (2, 32, 64 // s, 64 // s), name
     assert bb.lr_scale("fpn.inner_blocks.0.0.weight", 0.5) == 1.0
+
+
+def test_a_fine_tuned_vit_source_loads_without_its_pooling_norms():
+    """A `visrep eval finetune` run's backbone: timm ViT with global_pool avg + fc_norm (its
+    `norm` is an Identity): neither fc_norm nor the missing norm is used by ViTDet."""
+    import timm
+
+    from visrep.backbones.pretrained import Pretrained
+
+    kw = dict(img_size=64, patch_size=8, depth=2, num_classes=0, global_pool="avg", fc_norm=True)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kw)
+    pre = Pretrained("vit_tiny_patch16_224", kw, {}, model.state_dict(), "finetuned")
+    bb = detection_backbone(pre, 64, window_size=4)
+    torch.testing.assert_close(bb.trunk.blocks[1].mlp.fc2.weight, model.blocks[1].mlp.fc2.weight)
+    with pytest.raises(ValueError, match="do not fit"):  # a block's weights missing: an error
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.1.")}
+        detection_backbone(Pretrained(pre.timm_name, kw, {}, state, "broken"), 64)

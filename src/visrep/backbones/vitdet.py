@@ -232,7 +232,7 @@ def detection_backbone(pre: Pretrained, img_size: int, *, window_size: int = 14,
         state = {k: v for k, v in state.items() if not k.startswith(("fc_norm.", "head."))}
         # the final norm is not used (ViTDet has none); a fine-tuned run's `fc_norm` neither
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if set(missing) | set(unexpected) - {"norm.weight", "norm.bias"}:
+        if (set(missing) | set(unexpected)) - {"norm.weight", "norm.bias"}:
             raise ValueError(f"{pre.source}: weights do not fit {pre.timm_name} (missing "
                              f"{missing}, unexpected {unexpected})")  # fmt: skip
         trunk = ViTDetTrunk(model, window_size=window_size, global_blocks=global_blocks,
