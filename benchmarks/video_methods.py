@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
@@ -32,7 +34,7 @@ from visrep.config import replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.loop import train  # noqa: E402
 from visrep.report import video_eval  # noqa: E402
-from visrep.runs import load_run  # noqa: E402
+from visrep.runs import build_model, load_run  # noqa: E402
 
 OUT = HERE / "results" / "video_methods"
 RUNS = Path("runs/video_methods")
@@ -52,7 +54,8 @@ PLAN = [
     ("mae_st", "mae_st_mfmnist", COMMON),
 ]  # fmt: skip
 KEYS = ("knn_top1", "init_knn_top1", "knn_direction_top1", "init_knn_direction_top1",
-        "linear_top1", "linear_direction_top1")  # fmt: skip
+        "linear_top1", "init_linear_top1", "linear_direction_top1",
+        "init_linear_direction_top1")  # fmt: skip
 
 
 def run_one(name: str, recipe: str, changes: dict) -> dict:
@@ -74,8 +77,8 @@ def render(results: dict) -> str:
                      m.get("train_steps"), *(f"{m[k]:.3f}" if k in m else "" for k in KEYS),
                      r["minutes"], r["host_before"]["matmul_gflops"]])  # fmt: skip
     head = ["run", "recipe", "overrides", "steps", "class k-NN", "class k-NN (init)",
-            "direction k-NN", "direction k-NN (init)", "class linear", "direction linear",
-            "minutes", "matmul GFLOP/s"]  # fmt: skip
+            "direction k-NN", "direction k-NN (init)", "class linear", "class linear (init)",
+            "direction linear", "direction linear (init)", "minutes", "matmul GFLOP/s"]  # fmt: skip
     return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommand: `{results['command']}`"
             f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. Host shared "
             f"(2 cores); per-run `uptime` and matmul probe in video_methods.json.\n")  # fmt: skip
@@ -84,20 +87,26 @@ def render(results: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", default=None, help="run names of PLAN to run")
-    p.add_argument("--linear", action="store_true", help="add the linear probe to recorded runs")
+    p.add_argument("--linear", action="store_true", help="add the linear probe to recorded "
+                   "runs; with --only, to the named runs' initial encoders too")  # fmt: skip
     args = p.parse_args(argv)
     path = OUT.with_suffix(".json")
     results = json.loads(path.read_text()) if path.exists() else {"runs": []}
     results |= {"command": command_line(), "environment": environment()}
     done = {r["name"] for r in results["runs"]}
-    if args.linear:
+    if args.linear:  # with --only: also the encoder at its initialisation
         for r in results["runs"]:
-            if "linear_top1" not in r["metrics"] and (not args.only or r["name"] in args.only):
-                print(f"== linear probe: {r['name']}", flush=True)
-                cfg, model = load_run(RUNS / r["name"], "cpu")
-                r["metrics"] |= video_eval(cfg, model.backbone, "cpu", protocols=("linear",))
-                write_json(results, path)
-                OUT.with_suffix(".md").write_text(render(results))
+            want = "init_linear_top1" if args.only else "linear_top1"
+            if want in r["metrics"] or (args.only and r["name"] not in args.only):
+                continue
+            print(f"== linear probe: {r['name']}", flush=True)
+            cfg, model = load_run(RUNS / r["name"], "cpu")
+            torch.manual_seed(cfg.run.seed)  # the run's architecture at its initialisation
+            init = build_model(cfg).backbone if args.only else None
+            r["metrics"] |= video_eval(cfg, model.backbone, "cpu", init_backbone=init,
+                                       protocols=("linear",))  # fmt: skip
+            write_json(results, path)
+            OUT.with_suffix(".md").write_text(render(results))
         return
     for name, recipe, changes in PLAN:
         if name in done or (args.only and name not in args.only):

@@ -52,6 +52,9 @@ class MAESTConfig:
     # ([0, 2, ..., 12, 15] for T = 16, 8); each token predicts t_patch*pred_t_dim/T of them
     pred_t_dim: int = 8
     norm_pix_loss: bool = True
+    # the paper's speed baseline ("encoder w/ [M]", MAE Table 1c / MAE-ST Sec. 5): the
+    # encoder processes every token, removed ones as a learned mask token. Speed benchmark only
+    encoder_mask_tokens: bool = False
 
 
 # visrep.methods.maskfeat

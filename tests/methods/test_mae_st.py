@@ -161,3 +161,24 @@ def test_train_mae_st_mfmnist_on_a_video_folder_and_resume_exactly(video_folder,
         assert 0 <= linear[key] <= 1, key
     config = (straight / "config.json").read_text()
     assert '"frames": 8' in config and str(video_folder / "train") in config
+
+
+def test_encoder_mask_tokens_baseline_encodes_every_token_and_ignores_removed_pixels():
+    """The speed baseline (MAE Table 1c "encoder w/ [M]"): all L tokens through the encoder,
+    removed ones as a mask token, so their pixels cannot change the prediction."""
+    from dataclasses import replace
+
+    m = _model(cfg=replace(CFG, encoder_mask_tokens=True))
+    video = torch.randn(2, 3, 8, 16, 16)
+    noise = torch.rand(2, 64)
+    out = m({"images": video}, noise=noise)
+    assert out["pred"].shape == (2, 64, 4 * 4 * 3) and torch.isfinite(out["loss"])
+    seen = {}
+    m.backbone.blocks[0].register_forward_pre_hook(lambda mod, a: seen.update(n=a[0].shape[1]))
+    removed = out["mask"][0].view(4, 4, 4).nonzero()[0].tolist()  # a removed token (t, h, w)
+    edited = video.clone()
+    t, h, w = removed
+    edited[0, :, 2 * t : 2 * t + 2, 4 * h : 4 * h + 4, 4 * w : 4 * w + 4] += 3.0
+    again = m({"images": edited}, noise=noise)
+    assert seen["n"] == 1 + 64  # cls + every token
+    torch.testing.assert_close(again["pred"], out["pred"])

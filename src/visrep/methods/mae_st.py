@@ -74,6 +74,8 @@ class MAEST(nn.Module):
         self.register_buffer(
             "target_index", target_frames(frames, cfg.pred_t_dim), persistent=False
         )
+        if cfg.encoder_mask_tokens:
+            self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -88,6 +90,8 @@ class MAEST(nn.Module):
         w = bb.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.mask_token, std=0.02)
+        if self.cfg.encoder_mask_tokens:
+            nn.init.normal_(self.encoder_mask_token, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -114,9 +118,10 @@ class MAEST(nn.Module):
         """Encoded kept tokens [N, K, D] (cls removed) -> prediction [N, L, t_pred·p·p·C]."""
         x = self.decoder_embed(latent)  # [N, K, Dd]
         n, num_tokens = x.shape[0], ids_restore.shape[1]
-        fill = self.mask_token.expand(n, num_tokens - x.shape[1], -1)
-        x = torch.cat([x, fill], dim=1)  # [N, L, Dd] in shuffled order
-        x = torch.gather(x, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        if x.shape[1] < num_tokens:  # kept tokens only (not the encoder_mask_tokens baseline)
+            fill = self.mask_token.expand(n, num_tokens - x.shape[1], -1)
+            x = torch.cat([x, fill], dim=1)  # [N, L, Dd] in shuffled order
+            x = torch.gather(x, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
         x = torch.cat([self.decoder_cls_token.expand(n, -1, -1), x], dim=1)
         x = x + self.decoder_pos_table()
         x = self.decoder_norm(self.decoder_blocks(x))
@@ -137,7 +142,11 @@ class MAEST(nn.Module):
     def forward(self, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
         video = batch["images"]  # [N, C, T, H, W], normalised clips
         masking = self.mask(video.shape[0], video.device, noise)
-        latent = self.backbone.encode(video, masking.ids_keep)[:, 1:]  # [N, K, D], cls dropped
+        if self.cfg.encoder_mask_tokens:  # baseline: every token, removed ones as [M]
+            latent = self.backbone.encode(video, mask=masking.mask,
+                                          mask_token=self.encoder_mask_token)[:, 1:]  # fmt: skip
+        else:
+            latent = self.backbone.encode(video, masking.ids_keep)[:, 1:]  # [N, K, D], no cls
         pred = self.decode(latent, masking.ids_restore)
         return {"loss": self.loss(video, pred, masking.mask), "pred": pred, "mask": masking.mask}
 
