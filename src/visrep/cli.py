@@ -139,6 +139,7 @@ def _add_generation_args(e) -> None:
     g.add_argument("--steps", default=None, help="sampling steps (respaced; default 100); "
                    "detect: optimizer steps (default: optim.epochs)")  # fmt: skip
     g.add_argument("--ddim", action="store_true", help="DDIM (eta 0) instead of DDPM")
+    g.add_argument("--online", action="store_true", help="the online weights, not the EMA")
     g.add_argument("--seed", type=int, default=0, help="generation / msd")
 
 

@@ -206,6 +206,7 @@ def run_eval(args: Any) -> int:
     metrics = evaluate_generation(
         args.ckpt, args.reference, args.encoder or None, n=args.n, device=args.device,
         cfg_scale=args.cfg, steps=args.steps, ddim=args.ddim, seed=args.seed, progress=True,
+        use_ema=not args.online,
     )  # fmt: skip
     out = Path(args.out) if args.out else Path(args.ckpt) / "eval_generation.json"
     print(json.dumps(metrics, indent=2))
