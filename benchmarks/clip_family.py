@@ -59,13 +59,17 @@ def run(name: str, root: Path) -> dict:
         subprocess.run(train, check=True)
         row["train_wall_s"] = round(time.perf_counter() - t0, 1)
     zs = out / f"zeroshot_{name}.json"
-    subprocess.run([*VISREP, "eval", "zeroshot", "--ckpt", str(out), "eval.limit_test=2000",
-                    *zs_extra, "--out", str(zs)], check=True)  # fmt: skip
+    if not zs.exists():
+        subprocess.run([*VISREP, "eval", "zeroshot", "--ckpt", str(out), "eval.limit_test=2000",
+                        *zs_extra, "--out", str(zs)], check=True)  # fmt: skip
     cfg = json.loads((out / "config.json").read_text())
     state = load_checkpoint(out, map_location="cpu")
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     row |= {"command": " ".join(["visrep", *train[3:]]), "zeroshot": json.loads(zs.read_text()),
             "last_loss": [r["train/loss"] for r in log if "train/loss" in r][-1],
+            # SLIP's loss is CLIP's + SimCLR's: its CLIP term is the comparable figure
+            "last_clip_loss": [r.get("train/clip_loss", r["train/loss"]) for r in log
+                               if "train/loss" in r][-1],
             "steps": max(r["step"] for r in log if "train/loss" in r),
             "config_weight_decay": cfg["optim"]["weight_decay"],
             "optimizer_group_weight_decays":
@@ -89,13 +93,23 @@ def main() -> None:
     args = p.parse_args()
     root = Path(args.runs_dir)
     out = {"command": command_line(), "environment": environment(), "common": COMMON, "runs": []}
+    before = {}  # a rerun reuses finished runs: keep their training wall time and load
+    if (RESULTS / "clip_family.json").exists():
+        before = {
+            r["name"]: r for r in json.loads((RESULTS / "clip_family.json").read_text())["runs"]
+        }
     for name in args.rows:
-        out["runs"].append(run(name, root))
+        row = run(name, root)
+        if "train_wall_s" not in row and name in before:  # trained by an earlier invocation
+            row |= {
+                k: before[name][k] for k in ("train_wall_s", "uptime_before") if k in before[name]
+            }
+        out["runs"].append(row)
         write_json(out, RESULTS / "clip_family.json")
     if {"clip", "clip_wd0.1"} <= set(args.rows):
         out["clip_wd_weight_distance"] = weight_distance(root / "clip", root / "clip_wd0.1")
     write_json(out, RESULTS / "clip_family.json")
-    rows = [[f"`{r['name']}`", f"`{r['recipe']}`", str(r["steps"]), f"{r['last_loss']:.3f}",
+    rows = [[f"`{r['name']}`", f"`{r['recipe']}`", str(r["steps"]), f"{r['last_clip_loss']:.3f}",
              f"{r['zeroshot']['zeroshot_top1']:.3f}", f"{r['zeroshot']['zeroshot_top5']:.3f}",
              f"{r['config_weight_decay']} / {', '.join(map(str, r['optimizer_group_weight_decays']))}",
              f"{r['train_wall_s']:.0f} s" if "train_wall_s" in r else "–",
@@ -105,7 +119,7 @@ def main() -> None:
     md = ("# SLIP vs CLIP, bag-of-words, weight-decay control (120 steps of batch 32)\n\n"
           f"`{out['command']}`; every row: `visrep train RECIPE {' '.join(COMMON)} [row's "
           "overrides]`, then `visrep eval zeroshot --ckpt RUN eval.limit_test=2000`.\n\n" + md_table(
-              ["row", "recipe", "steps", "last loss", "zero-shot top-1", "top-5",
+              ["row", "recipe", "steps", "last CLIP loss", "zero-shot top-1", "top-5",
                "wd: config / optimizer groups", "train wall", "load"], rows) +
           (f"\n\nCLIP wd 0.5 vs wd 0.1, relative distance between the final weight matrices: "
            f"median {dist['median']:.4f}, max {dist['max']:.4f}.\n" if dist else "\n"))  # fmt: skip
