@@ -53,6 +53,12 @@ PLAN = [
      COMMON | {"method.cell_size": 8, "method.mask_unit": 1}),
     ("mae_st", "mae_st_mfmnist", COMMON),
 ]  # fmt: skip
+COMMANDS = (
+    "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py",
+    "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py --linear",
+    "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py --linear --only "
+    "rho_byol_rho2 maskfeat_video mae_st",
+)  # the ρ runs share rho_byol_rho2's init
 KEYS = ("knn_top1", "init_knn_top1", "knn_direction_top1", "init_knn_direction_top1",
         "linear_top1", "init_linear_top1", "linear_direction_top1",
         "init_linear_direction_top1")  # fmt: skip
@@ -79,7 +85,8 @@ def render(results: dict) -> str:
     head = ["run", "recipe", "overrides", "steps", "class k-NN", "class k-NN (init)",
             "direction k-NN", "direction k-NN (init)", "class linear", "class linear (init)",
             "direction linear", "direction linear (init)", "minutes", "matmul GFLOP/s"]  # fmt: skip
-    return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommand: `{results['command']}`"
+    commands = "\n".join(f"    {c}" for c in COMMANDS)
+    return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommands:\n\n{commands}"
             f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. Host shared "
             f"(2 cores); per-run `uptime` and matmul probe in video_methods.json.\n")  # fmt: skip
 
