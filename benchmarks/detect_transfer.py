@@ -62,16 +62,34 @@ def reevaluate(run: dict) -> None:
     run["metrics"] |= detection_eval(model.detect, val, batch_size=cfg.optim.batch_size)
 
 
+def context(mae: str, runs_dir: str) -> dict:
+    """What the backbones were: the MAE run's k-NN / linear on its folder (and its untrained
+    init's), the fine-tuned run's top-1."""
+    keys = ("train_steps", "knn_top1", "linear_top1", "init_knn_top1", "init_linear_top1",
+            "raw_knn_top1", "finetune_top1", "finetune_steps")  # fmt: skip
+    out = {}
+    for name, f in (("mae", Path(mae) / "metrics.json"),
+                    ("mae_finetuned", Path(runs_dir) / "eval_finetune.json")):  # fmt: skip
+        if f.is_file():
+            m = json.loads(f.read_text())
+            out[name] = {k: m[k] for k in keys if k in m}
+    return out
+
+
 def write(out: dict, path: str, steps: int) -> None:
     write_json(out, path + ".json")
     table = md_table(["variant", "backbone", "box AP", "AP50", "AP75", "mask AP", "AP50", "AP75",
                       "class-agnostic box AP50", "class-agnostic mask AP50", "steps", "minutes",
                       "matmul GFLOP/s before/after", "cores used"],
                      [row(r) for r in out["runs"]])  # fmt: skip
-    md = (f"# Detection transfer: ViTDet Mask R-CNN on the built emoji set (64 px)\n\n"
-          f"`{out['command']}`\n\n{table}\n\nCOCO AP (IoU 0.50:0.95; class-agnostic: "
+    md = ("# Detection transfer: ViTDet Mask R-CNN on the built emoji set (64 px)\n\n"
+          + "".join(f"`{c}`\n\n" for c in [*out.get("earlier_commands", []), out["command"]])
+          + (f"re-scored from the checkpoints by `{out['reevaluated_by']}`\n\n"
+             if "reevaluated_by" in out else "")
+          + f"{table}\n\nCOCO AP (IoU 0.50:0.95; class-agnostic: "
           f"COCOeval useCats=0) on {out['data']}/val (200 images), {steps} steps of 8 images; "
-          f"detector overrides: `{' '.join(DETECTOR)}`. Host at the end: {uptime()}\n")  # fmt: skip
+          f"detector overrides: `{' '.join(DETECTOR)}`. Backbones: "
+          f"`{json.dumps(out.get('context', {}))}`. Host at the end: {uptime()}\n")  # fmt: skip
     Path(path + ".md").write_text(md)
     print(md)
 
@@ -95,6 +113,7 @@ def main() -> None:
         for run in out["runs"]:
             reevaluate(run)
         out["reevaluated_by"] = command_line()
+        out["context"] = context(args.mae, args.runs_dir)
         write(out, args.out, args.steps)
         return
     if not annotation_file(args.data, "val").is_file():
@@ -105,6 +124,7 @@ def main() -> None:
         old = json.loads(Path(args.out + ".json").read_text())
         out["runs"] = [r for r in old["runs"] if r["variant"] not in args.variants]
         out["earlier_commands"] = [*old.get("earlier_commands", []), old["command"]]
+    out["context"] = context(args.mae, args.runs_dir)
     for variant in args.variants:
         source, init = args.mae, "random" if variant == "random" else "pretrained"
         if variant == "mae_ft":  # supervised fine-tuning on the folder's labels first
