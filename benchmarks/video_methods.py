@@ -52,6 +52,7 @@ PLAN = [
     ("maskfeat_video", "maskfeat_video_mfmnist",
      COMMON | {"method.cell_size": 8, "method.mask_unit": 1}),
     ("mae_st", "mae_st_mfmnist", COMMON),
+    ("mae_st_mask75", "mae_st_mfmnist", COMMON | {"method.mask_ratio": 0.75}),  # MAE-ST Fig. 2
 ]  # fmt: skip
 COMMANDS = (
     "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py",
