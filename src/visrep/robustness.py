@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from visrep.capabilities import Classifier
 from visrep.config import ConfigError, apply_overrides
 from visrep.data.corruptions import BENCHMARK, SUITES
 from visrep.data.preprocess import mean_std, model_preprocess
@@ -65,7 +66,7 @@ def eval_split(cfg: Any, split: str, limit: int) -> tuple[Tensor, Tensor]:
 
 def predictor(cfg: Any, model: Any, classifier: str, device: torch.device) -> tuple[Any, str]:
     """(uint8 images -> predicted labels, the classifier's name)."""
-    has_head = hasattr(model, "logits")
+    has_head = isinstance(model, Classifier)
     if classifier == "auto":
         classifier = "finetune" if has_head else "knn"
     pre = model_preprocess(cfg.data)
