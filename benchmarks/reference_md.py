@@ -34,11 +34,12 @@ def title(dataset: str, rows: list[dict]) -> str:
     limit = int(o.get("data.limit", 0))
     seen = f"{limit:,} training images" if limit else "every training image"
     bank, test = int(o.get("eval.limit_train", 0)), int(o.get("eval.limit_test", 0))
-    split = (
-        f"bank / probe set a stratified {bank:,} of train"
-        if bank
-        else "bank / probe set all of train (emoji: train/)"
-    ) + (f", a stratified {test:,} test images" if test else ", all test images (emoji: val/)")
+    if dataset == "emoji":
+        split = "bank / probe set train/, tested on val/"
+    else:
+        split = (f"bank / probe set a stratified {bank:,} of train" if bank else
+                 "bank / probe set all of train") + (
+            f", a stratified {test:,} test images" if test else ", all test images")  # fmt: skip
     return f"{NAMES[dataset]}: {o.get('optim.epochs')} epochs over {seen}; {split}"
 
 
