@@ -341,3 +341,29 @@ def test_presets_follow_the_papers():
     assert all(PRESETS[f"fcmae_convnextv2_{s}"]["method.ema_decay"] == 0.9999
                for s in ("atto", "tiny", "base"))  # TRAINING.md: --model_ema True  # fmt: skip
     assert "method.ema_decay" not in b  # MAE's fine-tuning has no EMA
+
+
+def test_randaugment_posterize_at_zero_bits_is_black_not_an_error():
+    """timm's inc1 posterize can keep 0 bits; current Pillow raises there (MAE's Pillow
+    returned black). Without the fix some of these 3,000 draws raise."""
+    import random
+
+    import numpy as np
+    from PIL import Image
+    from timm.data import create_transform
+
+    from visrep.data.labelled import posterize_zero_bits_as_black
+
+    tf = posterize_zero_bits_as_black(
+        create_transform(64, is_training=True, auto_augment="rand-m9-mstd0.5-inc1")
+    )
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    for _ in range(3000):
+        tf(img)
+    ops = [op for t in tf.transforms if hasattr(t, "ops") for op in t.ops]
+    posterize = next(op for op in ops if op.name.startswith("Posterize"))
+    assert np.asarray(posterize.aug_fn(img, 0)).max() == 0
+    assert np.array_equal(np.asarray(posterize.aug_fn(img, 4)), np.asarray(img) & 0xF0)
