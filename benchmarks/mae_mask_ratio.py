@@ -53,7 +53,7 @@ def main() -> None:
         else:
             subprocess.run([sys.executable, str(HERE / "reference.py"), "--dataset",
                             "fashion_mnist", "--recipes", "mae_fmnist", "--runs-dir", str(runs),
-                            "--results", str(results), "--set", f"method.mask_ratio={r}"],
+                            "--results", str(results), "--collect", "--set", f"method.mask_ratio={r}"],
                            check=True)  # fmt: skip
             row = json.loads((results / "fashion_mnist" / "mae_fmnist.json").read_text())
             run_dir = runs / "fashion_mnist" / "mae_fmnist"
