@@ -29,7 +29,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from visrep.backbones.vit import VIT_ARCHS, vit_size
-from visrep.parts.masking import gather_tokens
+from visrep.parts.masking import gather_tokens, replace_masked
 
 
 class PatchEmbed3d(nn.Module):
@@ -148,9 +148,8 @@ class VideoViT(nn.Module):
     ) -> Tensor:
         self.check_input(video)
         x = self.patch_embed(video)  # [N, L, D]
-        if mask is not None:
-            m = mask.to(x.dtype).unsqueeze(-1)  # [N, L, 1]
-            x = x * (1 - m) + mask_token.to(x.dtype) * m
+        if mask is not None:  # the image ViT's replacement, before the position table
+            x = replace_masked(x, mask, mask_token)
         pos = self.pos_table().expand(x.shape[0], -1, -1)
         if ids_keep is not None:
             x, pos = gather_tokens(x, ids_keep), gather_tokens(pos, ids_keep)

@@ -10,7 +10,6 @@ masked ones replaced by a mask token (`mask`, `mask_token`).
 from __future__ import annotations
 
 import functools
-
 from typing import Any
 
 import timm
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from visrep.backbones.shapes import check_image_shape
-from visrep.parts.masking import gather_tokens
+from visrep.parts.masking import gather_tokens, replace_masked
 from visrep.parts.pos_embed import sincos_2d
 
 # name -> timm architecture. Width/depth/heads come from timm; image size, patch size,
@@ -33,7 +32,7 @@ VIT_ARCHS: dict[str, str] = {
 
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vit_size(arch: str) -> tuple[int, int, int]:
     """(width, depth, heads) of a `VIT_ARCHS` entry, read from timm's own model definition.
 
@@ -138,10 +137,7 @@ class ViT(nn.Module):
         self.check_input(images)
         x = self.model.patch_embed(images)  # [N, L, D]
         if mask is not None:
-            if mask_token is None:
-                raise ValueError("encoding with a mask needs the mask_token that replaces it")
-            m = mask.unsqueeze(-1).to(x.dtype)  # [N, L, 1]
-            x = x * (1 - m) + mask_token.to(x.dtype) * m
+            x = replace_masked(x, mask, mask_token)
         return x + self.model.pos_embed[:, 1:]
 
     def cls_token(self, batch: int) -> Tensor:

@@ -181,6 +181,16 @@ def gather_tokens(x: Tensor, ids: Tensor) -> Tensor:
     return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def replace_masked(x: Tensor, mask: Tensor, token: Tensor | None) -> Tensor:
+    """x_i <- (1 - m_i)·x_i + m_i·t: masked embeddings [N, L, D] replaced by `token`
+    (broadcast), before any position embedding (MaskFeat; MAE's "encoder w/ [M]").
+    `mask` [N, L] is 1 (or True) where masked."""
+    if token is None:
+        raise ValueError("encoding with a mask needs the mask_token that replaces it")
+    m = mask.unsqueeze(-1).to(x.dtype)  # [N, L, 1]
+    return x * (1 - m) + token.to(x.dtype) * m
+
+
 def num_block_masked(num_tokens: int, mask_ratio: float) -> int:
     """Target number of masked tokens for block-wise masking: Python's round(L·r), as
     SlowFast (`round(14 * 14 * 0.4)` = 78; note round-half-to-even)."""
