@@ -31,7 +31,6 @@ VIT_ARCHS: dict[str, str] = {
 }
 
 
-
 @functools.cache
 def vit_size(arch: str) -> tuple[int, int, int]:
     """(width, depth, heads) of a `VIT_ARCHS` entry, read from timm's own model definition.
@@ -44,6 +43,7 @@ def vit_size(arch: str) -> tuple[int, int, int]:
     with torch.device("meta"):
         model = timm.create_model(VIT_ARCHS[arch], pretrained=False, num_classes=0)
     return model.embed_dim, len(model.blocks), model.blocks[0].attn.num_heads
+
 
 class ViT(nn.Module):
     """A timm ViT that can encode a subset of its tokens.
