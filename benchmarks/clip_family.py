@@ -8,9 +8,12 @@ on the first 2,000 Fashion-MNIST **test** images with the 7 unseen ImageNet temp
 run gets them in BoW form, and once more as sentences). The control row trains `clip_fmnist`
 at SLIP's weight decay: the script reads back each run's saved config and optimizer groups,
 so a row whose override did not reach the optimizer is visible, and reports how far the final
-weights of the two CLIP runs (wd 0.5 vs 0.1) are apart.
+weights of the two CLIP runs (wd 0.5 vs 0.1) are apart. The LiT row (`lit_fmnist`, needs
+`pip install -e '.[text]'`) trains only the image tower and the locked text tower's projection.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clip_family.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clip_family.py [--rows lit ...]
+
+`--rows` runs only the rows named; the rows of an earlier invocation stay in the JSON.
 
 Writes benchmarks/results/clip_family.{json,md}.
 """
@@ -44,6 +47,8 @@ ROWS: dict[str, tuple[str, list[str], list[str]]] = {
     "clip_seed1": ("clip_fmnist", ["run.seed=1"], []),
     "slip_seed1": ("slip_fmnist", ["run.seed=1"], []),
     "clip_wd0.1": ("clip_fmnist", ["optim.weight_decay=0.1"], []),
+    # LiT (Zhai et al. 2022): the pretrained all-MiniLM-L6-v2 text tower locked
+    "lit": ("lit_fmnist", [], []),
 }  # fmt: skip
 VISREP = [sys.executable, "-m", "visrep.cli"]
 
@@ -93,21 +98,28 @@ def main() -> None:
     args = p.parse_args()
     root = Path(args.runs_dir)
     out = {"command": command_line(), "environment": environment(), "common": COMMON, "runs": []}
-    before = {}  # a rerun reuses finished runs: keep their training wall time and load
+    before, earlier = {}, {}  # a rerun reuses finished runs: keep their wall time and load
     if (RESULTS / "clip_family.json").exists():
-        before = {
-            r["name"]: r for r in json.loads((RESULTS / "clip_family.json").read_text())["runs"]
-        }
+        earlier = json.loads((RESULTS / "clip_family.json").read_text())
+        before = {r["name"]: r for r in earlier["runs"]}
+    # every invocation that produced a row in the file (a `--rows` run adds rows)
+    out["commands"] = list(dict.fromkeys([*earlier.get("commands", [earlier.get("command")]),
+                                          out["command"]] if earlier else [out["command"]]))  # fmt: skip
+    fresh = {}
     for name in args.rows:
         row = run(name, root)
         if "train_wall_s" not in row and name in before:  # trained by an earlier invocation
             row |= {
                 k: before[name][k] for k in ("train_wall_s", "uptime_before") if k in before[name]
             }
-        out["runs"].append(row)
+        fresh[name] = row | {"script_command": out["command"]}
+        # rows not run this time keep their earlier result, in ROWS order
+        out["runs"] = [fresh.get(n) or before[n] for n in ROWS if n in fresh or n in before]
         write_json(out, RESULTS / "clip_family.json")
     if {"clip", "clip_wd0.1"} <= set(args.rows):
         out["clip_wd_weight_distance"] = weight_distance(root / "clip", root / "clip_wd0.1")
+    elif "clip_wd_weight_distance" in earlier:
+        out["clip_wd_weight_distance"] = earlier["clip_wd_weight_distance"]
     write_json(out, RESULTS / "clip_family.json")
     rows = [[f"`{r['name']}`", f"`{r['recipe']}`", str(r["steps"]), f"{r['last_clip_loss']:.3f}",
              f"{r['zeroshot']['zeroshot_top1']:.3f}", f"{r['zeroshot']['zeroshot_top5']:.3f}",
@@ -117,7 +129,8 @@ def main() -> None:
             for r in out["runs"]]  # fmt: skip
     dist = out.get("clip_wd_weight_distance")
     md = ("# SLIP vs CLIP, bag-of-words, weight-decay control (120 steps of batch 32)\n\n"
-          f"`{out['command']}`; every row: `visrep train RECIPE {' '.join(COMMON)} [row's "
+          + "; ".join(f"`{c}`" for c in out["commands"])
+          + f"; every row: `visrep train RECIPE {' '.join(COMMON)} [row's "
           "overrides]`, then `visrep eval zeroshot --ckpt RUN eval.limit_test=2000`.\n\n" + md_table(
               ["row", "recipe", "steps", "last CLIP loss", "zero-shot top-1", "top-5",
                "wd: config / optimizer groups", "train wall", "load"], rows) +
