@@ -37,6 +37,7 @@ EXPECTED = {
     "mae": {caps.Reconstructs},
     "fcmae": {caps.Reconstructs},
     "spark": {caps.Reconstructs, caps.NoDecayKeywords},
+    "mae_st": {caps.Reconstructs},  # the report's frames strip
     "simsiam": {caps.FixedLR},
     "mocov3": {caps.StepHook},
     # momentum encoders; ρSwAV and ρMoCo count steps for their frozen windows

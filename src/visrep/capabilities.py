@@ -84,7 +84,9 @@ class Reconstructs(Protocol):
     """Masked image modelling with a picture: `visualize(images, noise=)` returns
     {"original", "masked", "prediction", "reconstruction"} [B, C, H, W] in normalised units
     (`prediction`: the model's output as is; `reconstruction`: visible patches pasted back),
-    drawn in the report (`noise` [B, backbone.num_patches] fixes the mask)."""
+    drawn in the report (`noise` [B, backbone.num_patches] fixes the mask). A video method
+    (MAE-ST) takes clips and returns clips [B, C, T', H, W] of its target frames: the report
+    draws them as a frames strip."""
 
     def visualize(self, images: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]: ...
 

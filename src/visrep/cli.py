@@ -104,9 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, metavar="DIR")
     x.add_argument(
         "--format",
-        choices=["timm", "open_clip"],
+        choices=["timm", "open_clip", "timm_image"],
         default="timm",
-        help="timm: the backbone (any method); open_clip: the whole CLIP model (docs/export.md)",
+        help="timm: the backbone (any method; a video ViT in visrep's video layout); "
+        "open_clip: the whole CLIP model; timm_image: a video ViT deflated to a timm image ViT "
+        "(docs/export.md)",
     )
     x.add_argument("--force", action="store_true", help="replace what --out already holds")
     _add_sample_parser(sub)
@@ -359,10 +361,16 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.command == "export":
         from visrep.export import export_backbone
 
-        config = export_backbone(args.ckpt, args.out, force=args.force)
-        print(f"wrote {Path(args.out)}: config.json, model.safetensors, README.md "
+        config = export_backbone(args.ckpt, args.out, force=args.force,
+                                 image=args.format == "timm_image")  # fmt: skip
+        out = Path(args.out).resolve()
+        if "video_vit" in config:
+            print(f"wrote {out}: config.json, model.safetensors, README.md (video ViT); load "
+                  f"with visrep.backbones.video_export.load_video_vit('{out}')")  # fmt: skip
+            return 0
+        print(f"wrote {out}: config.json, model.safetensors, README.md "
               f"({config['architecture']}); load with timm.create_model("
-              f"'local-dir:{Path(args.out).resolve()}', pretrained=True)")  # fmt: skip
+              f"'local-dir:{out}', pretrained=True)")  # fmt: skip
         return 0
     raise AssertionError(args.command)
 

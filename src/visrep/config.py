@@ -237,7 +237,8 @@ class RunConfig:
     # checkpoint.pt), with a fresh optimizer and schedule: FLIP's unmasked tuning (Li et al.
     # 2023; facebookresearch/flip README)
     # continues a masked run with method.mask_ratio=0. Ignored by --resume (the run's own
-    # checkpoint wins).
+    # checkpoint wins). A video ViT run may name an image ViT run or timm export instead: its
+    # encoder is loaded with the patch embedding inflated over time (visrep.backbones.inflate)
     init_from: str = ""
     # Wall-clock budget of the training (minutes; 0 = none): the schedule runs on the larger
     # of steps/total and elapsed/budget, so training ends at optim.epochs or when the budget

@@ -22,11 +22,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import save_file
 
+from visrep.backbones.inflate import deflated_timm
+from visrep.backbones.video_export import (
+    VIDEO_CONFIG,
+    VIDEO_FORMAT,
+    VIDEO_WEIGHTS,
+    load_video_vit,
+    video_vit_config,
+)
+from visrep.backbones.video_vit import VideoViT
 from visrep.capabilities import Detects, ImageText
 from visrep.data.fashion_mnist import is_fashion_mnist
 from visrep.data.preprocess import mean_std
+from visrep.data.video import TARGET_FPS
+from visrep.data.video_source import video_mean_std
 from visrep.io import atomic_write, atomic_write_text
 from visrep.runs import EXPORT_CONFIG, EXPORT_WEIGHTS, load_run
 
@@ -48,28 +60,47 @@ def prepare_out_dir(out: Path, force: bool) -> None:
 
 
 def export_backbone(
-    run_dir: str | Path, out_dir: str | Path, force: bool = False
+    run_dir: str | Path, out_dir: str | Path, force: bool = False, image: bool = False
 ) -> dict[str, Any]:
-    """Write the run's backbone in timm's layout (module docstring); returns `config.json`."""
+    """Write the run's backbone in timm's layout (module docstring); returns `config.json`.
+
+    A video ViT run is written in visrep's video layout (`export_video`), or with `image` as
+    the timm image ViT its deflated patch embedding gives (`visrep.backbones.inflate`)."""
     cfg, model = load_run(run_dir)
-    if cfg.data.frames:  # timm has no video ViT
-        raise ValueError(f"{run_dir} trained a video backbone (data.frames={cfg.data.frames}): "
-                         "timm has no video ViT and its export is not written yet; load the "
-                         "run with visrep.runs.load_run")  # fmt: skip
+    if image:
+        if not isinstance(model.backbone, VideoViT):
+            raise ValueError(f"--format timm_image deflates a video ViT run; {run_dir} trained "
+                             f"{type(model.backbone).__name__}: use --format timm")  # fmt: skip
+        name, kwargs, state = deflated_timm(model.backbone)
+        return _write_timm(cfg, Path(run_dir), Path(out_dir), force, name=name, kwargs=kwargs,
+                           fixups={}, num_features=model.backbone.embed_dim, fixed=True,
+                           state=state)  # fmt: skip
+    if cfg.data.frames:  # timm has no video ViT: visrep's own layout
+        return export_video(cfg, model.backbone, Path(run_dir), Path(out_dir), force)
     if isinstance(model, Detects):  # ViTDet trunk + pyramid + Mask R-CNN: no timm model
         raise ValueError(f"{run_dir} is a detection run (visrep eval detect): timm has no "
                          "Mask R-CNN; export the run it started from (method.source in its "
                          "config.json), or load it with visrep.runs.load_run")  # fmt: skip
-    out = Path(out_dir)
-    prepare_out_dir(out, force)
     backbone = model.backbone
+    return _write_timm(cfg, Path(run_dir), Path(out_dir), force, name=backbone.timm_name,
+                       kwargs=dict(backbone.timm_kwargs), fixups=backbone.timm_fixups,
+                       num_features=backbone.feature_dim,
+                       fixed=hasattr(backbone.model, "patch_embed"),
+                       state=backbone.model.state_dict())  # fmt: skip
+
+
+def _write_timm(cfg: Any, run_dir: Path, out: Path, force: bool, *, name: str,
+                kwargs: dict[str, Any], fixups: dict[str, Any], num_features: int, fixed: bool,
+                state: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """config.json, model.safetensors and README.md of a timm model `name(**kwargs)`."""
+    prepare_out_dir(out, force)
     mean, std = mean_std(cfg.data)
     size = cfg.data.img_size
     config = {
-        "architecture": backbone.timm_name,
+        "architecture": name,
         "num_classes": 0,
-        "num_features": backbone.feature_dim,
-        "model_args": dict(backbone.timm_kwargs),
+        "num_features": num_features,
+        "model_args": kwargs,
         "pretrained_cfg": {
             "mean": list(mean),
             "std": list(std),
@@ -78,7 +109,7 @@ def export_backbone(
             # folders are evaluated resize + centre crop 0.875; Fashion-MNIST resized whole
             "crop_pct": 1.0 if is_fashion_mnist(cfg.data.dataset) else 0.875,
             "num_classes": 0,
-            "fixed_input_size": hasattr(backbone.model, "patch_embed"),
+            "fixed_input_size": fixed,
         },
         "visrep": {
             "method": type(cfg.method).__name__,
@@ -86,16 +117,92 @@ def export_backbone(
             "data": cfg.data.dataset,
             # changes timm has no argument for (a ResNet's small-image stem): apply with
             # visrep.backbones.cnn.apply_fixups(model, fixups) before loading the weights
-            "timm_fixups": backbone.timm_fixups,
+            "timm_fixups": fixups,
         },
     }
-    state = {k: v.detach().contiguous().cpu() for k, v in backbone.model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     atomic_write(
         out / EXPORT_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
     )
     atomic_write_text(out / EXPORT_CONFIG, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(out / "README.md", model_card(config, Path(run_dir), out))
+    atomic_write_text(out / "README.md", model_card(config, run_dir, out))
     return config
+
+
+def export_video(cfg: Any, backbone: Any, run_dir: Path, out: Path, force: bool) -> dict[str, Any]:
+    """A video ViT in visrep's layout (`visrep.backbones.video_export`), checked by loading it
+    back: the rebuilt encoder's features on a clip must equal the run's."""
+    if not isinstance(backbone, VideoViT):  # a Slow ResNet: no documented layout yet
+        raise ValueError(f"{run_dir} trained a {type(backbone).__name__} video backbone: only "
+                         "video ViT runs export (timm has no 3-D ResNet); load the run with "
+                         "visrep.runs.load_run")  # fmt: skip
+    prepare_out_dir(out, force)
+    d = cfg.data
+    mean, std = video_mean_std(d, moving=is_fashion_mnist(d.dataset))
+    config = {
+        "format": VIDEO_FORMAT,
+        "video_vit": video_vit_config(backbone),
+        "preprocessing": {
+            "frames": d.frames,
+            "frame_stride": d.frame_stride,
+            "target_fps": TARGET_FPS,
+            "short_side": d.short_side,
+            "img_size": d.img_size,
+            "mean": list(mean),
+            "std": list(std),
+            "channels": d.channels,
+        },  # fmt: skip
+        "visrep": {"method": type(cfg.method).__name__, "recipe": cfg.recipe, "data": d.dataset},
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
+    atomic_write(
+        out / VIDEO_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
+    )
+    atomic_write_text(out / VIDEO_CONFIG, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(out / "README.md", video_card(config, run_dir, out))
+    loaded, _ = load_video_vit(out)
+    v = config["video_vit"]
+    clip = torch.randn(2, v["in_chans"], v["frames"], v["img_size"], v["img_size"],
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+    with torch.no_grad():
+        same = torch.equal(loaded(clip), backbone.cpu().eval()(clip))
+    if not same:
+        raise ValueError(f"the encoder loaded back from {out} differs from the run's")
+    return config
+
+
+def video_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
+    """README.md of a video ViT export: the layout and how to load it."""
+    v, pre, meta = config["video_vit"], config["preprocessing"], config["visrep"]
+    return "\n".join(
+        [
+            f"# Video ViT ({v['arch']}) pre-trained with visrep "
+            f"({meta['method'].removesuffix('Config')})",
+            "",
+            f"- recipe `{meta['recipe']}`, data `{meta['data']}`, run `{run_dir}`",
+            f"- input: clips [N, {v['in_chans']}, {v['frames']}, {v['img_size']}, {v['img_size']}] "
+            f"(C, T, H, W): {pre['frames']} frames at stride {pre['frame_stride']} (of "
+            f"{pre['target_fps']} fps), normalised with mean {pre['mean']}, std {pre['std']}",
+            f"- tokens: {v['t_patch_size']}×{v['patch_size']}×{v['patch_size']} spacetime patches, "
+            f"grid {v['grid']} in (t, h, w) order; features: {v['embed_dim']}-d, pool `{v['pool']}`",
+            f"- position table: {v['pos_embed']}",
+            "",
+            "timm has no video ViT: `model.safetensors` holds visrep's `VideoViT` state dict "
+            '(docs/export.md, "Video ViT", lists every tensor).',
+            "",
+            "## Load",
+            "",
+            "```python",
+            "from visrep.backbones.video_export import load_video_vit",
+            f'model, config = load_video_vit("{out.resolve()}")',
+            "features = model(clips)  # [N, " + str(v["embed_dim"]) + "]",
+            "```",
+            "",
+            "For still images, `visrep export --ckpt RUN --out DIR --format timm_image` writes the "
+            "timm image ViT of the deflated patch embedding (sum over time).",
+            "",
+        ]
+    )
 
 
 def model_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:

@@ -56,7 +56,7 @@ from visrep.methods import method_name
 from visrep.parts import dist
 from visrep.parts.lars import LARS
 from visrep.report import finish_run
-from visrep.runs import build_model
+from visrep.runs import build_model, image_source, init_video_from_image
 from visrep.schedules import cosine_lr, cosine_weight_decay
 
 log = logging.getLogger("visrep")
@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     if cfg.run.channels_last:  # 4-D weights only: everything else keeps its layout
         model = model.to(memory_format=torch.channels_last)
     if cfg.run.init_from and not resume:
-        _init_from(model, cfg.run.init_from, name)
+        _init_from(model, cfg.run.init_from, name, video=bool(cfg.data.frames))
     # a method may bring its own data source: labelled batches (supervised fine-tuning),
     # a pool it curates as it trains (CiT)
     if isinstance(model, OwnData):
@@ -261,8 +261,14 @@ def _training_stats(cfg: TrainConfig, s: LoopState, start: int, env) -> dict[str
     return out
 
 
-def _init_from(model: nn.Module, source: str, name: str) -> None:
-    """Load another run's model weights (strict: same method and architecture)."""
+def _init_from(model: nn.Module, source: str, name: str, video: bool) -> None:
+    """Load another run's model weights (strict: same method and architecture); a video run
+    from an image ViT run or export inflates its encoder (`runs.init_video_from_image`)."""
+    if video and image_source(source):
+        init_video_from_image(model.backbone, source)
+        log.info("initialised the video ViT from the image ViT %s (patch embedding inflated)",
+                 source)  # fmt: skip
+        return
     state = load_checkpoint(source, map_location="cpu")
     load_model_weights(model, state, name, what=f"run.init_from={source}", target="this run "
                        "trains", fix="start from a run of the same method and backbone")  # fmt: skip

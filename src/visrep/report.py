@@ -19,7 +19,8 @@ from visrep.data.labelled import eval_folder, load_eval_split
 from visrep.data.pairs import is_pair_data, shard_images
 from visrep.data.preprocess import mean_std, model_preprocess
 from visrep.data.resolve import holds_out
-from visrep.data.video_eval import video_eval_sets
+from visrep.data.video_eval import preview_clips, video_eval_sets
+from visrep.data.video_source import video_mean_std
 from visrep.evals.attention import draw_attention, vit_of
 from visrep.evals.classifier import classifier_eval
 from visrep.evals.detection import detection_eval, draw_detections
@@ -70,7 +71,7 @@ def finish_run(
     if ev.final:  # image-text runs: zero-shot and retrieval ({} for other methods)
         metrics |= image_text_eval(cfg, model, device)
     if isinstance(model, Reconstructs):
-        pictures["reconstruction"] = save_reconstruction(
+        pictures["frames strip" if cfg.data.frames else "reconstruction"] = save_reconstruction(
             cfg, model, run_dir / "reconstruction.png", device
         )
     if not cfg.data.frames and vit_of(getattr(model, "backbone", nn.Identity())) is not None:
@@ -236,32 +237,78 @@ def save_reconstruction(cfg: TrainConfig, model: nn.Module, path: Path, device, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if cfg.data.frames:
+        return save_frames_strip(cfg, model, path, device)
     mean, std = mean_std(cfg.data)
     images = _grid_images(cfg, n).to(device).float()
     x = model_preprocess(cfg.data)(images)
     n = len(x)  # a small hold-out may have fewer than n images
-    was_training = model.training
-    model.eval()
-    gen = torch.Generator().manual_seed(0)
-    noise = torch.rand(x.shape[0], model.backbone.num_patches, generator=gen).to(device)
-    views = model.visualize(x, noise=noise)
-    model.train(was_training)
+    views = _fixed_mask_views(model, x, device)
     m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device).view(1, -1, 1, 1)
     panels = RECONSTRUCTION_PANELS
     fig, axes = plt.subplots(n, len(panels), figsize=(len(panels) * 1.6, n * 1.6), squeeze=False)
     for row in range(n):
         for col, name in enumerate(panels):
-            img = (views[name][row : row + 1] * s + m).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-            ax = axes[row, col]
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
+            img = (views[name][row : row + 1] * s + m).clamp(0, 1)[0].permute(1, 2, 0)
+            _tile(axes[row, col], img)
             if row == 0:
-                ax.set_title(panels[name], fontsize=9)
+                axes[row, col].set_title(panels[name], fontsize=9)
+    return _save_figure(fig, path, dpi=100)
+
+
+def _tile(ax, img: Tensor) -> None:
+    """An [H, W, C] image in 0..1 on `ax`, without ticks (grayscale when C = 1)."""
+    img = img.cpu().numpy()
+    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def _save_figure(fig, path: Path, dpi: int) -> str:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     plt.close(fig)
     return path.name
+
+
+def _fixed_mask_views(model: nn.Module, x: Tensor, device) -> dict[str, Tensor]:
+    """`Reconstructs.visualize` in eval mode under a mask drawn from seed 0."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.rand(x.shape[0], model.backbone.num_patches, generator=gen).to(device)
+    with torch.no_grad():
+        views = model.visualize(x, noise=noise)
+    model.train(was_training)
+    return views
+
+
+def save_frames_strip(cfg: TrainConfig, model: nn.Module, path: Path, device, n: int = 3) -> str:
+    """PNG for a video MAE: per clip, four rows (original | masked | raw prediction |
+    reconstruction, `Reconstructs.visualize` on clips) of its target frames side by side,
+    mapped to pixels as the input is (× std + mean, clipped to [0, 1])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = preview_clips(cfg.data, cfg.eval, n).to(device)
+    views = _fixed_mask_views(model, clips, device)  # each [n, C, T', H, W]
+    mean, std = video_mean_std(cfg.data, moving=is_fashion_mnist(cfg.data.dataset))
+    m = torch.tensor(mean, device=device).view(1, -1, 1, 1, 1)
+    s = torch.tensor(std, device=device).view(1, -1, 1, 1, 1)
+    frames = views["original"].shape[2]
+    rows = [(i, name) for i in range(len(clips)) for name in RECONSTRUCTION_PANELS]
+    fig, axes = plt.subplots(len(rows), frames, figsize=(frames * 1.1, len(rows) * 1.1),
+                             squeeze=False)  # fmt: skip
+    for r, (i, name) in enumerate(rows):
+        strip = (views[name][i] * s[0] + m[0]).clamp(0, 1).permute(1, 2, 3, 0)  # [T', H, W, C]
+        for t in range(frames):
+            _tile(axes[r, t], strip[t])
+        axes[r, 0].set_ylabel(RECONSTRUCTION_PANELS[name], fontsize=7)
+    return _save_figure(fig, path, dpi=80)
 
 
 def save_loss_curve(run_dir: Path, path: Path) -> str:
@@ -299,6 +346,11 @@ CAPTIONS = {
     "notebook. With a normalised-pixel target, each masked patch of the reconstruction is "
     "un-normalised with the true mean and variance of that masked patch, which the model never "
     "sees: the reconstruction looks better than the model's own output.",
+    "frames strip": "Per clip, four rows over its target frames (the frames MAE-ST predicts): "
+    "the clip; its masked input (removed spacetime patches zeroed, shown as the mean colour); "
+    "the raw prediction; and the reconstruction, the visible "
+    "patches pasted back over the prediction. With a normalised-pixel target each masked "
+    "patch is un-normalised with its true mean and variance, which the model never sees.",
     "detections": "Top row: validation images with their ground-truth masks and boxes; bottom "
     "row: the detector's three highest-scoring detections (mask, box, category and score).",
     "neighbours": "Each row: a query image of the training sample, then its 5 nearest images "

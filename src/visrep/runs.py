@@ -16,7 +16,10 @@ import torch
 from torch import nn
 
 from visrep.backbones import build_backbone
+from visrep.backbones.inflate import inflate_into
 from visrep.backbones.pretrained import Pretrained, create_timm, from_backbone
+from visrep.backbones.video_export import VIDEO_FORMAT
+from visrep.backbones.video_vit import VideoViT
 from visrep.checkpoint import (
     CHECKPOINT,
     CONFIG,
@@ -51,6 +54,10 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved config a run saved (`config.json`), typed by its method."""
     data = load_run_config_dict(run_dir)
     name = data.get("method_name")
+    if data.get("format") == VIDEO_FORMAT:
+        raise ConfigError(f"{run_dir} is an exported video ViT, not a run: load it with "
+                          "visrep.backbones.video_export.load_video_vit, or pass the run it "
+                          "came from")  # fmt: skip
     if name not in METHODS:
         raise ConfigError(
             f"{run_dir}/config.json names method {name!r}, not one of {sorted(METHODS)}"
@@ -142,6 +149,30 @@ def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -
     else:
         backbone = load_run(path)[1].backbone
     return from_backbone(backbone, str(path))
+
+
+def image_source(source: str | Path) -> bool:
+    """`run.init_from` names an image run (`data.frames` = 0) or a timm export: a video ViT
+    run then starts from it by inflation (`init_video_from_image`)."""
+    path = Path(source)
+    path = path.parent if path.is_file() else path
+    return is_export(path) or not load_run_config(path).data.frames
+
+
+def init_video_from_image(backbone: nn.Module, source: str | Path) -> None:
+    """Load an image ViT run's or export's encoder into a video ViT, its patch embedding
+    inflated over time (`visrep.backbones.inflate`); the method's other parts (a decoder)
+    keep their initialisation. Draws nothing from the caller's torch generator."""
+    if not isinstance(backbone, VideoViT):
+        raise ValueError(f"run.init_from={source} is an image run: only a video ViT backbone "
+                         f"(backbone.name=vit_*) can start from it, not {type(backbone).__name__}")  # fmt: skip
+    path = Path(source)
+    with torch.random.fork_rng(devices=[]):
+        pre = load_pretrained(path.parent if path.is_file() else path)
+    if not pre.timm_name.startswith("vit_"):
+        raise ValueError(f"run.init_from={source} holds a {pre.timm_name}: a video ViT starts "
+                         "from an image ViT run or export")  # fmt: skip
+    inflate_into(backbone, pre.state, f"run.init_from={source}")
 
 
 def export_meta(path: Path) -> tuple[dict[str, Any], DataConfig]:

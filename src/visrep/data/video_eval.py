@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from visrep.config import DataConfig, EvalConfig
+from visrep.config import DataConfig, EvalConfig, replace
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.moving_fmnist import MovingFashionMNIST, MovingSpec
 from visrep.data.resolve import split_dirs
@@ -104,3 +104,26 @@ def video_eval_sets(
     root = Path(ev.dataset)
     return (_folder_set(root, split[0], data, ev.limit_train, views),
             _folder_set(root, split[1], data, ev.limit_test, views))  # fmt: skip
+
+
+def preview_clips(data: DataConfig, ev: EvalConfig, n: int) -> Tensor:
+    """Up to n normalised clips [n, C, T, S, S] for pictures (the first temporal view, spread
+    over `eval.dataset`'s test videos, else the training videos); videos that cannot be
+    decoded are passed over."""
+    sets = video_eval_sets(data, replace(ev, limit_test=max(ev.limit_test, n)), views=1)
+    if sets is not None:
+        videos = sets[1]
+    elif is_fashion_mnist(data.dataset):
+        videos = _moving_set(data, "train", n, 1)
+    else:
+        paths = find_videos(data.dataset)[0]
+        videos = VideoEvalSet(lambda i: decode_video(paths[i], data.short_side), len(paths),
+                              {}, data, 1)  # fmt: skip
+    clips = []
+    for i in torch.linspace(0, len(videos) - 1, min(n, len(videos))).long().tolist():
+        views = videos.views(i)
+        if views is not None:
+            clips.append(views[0])
+    if not clips:
+        raise ValueError(f"no video of {ev.dataset or data.dataset} could be decoded")
+    return torch.stack(clips)

@@ -41,6 +41,15 @@ def patchify_video(video: Tensor, patch: int, t_patch: int) -> Tensor:
     return x.reshape(n, (t // u) * (h // p) * (w // p), u * p * p * c)
 
 
+def unpatchify_video(patches: Tensor, patch: int, t_patch: int, channels: int,
+                     grid: tuple[int, int, int]) -> Tensor:  # fmt: skip
+    """Inverse of `patchify_video`: [N, T'·h·w, u·p·p·C] -> [N, C, T'·u, h·p, w·p]."""
+    n, (t, h, w), u, p = patches.shape[0], grid, t_patch, patch
+    x = patches.reshape(n, t, h, w, u, p, p, channels)
+    x = torch.einsum("nthwupqc->nctuhpwq", x)
+    return x.reshape(n, channels, t * u, h * p, w * p)
+
+
 class MAEST(nn.Module):
     def __init__(self, cfg: MAESTConfig, backbone: VideoViT) -> None:
         super().__init__()
@@ -149,6 +158,26 @@ class MAEST(nn.Module):
             latent = self.backbone.encode(video, masking.ids_keep)[:, 1:]  # [N, K, D], no cls
         pred = self.decode(latent, masking.ids_restore)
         return {"loss": self.loss(video, pred, masking.mask), "pred": pred, "mask": masking.mask}
+
+    def visualize(self, video: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]:
+        """Clips of the target frames [N, C, pred_t_dim, H, W] for the report's frames strip
+        (the panels of the image MAE's `visualize`; the MAE-ST paper's Fig. 2-3 and the GIFs of
+        facebookresearch/mae_st `demo/` show the same): original | masked (removed
+        tokens zeroed) | prediction (the decoder's output as is) | reconstruction (visible
+        tokens pasted back over the prediction, un-normalised with each masked token's true
+        statistics under `norm_pix_loss`)."""
+        out = self.forward({"images": video}, noise=noise)
+        pred, mask = out["pred"], out["mask"].unsqueeze(-1)  # [N, L, P], [N, L, 1]
+        frames = video.index_select(2, self.target_index.to(video.device))
+        bb = self.backbone
+        patches = patchify_video(frames, bb.patch_size, self.t_pred)
+        raw = pred
+        if self.cfg.norm_pix_loss:
+            pred = pred * (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
+            pred = pred + patches.mean(-1, keepdim=True)
+        back = lambda x: unpatchify_video(x, bb.patch_size, self.t_pred, bb.in_chans, bb.grid)  # noqa: E731
+        return {"original": frames, "masked": back(patches * (1 - mask)), "prediction": back(raw),
+                "reconstruction": back(patches * (1 - mask) + pred * mask)}  # fmt: skip
 
 
 def _ln(dim: int, **kwargs) -> nn.LayerNorm:
