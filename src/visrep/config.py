@@ -174,8 +174,10 @@ class EvalConfig:
     # "" (none), or "auto": the training data's own labels (visrep.data.resolve)
     dataset: str = "fashion_mnist"
     root: str = FMNIST_ROOT
-    every_epochs: int = 0  # periodic k-NN during training (0 = only at the end)
-    periodic_limit: int = 10000  # train/test images used by the periodic k-NN
+    # periodic k-NN during training (0 = only at the end); on a video run the clip-level
+    # video k-NN (the ρ study's online monitor), which needs a labelled eval.dataset
+    every_epochs: int = 0
+    periodic_limit: int = 10000  # train/test images (videos) used by the periodic k-NN
     final: bool = True  # full k-NN + linear probe after training
     knn_k: int = 20
     knn_temperature: float = 0.07

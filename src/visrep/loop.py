@@ -48,6 +48,7 @@ from visrep.config import TrainConfig, replace, save_json, to_dict
 from visrep.data.pipeline import build_train_data
 from visrep.data.resolve import holds_out, resolve_data
 from visrep.data.sampling import mix_seed
+from visrep.data.video_eval import MOVING_EVAL
 from visrep.device import CompiledOrEager, autocast_dtype, release_memory, resolve_device
 from visrep.evals.retrieval import image_text_eval
 from visrep.evals.run import evaluate
@@ -55,7 +56,7 @@ from visrep.logger import RunLogger
 from visrep.methods import method_name
 from visrep.parts import dist
 from visrep.parts.lars import LARS
-from visrep.report import finish_run
+from visrep.report import finish_run, video_eval
 from visrep.runs import build_model, image_source, init_video_from_image
 from visrep.schedules import cosine_lr, cosine_weight_decay
 
@@ -429,14 +430,32 @@ def _periodic_eval(cfg, model, logger, step, device, env) -> None:
     if env.is_main:
         # bounded by periodic_limit; eval.budget_minutes is for the final evaluation
         ev = replace(cfg.eval, budget_minutes=0.0)
-        m = evaluate(model.backbone, cfg.data, ev, protocols=("knn",),
-                     limit=cfg.eval.periodic_limit, device=device)  # fmt: skip
-
-        m |= image_text_eval(cfg, model, device, limit=cfg.eval.periodic_limit)
+        if cfg.data.frames:  # the ρ study's online k-NN monitor, on clip features (below)
+            m = _video_monitor(cfg, model, device)
+        else:
+            m = evaluate(model.backbone, cfg.data, ev, protocols=("knn",),
+                         limit=cfg.eval.periodic_limit, device=device)  # fmt: skip
+            m |= image_text_eval(cfg, model, device, limit=cfg.eval.periodic_limit)
         logger.log(step, {k: v for k, v in m.items() if isinstance(v, int | float)}, prefix="eval")
-        tqdm.write(f"step {step}: k-NN top-1 {m['knn_top1']:.4f} ({m['knn_n_test']} test images)"
+        motion = f", direction {m['knn_direction_top1']:.4f}" if "knn_direction_top1" in m else ""
+        tqdm.write(f"step {step}: k-NN top-1 {m['knn_top1']:.4f}{motion} ({m['knn_n_test']} test "
+                   f"{'videos' if cfg.data.frames else 'images'})"
                    + (f", zero-shot top-1 {m['zeroshot_top1']:.4f}" if "zeroshot_top1" in m else ""))  # fmt: skip
     dist.barrier()
+
+
+def _video_monitor(cfg: TrainConfig, model: nn.Module, device) -> dict[str, Any]:
+    """Clip-level k-NN on `eval.dataset` during training (the ρ study's online kNN monitor,
+    SlowFast `contrastive.py` `eval_knn` and `tools/test_net.py`; Feichtenhofer et al., CVPR
+    2021): the final evaluation's video k-NN (`report.video_eval`) on at most
+    `eval.periodic_limit` train / test videos. Unlike the official monitor it reads the
+    backbone's pooled features (what the final evaluation scores), not the projector output,
+    and builds its bank from the evaluation videos' views, not from the training steps."""
+    ev = cfg.eval
+    cap = lambda n, default: min(n or default, ev.periodic_limit)  # noqa: E731
+    ev = replace(ev, limit_train=cap(ev.limit_train, MOVING_EVAL[0]),
+                 limit_test=cap(ev.limit_test, MOVING_EVAL[1]))  # fmt: skip
+    return video_eval(replace(cfg, eval=ev), model.backbone, device) | {"knn_features": "backbone"}
 
 
 def _diverged(what: str, s: LoopState, run_dir: Path) -> FloatingPointError:

@@ -17,7 +17,10 @@ encoder and schedule derived for a 2-core CPU:
   lr 4e-3 × 32 / 256 = 5e-4 with a 6-step warmup, global-norm clip 1.0, instead of the
   official Nesterov SGD + LARS over 200 epochs (this is a minutes-long run);
 - 60 steps of 32 videos (1,920 videos, 3,840 clips), then the video k-NN (class and
-  direction) beside the untrained encoder.
+  direction) beside the untrained encoder. The online kNN monitor of the official code is
+  `eval.every_epochs=N` (with `optim.epochs` > 1): the same clip-level video k-NN every N
+  epochs on at most `eval.periodic_limit` videos, on backbone features (the official monitor
+  reads the projector output).
 
 GPU recipes (`rho_*_k400`): the official Slow-only ResNet-50 (`backbones.slow_resnet`),
 losses, heads, ρ, τ and momenta on Kinetics-400, 8 × 8 clips at 224. [Deviations] visrep's

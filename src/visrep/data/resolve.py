@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from visrep.config import TrainConfig, replace
+from visrep.config import ConfigError, TrainConfig, replace
 from visrep.data.fashion_mnist import is_fashion_mnist
 from visrep.data.folder import scan_folder
 from visrep.data.pairs import is_pair_data
@@ -121,9 +121,11 @@ def _resolve_video(cfg: TrainConfig) -> TrainConfig:
         changes["data.channels"] = 3
     if cfg.eval.dataset == "auto":  # video k-NN on the data's own labelled split
         changes["eval.dataset"] = d.dataset if fmnist or split is not None else ""
-    if cfg.eval.every_epochs:  # the periodic k-NN is the image one
-        log.warning("eval.every_epochs ignored: video runs are evaluated at the end only")
-        changes["eval.every_epochs"] = 0
+    if cfg.eval.every_epochs and not changes.get("eval.dataset", cfg.eval.dataset):
+        # the periodic clip-level k-NN (the ρ study's online monitor) needs labelled videos
+        raise ConfigError("eval.every_epochs on a video run needs a labelled eval.dataset (a "
+                          "folder with train/ and val/ of videos, or fashion_mnist); set "
+                          "eval.every_epochs=0")  # fmt: skip
     return replace(cfg, **changes) if changes else cfg
 
 
