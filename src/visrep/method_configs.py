@@ -148,6 +148,9 @@ class MoCoV3Config:
     m0: float = 0.99
     momentum_cosine: bool = True  # --moco-m-cos
     stop_grad_conv1: bool = True  # ViT: frozen random patch projection
+    # ViT: log the gradient norm of the patch projection, the first and the last block every
+    # step (the paper's Sec. 4 reading of instability; visrep.parts.grad_probe)
+    log_grad_norms: bool = False
 
 
 # visrep.methods.simclr

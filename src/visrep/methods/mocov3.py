@@ -22,6 +22,7 @@ from visrep.method_configs import MoCoV3Config
 from visrep.methods.simsiam import output_std
 from visrep.methods.views import two_views
 from visrep.parts.ema import cosine_momentum, ema_update, frozen_copy
+from visrep.parts.grad_probe import GradNormProbe
 from visrep.parts.heads import mlp
 from visrep.parts.losses import infonce_mocov3
 from visrep.parts.pos_embed import sincos_2d
@@ -43,6 +44,7 @@ class MoCoV3(nn.Module):
         self.momentum_backbone = frozen_copy(backbone)
         self.momentum_projector = frozen_copy(self.projector)
         self.momentum = cfg.m0
+        self.grad_probe = _grad_probe(backbone) if cfg.log_grad_norms else None
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
         x1, x2 = two_views(batch, "MoCo v3")
@@ -52,7 +54,8 @@ class MoCoV3(nn.Module):
             k1 = self.momentum_projector(self.momentum_backbone(x1))
             k2 = self.momentum_projector(self.momentum_backbone(x2))
         loss = infonce_mocov3(q1, k2, self.cfg.tau) + infonce_mocov3(q2, k1, self.cfg.tau)
-        return {"loss": loss, "z_std": output_std(q1), "momentum": torch.tensor(self.momentum)}
+        out = {"loss": loss, "z_std": output_std(q1), "momentum": torch.tensor(self.momentum)}
+        return out | (self.grad_probe.values() if self.grad_probe else {})
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
@@ -62,6 +65,17 @@ class MoCoV3(nn.Module):
         self.momentum = cosine_momentum(m0, progress) if self.cfg.momentum_cosine else m0
         ema_update(self.momentum_backbone, self.backbone, self.momentum)
         ema_update(self.momentum_projector, self.projector, self.momentum)
+
+
+def _grad_probe(backbone: nn.Module) -> GradNormProbe:
+    """The layers whose gradient norms the paper's Fig. 4 follows: the patch projection (no
+    value when frozen), the first and the last Transformer block."""
+    if not isinstance(backbone, ViT):
+        raise ValueError("method.log_grad_norms=true reads a ViT's patch projection and blocks; "
+                         "use it with a ViT backbone (backbone.name=vit_tiny, ...)")  # fmt: skip
+    blocks = backbone.model.blocks
+    return GradNormProbe({"patch_embed": backbone.model.patch_embed, "block_first": blocks[0],
+                          "block_last": blocks[-1]})  # fmt: skip
 
 
 @torch.no_grad()

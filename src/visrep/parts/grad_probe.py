@@ -1,0 +1,52 @@
+"""Per-module gradient norms, for reading training stability.
+
+MoCo v3 (Chen, Xie & He 2021, "An Empirical Study of Training Self-Supervised Vision
+Transformers", Sec. 4, Fig. 4) finds that the instability of ViT training shows first as
+spikes in the gradient magnitude of the first layer (the patch projection), before the last
+layer and before the loss and accuracy dip. `GradNormProbe` measures that: the L2 norm of
+the gradient of each named module's trainable parameters, as the backward pass leaves it.
+
+A method holds a probe and returns `probe.values()` in its output dict; the tensors are
+filled during the backward of that same output, and the training loop logs a step's output
+after its backward and optimizer step, so the logged value is the step's gradient norm (raw:
+before any clipping; with gradient accumulation, the sum over the micro-batches so far).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class GradNormProbe:
+    """‖∂L/∂θ_m‖₂ per named module m, over its parameters that require a gradient.
+
+    Args:
+        modules: name -> module. A module without trainable parameters (a frozen patch
+            projection) has no gradient and no value.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self._norms: dict[str, Tensor] = {}
+        for name, module in modules.items():
+            params = [p for p in module.parameters() if p.requires_grad]
+            if not params:
+                continue
+            squares = torch.zeros(len(params))  # ‖grad‖² of each parameter, latest backward
+            norm = torch.full((), float("nan"))  # NaN until a backward has run
+            for i, p in enumerate(params):
+                p.register_post_accumulate_grad_hook(_hook(squares, i, norm))
+            self._norms[name] = norm
+
+    def values(self) -> dict[str, Tensor]:
+        """`grad_norm_<name>` -> 0-d tensor, updated in place by every backward."""
+        return {f"grad_norm_{name}": norm for name, norm in self._norms.items()}
+
+
+def _hook(squares: Tensor, i: int, norm: Tensor):
+    @torch.no_grad()
+    def hook(p: Tensor) -> None:
+        squares[i] = p.grad.detach().float().pow(2).sum().cpu()
+        norm.copy_(squares.sum().sqrt())
+
+    return hook
