@@ -38,6 +38,11 @@ data:
 	@if [ ! -d /usr/share/wordnet ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get install -y -q wordnet-base >/dev/null 2>&1 || echo "wordnet-base not installed (optional)"; \
 	fi
+	@# FFmpeg's shared libraries for the optional TorchCodec decoder, data.video_backend=torchcodec
+	@# (optional: its tests skip without them)
+	@if ! ldconfig -p 2>/dev/null | grep -q libavcodec && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q --no-install-recommends ffmpeg >/dev/null 2>&1 || echo "ffmpeg not installed (optional)"; \
+	fi
 
 demo: venv data
 	$(VENV)/bin/visrep train mae_fmnist data.root=$(FMNIST) eval.root=$(FMNIST)

@@ -100,6 +100,9 @@ class DataConfig:
     frames: int = 0
     frame_stride: int = 1  # sampling rate tau: a clip spans tau*T source frames at 30 fps
     short_side: int = 0  # resize each decoded video's short side to this first (0 = as is)
+    # video decoder: "pyav" (default; bundles FFmpeg) or "torchcodec" (pip install torchcodec;
+    # needs FFmpeg's shared libraries on the system, e.g. apt-get install ffmpeg)
+    video_backend: str = "pyav"
     # ρ-spatiotemporal positives (rho_* methods): 0 = one clip per video ("images"); 1 = two
     # augmentations of one clip; ρ >= 2 = ρ clips at independent times (batch "views";
     # visrep.data.video.train_clips)
@@ -117,6 +120,9 @@ class DataConfig:
             raise ConfigError(
                 f"data.channels must be 0 (from the data), 1 or 3, got {self.channels}"
             )
+        if self.video_backend not in ("pyav", "torchcodec"):
+            raise ConfigError(f"data.video_backend must be 'pyav' or 'torchcodec', got "
+                              f"{self.video_backend!r}")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Video decoding, temporal clip sampling and clip transforms (after facebookresearch/SlowFast `datasets/decoder.py`, `datasets/transform.py`).
 
 Decoding goes through PyAV (`av`, which bundles FFmpeg; torchvision's video API is gone from
-the pinned torchvision): `decode_video(path) -> uint8 [F, H, W, 3]` plus the stream's frame
-rate. Everything after decoding works on tensors and is backend-independent.
+the pinned torchvision) or, with `data.video_backend=torchcodec`, through TorchCodec (the
+PyTorch project's decoder; pip install torchcodec, plus FFmpeg's shared libraries on the
+system, e.g. `apt-get install ffmpeg`): `decode_video(path) -> uint8 [F, H, W, 3]` plus the
+stream's frame rate. Everything after decoding works on tensors and is backend-independent.
 
 Clip sampling follows the torchvision path of SlowFast / MAE-ST (SlowFast
 `datasets/decoder.py` `get_start_end_idx`, `temporal_sampling`; mae_st `util/decoder/decoder.py`):
@@ -20,11 +22,13 @@ draws from Python's `random` and numpy), so a test can fix it.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import torch
@@ -51,13 +55,32 @@ def _av():
 # --- decoding and writing ---------------------------------------------------------------
 
 
-def decode_video(path: str | Path, short_side: int = 0) -> tuple[Tensor, float | None]:
+VIDEO_BACKENDS = ("pyav", "torchcodec")
+
+
+def decode_video(
+    path: str | Path, short_side: int = 0, backend: str = "pyav"
+) -> tuple[Tensor, float | None]:
     """All frames of the first video stream: (uint8 [F, H, W, 3] RGB, fps or None).
 
     Decodes every frame (containers such as ffv1-in-Matroska report no frame count, so
     metadata is never trusted). `short_side` > 0 resizes the short side to it
     (bilinear, align_corners False; the long side ⌊long/short·size⌋), as SlowFast's decoder
-    does at `TRAIN_JITTER_SCALES[0]`. Raises on anything unreadable or frameless."""
+    does at `TRAIN_JITTER_SCALES[0]`. `backend`: "pyav" or "torchcodec" (module docstring).
+    Raises on anything unreadable or frameless."""
+    if backend == "torchcodec":
+        video, fps = _decode_torchcodec(path)
+    elif backend == "pyav":
+        video, fps = _decode_pyav(path)
+    else:
+        raise ValueError(f"data.video_backend must be one of {VIDEO_BACKENDS}, got {backend!r}")
+    if short_side:
+        video = short_side_scale(video.permute(3, 0, 1, 2).float(), short_side)
+        video = video.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
+    return video.contiguous(), fps
+
+
+def _decode_pyav(path: str | Path) -> tuple[Tensor, float | None]:
     av = _av()
     with av.open(str(path)) as container:
         if not container.streams.video:
@@ -68,11 +91,49 @@ def decode_video(path: str | Path, short_side: int = 0) -> tuple[Tensor, float |
         frames = [torch.from_numpy(f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
     if not frames:
         raise ValueError(f"{path}: no decodable frame")
-    video = torch.stack(frames)  # [F, H, W, 3]
-    if short_side:
-        video = short_side_scale(video.permute(3, 0, 1, 2).float(), short_side)
-        video = video.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
-    return video.contiguous(), fps
+    return torch.stack(frames), fps  # [F, H, W, 3]
+
+
+def _decode_torchcodec(path: str | Path) -> tuple[Tensor, float | None]:
+    """TorchCodec's `VideoDecoder` in "exact" seek mode (it scans the file, so a container
+    without a frame count, ffv1 in Matroska, still gives every frame)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except ImportError as e:
+        raise ImportError("data.video_backend=torchcodec needs TorchCodec: pip install "
+                          "torchcodec (or use data.video_backend=pyav)") from e  # fmt: skip
+    decoder = VideoDecoder(str(path), dimension_order="NHWC", seek_mode="exact")
+    if len(decoder) == 0:
+        raise ValueError(f"{path}: no decodable frame")
+    # the container's declared rate, as PyAV's `average_rate` (the scanned average of a
+    # 10-frame Matroska file is 30.03, not 30)
+    fps = decoder.metadata.average_fps_from_header or decoder.metadata.average_fps
+    return decoder.get_frames_in_range(0, len(decoder)).data, float(fps) if fps else None
+
+
+@functools.cache
+def check_video_backend(backend: str) -> None:
+    """Raise one clear error when `backend` cannot decode here (checked once per process, on
+    a 2-frame mp4 written with PyAV), so that a missing library is not mistaken for a folder
+    of unreadable videos."""
+    if backend not in VIDEO_BACKENDS:
+        raise ValueError(f"data.video_backend must be one of {VIDEO_BACKENDS}, got {backend!r}")
+    if backend == "pyav":
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.mp4"
+        write_video(probe, torch.zeros(2, 16, 16, dtype=torch.uint8))
+        try:
+            decode_video(probe, backend=backend)
+        except ImportError:
+            raise
+        except Exception as e:  # TorchCodec loads FFmpeg's libraries at the first decode
+            raise RuntimeError(
+                f"data.video_backend={backend} cannot decode on this machine ({type(e).__name__}:"
+                f" {str(e).splitlines()[0][:200]}): TorchCodec needs FFmpeg's shared libraries "
+                "(Debian/Ubuntu: apt-get install ffmpeg), or use "
+                "data.video_backend=pyav"
+            ) from e
 
 
 def write_video(

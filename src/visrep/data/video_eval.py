@@ -26,7 +26,7 @@ from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.moving_fmnist import MovingFashionMNIST, MovingSpec
 from visrep.data.resolve import split_dirs
 from visrep.data.sampling import stratified_subset
-from visrep.data.video import decode_video, find_videos, multiview_clips
+from visrep.data.video import check_video_backend, decode_video, find_videos, multiview_clips
 from visrep.data.video_source import normalize_clips, video_mean_std
 
 # temporal views per video on CPU (4 × 1 would be the full multi-view test at 64 px; 2 halves the encoding time)
@@ -86,9 +86,15 @@ def _folder_set(root: Path, split: Path, data: DataConfig, limit: int, views: in
     keep = stratified_subset(labels["class"], limit).tolist()
     paths = [paths[i] for i in keep]
     labels = {k: v[keep] for k, v in labels.items()}
-    short = data.short_side
+    return _decoded_set(paths, labels, data, views)
 
-    return VideoEvalSet(lambda i: decode_video(paths[i], short), len(paths), labels, data, views)
+
+def _decoded_set(paths: list[Path], labels: dict[str, Tensor], data: DataConfig, views: int):
+    """Video files decoded with `data.video_backend` when a view is asked for."""
+    check_video_backend(data.video_backend)
+    short, backend = data.short_side, data.video_backend
+    return VideoEvalSet(lambda i: decode_video(paths[i], short, backend), len(paths), labels,
+                        data, views)  # fmt: skip
 
 
 def video_eval_sets(
@@ -116,9 +122,7 @@ def preview_clips(data: DataConfig, ev: EvalConfig, n: int) -> Tensor:
     elif is_fashion_mnist(data.dataset):
         videos = _moving_set(data, "train", n, 1)
     else:
-        paths = find_videos(data.dataset)[0]
-        videos = VideoEvalSet(lambda i: decode_video(paths[i], data.short_side), len(paths),
-                              {}, data, 1)  # fmt: skip
+        videos = _decoded_set(find_videos(data.dataset)[0], {}, data, 1)
     clips = []
     for i in torch.linspace(0, len(videos) - 1, min(n, len(videos))).long().tolist():
         views = videos.views(i)

@@ -42,6 +42,7 @@ from visrep.data.sampling import (
 from visrep.data.video import (
     KINETICS_MEAN,
     KINETICS_STD,
+    check_video_backend,
     decode_video,
     find_videos,
     train_clip,
@@ -98,6 +99,7 @@ class VideoFiles(Dataset):
     None for a video that cannot be decoded (logged once per process)."""
 
     def __init__(self, source: str | Path, data: DataConfig) -> None:
+        check_video_backend(data.video_backend)
         self.paths, labels, self.classes = find_videos(source)
         self.labels = torch.tensor(labels, dtype=torch.long)
         self.data, self.bad_paths = data, set()
@@ -114,7 +116,7 @@ class VideoFiles(Dataset):
         index, seed = item
         path = self.paths[index]
         try:
-            video, fps = decode_video(path, self.data.short_side)
+            video, fps = decode_video(path, self.data.short_side, self.data.video_backend)
         except Exception as e:  # any decoder error means "skip this video", never a crash
             if path not in self.bad_paths:
                 self.bad_paths.add(path)
