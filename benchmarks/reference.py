@@ -17,7 +17,9 @@ One protocol per dataset, the same for every row:
 Each row is one `visrep train` process (the command a user runs) whose result is written to
 `benchmarks/results/reference/<dataset>/<recipe>.json` with its command, images seen, train
 and eval wall time, a matmul probe before and after and the host load: rows already there are
-skipped, so the table fills up across sessions (`--force` reruns). `benchmarks/reference_md.py`
+skipped, so the table fills up across sessions (`--force` reruns); a row whose run was stopped
+midway resumes from its last checkpoint (`visrep train --resume`; its wall time then counts
+only the resumed part, and the row says at which step it resumed). `benchmarks/reference_md.py`
 regenerates `benchmarks/results/reference.md` from those files.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --dataset fashion_mnist
@@ -96,11 +98,22 @@ def run_row(dataset: str, recipe: str, args: argparse.Namespace) -> dict:
         row["wall_s"] = round(metrics["train_minutes"] * 60 + metrics["eval_seconds"], 1)
         row["collected"] = "from a finished run folder; host figures are those of collection"
     else:
-        subprocess.run(["rm", "-rf", str(out_dir)], check=True)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "visrep.cli", "train", recipe, *overrides],
-                       check=True)  # fmt: skip
-        row["wall_s"] = round(time.perf_counter() - t0, 1)
+        if (
+            not args.force
+            and (out_dir / "checkpoint.pt").exists()
+            and (out_dir / "config.json").exists()
+        ):
+            # a row whose driver was stopped mid-run: `visrep train --resume` continues it
+            # exactly (same config, same batches from its step on)
+            done = [json.loads(x) for x in (out_dir / "log.jsonl").read_text().splitlines()]
+            row["resumed_at_step"] = max((r["step"] for r in done if "step" in r), default=0)
+            cli = ["train", "--resume", str(out_dir)]
+        else:
+            subprocess.run(["rm", "-rf", str(out_dir)], check=True)
+            cli = ["train", recipe, *overrides]
+        subprocess.run([sys.executable, "-m", "visrep.cli", *cli], check=True)
+        row["wall_s"] = round(time.perf_counter() - t0, 1)  # after the resume, if resumed
         metrics = json.loads((out_dir / "metrics.json").read_text())
     config = json.loads((out_dir / "config.json").read_text())
     log = [json.loads(x) for x in (out_dir / "log.jsonl").read_text().splitlines()]

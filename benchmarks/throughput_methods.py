@@ -37,6 +37,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,6 +50,7 @@ from throughput import MatmulProbe  # noqa: E402
 from visrep.config import TrainConfig, replace  # noqa: E402
 from visrep.configs import RECIPES, get_recipe  # noqa: E402
 from visrep.data.pipeline import build_train_data  # noqa: E402
+from visrep.data.resolve import resolve_data  # noqa: E402
 from visrep.loop import build_optimizer  # noqa: E402
 from visrep.methods import method_name
 from visrep.runs import build_model  # noqa: E402
@@ -119,8 +121,10 @@ def describe_backbone(cfg: TrainConfig) -> str:
     return f"{b.name} (stem /{b.patch_size}), {d.img_size} px"
 
 
-def build_bench(name: str) -> MethodBench:
-    cfg = get_recipe(name)
+def build_bench(name: str, **changes: Any) -> MethodBench:
+    """`name`'s model, optimizer and one real batch; `changes` (e.g. `data.dataset`) apply
+    before the data settings are resolved, as on `visrep train`'s command line."""
+    cfg = resolve_data(replace(get_recipe(name), **changes))
     bs = cfg.optim.batch_size
     cfg = replace(cfg, **{"data.limit": bs, "data.num_workers": 0, "run.device": "cpu"})
     torch.manual_seed(0)
