@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -120,6 +121,12 @@ def main() -> None:
     p.add_argument("--runs-dir", default="/tmp/visrep-mocov3-stability")
     p.add_argument("--name", default="mocov3_stability")
     args = p.parse_args()
+    earlier = RESULTS / f"{args.name}.json"  # a rerun reuses finished runs: keep their times
+    before = (
+        {r["command"]: r for r in json.loads(earlier.read_text())["rows"]}
+        if earlier.exists()
+        else {}
+    )
     out = {"command": command_line(), "environment": environment(), "uptime_before": uptime(),
            "recipe": RECIPE, "knn_limit": args.knn_limit, "rows": []}  # fmt: skip
     arms = [
@@ -137,7 +144,10 @@ def main() -> None:
                      f"run.out_dir={run_dir}"]  # fmt: skip
         cmd = ["visrep", "train", RECIPE, *overrides]
         t0, load = time.perf_counter(), uptime()
-        if not (run_dir / "checkpoint.pt").exists():
+        if (run_dir / "checkpoint.pt").exists() and " ".join(cmd) in before:
+            t0, load = t0 - before[" ".join(cmd)]["wall_s"], before[" ".join(cmd)]["uptime_before"]
+        else:  # a run folder the JSON does not know is an interrupted run: start it again
+            shutil.rmtree(run_dir, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "visrep.cli", *cmd[1:]], check=True, cwd=ROOT)
         row = {"label": f"blr {blr:g} ({blr * args.batch / 256:.2g} abs), patch proj. "
                         f"{'frozen' if frozen else 'trained'}",
