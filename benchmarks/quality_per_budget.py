@@ -48,7 +48,7 @@ from host import (  # noqa: E402
 )
 from pooled_eval import check_avg_matches, evaluate_encoder, evaluate_poolings  # noqa: E402
 
-from visrep.config import replace  # noqa: E402
+from visrep.config import apply_overrides, replace  # noqa: E402
 from visrep.configs import resolved_recipe  # noqa: E402
 
 RECIPE = "mae_fmnist"
@@ -61,6 +61,8 @@ def visrep_worker(
     eval_limit: int,
     as_shipped: bool,
     recipe: str = RECIPE,
+    threads: int = 2,
+    sets: tuple[str, ...] = (),
 ) -> None:
     """Train visrep's recipe for `budget` minutes in this process, then evaluate it."""
     from visrep.checkpoint import load_checkpoint
@@ -69,10 +71,11 @@ def visrep_worker(
     from visrep.runs import load_run
 
     cfg = replace(
-        resolved_recipe(recipe),
+        apply_overrides(resolved_recipe(recipe), list(sets)),
         **{
             "run.out_dir": run_dir,
             "run.budget_minutes": budget,
+            "run.threads": threads,
             "eval.every_epochs": 0,  # periodic k-NN would spend the budget's wall-clock
             "eval.final": False,  # evaluated below, with both poolings
             "run.progress": False,
@@ -113,11 +116,11 @@ def visrep_worker(
     write_json(result, json_path)
 
 
-def baselines(eval_limit: int, recipe: str = RECIPE) -> dict:
+def baselines(eval_limit: int, recipe: str = RECIPE, sets: tuple[str, ...] = ()) -> dict:
     """Raw pixels and a random-init ViT (the recipe's method init, seed 0, as a run's step 0)."""
     from visrep.runs import build_model
 
-    cfg = resolved_recipe(recipe)
+    cfg = apply_overrides(resolved_recipe(recipe), list(sets))
     out: dict = {}
     with CpuMeter() as meter:
         m = evaluate_encoder(nn.Flatten(), cfg.data, cfg.eval, limit=eval_limit)
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--max-tries", type=int, default=3, help="restarts of a training run disturbed by others"
     )
+    ap.add_argument(
+        "--threads", type=int, default=2, help="torch threads of training and evaluation"
+    )
+    ap.add_argument("--set", nargs="*", default=[], help="key=value overrides of the recipe")
     ap.add_argument("--skip", nargs="*", default=[], choices=["visrep", "lightly", "baselines"])
     ap.add_argument("--out", default="benchmarks/results/quality_per_budget.md")
     ap.add_argument("--worker", choices=["visrep"], help=argparse.SUPPRESS)
@@ -179,11 +186,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--run-dir", help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.worker:
         visrep_worker(
             args.budget, args.run_dir, args.json, args.eval_limit, not args.no_as_shipped,
-            args.recipe,
+            args.recipe, args.threads, tuple(args.set),
         )  # fmt: skip
         return {}
     out = Path(args.out)
@@ -191,7 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs = Path(args.runs_dir) / stamp
     runs.mkdir(parents=True, exist_ok=True)
     results: dict = {"command": command_line(), "env": environment(), "uptime_start": uptime(),
-                     "recipe": args.recipe, "eval_limit": args.eval_limit, "budgets": {}}  # fmt: skip
+                     "recipe": args.recipe, "eval_limit": args.eval_limit,
+                     "threads": args.threads, "set": args.set, "budgets": {}}  # fmt: skip
     limit = ["--eval-limit", str(args.eval_limit)]
     for b in args.budgets:
         entry = results["budgets"].setdefault(f"{b:g}", {})
@@ -202,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
                 j = runs / f"visrep_B{b:g}_try{k}.json"
                 return [sys.executable, __file__, "--worker", "visrep", "--budget", str(b),
                         "--run-dir", str(runs / f"visrep_B{b:g}_try{k}"), "--json", str(j),
-                        "--recipe", args.recipe, *limit, *extra], j  # fmt: skip
+                        "--recipe", args.recipe, "--threads", str(args.threads), *limit,
+                        *(["--set", *args.set] if args.set else []), *extra], j  # fmt: skip
 
             entry["visrep"] = timed_run(visrep_cmd, args)
             save(results, out)
@@ -216,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
             entry["lightly"] = timed_run(lightly_cmd, args)
             save(results, out)
     if "baselines" not in args.skip:  # no timing involved: host load does not matter
-        results["baselines"] = baselines(args.eval_limit, args.recipe)
+        results["baselines"] = baselines(args.eval_limit, args.recipe, tuple(args.set))
     results["uptime_end"] = uptime()
     save(results, out)
     print(out.read_text())
@@ -229,9 +238,9 @@ def save(results: dict, out: Path) -> None:
     out.write_text(render(results))
 
 
-def _fmt_train(t: dict, budget: float) -> list[str]:
+def _fmt_train(t: dict, budget: float, threads: int = 2) -> list[str]:
     ips = t["images"] / (budget * 60)
-    flag = "" if t["cores_used"] >= 1.8 else " (contended)"
+    flag = "" if t["cores_used"] >= 0.9 * threads else " (contended)"
     return [f"{t['images']:,} ({t['epochs_of_data']:.2f} ep)", f"{ips:.0f}", f"{t['cores_used']:.2f}{flag}",
             f"{t['load_before'][0]:.2f} / {t['load_after'][0]:.2f}"]  # fmt: skip
 
@@ -275,7 +284,7 @@ def render(results: dict) -> str:
             if name not in entry:
                 continue
             r = entry[name]
-            train = _fmt_train(r["train"], float(b))
+            train = _fmt_train(r["train"], float(b), results.get("threads", 2))
             for pooling, m in r.get("eval", {}).items():
                 fixed.add(m.get("input_scale_fixed"))
                 rows.append([f"{b} min", label, pooling, *train,
@@ -314,12 +323,14 @@ def render(results: dict) -> str:
         "# Quality per wall-clock budget: Fashion-MNIST",
         "",
         _recipe_line(results.get("recipe", RECIPE))
+        + (f"Overrides: `{' '.join(results['set'])}`. " if results.get("set") else "")
         + f"Evaluation: visrep `evaluate` on {n}: weighted 20-NN (cosine, T=0.07) and the MAE "
         "linear probe (BN + Linear, LARS, 90 epochs, cached features). Pooling `avg` = mean "
         "of the normed patch tokens (the recipe's), `token` = cls token. Training runs are "
-        "sequential, one process each, 2 threads; 'cores used' is that process's CPU time / "
-        "wall time (2.00 = it had both cores; less = other work on the host took some; "
-        "below 1.8 the run is marked contended: its budget bought fewer steps). Before each "
+        f"sequential, one process each, {results.get('threads', 2)} thread(s); 'cores used' is "
+        "that process's CPU time / wall time (equal to the threads = it had them to itself; less "
+        "= other work on the host took some; below 90% of the threads the run is marked "
+        "contended: its budget bought fewer steps). Before each "
         "run the script waits (up to --max-wait-minutes) until other processes leave the cores.",
         "",
         md_table(headers, rows),
