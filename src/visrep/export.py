@@ -72,9 +72,11 @@ def export_backbone(
             raise ValueError(f"--format timm_image deflates a video ViT run; {run_dir} trained "
                              f"{type(model.backbone).__name__}: use --format timm")  # fmt: skip
         name, kwargs, state = deflated_timm(model.backbone)
+        # the video run's normalisation (Moving Fashion-MNIST's or Kinetics' constants)
+        norm = video_mean_std(cfg.data, moving=is_fashion_mnist(cfg.data.dataset))
         return _write_timm(cfg, Path(run_dir), Path(out_dir), force, name=name, kwargs=kwargs,
                            fixups={}, num_features=model.backbone.embed_dim, fixed=True,
-                           state=state)  # fmt: skip
+                           state=state, norm=norm)  # fmt: skip
     if cfg.data.frames:  # timm has no video ViT: visrep's own layout
         return export_video(cfg, model.backbone, Path(run_dir), Path(out_dir), force)
     if isinstance(model, Detects):  # ViTDet trunk + pyramid + Mask R-CNN: no timm model
@@ -91,10 +93,11 @@ def export_backbone(
 
 def _write_timm(cfg: Any, run_dir: Path, out: Path, force: bool, *, name: str,
                 kwargs: dict[str, Any], fixups: dict[str, Any], num_features: int, fixed: bool,
-                state: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """config.json, model.safetensors and README.md of a timm model `name(**kwargs)`."""
+                state: dict[str, Any], norm: tuple | None = None) -> dict[str, Any]:  # fmt: skip
+    """config.json, model.safetensors and README.md of a timm model `name(**kwargs)`;
+    `norm` = (mean, std), by default the image data's (`mean_std`)."""
     prepare_out_dir(out, force)
-    mean, std = mean_std(cfg.data)
+    mean, std = norm or mean_std(cfg.data)
     size = cfg.data.img_size
     config = {
         "architecture": name,

@@ -119,7 +119,9 @@ def test_cli_exports_a_video_run_deflated_for_timm(video_run, tmp_path, capsys):
     model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()  # strict load
     _, run = load_run(video_run)
     name, kwargs, state = deflated_timm(run.backbone)
-    assert json.loads((out / "config.json").read_text())["model_args"] == kwargs
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_args"] == kwargs
+    assert config["pretrained_cfg"]["mean"] == [0.0553] * 3  # the video run's normalisation
     assert torch.equal(model.patch_embed.proj.weight, state["patch_embed.proj.weight"])
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 192)
 
