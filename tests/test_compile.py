@@ -13,8 +13,10 @@ import visrep.loop as loop_module
 from visrep.checkpoint import load_checkpoint
 from visrep.config import replace
 from visrep.configs import get_recipe, smoke
+from visrep.data.resolve import resolve_data
 from visrep.device import CompiledOrEager
 from visrep.loop import train
+from visrep.runs import build_model
 
 QUIET = {"eval.final": False, "eval.every_epochs": 0, "run.threads": 1, "run.progress": False}
 
@@ -95,3 +97,39 @@ def test_channels_last_trains_a_convnet_to_the_same_weights_and_saves_them(tmp_p
     assert convs, "the smoke SimSiam has convolutions"
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-4), k
+
+
+@pytest.mark.parametrize("recipe", ["mocov3_fmnist", "rho_moco_mfmnist", "rho_swav_mfmnist"])
+def test_state_a_step_hook_changes_does_not_recompile(recipe):
+    """MoCo v3 / ρMoCo log their momentum, which `on_step_end` changes every step; read as a
+    Python float in `forward` it made torch.compile guard on its value and recompile each
+    step (a 6-step compiled MoCo v3 run on CPU took 15 minutes). ρMoCo / ρSwAV read their
+    step counter as a Python int (queue / prototype freezing): a graph break and a recompile
+    per step while frozen. Counted with a backend that records each graph it is asked to
+    compile (dynamo tracing only)."""
+    graphs: list[int] = []
+
+    def counting(gm, _example_inputs):
+        graphs.append(1)
+        return gm.forward
+
+    torch._dynamo.reset()
+    cfg = resolve_data(smoke(get_recipe(recipe)))
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    d = cfg.data
+    shape = (
+        (4, d.channels, d.frames, d.img_size, d.img_size)
+        if d.frames
+        else (4, d.channels, d.img_size, d.img_size)
+    )
+    batch = {"views": [torch.randn(shape), torch.randn(shape)]}
+    step = torch.compile(model, backend=counting)
+    counts = []
+    for progress in (0.1, 0.4, 0.7):
+        out = step(batch)
+        if "momentum" in out:
+            assert float(out["momentum"]) == pytest.approx(model.momentum, rel=1e-6)
+        model.on_step_end(progress)
+        counts.append(len(graphs))
+    assert counts[0] > 0 and counts[1] == counts[2] == counts[0], counts

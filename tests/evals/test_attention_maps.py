@@ -66,8 +66,13 @@ def test_maps_shapes_and_normalisation(vit):
 
 def test_picture_and_non_vit_error(vit, tmp_path):
     imgs = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
+    modes = []
+    hook = vit.blocks[0].register_forward_hook(lambda m, i, o: modes.append(m.training))
+    vit.train()
     path = draw_attention(vit, imgs, lambda x: x / 255.0, tmp_path / "a.png")
+    hook.remove()
     assert path.stat().st_size > 1000
+    assert modes and not any(modes) and vit.training  # drawn in eval mode, the mode restored
     with pytest.raises(ValueError, match="ViT run"):
         find_vit(torch.nn.Conv2d(1, 1, 3))
 

@@ -139,7 +139,12 @@ def draw_attention(
     """Maps of uint8 `images` [B, C, H, W] (`preprocess`: float 0..255 -> model input)
     through the ViT inside `model`, drawn to `path` (`plot_attention`)."""
     vit = find_vit(model)
-    with torch.no_grad():
-        maps = attention_maps(vit, preprocess(images.float()))
+    was_training = vit.training
+    vit.eval()  # no drop path / dropout in the maps; the caller's mode is restored
+    try:
+        with torch.no_grad():
+            maps = attention_maps(vit, preprocess(images.float()))
+    finally:
+        vit.train(was_training)
     plot_attention(images, maps, path, title=title)
     return Path(path)

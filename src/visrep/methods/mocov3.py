@@ -44,6 +44,9 @@ class MoCoV3(nn.Module):
         self.momentum_backbone = frozen_copy(backbone)
         self.momentum_projector = frozen_copy(self.projector)
         self.momentum = cfg.m0
+        # the logged momentum as a tensor: a Python float read in `forward` would make
+        # torch.compile (`run.compile`) guard on its value and recompile after every step
+        self.register_buffer("momentum_logged", torch.tensor(cfg.m0), persistent=False)
         self.grad_probe = _grad_probe(backbone) if cfg.log_grad_norms else None
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
@@ -54,7 +57,7 @@ class MoCoV3(nn.Module):
             k1 = self.momentum_projector(self.momentum_backbone(x1))
             k2 = self.momentum_projector(self.momentum_backbone(x2))
         loss = infonce_mocov3(q1, k2, self.cfg.tau) + infonce_mocov3(q2, k1, self.cfg.tau)
-        out = {"loss": loss, "z_std": output_std(q1), "momentum": torch.tensor(self.momentum)}
+        out = {"loss": loss, "z_std": output_std(q1), "momentum": self.momentum_logged.clone()}
         return out | (self.grad_probe.values() if self.grad_probe else {})
 
     @torch.no_grad()
@@ -63,6 +66,7 @@ class MoCoV3(nn.Module):
         `adjust_moco_momentum`)."""
         m0 = self.cfg.m0
         self.momentum = cosine_momentum(m0, progress) if self.cfg.momentum_cosine else m0
+        self.momentum_logged.fill_(self.momentum)
         ema_update(self.momentum_backbone, self.backbone, self.momentum)
         ema_update(self.momentum_projector, self.projector, self.momentum)
 

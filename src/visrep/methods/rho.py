@@ -58,6 +58,8 @@ class _Momentum(nn.Module):
         self.momentum_projector = frozen_copy(self.projector)
         self.momentum, self.m0 = m0, m0
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        # logged as a tensor: a float read in `forward` makes `run.compile` recompile per step
+        self.register_buffer("momentum_logged", torch.tensor(m0), persistent=False)
 
     @torch.no_grad()
     def keys(self, views: list[Tensor]) -> list[Tensor]:
@@ -68,6 +70,7 @@ class _Momentum(nn.Module):
     def on_step_end(self, progress: float) -> None:
         self.steps_done += 1
         self.momentum = cosine_momentum(self.m0, progress)
+        self.momentum_logged.fill_(self.momentum)
         ema_update(self.momentum_backbone, self.backbone, self.momentum)
         ema_update(self.momentum_projector, self.projector, self.momentum)
 
@@ -94,9 +97,11 @@ class RhoMoCo(_Momentum):
         )  # fmt: skip
         if self.training:
             self._enqueue(keys)
-        frozen = int(self.steps_done) < self.cfg.freeze_steps  # the queue is still filling
-        return {"loss": loss * 0.0 if frozen else loss, "loss_official": _official_log(loss, len(views)),
-                "momentum": torch.tensor(self.momentum)}  # fmt: skip
+        # while the queue is still filling the loss is zeroed; a tensor condition, not a
+        # Python bool, so `run.compile` neither breaks the graph nor recompiles per step
+        frozen = self.steps_done < self.cfg.freeze_steps
+        return {"loss": torch.where(frozen, loss * 0.0, loss), "loss_official": _official_log(loss, len(views)),
+                "momentum": self.momentum_logged.clone()}  # fmt: skip
 
     @torch.no_grad()
     def _enqueue(self, keys: list[Tensor]) -> None:
@@ -126,7 +131,7 @@ class RhoBYOL(_Momentum):
             for k, v in enumerate(views)
         )  # fmt: skip
         return {"loss": loss, "loss_official": _official_log(loss, len(views)),
-                "momentum": torch.tensor(self.momentum)}  # fmt: skip
+                "momentum": self.momentum_logged.clone()}  # fmt: skip
 
 
 class RhoSimCLR(nn.Module):
@@ -158,8 +163,8 @@ class RhoSwAV(nn.Module):
         with torch.no_grad():  # prototypes row-normalised in place before the forward
             self.prototypes.weight.copy_(l2_normalize(self.prototypes.weight))
         w = self.prototypes.weight
-        if int(self.steps_done) < self.cfg.freeze_prototypes_steps:
-            w = w.detach() + 0.0 * w  # epoch 0: prototypes get a zero gradient
+        # epoch 0: prototypes get a zero gradient (a tensor condition: no recompiles)
+        w = torch.where(self.steps_done < self.cfg.freeze_prototypes_steps, w.detach() + 0.0 * w, w)
         scores = [l2_normalize(self.projector(self.backbone(v))) @ w.T for v in views]
         loss = rho_swav_loss(scores, self.cfg.sinkhorn_eps, self.cfg.tau, self.cfg.sinkhorn_iters)
         return {"loss": loss}
