@@ -90,15 +90,17 @@ def plot(out: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.5))
-    for row in out["rows"]:
-        c, label = row["summary"]["curves"], row["label"]
+    for i, row in enumerate(out["rows"]):
+        c, label, colour = row["summary"]["curves"], row["label"], f"C{i}"
         style = "-" if row["frozen"] else "--"
-        ax[0].plot(c["step"], c["loss"], style, label=label, lw=0.9)
-        ax[1].plot(c["step"], c["block_first"], style, label=f"{label}: block 1", lw=0.9)
+        ax[0].plot(c["step"], c["loss"], style, color=colour, label=label, lw=0.9)
+        ax[1].plot(c["step"], c["block_first"], style, color=colour, label=f"{label}: block 1",
+                   lw=0.9)  # fmt: skip
         if "patch_embed" in c:
-            ax[1].plot(c["step"], c["patch_embed"], ":", label=f"{label}: patch proj.", lw=0.9)
+            ax[1].plot(c["step"], c["patch_embed"], ":", color=colour,
+                       label=f"{label}: patch proj.", lw=0.9)  # fmt: skip
         s, k = zip(*row["summary"]["knn"], strict=True)
-        ax[2].plot(s, k, style + "o", label=label, ms=3)
+        ax[2].plot(s, k, style + "o", color=colour, label=label, ms=3)
     ax[0].set(title="loss", xlabel="step")
     ax[1].set(title="gradient norm (first block; patch projection when trained)",
               xlabel="step", yscale="log")  # fmt: skip
