@@ -23,7 +23,11 @@ templates in BoW form (`visrep eval zeroshot eval.limit_test=2000`), as the clip
     OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/pseudo_bow_train.py \\
         > /tmp/pseudo_bow_train.log 2>&1 &
 
-Writes benchmarks/results/pseudo_bow_train.{json,md} after every arm.
+    # a second seed (training and the paired captions' draw; the same pseudo-captions)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pseudo_bow_train.py --seed 1 \\
+        --work /tmp/visrep-pseudo-bow-train-s1 --name pseudo_bow_train_s1
+
+Writes benchmarks/results/NAME.{json,md} (default pseudo_bow_train) after every arm.
 """
 
 from __future__ import annotations
@@ -100,14 +104,14 @@ def build_data(work: Path, bow_run: str, n_unpaired: int, k: int, seed: int) -> 
             "pseudo_examples": [r["caption"] for r in got[:8]]}  # fmt: skip
 
 
-def run_arm(name: str, work: Path, runs: Path) -> dict:
+def run_arm(name: str, work: Path, runs: Path, seed: int) -> dict:
     files, epochs = ARMS[name]
     table = work / f"{'+'.join(files)}.jsonl"
     if not table.exists():
         table.write_text("".join((work / f"{f}.jsonl").read_text() for f in files))
     out = runs / name
     cmd = ["train", "clip_bow_fmnist", f"data.dataset={table}", f"optim.epochs={epochs}",
-           *COMMON, f"run.out_dir={out}"]  # fmt: skip
+           *COMMON, f"run.seed={seed}", f"run.out_dir={out}"]  # fmt: skip
     row = {"arm": name, "command": " ".join(["visrep", *cmd]), "uptime_before": uptime()}
     if not (out / "metrics.json").exists():
         t0 = time.perf_counter()
@@ -131,7 +135,8 @@ def main() -> None:
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--arms", nargs="*", default=list(ARMS))
     p.add_argument("--work", default="/tmp/visrep-pseudo-bow-train")
-    p.add_argument("--seed", type=int, default=0, help="the paired captions' template draw")
+    p.add_argument("--seed", type=int, default=0, help="run.seed and the paired captions' draw")
+    p.add_argument("--name", default="pseudo_bow_train", help="results file name")
     args = p.parse_args()
     work = Path(args.work)
     if not (Path(args.bow_run) / "checkpoint.pt").exists():
@@ -141,12 +146,12 @@ def main() -> None:
            "data": build_data(work, args.bow_run, args.n_unpaired, args.k, args.seed),
            "rows": []}  # fmt: skip
     for name in args.arms:
-        out["rows"].append(run_arm(name, work, work / "runs"))
-        write_json(out, RESULTS / "pseudo_bow_train.json")
-        write_md(out)
+        out["rows"].append(run_arm(name, work, work / "runs", args.seed))
+        write_json(out, RESULTS / f"{args.name}.json")
+        write_md(out, args.name)
 
 
-def write_md(out: dict) -> None:
+def write_md(out: dict, name: str) -> None:
     d = out["data"]
     rows = [[f"`{r['arm']}`", f"{r['pairs']:,}", r["steps"], f"{r['last_loss']:.3f}",
              f"{r['zeroshot']['zeroshot_top1']:.3f}", f"{r['zeroshot']['zeroshot_top5']:.3f}",
@@ -178,7 +183,7 @@ def write_md(out: dict) -> None:
         )  # fmt: skip
         + "\n"
     )
-    (RESULTS / "pseudo_bow_train.md").write_text(md)
+    (RESULTS / f"{name}.md").write_text(md)
     print(md, flush=True)
 
 
