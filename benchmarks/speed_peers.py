@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import CpuMeter, command_line, environment, md_table, uptime, wait_for_quiet, write_json  # noqa: E402
 from peer_lightly_mae import LightlyMAE  # noqa: E402
 from throughput import MatmulProbe  # noqa: E402
-from throughput_methods import build_bench, describe_backbone  # noqa: E402
+from throughput_methods import build_bench, describe_backbone, train_step  # noqa: E402
 
 from visrep.device import CompiledOrEager  # noqa: E402
 from visrep.loop import build_optimizer  # noqa: E402
@@ -181,17 +181,7 @@ class Variant:
     def step(self, batch: dict, clip: float, seed: int) -> float:
         torch.manual_seed(seed)  # both libraries draw their masks from the same state
         t0 = time.perf_counter()
-        amp = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        with amp:
-            loss = self.call(batch)["loss"]
-        loss.backward()
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        hook = getattr(self.model, "on_step_end", None)
-        if hook is not None:
-            hook(0.5)
+        train_step(self.call, self.model, self.opt, batch, clip, self.bf16)
         return time.perf_counter() - t0
 
 

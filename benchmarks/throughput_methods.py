@@ -30,6 +30,7 @@ Writes benchmarks/results/throughput_methods.md (and .json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import sys
@@ -71,6 +72,23 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
 FLOP_MAPPING = {torch.ops.aten.convolution_backward: _conv_backward_flops}
 
 
+def train_step(call, model: nn.Module, opt: torch.optim.Optimizer, batch: dict, clip: float,
+               bf16: bool = False) -> None:  # fmt: skip
+    """One step as the loop runs it: `call(batch)` (the model, or a compiled wrapper of it)
+    under bf16 autocast if asked, backward, clipping, the optimizer, the step hook."""
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with amp:
+        loss = call(batch)["loss"]
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    hook = getattr(model, "on_step_end", None)
+    if hook is not None:
+        hook(0.5)
+
+
 @dataclass
 class MethodBench:
     recipe: str
@@ -87,16 +105,7 @@ class MethodBench:
     def _step(self) -> None:
         torch.manual_seed(1000 + self.step_no)  # the loop seeds every step's draws
         self.step_no += 1
-        out = self.model(self.batch)
-        out["loss"].backward()
-        clip = self.cfg.optim.clip_grad
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        hook = getattr(self.model, "on_step_end", None)
-        if hook is not None:
-            hook(0.5)
+        train_step(self.model, self.model, self.opt, self.batch, self.cfg.optim.clip_grad)
 
     def step(self) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
