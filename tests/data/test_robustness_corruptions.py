@@ -42,7 +42,7 @@ def test_suites_are_the_papers_lists():
         SUITES["imagenet_c_bar"]
     )
     assert C_BAR_LEVELS["blue_noise_sample"] == (0.7, 1.4, 2.1, 3.5, 4.2)
-    assert len(SUITES["imagenet_c_bar"]) == 9  # perlin_noise: not yet
+    assert len(SUITES["imagenet_c_bar"]) == 10  # perlin_noise included
     assert levels("sparkles", 32) == (0.7, 3.5, 5.6, 6.3, 7.0)  # CIFAR-10-C-bar under 64 px
     assert levels("sparkles", 64) == (1.0, 2.0, 3.0, 5.0, 6.0)  # ImageNet-C-bar from 64 px
 

@@ -63,8 +63,7 @@ CATEGORY: dict[str, str] = (
     | dict.fromkeys(HELD_OUT, "extra") | dict.fromkeys(IMAGENET_C_BAR_LEVELS, "c_bar")
     | dict.fromkeys(C_BAR_LEVELS, "c_bar")
 )  # fmt: skip
-# c_bar: CIFAR-10-C-bar (the list for small images); imagenet_c_bar: 9 of ImageNet-C-bar's 10
-# (perlin_noise is not implemented yet)
+# c_bar: CIFAR-10-C-bar (the list for small images); imagenet_c_bar: ImageNet-C-bar's 10
 SUITES: dict[str, tuple[str, ...]] = {
     "c": BENCHMARK, "held_out": HELD_OUT, "c_bar": tuple(C_BAR_LEVELS),
     "imagenet_c_bar": tuple(IMAGENET_C_BAR_LEVELS),

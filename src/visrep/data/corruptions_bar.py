@@ -1,7 +1,9 @@
-"""The CIFAR-10-C-bar corruptions (Mintun, Kirillov and Xie, "On Interaction Between
-Augmentations and Corruptions in Natural Corruption Robustness", NeurIPS 2021, §5 and
-Appendix; facebookresearch/augmentation-corruption `imagenet_c_bar/corrupt.py`,
-`imagenet_c_bar/cifar10_c_bar.csv`), vectorised over pixels.
+"""The CIFAR-10-C-bar and ImageNet-C-bar corruptions (Mintun, Kirillov and Xie, "On
+Interaction Between Augmentations and Corruptions in Natural Corruption Robustness",
+NeurIPS 2021, §5 and Appendix; facebookresearch/augmentation-corruption
+`imagenet_c_bar/corrupt.py`, `imagenet_c_bar/{cifar10_c_bar,imagenet_c_bar}.csv`; the
+Perlin generator of `experiments/overlap/augmentations/utils/noise.py`), vectorised over
+pixels.
 
 The official classes loop over pixels in Python (up to ~0.6 s per 32-px image); these
 functions compute the same fields with whole-array numpy. Each takes a float RGB image
@@ -37,11 +39,13 @@ C_BAR_LEVELS: dict[str, tuple[float, ...]] = {
 }
 
 
-# imagenet_c_bar/imagenet_c_bar.csv (used from 64 px); perlin_noise is not implemented yet
+# imagenet_c_bar/imagenet_c_bar.csv (used from 64 px; perlin_noise, not in CIFAR-10-C-bar,
+# at every size)
 IMAGENET_C_BAR_LEVELS: dict[str, tuple[float, ...]] = {
     "caustic_refraction": (2.35, 3.2, 4.9, 6.6, 9.15),
     "inverse_sparkles": (1.0, 2.0, 4.0, 9.0, 10.0),
     "sparkles": (1.0, 2.0, 3.0, 5.0, 6.0),
+    "perlin_noise": (4.6, 5.2, 5.8, 7.6, 8.8),
     "blue_noise_sample": (0.8, 1.6, 2.4, 4.0, 5.6),
     "plasma_noise": (4.75, 7.0, 8.5, 9.25, 10.0),
     "checkerboard_cutout": (2.0, 3.0, 4.0, 5.0, 6.0),
@@ -329,6 +333,79 @@ def caustic_refraction(img: np.ndarray, lv: float, rs: np.random.RandomState) ->
     return np.clip(out, 0, 1) * 255
 
 
+# Perlin's lattice: B gradients/permutation entries, offset N keeps coordinates positive
+PERLIN_B, PERLIN_N = 256, 16 * 256
+
+
+def perlin_tables(rs: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """The permutation `p` [2B + 2] and unit gradients `g` [2B + 2, 2] of Perlin's reference
+    `noise2` (Perlin, "An Image Synthesizer", SIGGRAPH 1985; the generator of
+    augmentation-corruption `experiments/overlap/augmentations/utils/noise.py`), drawn
+    from `rs` in the reference's order: 2B + 2 gradients ((r mod 2B) − B)/B normalised,
+    then a Fisher-Yates-like shuffle of p[:B] (i from B − 1 down, j = r mod B), then both
+    tables repeated past B. A zero gradient draw (probability 2⁻¹⁸ each) stays zero here;
+    the reference divides by its zero norm (NaN pixels)."""
+    b = PERLIN_B
+    g = np.array([(rs.randint(low=0, high=2**31, size=2) % (2 * b) - b) / b
+                  for _ in range(2 * b + 2)])  # fmt: skip  # [2B + 2, 2]
+    norm = np.linalg.norm(g, axis=1, keepdims=True)
+    g = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+    p = np.arange(2 * b + 2)
+    for i in range(b - 1, -1, -1):
+        j = rs.randint(low=0, high=2**31) % b
+        p[i], p[j] = p[j], p[i]
+    # the reference copies entry by entry (B + i ← i), so 2B and 2B + 1 receive entries 0, 1
+    p[b : 2 * b], g[b : 2 * b] = p[:b], g[:b]
+    p[2 * b :], g[2 * b :] = p[:2], g[:2]
+    return p, g
+
+
+def perlin(x: np.ndarray, y: np.ndarray, p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Gradient noise at points (x, y) (any equal shapes): the four lattice corners'
+    gradients dotted with the offsets, blended by the s-curve 3t² − 2t³, times 1.5.
+    Zero at every lattice point, zero-mean over gradient draws."""
+
+    def axis(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = v + PERLIN_N
+        b0 = t.astype(np.int64) % PERLIN_B  # int() of a positive float: floor
+        return b0, (b0 + 1) % PERLIN_B, t % 1.0  # corner below, above, offset in [0, 1)
+
+    bx0, bx1, rx0 = axis(x)
+    by0, by1, ry0 = axis(y)
+    rx1, ry1 = rx0 - 1.0, ry0 - 1.0
+    i, j = p[bx0], p[bx1]
+    b00, b10, b01, b11 = p[i + by0], p[j + by0], p[i + by1], p[j + by1]
+    sx, sy = rx0**2 * (3.0 - 2.0 * rx0), ry0**2 * (3.0 - 2.0 * ry0)
+    u, v = rx0 * g[b00, 0] + ry0 * g[b00, 1], rx1 * g[b10, 0] + ry0 * g[b10, 1]
+    a = u + sx * (v - u)
+    u, v = rx0 * g[b01, 0] + ry1 * g[b01, 1], rx1 * g[b11, 0] + ry1 * g[b11, 1]
+    b = u + sx * (v - u)
+    return 1.5 * (a + sy * (b - a))
+
+
+def turbulence(x: np.ndarray, y: np.ndarray, p: np.ndarray, g: np.ndarray,
+               octaves: float = 16.0) -> np.ndarray:  # fmt: skip
+    """Σ_{f = 1, 2, 4, ... ≤ octaves} |perlin(f·x, f·y)| / f (the reference's `turbulence`)."""
+    out, f = np.zeros(np.broadcast(x, y).shape), 1.0
+    while f <= octaves:
+        out = out + np.abs(perlin(f * x, f * y, p, g)) / f
+        f *= 2
+    return out
+
+
+def perlin_noise(img: np.ndarray, lv: float, rs: np.random.RandomState) -> np.ndarray:
+    """A grey turbulence field n = clip(0.5·turbulence + 0.5, 0, 1) over 5 octaves, blended
+    in: (1 − α)·img + 255·α·n, α = lv·0.5/10. The image spans 7 lattice cells at any size
+    (pixel (y, x) ↦ (y, x)·224/(32·S), the reference's matrix m)."""
+    s = img.shape[0]
+    alpha, seed = level(lv, 0.5), rs.randint(low=0, high=2**32)
+    p, g = perlin_tables(np.random.RandomState(seed))
+    y, x = _grid(s)
+    scale = 224 / (32 * s)
+    n = np.clip(0.5 * turbulence(y * scale, x * scale, p, g) + 0.5, 0, 1)  # [S, S]
+    return (1 - alpha) * img + 255 * alpha * n[..., None]
+
+
 # name -> function(img [S, S, 3] float 0..255, level, RandomState) -> float image
 C_BAR = {
     "blue_noise_sample": blue_noise_sample,
@@ -345,4 +422,5 @@ C_BAR = {
     "cocentric_sine_waves": cocentric_sine_waves,
     "plasma_noise": plasma_noise,
     "caustic_refraction": caustic_refraction,
+    "perlin_noise": perlin_noise,
 }
