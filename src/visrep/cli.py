@@ -149,8 +149,9 @@ def _add_robustness_args(e) -> None:
     r = e.add_argument_group("robustness / msd (visrep.robustness)")
     r.add_argument("--baseline", default="", metavar="RUN",
                    help="robustness: reference run for CE / mCE (default: ImageNet-C AlexNet)")  # fmt: skip
-    r.add_argument("--classifier", default="auto", choices=["auto", "finetune", "knn"],
-                   help="robustness: the run's fine-tuned head, or k-NN on frozen features")  # fmt: skip
+    r.add_argument("--classifier", default="auto", choices=["auto", "finetune", "linear", "knn"],
+                   help="robustness: the run's fine-tuned head, or the linear probe / k-NN on "
+                   "frozen features (auto: finetune for a fine-tuned run, else linear)")  # fmt: skip
     r.add_argument("--suites", default="c,held_out,c_bar",
                    help="robustness: corruption suites (c = the 15, held_out, c_bar)")  # fmt: skip
     r.add_argument("--augment", default="", metavar="SPEC",

@@ -2,15 +2,17 @@
 classifier and the Minimal Sample Distance between its training augmentation and each
 corruption (Hendrycks and Dietterich, ICLR 2019; Mintun, Kirillov and Xie, NeurIPS 2021).
 
-`visrep eval robustness --ckpt RUN [--baseline RUN] [--classifier auto|finetune|knn]`
+`visrep eval robustness --ckpt RUN [--baseline RUN] [--classifier auto|finetune|linear|knn]`
 classifies the eval test split (`eval.limit_test`, a seeded stratified subset) under the 15
 ImageNet-C corruptions (CIFAR-10-C constants for small images), the 4 held-out ones and
 CIFAR-10-C-bar at 5 severities (`visrep.data.corruptions`), and writes RUN/robustness.json,
 .md and .png (atomically): per-corruption errors, CE / mCE / relative mCE against the
 baseline run (evaluated on the same images, or read from its own robustness.json when that
 was computed with the same settings) — ImageNet-C's AlexNet when no baseline is named.
-The classifier is a fine-tuned run's own head (`finetune`) or, for a pre-training run,
-the weighted k-NN on its frozen features (`knn`, bank = `eval.limit_train` train images).
+The classifier is a fine-tuned run's own head (`finetune`) or, on a run's frozen features,
+the linear probe of `visrep eval linear` trained on the clean train split (`linear`, what
+`auto` picks for a pre-training run) or the weighted k-NN (`knn`); both use
+`eval.limit_train` train images.
 
 `visrep eval msd --ckpt RUN | --augment SPEC --encoder RUN` embeds transforms with the
 encoder run's frozen features over |D_S| clean training images and reports MSD and MMD of
@@ -32,10 +34,11 @@ from torch import Tensor
 from visrep.capabilities import Classifier
 from visrep.config import ConfigError, apply_overrides
 from visrep.data.corruptions import BENCHMARK, SUITES
-from visrep.data.preprocess import mean_std, model_preprocess
+from visrep.data.preprocess import eval_preprocess, mean_std, model_preprocess
 from visrep.data.sampling import stratified_subset
-from visrep.evals.features import extract_features
+from visrep.evals.features import extract_features, extract_features_many
 from visrep.evals.knn import knn_class_scores
+from visrep.evals.linear import fit_linear_head
 from visrep.evals.msd import (
     corruption_apply,
     corruption_seeds,
@@ -64,20 +67,49 @@ def eval_split(cfg: Any, split: str, limit: int) -> tuple[Tensor, Tensor]:
     return x, y
 
 
+def linear_predictor(cfg: Any, model: Any, device: torch.device) -> tuple[Any, str]:
+    """The linear probe of `visrep eval linear` (`visrep.evals.linear`, MAE's head on cached
+    frozen features) trained on the clean eval train split (`eval.limit_train`) with the
+    run's `eval.linear_*` settings and seed 0, as `visrep.evals.run.evaluate` trains it;
+    images are encoded through the same path (`extract_features_many`, float16 rows), so
+    its clean test error is `visrep eval linear`'s."""
+    ev, pre = cfg.eval, eval_preprocess(cfg.data)
+    batches, n = split_batches(cfg.data, ev, "train", ev.limit_train)
+    feats, labels = extract_features_many(
+        {"": model.backbone}, batches, preprocess=pre, device=device, progress=True, total=n,
+        desc="linear probe features (train)", memory_mb=ev.feature_memory_mb,
+    )  # fmt: skip
+    head, _ = fit_linear_head(feats[""], labels, int(labels.max()) + 1, epochs=ev.linear_epochs,
+                           batch_size=ev.linear_batch_size, blr=ev.linear_blr, device=device,
+                           progress=True)  # fmt: skip
+
+    def linear_predict(x: Tensor) -> Tensor:
+        f, _ = extract_features_many({"": model.backbone}, [(x, torch.zeros(len(x)))],
+                                     preprocess=pre, device=device)  # fmt: skip
+        return head(f[""].to(device, torch.float32)).argmax(1)
+
+    return linear_predict, (f"linear (blr={ev.linear_blr}, {ev.linear_epochs} epochs, "
+                            f"train {len(labels)})")  # fmt: skip
+
+
 def predictor(cfg: Any, model: Any, classifier: str, device: torch.device) -> tuple[Any, str]:
-    """(uint8 images -> predicted labels, the classifier's name)."""
+    """(uint8 images -> predicted labels, the classifier's name). `auto`: a fine-tuned run's
+    own head, else the linear probe on frozen features (the protocol MAE reports for a
+    frozen encoder; `knn` is the cheaper, training-free alternative)."""
     has_head = isinstance(model, Classifier)
     if classifier == "auto":
-        classifier = "finetune" if has_head else "knn"
+        classifier = "finetune" if has_head else "linear"
     pre = model_preprocess(cfg.data)
     if classifier == "finetune":
         if not has_head:
             raise ConfigError("--classifier finetune needs a fine-tuned run (visrep eval "
-                              "finetune --ckpt RUN writes RUN/finetune); use --classifier knn "
-                              "for a pre-training run")  # fmt: skip
+                              "finetune --ckpt RUN writes RUN/finetune); use --classifier "
+                              "linear or knn for a pre-training run")  # fmt: skip
         return (lambda x: model.logits(pre(x.to(device).float())).argmax(1)), "finetune"
+    if classifier == "linear":
+        return linear_predictor(cfg, model, device)
     if classifier != "knn":
-        raise ConfigError(f"--classifier must be auto, finetune or knn, got {classifier!r}")
+        raise ConfigError(f"--classifier must be auto, finetune, linear or knn, got {classifier!r}")
     ev = cfg.eval
     bank_x, bank_y = eval_split(cfg, "train", ev.limit_train)
     bank = extract_features(model.backbone, bank_x, preprocess=lambda x: pre(x * 255.0),

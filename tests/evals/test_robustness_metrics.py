@@ -123,7 +123,7 @@ def test_cli_end_to_end(finetuned):
     assert m["per_corruption"]["fog"]["msd"] == pytest.approx(np.mean(g))
     # a pre-training run: the weighted k-NN on its frozen features (AlexNet normalisation)
     visrep("eval", "robustness", "--ckpt", str(finetuned / "mae"), "--suites", "c_bar",
-           "eval.limit_test=10", "eval.limit_train=50")  # fmt: skip
+           "--classifier", "knn", "eval.limit_test=10", "eval.limit_train=50")  # fmt: skip
     k = json.loads((finetuned / "mae" / "robustness.json").read_text())
     assert k["classifier"].startswith("knn (k=20") and len(k["errors"]) == 10
     assert k["baseline"].startswith("AlexNet") and "mce" not in k["table"]  # no C-bar AlexNet

@@ -50,6 +50,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -213,13 +214,11 @@ def _accuracy(head: nn.Module, features: Tensor, labels: Tensor, topk: int) -> t
     return hits[1] / features.shape[0], hits[topk] / features.shape[0]
 
 
-def linear_probe(
+def fit_linear_head(
     train_features: Tensor,
     train_labels: Tensor,
-    test_features: Tensor,
-    test_labels: Tensor,
+    num_classes: int,
     *,
-    num_classes: int | None = None,
     epochs: int = 90,
     batch_size: int = 1024,
     blr: float = 1.0,
@@ -230,6 +229,60 @@ def linear_probe(
     device: str | torch.device = "cpu",
     progress: bool = False,
     cpu_threads: int | None = 1,
+) -> tuple[nn.Sequential, dict[str, float | int | str]]:
+    """MAE's linear-probe head (:func:`make_head`) trained on the fixed ``[N, D]`` features
+    (the training half of :func:`linear_probe`, whose arguments these are), returned in
+    eval mode on ``device``: ``head(features.float())`` gives ``[M, C]`` logits with the
+    BN running statistics, as the probe's test accuracy is measured. Also returns the
+    settings as :func:`linear_probe` records them (``linear_epochs``, ``linear_lr``, ...)."""
+    if (
+        epochs < 1
+        or batch_size < 1
+        or warmup_epochs < 0
+        or (cpu_threads is not None and cpu_threads < 1)
+    ):
+        raise ValueError(
+            f"need epochs >= 1, batch_size >= 1, warmup_epochs >= 0, cpu_threads >= 1 or None; "
+            f"got {epochs}, {batch_size}, {warmup_epochs}, {cpu_threads}"
+        )
+    budget = blr * train_features.shape[0] * epochs / 256
+    if optimizer == "lars" and budget < MIN_LARS_BUDGET:
+        warnings.warn(
+            f"LARS linear probe will likely under-fit: LARS moves the weight by ~lr * 0.001 of "
+            f"its norm per step, and blr * N * epochs / 256 = {budget:.0f} < {MIN_LARS_BUDGET:.0f} "
+            f"(blr={blr}, N={train_features.shape[0]}, epochs={epochs}); raise blr or epochs.",
+            stacklevel=3,
+        )
+    generator = torch.Generator().manual_seed(seed)
+    head = make_head(train_features.shape[1], num_classes, generator).to(device)
+    lr = blr * batch_size / 256
+    opt = _make_optimizer(head, optimizer, lr, weight_decay)
+    # the features stay as stored (float16, maybe memory-mapped: FeatureStore); each
+    # mini-batch is read and converted to float32 on `device`
+    x_train = train_features.to(device)
+    y_train = train_labels.to(device, torch.long)
+    on_cpu = torch.device(device).type == "cpu"
+    with _torch_threads(cpu_threads if on_cpu else None):
+        _train_head(
+            head, opt, x_train, y_train,
+            epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs,
+            generator=generator, progress=progress,
+        )  # fmt: skip
+    settings = {"linear_epochs": epochs, "linear_batch_size": batch_size, "linear_lr": lr,
+                "linear_blr": blr, "linear_optimizer": optimizer,
+                "linear_weight_decay": weight_decay, "linear_warmup_epochs": warmup_epochs,
+                "linear_seed": seed}  # fmt: skip
+    return head.eval(), settings
+
+
+def linear_probe(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    *,
+    num_classes: int | None = None,
+    **settings: Any,
 ) -> dict[str, float | int | str]:
     """Linear-probe accuracy of frozen features (MAE §A.2, cached-features variant).
 
@@ -248,6 +301,7 @@ def linear_probe(
         test_features: ``[M, D]`` evaluation features.
         test_labels: ``[M]`` integer labels.
         num_classes: Number of classes; inferred from the labels if None.
+        **settings: keyword arguments of :func:`fit_linear_head`, which trains the head:
         epochs: Training epochs (MAE: 90 for ViT-B).
         batch_size: Mini-batch size (the last incomplete batch of an epoch is
             dropped, as in MAE).
@@ -278,39 +332,10 @@ def linear_probe(
             optimizer, or non-positive epochs/batch size.
     """
     num_classes = _validate(train_features, train_labels, test_features, test_labels, num_classes)
-    if (
-        epochs < 1
-        or batch_size < 1
-        or warmup_epochs < 0
-        or (cpu_threads is not None and cpu_threads < 1)
-    ):
-        raise ValueError(
-            f"need epochs >= 1, batch_size >= 1, warmup_epochs >= 0, cpu_threads >= 1 or None; "
-            f"got {epochs}, {batch_size}, {warmup_epochs}, {cpu_threads}"
-        )
-    budget = blr * train_features.shape[0] * epochs / 256
-    if optimizer == "lars" and budget < MIN_LARS_BUDGET:
-        warnings.warn(
-            f"LARS linear probe will likely under-fit: LARS moves the weight by ~lr * 0.001 of "
-            f"its norm per step, and blr * N * epochs / 256 = {budget:.0f} < {MIN_LARS_BUDGET:.0f} "
-            f"(blr={blr}, N={train_features.shape[0]}, epochs={epochs}); raise blr or epochs.",
-            stacklevel=2,
-        )
-    generator = torch.Generator().manual_seed(seed)
-    head = make_head(train_features.shape[1], num_classes, generator).to(device)
-    lr = blr * batch_size / 256
-    opt = _make_optimizer(head, optimizer, lr, weight_decay)
-    # the features stay as stored (float16, maybe memory-mapped: FeatureStore); each
-    # mini-batch is read and converted to float32 on `device`
+    head, recorded = fit_linear_head(train_features, train_labels, num_classes, **settings)
+    device = settings.get("device", "cpu")
     x_train = train_features.to(device)
     y_train = train_labels.to(device, torch.long)
-    on_cpu = torch.device(device).type == "cpu"
-    with _torch_threads(cpu_threads if on_cpu else None):
-        _train_head(
-            head, opt, x_train, y_train,
-            epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs,
-            generator=generator, progress=progress,
-        )  # fmt: skip
     test_top1, test_top5 = _accuracy(
         head,
         test_features,
@@ -320,15 +345,5 @@ def linear_probe(
     metrics: dict[str, float | int | str] = {"linear_top1": test_top1}
     if num_classes >= 5:
         metrics["linear_top5"] = test_top5
-    metrics.update(
-        linear_train_top1=_accuracy(head, x_train, y_train, 1)[0],
-        linear_epochs=epochs,
-        linear_batch_size=batch_size,
-        linear_lr=lr,
-        linear_blr=blr,
-        linear_optimizer=optimizer,
-        linear_weight_decay=weight_decay,
-        linear_warmup_epochs=warmup_epochs,
-        linear_seed=seed,
-    )
-    return metrics
+    metrics["linear_train_top1"] = _accuracy(head, x_train, y_train, 1)[0]
+    return metrics | recorded
