@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
+from throughput import MatmulProbe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -83,6 +84,33 @@ def summarise(run_dir: Path) -> dict:
     }
 
 
+def matmul_gflops() -> float:
+    """One thread (as the runs): fp32 2048² matmul GFLOP/s, the host-load probe."""
+    import torch
+
+    torch.set_num_threads(1)
+    probe = MatmulProbe()
+    probe.run()
+    return round(probe.gflops[-1], 1)
+
+
+def init_knn(knn_limit: int) -> float:
+    """20-NN of the runs' common initial encoder (seed 0, the loop's periodic protocol)."""
+    import torch
+
+    from visrep.config import replace
+    from visrep.configs import resolved_recipe
+    from visrep.evals.run import evaluate
+    from visrep.runs import build_model
+
+    cfg = resolved_recipe(RECIPE)
+    torch.manual_seed(cfg.run.seed)  # as train() does before building the model
+    backbone = build_model(cfg).backbone
+    ev = replace(cfg.eval, budget_minutes=0.0)
+    m = evaluate(backbone, cfg.data, ev, protocols=("knn",), limit=knn_limit, device="cpu")
+    return float(m["knn_top1"])
+
+
 def plot(out: dict, path: Path) -> None:
     import matplotlib
 
@@ -101,6 +129,7 @@ def plot(out: dict, path: Path) -> None:
                        label=f"{label}: patch proj.", lw=0.9)  # fmt: skip
         s, k = zip(*row["summary"]["knn"], strict=True)
         ax[2].plot(s, k, style + "o", color=colour, label=label, ms=3)
+    ax[2].axhline(out["init_knn"], color="grey", lw=0.8, label="initial encoder")
     ax[0].set(title="loss", xlabel="step")
     ax[1].set(title="gradient norm (first block; patch projection when trained)",
               xlabel="step", yscale="log")  # fmt: skip
@@ -130,7 +159,8 @@ def main() -> None:
         else {}
     )
     out = {"command": command_line(), "environment": environment(), "uptime_before": uptime(),
-           "recipe": RECIPE, "knn_limit": args.knn_limit, "rows": []}  # fmt: skip
+           "recipe": RECIPE, "knn_limit": args.knn_limit, "init_knn": init_knn(args.knn_limit),
+           "matmul_gflops_1thread_before": matmul_gflops(), "rows": []}  # fmt: skip
     arms = [
         (blr, frozen) for blr in (RECIPE_BLR * args.high, RECIPE_BLR) for frozen in (False, True)
     ]
@@ -157,7 +187,7 @@ def main() -> None:
                "command": " ".join(cmd), "wall_s": round(time.perf_counter() - t0, 1),
                "uptime_before": load, "summary": summarise(run_dir)}  # fmt: skip
         out["rows"].append(row)
-        out["uptime_after"] = uptime()
+        out["uptime_after"], out["matmul_gflops_1thread_after"] = uptime(), matmul_gflops()
         write_json(out, RESULTS / f"{args.name}.json")
         write_md(out, args)
         plot(out, RESULTS / f"{args.name}.png")
@@ -172,14 +202,16 @@ def write_md(out: dict, args: argparse.Namespace) -> None:
         rows.append([f"{r['blr']:g}", f"{r['lr']:.2g}", "frozen" if r["frozen"] else "trained",
                      knn, f"{s['knn_best']:.3f}", s["knn_dips_gt_0.02"],
                      f"{s['loss_final_mean_last_10']:.3f}", s["loss_spikes_1.5x"],
-                     s["first_block_grad_spikes_3x"], patch, f"{r['wall_s'] / 60:.1f}"])  # fmt: skip
+                     s["first_block_grad_spikes_3x"], patch, f"{r['wall_s'] / 60:.1f}",
+                     r["uptime_before"].rsplit("load average:", 1)[-1].split(",")[0].strip()])  # fmt: skip
     steps = math.ceil(args.limit / args.batch) * args.epochs
     md = (
         f"# MoCo v3 ViT stability: trained vs frozen random patch projection ({RECIPE})\n\n"
         f"`{out['command']}`\n\n"
         f"{steps} steps of batch {args.batch} on the first {args.limit:,} Fashion-MNIST train "
         f"images ({args.epochs} epochs, {args.warmup_epochs:g} warm-up), same seed for every run. "
-        f"20-NN on {out['knn_limit']} train / {out['knn_limit']} test images after each epoch.\n\n"
+        f"20-NN on {out['knn_limit']} train / {out['knn_limit']} test images after each epoch "
+        f"(the runs' common initial encoder: {out['init_knn']:.3f}).\n\n"
         + md_table(
             [
                 "blr",
@@ -193,12 +225,16 @@ def write_md(out: dict, args: argparse.Namespace) -> None:
                 "block-1 grad spikes > 3×",
                 "patch grad spikes > 3×",
                 "wall min",
+                "load",
             ],
             rows,
         )  # fmt: skip
         + "\n\nSpikes: steps whose value exceeds the factor × the median of the 10 steps before. "
         f"Dips: evaluations more than 0.02 below the best one before them.\n\n"
-        f"Host before: {out['uptime_before']}; after: {out.get('uptime_after', '')}. "
+        f"Host before: {out['uptime_before']}; after: {out.get('uptime_after', '')}; 1-thread "
+        f"2048² matmul {out['matmul_gflops_1thread_before']} GFLOP/s before, "
+        f"{out.get('matmul_gflops_1thread_after')} after (this invocation; a reused run's wall "
+        "time and load are those of the invocation that trained it). "
         f"Curves: `{args.name}.png`; per-step values in `{args.name}.json`.\n"
     )
     (RESULTS / f"{args.name}.md").write_text(md)
