@@ -6,16 +6,19 @@ norm; a fixed random patch projection removes them at equal or better accuracy.
 
 At the size that runs here: `mocov3_vit_fmnist` (ViT-Tiny/4, 4 blocks, 28 px) on the first
 `--limit` Fashion-MNIST train images, `--epochs` epochs of batch `--batch` (fixed steps),
-at the recipe's blr and at `--high`× it, each with the patch projection trained and frozen:
-4 runs, same seed (same initial weights, same batches and augmentations). Every step logs
+at the recipe's blr and at 10× it (`--mults`), each with the patch projection trained and
+frozen: 4 runs, same seed (same initial weights, same batches and augmentations). Every step logs
 the loss and the gradient norms of the patch projection and the first and last block
 (`method.log_grad_norms=true`); the loop's periodic 20-NN (`eval.every_epochs=1`,
 `--knn-limit` train/test images) gives the k-NN curve.
 
     OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/mocov3_stability.py \\
         > /tmp/mocov3_stability.log 2>&1 &
+    # a much higher lr, shorter (4 epochs)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mocov3_stability.py --mults 50 --epochs 4 \\
+        --runs-dir /tmp/visrep-mocov3-stability-50x --name mocov3_stability_50x
 
-Writes benchmarks/results/mocov3_stability.{json,md,png} after every run (rows that finished
+Writes benchmarks/results/NAME.{json,md,png} (default mocov3_stability) after every run (rows that finished
 stay when the script is interrupted); runs go to `--runs-dir`.
 """
 
@@ -68,7 +71,7 @@ def summarise(run_dir: Path) -> dict:
     for n in NORMS:
         if f"train/grad_norm_{n}" in train[0]:
             curves[n] = [r[f"train/grad_norm_{n}"] for r in train]
-    k = [v for _, v in knn]
+    k = [v for _, v in knn] or [float("nan")]  # a run that diverged before its first eval
     return {
         "curves": curves,
         "knn": knn,
@@ -127,8 +130,9 @@ def plot(out: dict, path: Path) -> None:
         if "patch_embed" in c:
             ax[1].plot(c["step"], c["patch_embed"], ":", color=colour,
                        label=f"{label}: patch proj.", lw=0.9)  # fmt: skip
-        s, k = zip(*row["summary"]["knn"], strict=True)
-        ax[2].plot(s, k, style + "o", color=colour, label=label, ms=3)
+        if row["summary"]["knn"]:
+            s, k = zip(*row["summary"]["knn"], strict=True)
+            ax[2].plot(s, k, style + "o", color=colour, label=label, ms=3)
     ax[2].axhline(out["init_knn"], color="grey", lw=0.8, label="initial encoder")
     ax[0].set(title="loss", xlabel="step")
     ax[1].set(title="gradient norm (first block; patch projection when trained)",
@@ -147,7 +151,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--high", type=float, default=10.0, help="the high lr, × the recipe's")
+    p.add_argument("--mults", type=float, nargs="+", default=[10.0, 1.0],
+                   help="learning rates to run, × the recipe's blr (default: 10× and 1×)")  # fmt: skip
     p.add_argument("--knn-limit", type=int, default=1000)
     p.add_argument("--runs-dir", default="/tmp/visrep-mocov3-stability")
     p.add_argument("--name", default="mocov3_stability")
@@ -161,9 +166,7 @@ def main() -> None:
     out = {"command": command_line(), "environment": environment(), "uptime_before": uptime(),
            "recipe": RECIPE, "knn_limit": args.knn_limit, "init_knn": init_knn(args.knn_limit),
            "matmul_gflops_1thread_before": matmul_gflops(), "rows": []}  # fmt: skip
-    arms = [
-        (blr, frozen) for blr in (RECIPE_BLR * args.high, RECIPE_BLR) for frozen in (False, True)
-    ]
+    arms = [(RECIPE_BLR * m, frozen) for m in args.mults for frozen in (False, True)]
     for blr, frozen in arms:
         tag = f"blr{blr:g}_{'frozen' if frozen else 'trained'}"
         run_dir = Path(args.runs_dir) / tag
@@ -180,7 +183,9 @@ def main() -> None:
             t0, load = t0 - before[" ".join(cmd)]["wall_s"], before[" ".join(cmd)]["uptime_before"]
         else:  # a run folder the JSON does not know is an interrupted run: start it again
             shutil.rmtree(run_dir, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "visrep.cli", *cmd[1:]], check=True, cwd=ROOT)
+            done = subprocess.run([sys.executable, "-m", "visrep.cli", *cmd[1:]], cwd=ROOT)
+            if done.returncode:  # diverged (the loop stops on a NaN loss): keep what it logged
+                print(f"{tag}: visrep train exited with {done.returncode}", flush=True)
         row = {"label": f"blr {blr:g} ({blr * args.batch / 256:.2g} abs), patch proj. "
                         f"{'frozen' if frozen else 'trained'}",
                "blr": blr, "lr": blr * args.batch / 256, "frozen": frozen,
