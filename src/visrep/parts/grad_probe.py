@@ -9,7 +9,8 @@ the gradient of each named module's trainable parameters, as the backward pass l
 A method holds a probe and returns `probe.values()` in its output dict; the tensors are
 filled during the backward of that same output, and the training loop logs a step's output
 after its backward and optimizer step, so the logged value is the step's gradient norm (raw:
-before any clipping; with gradient accumulation, the sum over the micro-batches so far).
+before any clipping; with gradient accumulation, the sum over the micro-batches so far; under
+DistributedDataParallel, this process's gradient before the all-reduce).
 """
 
 from __future__ import annotations
