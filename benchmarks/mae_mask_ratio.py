@@ -19,14 +19,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from finetune_check import FINETUNE, finetune  # noqa: E402
 from host import command_line, md_table, uptime, write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RECIPE_RATIO = 0.75  # mae_fmnist's method.mask_ratio
 RESULTS = HERE / "results"
-FINETUNE = ["optim.blr=1e-2", "optim.batch_size=64", "optim.epochs=1", "optim.warmup_epochs=0.1",
-            "eval.limit_train=2560", "eval.limit_test=2000", "run.threads=1",
-            "run.progress=False"]  # fmt: skip
 
 
 def main() -> None:
@@ -58,12 +56,8 @@ def main() -> None:
             row = json.loads((results / "fashion_mnist" / "mae_fmnist.json").read_text())
             run_dir = runs / "fashion_mnist" / "mae_fmnist"
         results.mkdir(parents=True, exist_ok=True)
-        ft_json = results / "finetune.json"
-        if not ft_json.exists():
-            ft_cmd = ["eval", "finetune", "--ckpt", str(run_dir), "--out", str(ft_json),
-                      "method.init=pretrained", *FINETUNE, f"run.out_dir={run_dir}/ft"]  # fmt: skip
-            subprocess.run([sys.executable, "-m", "visrep.cli", *ft_cmd], check=True)
-        ft = json.loads(ft_json.read_text())
+        # the fine-tuning table's protocol (benchmarks/finetune_check.py)
+        ft = finetune(run_dir, results / "finetune.json", "pretrained", run_dir / "ft")["metrics"]
         m = row["metrics"]
         out["rows"].append({"mask_ratio": r, "pretrain": row, "finetune": ft})
         rows.append([f"{r:.2f}", f"{row['images_seen']:,}", f"{m['knn_top1']:.3f}",
