@@ -93,7 +93,8 @@ def mocov3_vit_fmnist() -> TrainConfig:
     """MoCo v3's ViT recipe on Fashion-MNIST at a CPU size: ViT-Tiny/4 at 28 px (49 tokens)
     with 4 blocks, 1 epoch.
 
-    Command: `visrep train mocov3_vit_fmnist` (~25 minutes: about 43 img/s on 1 thread). The
+    Command: `visrep train mocov3_vit_fmnist` (~25 minutes at the 43 img/s one thread gave
+    for a step of 128 on a shared host; benchmarks/mocov3_stability.py ran at 25–40). The
     ViT recipe below (moco-v3 `CONFIG.md`: AdamW, weight decay 0.1 on every parameter,
     τ = 0.2, m0 0.99 → 1, BYOL's views with crop scale (0.08, 1), MoCo v3's ViT init and a
     frozen random patch projection), changed for a CPU: 4 blocks, projector/predictor hidden
