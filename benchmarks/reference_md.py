@@ -78,7 +78,12 @@ def table(dataset: str, rows: list[dict]) -> str:
     note = "" if len(raw) == 1 else f"\n\n**Raw-pixel figures differ between rows: {sorted(raw)}**"
     missing = [r for r in DATASETS[dataset]["recipes"] if r not in {x["recipe"] for x in rows}]
     todo = f"\n\nNot run yet: {', '.join(f'`{r}`' for r in missing)}." if missing else ""
-    commands = "\n".join(f"- `{r['recipe']}`: `{r['command']}`" for r in rows)
+    commands = "\n".join(
+        f"- `{r['recipe']}`: `{r['command']}`"
+        + (f" (stopped, then resumed at step {r['resumed_at_step']} with `visrep train --resume"
+           " RUN_DIR`: its wall time counts only the resumed part)" if "resumed_at_step" in r else "")
+        for r in rows
+    )  # fmt: skip
     return (
         f"## {title(dataset, rows)}\n\n{md_table(head, lines)}{note}{todo}\n\n"
         f"<details><summary>Commands</summary>\n\n{commands}\n\n</details>\n"
