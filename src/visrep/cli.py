@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "protocol",
         choices=["knn", "linear", "all", "zeroshot", "retrieval", "finetune", "generation",
                  "detect", "robustness", "msd"],
-    )
+    )  # fmt: skip
     e.add_argument("--ckpt", required=True, metavar="RUN_DIR")
     e.add_argument("--out", help="metrics JSON path (default RUN_DIR/eval_PROTOCOL.json)")
     e.add_argument("--device", default="auto")

@@ -376,7 +376,8 @@ class DetectConfig:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # the source's input normalization
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     window_size: int = 14  # ViT: attention window side in tokens
-    global_blocks: tuple[int, ...] = ()  # ViT: blocks with global attention (() = each quarter's last)
+    # ViT: blocks with global attention (() = each quarter's last)
+    global_blocks: tuple[int, ...] = ()
     rel_pos: bool = False  # ViT: decomposed relative position biases (zero init)
     drop_path: float = 0.1
     layer_decay: float = 0.7  # 1.0 = off (ViTDet: 0.7 B, 0.8 L, 0.9 H)
