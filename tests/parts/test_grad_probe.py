@@ -32,6 +32,22 @@ def test_probe_equals_the_hand_computed_norm_per_module():
     torch.testing.assert_close(vals["grad_norm_last"], net[2].weight.grad.norm())
 
 
+def test_probe_state_follows_the_method_and_stays_out_of_checkpoints():
+    """The norms live in non-persistent buffers: `.to()` (a device, here a dtype) moves them
+    and the hooks write into the moved ones, so a GPU step never waits for the host."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    holder = nn.Module()
+    holder.net, holder.probe = net, GradNormProbe({"first": net[0]})
+    assert set(holder.state_dict()) == {f"net.{k}" for k in net.state_dict()}
+    holder.double()
+    holder.net(torch.randn(5, 3, dtype=torch.float64)).sum().backward()
+    norm = holder.probe.values()["grad_norm_first"]
+    assert norm.dtype == torch.float64
+    torch.testing.assert_close(norm, torch.cat([net[0].weight.grad.flatten(),
+                                                net[0].bias.grad]).norm())  # fmt: skip
+
+
 def vit() -> nn.Module:
     return BACKBONES["vit_tiny"]("vit_tiny", img_size=16, patch_size=4, in_chans=1, depth=2)
 

@@ -258,13 +258,12 @@ def fit_linear_head(
     lr = blr * batch_size / 256
     opt = _make_optimizer(head, optimizer, lr, weight_decay)
     # the features stay as stored (float16, maybe memory-mapped: FeatureStore); each
-    # mini-batch is read and converted to float32 on `device`
-    x_train = train_features.to(device)
+    # mini-batch is read and converted to float32 on `device` (no whole copy on a GPU)
     y_train = train_labels.to(device, torch.long)
     on_cpu = torch.device(device).type == "cpu"
     with _torch_threads(cpu_threads if on_cpu else None):
         _train_head(
-            head, opt, x_train, y_train,
+            head, opt, train_features, y_train,
             epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs,
             generator=generator, progress=progress,
         )  # fmt: skip
@@ -334,7 +333,6 @@ def linear_probe(
     num_classes = _validate(train_features, train_labels, test_features, test_labels, num_classes)
     head, recorded = fit_linear_head(train_features, train_labels, num_classes, **settings)
     device = settings.get("device", "cpu")
-    x_train = train_features.to(device)
     y_train = train_labels.to(device, torch.long)
     test_top1, test_top5 = _accuracy(
         head,
@@ -345,5 +343,5 @@ def linear_probe(
     metrics: dict[str, float | int | str] = {"linear_top1": test_top1}
     if num_classes >= 5:
         metrics["linear_top5"] = test_top5
-    metrics["linear_train_top1"] = _accuracy(head, x_train, y_train, 1)[0]
+    metrics["linear_train_top1"] = _accuracy(head, train_features, y_train, 1)[0]
     return metrics | recorded

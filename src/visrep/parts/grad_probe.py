@@ -19,8 +19,13 @@ import torch
 from torch import Tensor, nn
 
 
-class GradNormProbe:
+class GradNormProbe(nn.Module):
     """‖∂L/∂θ_m‖₂ per named module m, over its parameters that require a gradient.
+
+    A module itself only for its state: the squared gradient norms and the norms are
+    non-persistent buffers (not in a checkpoint), so they follow the method to its device
+    and a step's hooks never synchronise with the host; the probed modules are not
+    registered here (their parameters belong to the method).
 
     Args:
         modules: name -> module. A module without trainable parameters (a frozen patch
@@ -28,26 +33,29 @@ class GradNormProbe:
     """
 
     def __init__(self, modules: dict[str, nn.Module]) -> None:
-        self._norms: dict[str, Tensor] = {}
+        super().__init__()
+        self.names: list[str] = []
         for name, module in modules.items():
             params = [p for p in module.parameters() if p.requires_grad]
             if not params:
                 continue
-            squares = torch.zeros(len(params))  # ‖grad‖² of each parameter, latest backward
-            norm = torch.full((), float("nan"))  # NaN until a backward has run
+            # ‖grad‖² of each parameter from the latest backward; the norm is NaN until then
+            self.register_buffer(f"squares_{name}", torch.zeros(len(params)), persistent=False)
+            self.register_buffer(f"norm_{name}", torch.full((), float("nan")), persistent=False)
             for i, p in enumerate(params):
-                p.register_post_accumulate_grad_hook(_hook(squares, i, norm))
-            self._norms[name] = norm
+                p.register_post_accumulate_grad_hook(self._hook(name, i))
+            self.names.append(name)
 
     def values(self) -> dict[str, Tensor]:
         """`grad_norm_<name>` -> 0-d tensor, updated in place by every backward."""
-        return {f"grad_norm_{name}": norm for name, norm in self._norms.items()}
+        return {f"grad_norm_{name}": getattr(self, f"norm_{name}") for name in self.names}
 
+    def _hook(self, name: str, i: int):
+        @torch.no_grad()
+        def hook(p: Tensor) -> None:
+            # looked up at call time: `.to(device)` replaces the buffers
+            squares = getattr(self, f"squares_{name}")
+            squares[i] = p.grad.detach().float().pow(2).sum()
+            getattr(self, f"norm_{name}").copy_(squares.sum().sqrt())
 
-def _hook(squares: Tensor, i: int, norm: Tensor):
-    @torch.no_grad()
-    def hook(p: Tensor) -> None:
-        squares[i] = p.grad.detach().float().pow(2).sum().cpu()
-        norm.copy_(squares.sum().sqrt())
-
-    return hook
+        return hook
