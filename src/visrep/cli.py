@@ -365,9 +365,11 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         config = export_backbone(args.ckpt, args.out, force=args.force,
                                  image=args.format == "timm_image")  # fmt: skip
         out = Path(args.out).resolve()
-        if "video_vit" in config:
-            print(f"wrote {out}: config.json, model.safetensors, README.md (video ViT); load "
-                  f"with visrep.backbones.video_export.load_video_vit('{out}')")  # fmt: skip
+        if "video_vit" in config or "slow_resnet" in config:
+            what, fn = (("video ViT", "load_video_vit") if "video_vit" in config
+                        else ("Slow-only ResNet", "load_slow_resnet"))  # fmt: skip
+            print(f"wrote {out}: config.json, model.safetensors, README.md ({what}); load "
+                  f"with visrep.backbones.video_export.{fn}('{out}')")  # fmt: skip
             return 0
         print(f"wrote {out}: config.json, model.safetensors, README.md "
               f"({config['architecture']}); load with timm.create_model("

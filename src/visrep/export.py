@@ -28,10 +28,9 @@ from safetensors.torch import save_file
 from visrep.backbones.inflate import deflated_timm
 from visrep.backbones.video_export import (
     VIDEO_CONFIG,
-    VIDEO_FORMAT,
     VIDEO_WEIGHTS,
-    load_video_vit,
-    video_vit_config,
+    backbone_block,
+    load_video_backbone,
 )
 from visrep.backbones.video_vit import VideoViT
 from visrep.capabilities import Detects, ImageText
@@ -64,7 +63,8 @@ def export_backbone(
 ) -> dict[str, Any]:
     """Write the run's backbone in timm's layout (module docstring); returns `config.json`.
 
-    A video ViT run is written in visrep's video layout (`export_video`), or with `image` as
+    A video run (video ViT or Slow-only ResNet) is written in visrep's video layout
+    (`export_video`), a video ViT run with `image` also as
     the timm image ViT its deflated patch embedding gives (`visrep.backbones.inflate`)."""
     cfg, model = load_run(run_dir)
     if image:
@@ -77,7 +77,7 @@ def export_backbone(
         return _write_timm(cfg, Path(run_dir), Path(out_dir), force, name=name, kwargs=kwargs,
                            fixups={}, num_features=model.backbone.embed_dim, fixed=True,
                            state=state, norm=norm)  # fmt: skip
-    if cfg.data.frames:  # timm has no video ViT: visrep's own layout
+    if cfg.data.frames:  # timm has no video ViT nor 3-D ResNet: visrep's own layout
         return export_video(cfg, model.backbone, Path(run_dir), Path(out_dir), force)
     if isinstance(model, Detects):  # ViTDet trunk + pyramid + Mask R-CNN: no timm model
         raise ValueError(f"{run_dir} is a detection run (visrep eval detect): timm has no "
@@ -133,18 +133,16 @@ def _write_timm(cfg: Any, run_dir: Path, out: Path, force: bool, *, name: str,
 
 
 def export_video(cfg: Any, backbone: Any, run_dir: Path, out: Path, force: bool) -> dict[str, Any]:
-    """A video ViT in visrep's layout (`visrep.backbones.video_export`), checked by loading it
-    back: the rebuilt encoder's features on a clip must equal the run's."""
-    if not isinstance(backbone, VideoViT):  # a Slow ResNet: no documented layout yet
-        raise ValueError(f"{run_dir} trained a {type(backbone).__name__} video backbone: only "
-                         "video ViT runs export (timm has no 3-D ResNet); load the run with "
-                         "visrep.runs.load_run")  # fmt: skip
+    """A video ViT or Slow-only ResNet in visrep's layout (`visrep.backbones.video_export`),
+    checked by loading it back: the rebuilt network's features on a clip must equal the
+    run's (eval mode)."""
+    fmt, key, block = backbone_block(backbone)  # a clear error for any other backbone
     prepare_out_dir(out, force)
     d = cfg.data
     mean, std = video_mean_std(d, moving=is_fashion_mnist(d.dataset))
     config = {
-        "format": VIDEO_FORMAT,
-        "video_vit": video_vit_config(backbone),
+        "format": fmt,
+        key: block,
         "preprocessing": {
             "frames": d.frames,
             "frame_stride": d.frame_stride,
@@ -162,16 +160,48 @@ def export_video(cfg: Any, backbone: Any, run_dir: Path, out: Path, force: bool)
         out / VIDEO_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
     )
     atomic_write_text(out / VIDEO_CONFIG, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(out / "README.md", video_card(config, run_dir, out))
-    loaded, _ = load_video_vit(out)
-    v = config["video_vit"]
-    clip = torch.randn(2, v["in_chans"], v["frames"], v["img_size"], v["img_size"],
-                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+    card = video_card if key == "video_vit" else slow_card
+    atomic_write_text(out / "README.md", card(config, run_dir, out))
+    loaded, _ = load_video_backbone(out)
+    clip = torch.randn(2, block["in_chans"], block["frames"], block["img_size"],
+                       block["img_size"], generator=torch.Generator().manual_seed(0))  # fmt: skip
     with torch.no_grad():
         same = torch.equal(loaded(clip), backbone.cpu().eval()(clip))
     if not same:
-        raise ValueError(f"the encoder loaded back from {out} differs from the run's")
+        raise ValueError(f"the network loaded back from {out} differs from the run's")
     return config
+
+
+def slow_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
+    """README.md of a Slow-only ResNet export: the layout and how to load it."""
+    v, pre, meta = config["slow_resnet"], config["preprocessing"], config["visrep"]
+    return "\n".join(
+        [
+            f"# Slow-only ResNet ({v['arch']}) pre-trained with visrep "
+            f"({meta['method'].removesuffix('Config')})",
+            "",
+            f"- recipe `{meta['recipe']}`, data `{meta['data']}`, run `{run_dir}`",
+            f"- input: clips [N, {v['in_chans']}, {v['frames']}, {v['img_size']}, {v['img_size']}] "
+            f"(C, T, H, W): {pre['frames']} frames at stride {pre['frame_stride']} (of "
+            f"{pre['target_fps']} fps), normalised with mean {pre['mean']}, std {pre['std']}",
+            f"- stages res2-res5: {v['blocks']} bottleneck blocks, width {v['width']}, temporal "
+            f"kernels {v['temporal_kernels']}, spatial strides {v['spatial_strides']}; features: "
+            f"{v['feature_dim']}-d, {v['features']}",
+            "",
+            "timm has no 3-D ResNet: `model.safetensors` holds visrep's `SlowResNet` state dict "
+            '(BatchNorm running statistics included; docs/export.md, "Slow-only ResNet", lists '
+            "the names).",
+            "",
+            "## Load",
+            "",
+            "```python",
+            "from visrep.backbones.video_export import load_slow_resnet",
+            f'model, config = load_slow_resnet("{out.resolve()}")  # eval mode, strict',
+            "features = model(clips)  # [N, " + str(v["feature_dim"]) + "]",
+            "```",
+            "",
+        ]
+    )
 
 
 def video_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:

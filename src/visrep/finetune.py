@@ -12,6 +12,19 @@ dataset, the fine-tuning defaults or a paper preset, then the overrides), trains
 top-1/top-5 of the fine-tuned classifier (`visrep.evals.classifier`) on the eval test split (and of its model EMA
 when `method.ema_decay` > 0, as the ConvNeXt V2 presets set).
 
+A video run (`data.frames` > 0: MAE-ST, video MaskFeat, the ρ methods, on a `vit_*` video ViT
+or a `slow_*` Slow-only ResNet) is fine-tuned by the same path: the supervised method puts a
+head on its video backbone (`visrep.methods.supervised`), the loop trains it on labelled clips
+of `eval.dataset`'s train split (Moving Fashion-MNIST or a folder of class sub-folders of
+videos), and the final evaluation is clip-level multi-view top-1/top-5. Its defaults
+(`video_defaults`) follow mae_st `main_finetune.py` where a CPU allows: dropout 0.5 before the
+head, layer decay 0.75, drop path 0.1, label smoothing 0.1, clip_grad 5.0 (FINETUNE.md), the
+run's own clip sampling and crop (no flip where the run had none: Moving Fashion-MNIST's
+direction rule), no RandAugment / RandomErasing of clips (not implemented), a short schedule
+(`VIDEO_FINETUNE_OPTIM`); the preset `mae_st_vit_large` is FINETUNE.md's ViT-L recipe
+(without its RandAugment and repeated augmentation). A Slow ResNet's head starts at
+normal(0, 0.01) as SlowFast's `ResNetBasicHead`.
+
 Override keys are those of any run: `method.*` (init, layer_decay, mixup, cutmix,
 smoothing, drop_path, pool, reprob, auto_augment, ...), `optim.*` (epochs, batch_size, blr,
 warmup_epochs, ...), `data.*` (img_size, crop_scale, hflip, num_workers), `eval.*` (dataset,
@@ -92,6 +105,19 @@ PRESETS: dict[str, dict[str, Any]] = {
                                         "method.smoothing": 0.2}),
 }  # fmt: skip
 
+# mae_st FINETUNE.md (ViT-L/16, Kinetics-400, 16 x 4 clips): 50 epochs, blr 2.4e-3, warmup 5,
+# layer decay 0.75, drop path 0.2, dropout 0.3, smoothing 0.1, Mixup 0.8 / CutMix 1.0,
+# clip_grad 5.0, fp32, random resized crop (0.08, 1). Its RandAugment (rand-m7-mstd0.5-inc1)
+# and repeat_aug 2 are not ported: RandomErasing / RandAugment of clips are off.
+PRESETS["mae_st_vit_large"] = {
+    "optim.epochs": 50, "optim.blr": 2.4e-3, "optim.warmup_epochs": 5, "optim.batch_size": 2,
+    "optim.weight_decay": 0.05, "optim.min_lr": 1e-6, "optim.clip_grad": 5.0,
+    "method.layer_decay": 0.75, "method.drop_path": 0.2, "method.dropout": 0.3,
+    "method.smoothing": 0.1, "method.mixup": 0.8, "method.cutmix": 1.0,
+    "data.crop_scale": (0.08, 1.0), "run.precision": "fp32", "data.num_workers": 8,
+}  # fmt: skip
+VIDEO_PRESETS = {"mae_st_vit_large"}
+
 # The fine-tuning defaults for the Fashion-MNIST demo models (a short schedule).
 FINETUNE_OPTIM = OptimConfig(
     epochs=2, batch_size=128, blr=1e-3, min_lr=1e-6, warmup_epochs=0.2, weight_decay=0.05,
@@ -99,10 +125,27 @@ FINETUNE_OPTIM = OptimConfig(
 )  # fmt: skip
 
 
+# The video defaults on a CPU: 16 clips a step, 4 epochs of the labelled train split.
+VIDEO_FINETUNE_OPTIM = OptimConfig(
+    epochs=4, batch_size=16, blr=1e-3, min_lr=1e-6, warmup_epochs=0.5, weight_decay=0.05,
+    betas=(0.9, 0.999), clip_grad=5.0,
+)  # fmt: skip
+
+
+def video_defaults(backbone: BackboneConfig) -> dict[str, Any]:
+    """The supervised method's video settings (module docstring): mae_st `main_finetune.py`'s
+    dropout 0.5, layer decay 0.75, drop path 0.1; a Slow ResNet's head std 0.01 (SlowFast
+    `ResNetBasicHead` init); no RandomErasing / RandAugment of clips."""
+    return {"dropout": 0.5, "layer_decay": 0.75, "drop_path": 0.1, "reprob": 0.0,
+            "auto_augment": "",
+            "head_init_std": 0.01 if backbone.name.startswith("slow_") else 2e-5}  # fmt: skip
+
+
 def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[SupervisedConfig]:
     """The fine-tuning run for `source` (a run or an exported backbone folder) before
-    overrides: its input conventions (image size, channels, normalization) and eval dataset,
-    the fine-tuning defaults or a named preset, `run.out_dir` = `source/finetune`."""
+    overrides: its input conventions (image size, channels, normalization; a video run's clip
+    sampling) and eval dataset, the fine-tuning defaults or a named preset, `run.out_dir` =
+    `source/finetune`."""
     if preset and preset not in PRESETS:
         raise ValueError(f"unknown fine-tuning preset {preset!r}; choose one of {sorted(PRESETS)}")
     path = Path(source)
@@ -111,14 +154,24 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
     else:
         run = load_run_config(path)
         data, ev, backbone = run.data, run.eval, run.backbone
+    video = bool(data.frames)
+    if preset and (preset in VIDEO_PRESETS) != video:
+        raise ValueError(f"preset {preset!r} is for {'image' if video else 'video'} runs; "
+                         f"{source} is a {'video' if video else 'image'} run")  # fmt: skip
+    if video:  # the run's clips (one per video: data.clips = 0), its crop and flip
+        data = dataclasses.replace(data, views="", limit=0, num_workers=0, clips=0,
+                                   ssl_color=False)  # fmt: skip
+        method = SupervisedConfig(source=str(source), **video_defaults(backbone))
+    else:
+        data = dataclasses.replace(data, crop_scale=(0.35, 1.0), hflip=True, views="", limit=0,
+                                   num_workers=0)  # fmt: skip
+        method = SupervisedConfig(source=str(source))
     cfg = TrainConfig(
-        method=SupervisedConfig(source=str(source)),
+        method=method,
         recipe=f"finetune:{preset}" if preset else "finetune",
         backbone=backbone,
-        data=dataclasses.replace(
-            data, crop_scale=(0.35, 1.0), hflip=True, views="", limit=0, num_workers=0
-        ),  # fmt: skip
-        optim=FINETUNE_OPTIM,
+        data=data,
+        optim=VIDEO_FINETUNE_OPTIM if video else FINETUNE_OPTIM,
         eval=dataclasses.replace(ev, every_epochs=0, final=True),
         run=RunConfig(out_dir=str(path / RUN_SUBDIR)),
     )
@@ -128,9 +181,18 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
 def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]:
     """After the overrides: the classifier's image size is `data.img_size`, and the number of
     classes (when 0) that of the eval dataset."""
-    if not cfg.eval.dataset:
-        raise ConfigError("no labelled dataset: pass eval.dataset=fashion_mnist or a folder")
-    k = cfg.method.num_classes or num_classes(cfg.eval)
+    video = bool(cfg.data.frames)
+    if not cfg.eval.dataset or cfg.eval.dataset == "auto":
+        raise ConfigError(
+            "this run has no labels to fine-tune on (eval.dataset is empty): pass "
+            + ("eval.dataset=fashion_mnist (Moving Fashion-MNIST) or a folder with train/ and "
+               "val/ class sub-folders of videos" if video else
+               "eval.dataset=fashion_mnist or a folder")
+        )  # fmt: skip
+    k = cfg.method.num_classes or num_classes(cfg.eval, video=video)
+    if k < 2:
+        raise ConfigError(f"eval.dataset={cfg.eval.dataset} has {k} class(es): fine-tuning "
+                          "needs labelled data, one sub-folder per class")  # fmt: skip
     return replace(cfg, **{"method.img_size": cfg.data.img_size, "method.num_classes": k})
 
 

@@ -295,6 +295,9 @@ class SupervisedConfig:
     pool: str = "avg"  # ViT: "avg" (fc_norm on mean patch token, MAE default) or "token"
     img_size: int = 0  # 0 = the source's size; else its pos embed is interpolated (= data.img_size)
     head_init_std: float = 2e-5
+    # dropout before the head (mae_st `models_vit.py`: 0.5 by default, 0.3 in its
+    # FINETUNE.md; image MAE has none); `visrep eval finetune` of a video run sets 0.5
+    dropout: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
     mixup_prob: float = 1.0

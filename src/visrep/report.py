@@ -52,10 +52,10 @@ def finish_run(
     if ev.final and isinstance(model, Detects):  # COCO box / mask AP on the val split
         metrics |= detect_eval(cfg, model, device, run_dir)
         pictures["detections"] = "detections.png"
+    elif ev.final and ev.dataset and isinstance(model, Classifier):  # images or clips
+        metrics |= classifier_eval(model, cfg, device)
     elif ev.final and ev.dataset and cfg.data.frames:  # video: clip features, k-NN
         metrics |= video_eval(cfg, model.backbone, device, init_backbone)
-    elif ev.final and ev.dataset and isinstance(model, Classifier):
-        metrics |= classifier_eval(model, cfg, device)
     elif ev.final and ev.dataset:
         # did pre-training help? the same protocols on raw pixels and the untrained encoder
         base = {"raw": RawPixels()} | ({"init": init_backbone} if init_backbone else {})

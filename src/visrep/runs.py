@@ -18,7 +18,7 @@ from torch import nn
 from visrep.backbones import build_backbone
 from visrep.backbones.inflate import inflate_into
 from visrep.backbones.pretrained import Pretrained, create_timm, from_backbone
-from visrep.backbones.video_export import VIDEO_FORMAT
+from visrep.backbones.video_export import SLOW_FORMAT, VIDEO_FORMAT
 from visrep.backbones.video_vit import VideoViT
 from visrep.checkpoint import (
     CHECKPOINT,
@@ -54,10 +54,10 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved config a run saved (`config.json`), typed by its method."""
     data = load_run_config_dict(run_dir)
     name = data.get("method_name")
-    if data.get("format") == VIDEO_FORMAT:
-        raise ConfigError(f"{run_dir} is an exported video ViT, not a run: load it with "
-                          "visrep.backbones.video_export.load_video_vit, or pass the run it "
-                          "came from")  # fmt: skip
+    if data.get("format") in (VIDEO_FORMAT, SLOW_FORMAT):
+        raise ConfigError(f"{run_dir} is an exported video backbone, not a run: load it with "
+                          "visrep.backbones.video_export.load_video_backbone, or pass the run "
+                          "it came from")  # fmt: skip
     if name not in METHODS:
         raise ConfigError(
             f"{run_dir}/config.json names method {name!r}, not one of {sorted(METHODS)}"
@@ -121,12 +121,16 @@ def load_run(
     return cfg, model.to(device).eval()
 
 
-def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -> Pretrained:
+def load_pretrained(
+    path: str | Path, init: str = "pretrained", seed: int = 0
+) -> Pretrained | nn.Module:
     """Read a run folder (`visrep train`) or an exported backbone folder (`visrep export`).
 
     `init="random"` keeps the architecture and input conventions but takes the weights a fresh
     pre-training run would start from (visrep's init, e.g. the fixed sin-cos position table;
     timm's own init for an exported folder), seeded by `seed`: the from-scratch baseline.
+    A video run (`data.frames` > 0) gives its backbone module itself (`VideoViT`,
+    `SlowResNet`: timm has neither), with the run's weights or at that init.
     """
     if init not in ("pretrained", "random"):
         raise ValueError(f"method.init must be 'pretrained' or 'random', got {init!r}")
@@ -147,8 +151,9 @@ def load_pretrained(path: str | Path, init: str = "pretrained", seed: int = 0) -
         torch.manual_seed(seed)
         backbone = build_backbone(cfg.backbone, cfg.data)
     else:
-        backbone = load_run(path)[1].backbone
-    return from_backbone(backbone, str(path))
+        cfg, model = load_run(path)
+        backbone = model.backbone
+    return backbone.train() if cfg.data.frames else from_backbone(backbone, str(path))
 
 
 def image_source(source: str | Path) -> bool:

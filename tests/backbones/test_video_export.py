@@ -105,7 +105,7 @@ def test_video_export_loads_back_with_identical_features(video_run, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(clips), model.backbone(clips))
     assert "load_video_vit" in (tmp_path / "exp" / "README.md").read_text()
-    with pytest.raises(ConfigError, match="exported video ViT"):
+    with pytest.raises(ConfigError, match="exported video backbone"):
         load_run_config(tmp_path / "exp")
     with pytest.raises(ValueError, match="no video ViT export"):
         load_video_vit(video_run)

@@ -1,4 +1,5 @@
-"""The exported layout of a video ViT, and its loader (timm has no video ViT).
+"""The exported layouts of the video backbones, and their loaders (timm has no video ViT and
+no 3-D ResNet).
 
 `visrep export --ckpt VIDEO_RUN --out DIR` writes (docs/export.md, "Video ViT"):
 
@@ -15,6 +16,13 @@
 
 `load_video_vit(DIR)` rebuilds the encoder from these two files (strict state dict, no code
 executed: safetensors).
+
+A Slow-only ResNet run (`visrep.backbones.slow_resnet`) is written the same way
+(docs/export.md, "Slow-only ResNet"): `config.json` with `format` = "visrep-slow-resnet", the
+network's shape under `slow_resnet` (arch, blocks, width, temporal kernels, spatial strides,
+in_chans, frames, img_size, feature_dim) and the same `preprocessing`; `model.safetensors`,
+the `SlowResNet` state dict (BatchNorm running statistics included); `load_slow_resnet(DIR)`
+rebuilds it strictly.
 """
 
 from __future__ import annotations
@@ -24,10 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import safetensors.torch
+from torch import nn
 
+from visrep.backbones.slow_resnet import (
+    SLOW_ARCHS,
+    SPATIAL_STRIDES,
+    TEMPORAL_KERNELS,
+    SlowResNet,
+)
 from visrep.backbones.video_vit import VideoViT
 
 VIDEO_FORMAT = "visrep-video-vit"
+SLOW_FORMAT = "visrep-slow-resnet"
 VIDEO_CONFIG, VIDEO_WEIGHTS = "config.json", "model.safetensors"
 POS_EMBED_LAYOUT = (
     "separable, learned: table[t·h·w + i] = pos_embed_spatial[i] + pos_embed_temporal[t] "
@@ -36,10 +52,59 @@ POS_EMBED_LAYOUT = (
 )
 
 
+def export_format(path: str | Path) -> str:
+    """The `format` of a folder's config.json ("" when there is none)."""
+    cfg = Path(path) / VIDEO_CONFIG
+    return str(json.loads(cfg.read_text()).get("format", "")) if cfg.is_file() else ""
+
+
 def is_video_export(path: str | Path) -> bool:
     """A folder written by `visrep export` for a video ViT run."""
-    cfg = Path(path) / VIDEO_CONFIG
-    return cfg.is_file() and json.loads(cfg.read_text()).get("format") == VIDEO_FORMAT
+    return export_format(path) == VIDEO_FORMAT
+
+
+def slow_resnet_config(net: SlowResNet) -> dict[str, Any]:
+    """The `slow_resnet` block of config.json: everything `load_slow_resnet` needs."""
+    blocks, width = SLOW_ARCHS[net.arch]
+    return {
+        "arch": net.arch,
+        "blocks": list(blocks),
+        "width": width,
+        "temporal_kernels": list(TEMPORAL_KERNELS),
+        "spatial_strides": list(SPATIAL_STRIDES),
+        "in_chans": net.in_chans,
+        "frames": net.frames,
+        "img_size": net.img_size,
+        "feature_dim": net.feature_dim,
+        "features": "global average pool of res5 over (T, H, W)",
+        "input": "[N, C, T, H, W] float clips, normalised with preprocessing.mean / std",
+    }
+
+
+def backbone_block(backbone: nn.Module) -> tuple[str, str, dict[str, Any]]:
+    """(format, config key, block) of a video backbone's export."""
+    if isinstance(backbone, VideoViT):
+        return VIDEO_FORMAT, "video_vit", video_vit_config(backbone)
+    if isinstance(backbone, SlowResNet):
+        return SLOW_FORMAT, "slow_resnet", slow_resnet_config(backbone)
+    raise ValueError(f"no exported layout for a {type(backbone).__name__} video backbone")
+
+
+def _load_strict(model: nn.Module, path: Path, what: str) -> None:
+    """The safetensors weights into `model`, strictly; a mismatch is one clear error."""
+    state = safetensors.torch.load_file(str(path / VIDEO_WEIGHTS))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path / VIDEO_WEIGHTS} does not fit the {what} {path / VIDEO_CONFIG} "
+                         f"describes ({str(e).splitlines()[0]}): export the run again") from e  # fmt: skip
+
+
+def _export_config(path: Path, fmt: str, what: str) -> dict[str, Any]:
+    if export_format(path) != fmt:
+        raise ValueError(f"{path} holds no {what} export ({VIDEO_CONFIG} with format {fmt!r}): "
+                         f"write one with `visrep export --ckpt VIDEO_RUN --out {path}`")  # fmt: skip
+    return json.loads((path / VIDEO_CONFIG).read_text())
 
 
 def video_vit_config(vit: VideoViT) -> dict[str, Any]:
@@ -68,19 +133,29 @@ def video_vit_config(vit: VideoViT) -> dict[str, Any]:
 def load_video_vit(path: str | Path) -> tuple[VideoViT, dict[str, Any]]:
     """The exported video ViT (eval mode) and its config.json."""
     path = Path(path)
-    if not is_video_export(path):
-        raise ValueError(f"{path} holds no video ViT export ({VIDEO_CONFIG} with format "
-                         f"{VIDEO_FORMAT!r}): write one with `visrep export --ckpt VIDEO_RUN "
-                         f"--out {path}`")  # fmt: skip
-    config = json.loads((path / VIDEO_CONFIG).read_text())
+    config = _export_config(path, VIDEO_FORMAT, "video ViT")
     v = config["video_vit"]
     model = VideoViT(v["arch"], img_size=v["img_size"], patch_size=v["patch_size"],
                      in_chans=v["in_chans"], frames=v["frames"], t_patch_size=v["t_patch_size"],
                      pool=v["pool"], depth=v["depth"], num_heads=v["num_heads"])  # fmt: skip
-    state = safetensors.torch.load_file(str(path / VIDEO_WEIGHTS))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path / VIDEO_WEIGHTS} does not fit the encoder {path / VIDEO_CONFIG} "
-                         f"describes ({str(e).splitlines()[0]}): export the run again") from e  # fmt: skip
+    _load_strict(model, path, "encoder")
     return model.eval(), config
+
+
+def load_slow_resnet(path: str | Path) -> tuple[SlowResNet, dict[str, Any]]:
+    """The exported Slow-only ResNet (eval mode: BatchNorm on its running statistics) and its
+    config.json."""
+    path = Path(path)
+    config = _export_config(path, SLOW_FORMAT, "Slow-only ResNet")
+    v = config["slow_resnet"]
+    model = SlowResNet(v["arch"], in_chans=v["in_chans"], frames=v["frames"],
+                       img_size=v["img_size"])  # fmt: skip
+    _load_strict(model, path, "Slow ResNet")
+    return model.eval(), config
+
+
+def load_video_backbone(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Either exported video backbone, by its config.json's `format`."""
+    if export_format(path) == SLOW_FORMAT:
+        return load_slow_resnet(path)
+    return load_video_vit(path)

@@ -77,7 +77,7 @@ class VideoViT(nn.Module):
             raise ValueError(f"pool must be 'token' or 'avg', got {pool!r}")
         dim, n_blocks, heads = vit_size(arch)  # timm's sizes, as the image ViT
         n_blocks, heads = depth or n_blocks, num_heads or heads
-        self.arch, self.pool_mode = arch, pool
+        self.arch, self.pool_mode, self.drop_path_rate = arch, pool, drop_path_rate
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.frames, self.t_patch_size, self.embed_dim = frames, t_patch_size, dim
         self.grid: tuple[int, int, int] = (
@@ -99,6 +99,21 @@ class VideoViT(nn.Module):
         for p in (self.cls_token, self.pos_embed_spatial, self.pos_embed_temporal,
                   self.pos_embed_class):  # fmt: skip
             nn.init.trunc_normal_(p, std=0.02)
+
+    def init_kwargs(self) -> dict:
+        """The constructor arguments that rebuild this encoder (`VideoViT(**init_kwargs())`)."""
+        return {"arch": self.arch, "img_size": self.img_size, "patch_size": self.patch_size,
+                "in_chans": self.in_chans, "frames": self.frames,
+                "t_patch_size": self.t_patch_size, "pool": self.pool_mode,
+                "depth": len(self.blocks), "num_heads": self.blocks[0].attn.num_heads,
+                "drop_path_rate": self.drop_path_rate}  # fmt: skip
+
+    def with_drop_path(self, rate: float) -> VideoViT:
+        """A copy of this encoder with stochastic depth `rate` (linear over the blocks, as
+        mae_st `models_vit.py`), its weights loaded strictly: fine-tuning's trunk."""
+        vit = VideoViT(**(self.init_kwargs() | {"drop_path_rate": rate}))
+        vit.load_state_dict(self.state_dict(), strict=True)
+        return vit
 
     @property
     def num_patches(self) -> int:

@@ -46,6 +46,8 @@ from visrep.data.sampling import (
     mix_seed,
     stratified_subset,
 )
+from visrep.data.video import find_videos
+from visrep.data.video_source import labelled_clips
 
 Batch = dict[str, Tensor]
 
@@ -299,18 +301,24 @@ def eval_batches(
     return ((b["images"], b["labels"]) for b in loader if b["labels"] is not None), len(folder)
 
 
-def num_classes(ev: EvalConfig) -> int:
-    """Classes of the labelled train split (Fashion-MNIST: 10; a folder: its class folders)."""
+def num_classes(ev: EvalConfig, video: bool = False) -> int:
+    """Classes of the labelled train split (Fashion-MNIST and Moving Fashion-MNIST: 10; a
+    folder: its class folders; with `video`, those of its train/ videos)."""
     if is_fashion_mnist(ev.dataset):
         return 10
+    if video:
+        return len(find_videos(_folder_split(ev.dataset, "train"))[2])
     return len(scan_folder(ev.dataset if ev.holdout else _folder_split(ev.dataset, "train"))[2])
 
 
 def train_batches(
     cfg: TrainConfig, *, rank: int = 0, world_size: int = 1, device: torch.device
-) -> tuple[TensorBatches | FolderBatches, int]:
-    """Training batches of the eval dataset's labelled train split and its number of classes."""
+) -> tuple[Any, int]:
+    """Training batches of the eval dataset's labelled train split and its number of classes
+    (labelled clips for a video run: `visrep.data.video_source.labelled_clips`)."""
     kw: dict[str, Any] = dict(rank=rank, world_size=world_size, device=device)
+    if cfg.data.frames:
+        return labelled_clips(cfg, **kw)
     if is_fashion_mnist(cfg.eval.dataset):
         images, labels = load_eval_split(cfg.eval, "train", cfg.data.channels, cfg.data.img_size)
         return TensorBatches(images, labels, cfg, **kw), int(labels.max()) + 1

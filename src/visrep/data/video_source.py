@@ -13,6 +13,10 @@ images carry, so the loop counts them the same way):
   the Fashion-MNIST train images (`data.dataset=fashion_mnist`, `data.limit` videos, 4,000 by
   default), so a video recipe runs with no files at all; `visrep data build-video` writes
   the same videos as files for the decoding path.
+
+With `labels=True` both also yield `"labels"` [B] (the class sub-folder; Moving
+Fashion-MNIST's class): the labelled clips of video fine-tuning (`labelled_clips`: the train
+split of `eval.dataset`, as image fine-tuning trains on the labelled train split).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from visrep.config import DataConfig
-from visrep.data.fashion_mnist import load_fashion_mnist
+from visrep.config import DataConfig, TrainConfig, replace
+from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.folder import collate_skip_none, readable_batches
 from visrep.data.moving_fmnist import MEAN, STD, MovingFashionMNIST, MovingSpec
 from visrep.data.preprocess import mean_std
+from visrep.data.resolve import split_dirs
 from visrep.data.sampling import (
     StepBatchSampler,
     epoch_permutation,
@@ -86,12 +91,15 @@ def sample_clips(video: Tensor, fps: float | None, data: DataConfig, rng: random
     return train_clip(video, fps, rng=rng, **_clip_kwargs(data))
 
 
-def normalized_batch(b: dict, mean, std, device: torch.device) -> dict[str, Tensor]:
+def normalized_batch(b: dict, mean, std, device: torch.device,
+                     labels: bool = False) -> dict[str, Tensor]:  # fmt: skip
     """{"images": [B, C, T, S, S]} or {"views": [[B, C, T, S, S], ...]}, normalised on
-    `device`."""
+    `device`; with `labels`, b's "labels" [B] too."""
     if "views" in b:
-        return {"views": [normalize_clips(v.to(device).float(), mean, std) for v in b["views"]]}
-    return {"images": normalize_clips(b["images"].to(device).float(), mean, std)}
+        out = {"views": [normalize_clips(v.to(device).float(), mean, std) for v in b["views"]]}
+    else:
+        out = {"images": normalize_clips(b["images"].to(device).float(), mean, std)}
+    return out | ({"labels": b["labels"].to(device)} if labels else {})
 
 
 class VideoFiles(Dataset):
@@ -138,8 +146,9 @@ class VideoTrainData:
         world_size: int = 1,
         device: torch.device = CPU,
         holdout: float = 0.0,
+        labels: bool = False,
     ) -> None:
-        self.files = VideoFiles(data.dataset, data)
+        self.files, self.labels = VideoFiles(data.dataset, data), labels
         if holdout:
             self.files.select(holdout_split(self.files.labels, holdout)[0])
         self.files.select(stratified_subset(self.files.labels, data.limit))
@@ -160,7 +169,7 @@ class VideoTrainData:
                             num_workers=self.data.num_workers,
                             pin_memory=self.device.type == "cuda", worker_init_fn=ignore_sigint)  # fmt: skip
         for b in readable_batches(loader, self, "videos"):
-            yield normalized_batch(b, self.mean, self.std, self.device)
+            yield normalized_batch(b, self.mean, self.std, self.device, self.labels)
 
 
 class MovingTrainData:
@@ -175,10 +184,12 @@ class MovingTrainData:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device = CPU,
+        labels: bool = False,
     ) -> None:
-        images, labels = load_fashion_mnist(data.root, "train")
+        self.labels = labels
+        images, classes = load_fashion_mnist(data.root, "train")
         # the seed-0 set, whatever the run's seed: every run trains on the same videos
-        self.videos = MovingFashionMNIST(images.numpy(), labels.numpy(), MovingSpec(), seed=0,
+        self.videos = MovingFashionMNIST(images.numpy(), classes.numpy(), MovingSpec(), seed=0,
                                          split="train")  # fmt: skip
         self.n = data.limit or MOVING_TRAIN_VIDEOS
         self.data, self.batch_size, self.seed = data, batch_size, seed
@@ -199,19 +210,47 @@ class MovingTrainData:
         return self._perm[start : start + self.batch_size]
 
     def batch(self, step: int) -> dict[str, Tensor]:
-        clips = []
+        clips, classes = [], []
         for k, i in enumerate(self.indices(step).tolist()):
-            video = (
-                torch.from_numpy(self.videos.video(i).frames).unsqueeze(-1).expand(-1, -1, -1, 3)
-            )
+            v = self.videos.video(i)
+            video = torch.from_numpy(v.frames).unsqueeze(-1).expand(-1, -1, -1, 3)
             rng = random.Random(mix_seed(self.seed, step, self.rank, k))
             clips.append(sample_clips(video, None, self.data, rng))
+            classes.append(v.label)
         if self.data.clips:  # per video a list of positives -> one batch per view
             batch = {"views": [torch.stack(v) for v in zip(*clips)]}
         else:
             batch = {"images": torch.stack(clips)}
-        return normalized_batch(batch, self.mean, self.std, self.device)
+        batch["labels"] = torch.tensor(classes, dtype=torch.long)
+        return normalized_batch(batch, self.mean, self.std, self.device, self.labels)
 
     def batches(self, start_step: int, end_step: int) -> Iterator[dict[str, Tensor]]:
         for step in range(start_step, end_step):
             yield self.batch(step)
+
+
+def labelled_clips(
+    cfg: TrainConfig, *, rank: int = 0, world_size: int = 1, device: torch.device = CPU
+) -> tuple[MovingTrainData | VideoTrainData, int]:
+    """Labelled training clips of `eval.dataset`'s train split (augmented as `cfg.data` says:
+    random start, random resized crop, flip) and its number of classes: Moving Fashion-MNIST's
+    first `eval.limit_train` train videos (4,000 when 0; the videos the video evaluation's
+    memory bank takes its first ones from), or the class sub-folders of a video folder's
+    `train/` (`eval.limit_train`: a seeded stratified subset)."""
+    ev = cfg.eval
+    kw = dict(seed=cfg.run.seed, rank=rank, world_size=world_size, device=device, labels=True)
+    if is_fashion_mnist(ev.dataset):
+        data = replace(cfg.data, dataset=ev.dataset, root=ev.root, limit=ev.limit_train)
+        return MovingTrainData(data, cfg.optim.batch_size, **kw), 10
+    split = split_dirs(ev.dataset) if ev.dataset else None
+    if split is None:
+        raise ValueError(f"eval.dataset={ev.dataset!r} holds no labelled videos: fine-tuning a "
+                         "video run needs eval.dataset=fashion_mnist (Moving Fashion-MNIST) or "
+                         "a folder with train/ and val/ (or test/) class sub-folders of videos "
+                         "(`visrep data build-video` writes one)")  # fmt: skip
+    data = replace(cfg.data, dataset=str(split[0]), limit=ev.limit_train)
+    train = VideoTrainData(data, cfg.optim.batch_size, **kw)
+    if not train.files.classes:
+        raise ValueError(f"{split[0]} has no class sub-folders: fine-tuning needs labelled "
+                         "videos, one sub-folder per class")  # fmt: skip
+    return train, len(train.files.classes)

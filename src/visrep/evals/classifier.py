@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 from visrep.capabilities import Classifier
 from visrep.config import TrainConfig
 from visrep.data.labelled import eval_batches
+from visrep.data.video_eval import EVAL_VIEWS, video_eval_sets
 from visrep.device import autocast_dtype
 from visrep.evals.features import topk_hits
+from visrep.evals.video import video_classifier_accuracy
 
 
 @torch.no_grad()
@@ -51,29 +53,43 @@ def accuracy(
 
 def classifier_eval(model: Classifier, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     """The final evaluation of a supervised run: the classifier's top-1/top-5 on the eval test
-    split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform)."""
+    split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform). A video
+    classifier is scored per video on `EVAL_VIEWS` temporal clips × 1 centre crop, the
+    views' softmax averaged (`visrep.evals.video.video_classifier_accuracy`)."""
     t0 = time.perf_counter()
-    batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)
     model.eval()
     amp = autocast_dtype(cfg.run.precision, device)
     fns = {"model": model.logits}
     if model.model_ema is not None:  # ConvNeXt V2's --model_ema_eval
         fns["ema"] = model.ema_logits
-    res = accuracy(fns, batches, device, amp, progress=cfg.run.progress)
+    video = {}
+    if cfg.data.frames:
+        sets = video_eval_sets(cfg.data, cfg.eval, views=EVAL_VIEWS)
+        if sets is None:
+            raise ValueError(f"eval.dataset={cfg.eval.dataset!r} has no labelled test videos")
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            res = video_classifier_accuracy(fns, sets[1], batch_size=cfg.eval.batch_size // 8 or 1,
+                                            device=device)  # fmt: skip
+        video = {"finetune_views": EVAL_VIEWS, "finetune_aggregation": "softmax_mean",
+                 "unreadable_eval_videos_skipped": sets[1].n_skipped}  # fmt: skip
+    else:
+        batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)
+        res = accuracy(fns, batches, device, amp, progress=cfg.run.progress)
     acc, m = res["model"], cfg.method
     ema = {}
     if "ema" in res:
         e = res["ema"]
         ema = {"finetune_ema_top1": e["top1"], "finetune_ema_top5": e["top5"],
                "finetune_ema_test_loss": e["loss"], "finetune_ema_decay": m.ema_decay}  # fmt: skip
-    return ema | {
+    extra = ema | video  # the EMA's figures, the video protocol's settings
+    return extra | {
         "finetune_top1": acc["top1"],
         "finetune_top5": acc["top5"],
         "finetune_test_loss": acc["loss"],
         "finetune_n_test": acc["n"],
         "finetune_init": m.init,
         "finetune_source": m.source,
-        "finetune_arch": model.backbone.timm_name,
+        "finetune_arch": model.arch,
         "finetune_load": model.load_report,
         "eval_dataset": cfg.eval.dataset,
         "eval_seconds": round(time.perf_counter() - t0, 1),

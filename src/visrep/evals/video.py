@@ -6,17 +6,23 @@ Each video is encoded as its views (N_t temporal clips × 1 centre crop,
 view's feature, average them per video, renormalise, then one weighted k-NN query
 (`visrep.evals.knn.knn`: cosine similarity, k = 20, weight exp(sim / 0.07)) against the
 training videos represented the same way.
+
+A fine-tuned video classifier (`video_classifier_accuracy`) is scored on the same views: the
+softmax of each view averaged per video, then top-1 / top-5 (SlowFast `tools/test_net.py`,
+mae_st `engine_finetune.py`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visrep.data.video_eval import VideoEvalSet
+from visrep.evals.features import topk_hits
 from visrep.evals.knn import knn
 from visrep.evals.linear import linear_probe
 
@@ -25,21 +31,17 @@ LINEAR_BUDGET = 1000
 
 
 @torch.no_grad()
-def video_features(backbone: nn.Module, videos: VideoEvalSet, batch_size: int = 32,
-                   device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Per-video features [M, D] (feature_mean over views) and the indices [M] of the videos
-    that decoded."""
-    was_training = backbone.training
-    backbone.eval()
-    feats, kept, pending, owners = [], [], [], []
+def per_video(fn: Callable[[Tensor], Tensor], videos: VideoEvalSet, batch_size: int = 32,
+              device: torch.device | str = "cpu") -> Iterator[tuple[int, Tensor]]:  # fmt: skip
+    """(index, fn(views) [V, ...] on the CPU) for every video that decodes, in order; the
+    views of several videos go through `fn` together, about `batch_size` clips at a time."""
+    pending, owners = [], []
 
-    def flush() -> None:
-        x = torch.cat(pending).to(device)  # [sum V, C, T, S, S]
-        f = F.normalize(backbone(x).float(), dim=-1).cpu()
+    def flush() -> Iterator[tuple[int, Tensor]]:
+        out = fn(torch.cat(pending).to(device)).cpu()  # [sum V, ...]
         start = 0
         for i, v in owners:
-            feats.append(F.normalize(f[start : start + v].mean(0), dim=-1))
-            kept.append(i)
+            yield i, out[start : start + v]
             start += v
         pending.clear()
         owners.clear()
@@ -51,13 +53,67 @@ def video_features(backbone: nn.Module, videos: VideoEvalSet, batch_size: int = 
         pending.append(views)
         owners.append((i, len(views)))
         if sum(len(p) for p in pending) >= batch_size:
-            flush()
+            yield from flush()
     if pending:
-        flush()
+        yield from flush()
+
+
+@torch.no_grad()
+def video_features(backbone: nn.Module, videos: VideoEvalSet, batch_size: int = 32,
+                   device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Per-video features [M, D] (feature_mean over views) and the indices [M] of the videos
+    that decoded."""
+    was_training = backbone.training
+    backbone.eval()
+    feats, kept = [], []
+    for i, f in per_video(lambda x: F.normalize(backbone(x).float(), dim=-1), videos,
+                          batch_size, device):  # fmt: skip
+        feats.append(F.normalize(f.mean(0), dim=-1))
+        kept.append(i)
     backbone.train(was_training)
     if not feats:
         raise ValueError("no evaluation video could be decoded")
     return torch.stack(feats), torch.tensor(kept)
+
+
+@torch.no_grad()
+def video_scores(logits_fns: dict[str, Callable[[Tensor], Tensor]], videos: VideoEvalSet,
+                 batch_size: int = 32, device: torch.device | str = "cpu",
+                 ) -> tuple[dict[str, Tensor], Tensor]:  # fmt: skip
+    """Clip-level multi-view scores of each classifier ({name: clips -> logits [B, K]}): the
+    softmax of every view averaged over the video's views (SlowFast `tools/test_net.py` with
+    its `TestMeter`, mae_st `engine_finetune.py`): ({name: [M, K]}, indices [M] of the videos
+    that decoded). The callers put the classifiers in eval mode."""
+    names = list(logits_fns)
+
+    def probs(x: Tensor) -> Tensor:  # [B, n classifiers, K]
+        return torch.stack([logits_fns[n](x).float().softmax(-1) for n in names], dim=1)
+
+    scores, kept = [], []
+    for i, p in per_video(probs, videos, batch_size, device):
+        scores.append(p.mean(0))  # [n, K]
+        kept.append(i)
+    if not scores:
+        raise ValueError("no evaluation video could be decoded")
+    table = torch.stack(scores)  # [M, n, K]
+    return {n: table[:, j] for j, n in enumerate(names)}, torch.tensor(kept)
+
+
+def video_classifier_accuracy(logits_fns: dict[str, Callable[[Tensor], Tensor]],
+                              videos: VideoEvalSet, family: str = "class", batch_size: int = 32,
+                              device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:  # fmt: skip
+    """Video-level top-1 / top-5 (fractions) and mean cross-entropy −log p̄(y) of the
+    view-averaged probabilities p̄ (`video_scores`), per classifier, on the `family` labels."""
+    scores, kept = video_scores(logits_fns, videos, batch_size, device)
+    y = videos.labels[family][kept]
+    out = {}
+    for name, p in scores.items():
+        k5 = min(5, p.shape[1])
+        hits = topk_hits(p, y, (1, k5))
+        nll = -p.gather(1, y[:, None]).clamp_min(1e-12).log().mean()
+        out[name] = {"top1": hits[1] / len(y), "top5": hits[k5] / len(y), "loss": float(nll),
+                     "n": len(y)}  # fmt: skip
+    return out
 
 
 def label_families(train: VideoEvalSet, test: VideoEvalSet, i_train: Tensor, i_test: Tensor):

@@ -15,6 +15,18 @@ adds what fine-tuning needs on top of a pre-training method:
   `LabelSmoothingCrossEntropy` without mixup, drop path; RandomErasing and RandAugment are
   in the labelled data (`data/labelled.py`, `train_data`).
 
+Video (a `VideoViT` or `SlowResNet` backbone: `visrep eval finetune` of a video run; MAE-ST,
+Feichtenhofer et al., 2022, facebookresearch/mae_st `models_vit.py` / `main_finetune.py`;
+the ρ study's UCF101 protocol, SlowFast `ResNetBasicHead`): the backbone's own pooled
+features (ViT: mean of the patch tokens through the pre-trained final LayerNorm, which is
+mae_st's classifier norm, loaded from the checkpoint; Slow ResNet: global average pool of
+res5) → dropout (`dropout`) → Linear; drop path rebuilt into the ViT's blocks, the ViT's
+layer-wise lr decay and no-weight-decay names as mae_st `util/lr_decay.py`; no layer decay
+for the ResNet. Mixup/CutMix act on the clip as on an image of C·T channels (one box for every
+frame, mae_st `util/decoder/mixup.py`). Batches are labelled clips
+(`visrep.data.video_source.labelled_clips`); the final evaluation is the multi-view clip-level
+top-1/top-5 (`visrep.evals.video.video_classifier_accuracy`).
+
 timm's Mixup draws from numpy's global RNG; `forward` seeds numpy (and `random`) from the
 seed the loop gave torch for this step (`torch.initial_seed()`), or from `mix_seed`, so a
 resumed run replays the same mixes.
@@ -48,6 +60,8 @@ from visrep.backbones.pretrained import (
     classifier_kwargs,
     from_backbone,
 )
+from visrep.backbones.slow_resnet import SlowResNet
+from visrep.backbones.video_vit import VideoViT
 from visrep.data.labelled import train_batches
 from visrep.method_configs import SupervisedConfig
 from visrep.parts.layer_decay import layer_decay_scale, no_weight_decay_names
@@ -81,25 +95,57 @@ class Supervised(nn.Module):
             raise ValueError("method.num_classes must be set (>= 1) for a supervised run")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise ValueError(f"method.ema_decay must be in [0, 1) (0 = off), got {cfg.ema_decay}")
-        # a fine-tuning run gets the source's weights from `visrep.runs.build_model`; a run
-        # of its own trains its backbone from that backbone's init
-        pre = backbone if isinstance(backbone, Pretrained) else from_backbone(backbone)
+        if not 0.0 <= cfg.dropout < 1.0:
+            raise ValueError(f"method.dropout must be in [0, 1), got {cfg.dropout}")
+        self.cfg = cfg
         # the run's seed again (train() set it; loading may have drawn): the head init is
         # then a function of the seed only, as in a fine-tuning run started on its own
         torch.manual_seed(torch.initial_seed())
-        model, self.load_report = build_classifier(pre, cfg, cfg.num_classes)
-        self.cfg, self.img_size = cfg, cfg.img_size or pre.timm_kwargs.get("img_size", 0)
-        self.head = model.get_classifier()  # nn.Linear [D -> K]: timm's head / head.fc / fc
+        if isinstance(backbone, VideoViT | SlowResNet):
+            model, prefix = self._video(cfg, backbone), "backbone."
+        else:
+            model, prefix = self._image(cfg, backbone), "backbone.model."
+        self._prefix = prefix
         self._scale = layer_decay_scale(model, cfg.layer_decay, cfg.layer_decay_type)
-        model.reset_classifier(0)  # the head lives beside the backbone (export: features)
-        self.backbone = TimmFeatures(model, pre, classifier_kwargs(pre, cfg, cfg.num_classes))
-        self.no_decay_names = {f"backbone.model.{n}" for n in no_weight_decay_names(model)}
+        self.no_decay_names = {f"{prefix}{n}" for n in no_weight_decay_names(model)}
+        self.dropout = nn.Dropout(cfg.dropout)
         self.mixup, self.criterion = criterion(cfg)
         if cfg.ema_decay > 0:  # a copy of the model at init, outside the optimizer
             self.model_ema = ModelEmaV3(self._classifier(), decay=cfg.ema_decay)
             self.model_ema.requires_grad_(False)
         else:
             self.model_ema = None
+
+    def _image(self, cfg: SupervisedConfig, backbone: nn.Module | Pretrained) -> nn.Module:
+        """A timm classifier (`build_classifier`): its head taken out as `head`, the rest the
+        `backbone` (`TimmFeatures`); returns the timm model (layer-decay names)."""
+        # a fine-tuning run gets the source's weights from `visrep.runs.build_model`; a run
+        # of its own trains its backbone from that backbone's init
+        pre = backbone if isinstance(backbone, Pretrained) else from_backbone(backbone)
+        model, self.load_report = build_classifier(pre, cfg, cfg.num_classes)
+        self.img_size = cfg.img_size or pre.timm_kwargs.get("img_size", 0)
+        self.arch = pre.timm_name
+        self.head = model.get_classifier()  # nn.Linear [D -> K]: timm's head / head.fc / fc
+        model.reset_classifier(0)  # the head lives beside the backbone (export: features)
+        self.backbone = TimmFeatures(model, pre, classifier_kwargs(pre, cfg, cfg.num_classes))
+        return model
+
+    def _video(self, cfg: SupervisedConfig, backbone: VideoViT | SlowResNet) -> nn.Module:
+        """The video backbone (the ViT rebuilt with drop path, weights strictly kept) and a
+        new Linear head, trunc_normal(`head_init_std`), bias 0; returns the backbone."""
+        if isinstance(backbone, VideoViT):
+            backbone = backbone.with_drop_path(cfg.drop_path)
+        if cfg.img_size and cfg.img_size != backbone.img_size:
+            raise ValueError(f"method.img_size={cfg.img_size} but the video backbone takes "
+                             f"{backbone.img_size} px clips: fine-tune a video run at its own "
+                             "data.img_size")  # fmt: skip
+        self.img_size, self.arch = backbone.img_size, backbone.arch
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.feature_dim, cfg.num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=cfg.head_init_std)
+        nn.init.zeros_(self.head.bias)
+        self.load_report = {"missing": ["head.bias", "head.weight"], "dropped": []}
+        return backbone
 
     def _classifier(self) -> nn.ModuleDict:
         """Backbone + head as one module (the structure the EMA copy mirrors)."""
@@ -116,10 +162,11 @@ class Supervised(nn.Module):
 
     def lr_scale(self, name: str) -> float:
         """Layer-wise lr decay factor of parameter `name` (the head and fc_norm get 1)."""
-        return self._scale(name.removeprefix("backbone.model."))
+        return self._scale(name.removeprefix(self._prefix))
 
     def logits(self, images: Tensor) -> Tensor:
-        return self.head(self.backbone(images)).float()  # [B, K]
+        """[B, K] of images [B, C, H, W] or clips [B, C, T, H, W] (dropout in train mode)."""
+        return self.head(self.dropout(self.backbone(images))).float()
 
     def forward(self, batch: dict[str, Tensor], mix_seed: int | None = None) -> dict[str, Any]:
         x, y = batch["images"], batch["labels"]  # [B, C, H, W], [B]
@@ -128,7 +175,9 @@ class Supervised(nn.Module):
             seed = torch.initial_seed() if mix_seed is None else mix_seed
             np.random.seed(seed % 2**32)
             random.seed(seed)
-            x, target = self.mixup(x, y)  # mixed images, soft targets [B, K]
+            # a clip [B, C, T, H, W] mixes as an image of C·T channels: one box per clip
+            x, target = self.mixup(x.flatten(1, 2) if x.ndim == 5 else x, y)
+            x = x.view(batch["images"].shape)  # mixed images, soft targets [B, K]
         logits = self.logits(x)
         loss = self.criterion(logits, target)
         top1 = (logits.detach().argmax(1) == y).float().mean()  # against the unmixed labels
@@ -136,13 +185,17 @@ class Supervised(nn.Module):
 
     def train_data(self, cfg: Any, *, rank: int, world_size: int, device: torch.device) -> Any:
         """The loop's data: the eval dataset's labelled train split, augmented
-        (`data/labelled.py`); `cfg` is the whole `TrainConfig`."""
+        (`data/labelled.py`; clips for a video run); `cfg` is the whole `TrainConfig`."""
 
         if self.img_size and cfg.data.img_size != self.img_size:
             raise ValueError(
                 f"data.img_size={cfg.data.img_size} but the classifier takes {self.img_size} px "
                 f"images; set method.img_size={cfg.data.img_size} too"
             )
+        if cfg.data.frames and (self.cfg.reprob > 0 or self.cfg.auto_augment):
+            raise ValueError("RandomErasing and RandAugment of clips are not implemented: set "
+                             "method.reprob=0 method.auto_augment='' (visrep eval finetune "
+                             "does for video runs)")  # fmt: skip
         if self.mixup is not None and cfg.optim.batch_size % 2:
             raise ValueError(
                 f"Mixup/CutMix need an even optim.batch_size, got {cfg.optim.batch_size}"

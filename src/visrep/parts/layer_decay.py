@@ -1,8 +1,9 @@
 """Layer-wise lr decay for fine-tuning (facebookresearch/mae `util/lr_decay.py`,
-facebookresearch/ConvNeXt-V2 `optim_factory.py`).
+facebookresearch/mae_st `util/lr_decay.py` for the video ViT, facebookresearch/ConvNeXt-V2
+`optim_factory.py`).
 
 Group lr = lr × decay^(num_layers − id): the deeper a layer, the closer its lr to the peak.
-ResNets get none (no official recipe layers them). The training loop reads the factor per
+ResNets (2-D and the Slow-only 3-D ResNet) get none (no official recipe layers them). The training loop reads the factor per
 parameter name from the method (`lr_scale`) and stores it as the group's `lr_scale`.
 """
 
@@ -19,8 +20,10 @@ def is_vit(model: nn.Module) -> bool:
 
 def vit_layer_id(name: str, depth: int) -> int:
     """MAE `util/lr_decay.py` (`get_layer_id_for_vit`): cls_token, pos_embed, patch_embed -> 0;
-    block i -> i + 1; everything else (fc_norm, norm, head) -> depth + 1."""
-    if name in ("cls_token", "pos_embed", "reg_token") or name.startswith("patch_embed"):
+    block i -> i + 1; everything else (fc_norm, norm, head) -> depth + 1. The video ViT's
+    separable tables (`pos_embed_spatial`, `_temporal`, `_class`) are layer 0 too (mae_st
+    `util/lr_decay.py`: names starting with "pos_embed")."""
+    if name in ("cls_token", "reg_token") or name.startswith(("patch_embed", "pos_embed")):
         return 0
     if name.startswith("blocks."):
         return int(name.split(".")[1]) + 1
@@ -64,7 +67,8 @@ def layer_decay_scale(model: nn.Module, decay: float, kind: str = "auto") -> Cal
     if is_vit(model):
         depth = len(model.blocks)
         return lambda name: decay ** (depth + 1 - vit_layer_id(name, depth))
-    if hasattr(model, "stages") and hasattr(model, "stem"):  # ConvNeXt (V1/V2)
+    convnext = hasattr(model, "stages") and hasattr(model, "stem")
+    if convnext and all(hasattr(s, "blocks") for s in model.stages):  # ConvNeXt (V1/V2)
         depths = [len(s.blocks) for s in model.stages]
         if kind == "auto":
             kind = "group" if depths[2] == 27 else "single"
@@ -72,9 +76,17 @@ def layer_decay_scale(model: nn.Module, decay: float, kind: str = "auto") -> Cal
             raise ValueError(f"method.layer_decay_type must be auto, single or group: {kind!r}")
         top = sum(depths) + 1 if kind == "single" else 13
         return lambda name: decay ** (top - convnext_layer_id(name, depths, kind))
-    return lambda name: 1.0  # ResNet: no layer decay
+    return lambda name: 1.0  # ResNet, Slow ResNet: no layer decay
+
+
+# the video ViT's position tables (mae_st `models_vit.py` `no_weight_decay()`)
+VIDEO_POS_NAMES = {"pos_embed_spatial", "pos_embed_temporal", "pos_embed_class"}
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """MAE's `no_weight_decay()` = {pos_embed, cls_token, dist_token} (3-D, so named)."""
-    return {"pos_embed", "cls_token", "dist_token", "reg_token"} if is_vit(model) else set()
+    """MAE's `no_weight_decay()` = {pos_embed, cls_token, dist_token} (3-D, so named), and
+    MAE-ST's separable tables for the video ViT."""
+    if not is_vit(model):
+        return set()
+    names = {"pos_embed", "cls_token", "dist_token", "reg_token"}
+    return names | VIDEO_POS_NAMES if hasattr(model, "pos_embed_spatial") else names
