@@ -72,8 +72,17 @@ def _moving_set(data: DataConfig, split: str, n: int, views: int) -> VideoEvalSe
     return VideoEvalSet(get, n, labels, data, views)
 
 
-def _folder_set(root: Path, split: Path, data: DataConfig, limit: int, views: int):
-    paths, classes, _ = find_videos(split)
+def _folder_set(root: Path, split: Path, data: DataConfig, limit: int, views: int,
+                names: list[str] | None = None):  # fmt: skip
+    """`names`: the train split's classes, whose indices the test labels take (a test split
+    may lack some classes)."""
+    paths, classes, found = find_videos(split)
+    if names is not None and found:
+        missing = sorted(set(found) - set(names))
+        if missing:
+            raise ValueError(f"{split} has classes that {root / 'train'} lacks: {missing[:5]}; "
+                             "every test class needs training videos")  # fmt: skip
+        classes = [names.index(found[c]) for c in classes]
     labels = {"class": torch.tensor(classes)}
     table = root / "labels.csv"
     if table.is_file():  # `visrep data build-video`: the motion labels too
@@ -108,8 +117,9 @@ def video_eval_sets(
     if split is None:
         return None
     root = Path(ev.dataset)
+    names = find_videos(split[0])[2]  # test labels index the train split's classes
     return (_folder_set(root, split[0], data, ev.limit_train, views),
-            _folder_set(root, split[1], data, ev.limit_test, views))  # fmt: skip
+            _folder_set(root, split[1], data, ev.limit_test, views, names))  # fmt: skip
 
 
 def preview_clips(data: DataConfig, ev: EvalConfig, n: int) -> Tensor:

@@ -1,0 +1,299 @@
+"""Fine-tuning a pre-trained video encoder (`visrep eval finetune --ckpt VIDEO_RUN`; MAE-ST,
+facebookresearch/mae_st `main_finetune.py` / `models_vit.py`): the supervised method on a
+video ViT or Slow-only ResNet, trained by the one loop on labelled Moving Fashion-MNIST clips;
+the backbone starts from the pre-training run's weights, the head has one output per class,
+the loss falls, multi-view testing averages per-view softmax scores, resume is exact, the
+layer-decay ids are mae_st's; and the Slow-only ResNet export round trip."""
+
+import json
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from conftest import requires_fmnist
+
+from visrep import cli
+from visrep.backbones import SlowResNet, VideoViT
+from visrep.backbones.video_export import load_slow_resnet, load_video_vit
+from visrep.checkpoint import load_checkpoint
+from visrep.config import ConfigError, EvalConfig, apply_overrides, replace
+from visrep.configs import get_recipe, smoke
+from visrep.data.build_video import build_moving_fmnist
+from visrep.data.video_eval import preview_clips, video_eval_sets
+from visrep.data.video_source import labelled_clips
+from visrep.evals.video import video_classifier_accuracy, video_scores
+from visrep.export import export_backbone
+from visrep.finetune import finetune, finetune_config, resolve
+from visrep.loop import build_optimizer, train
+from visrep.methods.supervised import Supervised, SupervisedConfig
+from visrep.runs import build_model, load_run, load_run_config
+
+pytestmark = requires_fmnist
+QUIET = {"eval.final": False, "eval.every_epochs": 0, "run.threads": 1, "run.progress": False}
+# a few labelled Moving Fashion-MNIST videos, 4 clips a step, one thread
+TINY = ["eval.dataset=fashion_mnist", "eval.limit_train=80", "eval.limit_test=20",
+        "optim.batch_size=4", "run.threads=1", "run.progress=false", "run.log_every=1",
+        "run.ckpt_every_minutes=0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pre(tmp_path_factory):
+    """A 2-step MAE-ST smoke run (video ViT, 2 blocks, 8 frames at 32 px), no eval dataset."""
+    out = tmp_path_factory.mktemp("mae_st") / "run"
+    cfg = replace(smoke(get_recipe("mae_st_mfmnist")), **QUIET,
+                  **{"run.out_dir": str(out), "run.max_steps": 2})  # fmt: skip
+    train(cfg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def slow_run(tmp_path_factory):
+    """A 1-step ρBYOL smoke run on the Slow-only ResNet (slow_r26, 8 frames at 32 px)."""
+    out = tmp_path_factory.mktemp("slow") / "run"
+    cfg = replace(smoke(get_recipe("rho_byol_k400")), **QUIET,
+                  **{"run.out_dir": str(out), "run.max_steps": 1, "optim.batch_size": 4})  # fmt: skip
+    train(cfg)
+    return out
+
+
+def _ft(source, *overrides):
+    return resolve(apply_overrides(finetune_config(source), [*TINY, *overrides]))
+
+
+def test_a_run_without_labels_is_a_clear_error(pre):
+    assert load_run_config(pre).eval.dataset == ""  # the smoke run evaluates nothing
+    with pytest.raises(ConfigError, match="no labels to fine-tune on.*Moving Fashion-MNIST"):
+        resolve(finetune_config(pre))
+    with pytest.raises(ValueError, match="holds no labelled videos"):  # no train/ + val/
+        labelled_clips(replace(_ft(pre), **{"eval.dataset": str(pre)}))
+
+
+def test_the_video_defaults_and_the_head_on_the_pretrained_backbone(pre):
+    """The backbone starts as the run's (every tensor equal), the head is [K, D] at
+    trunc_normal(2e-5) with bias 0, the MAE-ST settings are the defaults."""
+    cfg = _ft(pre)
+    m = cfg.method
+    assert (m.dropout, m.layer_decay, m.drop_path, m.reprob, m.auto_augment) == (0.5, 0.75, 0.1,
+                                                                               0.0, "")  # fmt: skip
+    assert m.num_classes == 10 and cfg.data.frames == 8 and cfg.data.clips == 0
+    assert not cfg.data.hflip  # the run's choice (Moving Fashion-MNIST: no flip)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert isinstance(model.backbone, VideoViT) and model.head.weight.shape == (10, 192)
+    assert model.head.weight.std().item() == pytest.approx(2e-5, rel=0.2)
+    assert torch.equal(model.head.bias, torch.zeros(10))
+    src = {k.removeprefix("backbone."): v for k, v in load_checkpoint(pre)["model"].items()
+           if k.startswith("backbone.")}  # fmt: skip
+    got = model.backbone.state_dict()
+    assert set(got) == set(src)
+    for k, v in src.items():
+        assert torch.equal(got[k], v), k
+    # drop path rebuilt into the blocks (linear over depth, as mae_st models_vit.py)
+    assert [b.drop_path1.drop_prob for b in model.backbone.blocks[1:]] == [pytest.approx(0.1)]
+    # init=random: the same architecture at the pre-training init, not the run's weights
+    torch.manual_seed(0)
+    rand = build_model(replace(cfg, **{"method.init": "random"}))
+    assert not torch.equal(rand.backbone.blocks[0].attn.qkv.weight, got["blocks.0.attn.qkv.weight"])
+
+
+def test_video_vit_layer_decay_ids_are_mae_sts(pre):
+    """mae_st util/lr_decay.py: patch_embed, cls_token, pos_embed_* -> id 0; block i -> i + 1;
+    norm and head -> depth + 1; scale = d^(depth + 1 - id); no weight decay on the
+    position tables and the cls token (models_vit.py `no_weight_decay`) nor 1-D tensors."""
+    d = 0.5
+    model = build_model(_ft(pre, f"method.layer_decay={d}"))
+    assert len(model.backbone.blocks) == 2
+    want = {"backbone.patch_embed.proj.weight": d**3, "backbone.cls_token": d**3,
+            "backbone.pos_embed_spatial": d**3, "backbone.pos_embed_temporal": d**3,
+            "backbone.pos_embed_class": d**3, "backbone.blocks.0.attn.qkv.weight": d**2,
+            "backbone.blocks.1.mlp.fc2.bias": d, "backbone.norm.weight": 1.0,
+            "head.weight": 1.0, "head.bias": 1.0}  # fmt: skip
+    for name, scale in want.items():
+        assert model.lr_scale(name) == scale, name
+    opt = build_optimizer(model, _ft(pre).optim, 1e-3)
+    group = {id(p): g for g in opt.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    no_wd = {n for n, p in params.items() if group[id(p)]["weight_decay"] == 0}
+    assert no_wd == {n for n, p in params.items() if p.ndim == 1} | {
+        "backbone.cls_token", "backbone.pos_embed_spatial", "backbone.pos_embed_temporal",
+        "backbone.pos_embed_class"}  # fmt: skip
+    assert group[id(params["backbone.blocks.0.attn.qkv.weight"])]["lr_scale"] == d**2
+
+
+def test_loss_falls_on_a_fixed_batch(pre):
+    """Eight labelled clips, the loop's optimizer (AdamW, layer decay), 12 steps: the
+    cross-entropy of that batch falls well below its start."""
+    cfg = _ft(pre, "method.dropout=0", "method.drop_path=0", "method.smoothing=0")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    data, k = labelled_clips(replace(cfg, **{"optim.batch_size": 8}))
+    batch = data.batch(0)
+    assert batch["images"].shape == (8, 3, 8, 32, 32) and k == 10
+    assert batch["labels"].tolist() == [int(v.label) for v in
+                                        map(data.videos.video, data.indices(0).tolist())]  # fmt: skip
+    opt = build_optimizer(model, replace(cfg.optim, weight_decay=0.0), 1e-3)
+    for g in opt.param_groups:
+        g["lr"] = 1e-3 * g["lr_scale"]
+    losses = []
+    for _ in range(12):
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(2.3026, abs=0.01)  # head at ~0: uniform over 10 classes
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_multi_view_scores_are_the_mean_of_per_view_softmax(pre):
+    """video_scores == the hand average over each video's views of softmax(logits), with the
+    views of two videos batched into one forward (batch_size 5, 3 views each)."""
+    data = replace(load_run_config(pre).data, dataset="fashion_mnist")
+    _, test = video_eval_sets(data, EvalConfig(dataset="fashion_mnist", limit_test=6), views=3)
+    torch.manual_seed(0)
+    w = torch.randn(3 * 8, 10)
+
+    def logits(x):  # a classifier on the mean colour of each channel x frame
+        return x.mean(dim=(3, 4)).flatten(1) @ w
+
+    scores, kept = video_scores({"m": logits, "twice": lambda x: 2 * logits(x)}, test,
+                                batch_size=5)  # fmt: skip
+    assert kept.tolist() == list(range(6)) and scores["m"].shape == (6, 10)
+    for i in range(6):
+        views = test.views(i)
+        assert views.shape == (3, 3, 8, 32, 32)
+        hand = torch.stack([F.softmax(logits(v[None])[0], dim=0) for v in views]).mean(0)
+        torch.testing.assert_close(scores["m"][i], hand)
+        hand2 = torch.stack([F.softmax(2 * logits(v[None])[0], dim=0) for v in views]).mean(0)
+        torch.testing.assert_close(scores["twice"][i], hand2)
+    acc = video_classifier_accuracy({"m": logits}, test, batch_size=5)["m"]
+    y = test.labels["class"]
+    assert acc["top1"] == pytest.approx((scores["m"].argmax(1) == y).float().mean().item())
+    assert acc["loss"] == pytest.approx(-scores["m"][torch.arange(6), y].log().mean().item())
+    assert acc["n"] == 6
+
+
+def test_resume_equals_uninterrupted(pre, tmp_path):
+    """4 steps straight == 2 steps + --resume to 4 (weights, optimizer), through the CLI;
+    dropout, drop path and the clip draws are functions of (seed, step)."""
+    straight, half = tmp_path / "straight", tmp_path / "half"
+    base = ["eval", "finetune", "--ckpt", str(pre), *TINY]
+    assert cli.main([*base, f"run.out_dir={straight}", "run.max_steps=4", "eval.final=false",
+                     "--out", str(tmp_path / "a.json")]) == 0  # fmt: skip
+    assert cli.main([*base, f"run.out_dir={half}", "run.max_steps=2", "eval.final=false",
+                     "--out", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    assert load_checkpoint(half)["step"] == 2
+    assert cli.main(["eval", "finetune", "--ckpt", str(pre), "--resume", f"run.out_dir={half}",
+                     "run.max_steps=4", "--out", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    a, b = load_checkpoint(straight), load_checkpoint(half)
+    assert a["step"] == b["step"] == 4
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for k, s in a["optimizer"]["state"].items():
+        assert torch.equal(s["exp_avg"], b["optimizer"]["state"][k]["exp_avg"])
+
+
+def test_finetune_a_video_folder_end_to_end(pre, tmp_path):
+    """`visrep eval finetune` on a built folder of encoded videos (class sub-folders, the
+    PyAV decode path): trains, then the clip-level multi-view top-1/top-5 on val/; the
+    fine-tuned encoder exports as a video ViT."""
+    folder = tmp_path / "mfmnist"
+    build_moving_fmnist(folder, n=20, n_val=10, frames=16, size=32, seed=0)
+    out = tmp_path / "ft"
+    assert cli.main(["eval", "finetune", "--ckpt", str(pre), *TINY, f"eval.dataset={folder}",
+                     "eval.limit_train=0", "eval.limit_test=0", "run.max_steps=3",
+                     f"run.out_dir={out}", "--out", str(tmp_path / "m.json")]) == 0  # fmt: skip
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["finetune_steps"] == 3 and m["finetune_n_test"] == 10 and m["finetune_views"] == 2
+    assert m["finetune_aggregation"] == "softmax_mean" and m["finetune_arch"] == "vit_tiny"
+    assert 0 <= m["finetune_top1"] <= m["finetune_top5"] <= 1
+    assert m["finetune_load"]["missing"] == ["head.bias", "head.weight"]
+    assert m["unreadable_images_skipped"] == 0
+    state = load_checkpoint(out)["model"]
+    assert state["head.weight"].shape == (10, 192)  # the folder's 10 class sub-folders
+    assert (out / "report.md").is_file() and (out / "metrics.json").is_file()
+    cfg, model = load_run(out)
+    export_backbone(out, tmp_path / "exp")
+    loaded, _ = load_video_vit(tmp_path / "exp")
+    clips = preview_clips(cfg.data, cfg.eval, 2)
+    with torch.no_grad():
+        assert torch.equal(loaded(clips), model.backbone(clips))
+
+
+def test_slow_resnet_fine_tunes_with_its_own_head(slow_run, tmp_path):
+    """A Slow ResNet: pooled res5 features -> dropout -> Linear(1024 -> 10) at normal-ish
+    std 0.01 (SlowFast ResNetBasicHead), no layer decay, BN buffers loaded from the run."""
+    cfg = _ft(slow_run, "run.max_steps=2", f"run.out_dir={tmp_path / 'ft'}")
+    assert cfg.method.head_init_std == 0.01
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert isinstance(model.backbone, SlowResNet) and model.head.weight.shape == (10, 1024)
+    assert model.head.weight.std().item() == pytest.approx(0.01, rel=0.1)
+    src = load_checkpoint(slow_run)["model"]
+    for k, v in model.backbone.state_dict().items():
+        assert torch.equal(v, src[f"backbone.{k}"]), k
+    assert {model.lr_scale(n) for n, _ in model.named_parameters()} == {1.0}
+    assert model.no_decay_names == set()
+    metrics = finetune(cfg)
+    assert metrics["finetune_steps"] == 2 and metrics["finetune_arch"] == "slow_r26"
+
+
+def test_slow_resnet_export_round_trip_and_strict_load(slow_run, tmp_path):
+    cfg, model = load_run(slow_run)
+    out = tmp_path / "exp"
+    assert cli.main(["export", "--ckpt", str(slow_run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json",
+                                                     "model.safetensors"]  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["format"] == "visrep-slow-resnet"
+    v = config["slow_resnet"]
+    assert (v["arch"], v["blocks"], v["width"], v["feature_dim"]) == ("slow_r26", [2, 2, 2, 2],
+                                                                      32, 1024)  # fmt: skip
+    assert v["temporal_kernels"] == [1, 1, 3, 3] and config["preprocessing"]["frames"] == 8
+    loaded, saved = load_slow_resnet(out)
+    assert saved == config and not loaded.training
+    state = safetensors.torch.load_file(out / "model.safetensors")
+    assert torch.equal(state["stages.3.1.a_bn.running_mean"],
+                       model.backbone.stages[3][1].a_bn.running_mean)  # fmt: skip
+    clip = torch.randn(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded(clip), model.backbone.eval()(clip))
+    assert "load_slow_resnet" in (out / "README.md").read_text()
+    # a wrong weights file fails loudly, naming the files
+    del state["stages.0.0.a.weight"]
+    safetensors.torch.save_file(state, out / "model.safetensors")
+    with pytest.raises(ValueError, match="does not fit the Slow ResNet.*export the run again"):
+        load_slow_resnet(out)
+    with pytest.raises(ValueError, match="no Slow-only ResNet export"):
+        load_slow_resnet(slow_run)
+    with pytest.raises(ValueError, match="no video ViT export"):
+        load_video_vit(out)
+    with pytest.raises(ConfigError, match="exported video backbone"):
+        load_run_config(out)
+
+
+def test_clips_mix_as_one_image_of_c_times_t_channels():
+    """CutMix on clips (mae_st util/decoder/mixup.py): one box per clip, the same in every
+    frame and channel; the soft target gives the partner's class the box's area share."""
+    vit = VideoViT("vit_tiny", img_size=16, patch_size=8, frames=4, depth=1)
+    model = Supervised(SupervisedConfig(num_classes=3, cutmix=1.0, mixup=0.0, smoothing=0.0),
+                       vit)  # fmt: skip
+    x = torch.stack([torch.full((3, 4, 16, 16), float(i)) for i in range(4)])
+    y = torch.tensor([0, 1, 2, 0])
+    np.random.seed(0)
+    mixed, target = model.mixup(x.clone().flatten(1, 2), y)
+    mixed = mixed.view(x.shape)  # sample i's box holds sample 3 - i (timm flips the batch)
+    box = mixed[1, 0, 0] != 1.0
+    share = box.float().mean().item()
+    assert 0 < share < 1
+    for i in range(4):
+        for c in range(3):
+            for t in range(4):
+                assert torch.equal(mixed[i, c, t] != float(i), box), (i, c, t)
+        assert torch.equal(mixed[i][:, :, box], torch.full_like(mixed[i][:, :, box], 3.0 - i))
+    assert target[1, 2].item() == pytest.approx(share) and target[1, 1] == pytest.approx(1 - share)
+    assert target[0, 0].item() == pytest.approx(1.0)  # partner of the same class
+    out = model({"images": x, "labels": y}, mix_seed=0)
+    assert torch.isfinite(out["loss"])
