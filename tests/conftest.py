@@ -135,3 +135,18 @@ def image_shards(root, n=48, per_shard=20, seed=0):
                 Image.fromarray(x).save(buf, format="JPEG")
                 w.write({"__key__": f"img{i:05d}", "jpg": buf.getvalue()})
     return root
+
+
+def smoke_video_run(out, recipe: str, steps: int, **changes):
+    """A `steps`-step smoke run of a video recipe (`visrep.configs.smoke`: 8 frames at 32 px,
+    Moving Fashion-MNIST made on the fly) in `out`, quiet, one thread, no evaluation."""
+    from visrep.config import replace
+    from visrep.configs import get_recipe, smoke
+    from visrep.loop import train
+
+    quiet = {"eval.final": False, "eval.every_epochs": 0, "run.threads": 1,
+             "run.progress": False}  # fmt: skip
+    cfg = replace(smoke(get_recipe(recipe)), **quiet,
+                  **{"run.out_dir": str(out), "run.max_steps": steps}, **changes)  # fmt: skip
+    train(cfg)
+    return out

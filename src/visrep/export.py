@@ -172,18 +172,25 @@ def export_video(cfg: Any, backbone: Any, run_dir: Path, out: Path, force: bool)
     return config
 
 
+def _video_card_head(config: dict[str, Any], key: str, title: str, run_dir: Path) -> list[str]:
+    """The first lines of a video export's README.md: what, how trained, its input."""
+    v, pre, meta = config[key], config["preprocessing"], config["visrep"]
+    return [
+        f"# {title} ({v['arch']}) pre-trained with visrep ({meta['method'].removesuffix('Config')})",
+        "",
+        f"- recipe `{meta['recipe']}`, data `{meta['data']}`, run `{run_dir}`",
+        f"- input: clips [N, {v['in_chans']}, {v['frames']}, {v['img_size']}, {v['img_size']}] "
+        f"(C, T, H, W): {pre['frames']} frames at stride {pre['frame_stride']} (of "
+        f"{pre['target_fps']} fps), normalised with mean {pre['mean']}, std {pre['std']}",
+    ]
+
+
 def slow_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
     """README.md of a Slow-only ResNet export: the layout and how to load it."""
-    v, pre, meta = config["slow_resnet"], config["preprocessing"], config["visrep"]
+    v = config["slow_resnet"]
     return "\n".join(
         [
-            f"# Slow-only ResNet ({v['arch']}) pre-trained with visrep "
-            f"({meta['method'].removesuffix('Config')})",
-            "",
-            f"- recipe `{meta['recipe']}`, data `{meta['data']}`, run `{run_dir}`",
-            f"- input: clips [N, {v['in_chans']}, {v['frames']}, {v['img_size']}, {v['img_size']}] "
-            f"(C, T, H, W): {pre['frames']} frames at stride {pre['frame_stride']} (of "
-            f"{pre['target_fps']} fps), normalised with mean {pre['mean']}, std {pre['std']}",
+            *_video_card_head(config, "slow_resnet", "Slow-only ResNet", run_dir),
             f"- stages res2-res5: {v['blocks']} bottleneck blocks, width {v['width']}, temporal "
             f"kernels {v['temporal_kernels']}, spatial strides {v['spatial_strides']}; features: "
             f"{v['feature_dim']}-d, {v['features']}",
@@ -206,16 +213,10 @@ def slow_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
 
 def video_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
     """README.md of a video ViT export: the layout and how to load it."""
-    v, pre, meta = config["video_vit"], config["preprocessing"], config["visrep"]
+    v = config["video_vit"]
     return "\n".join(
         [
-            f"# Video ViT ({v['arch']}) pre-trained with visrep "
-            f"({meta['method'].removesuffix('Config')})",
-            "",
-            f"- recipe `{meta['recipe']}`, data `{meta['data']}`, run `{run_dir}`",
-            f"- input: clips [N, {v['in_chans']}, {v['frames']}, {v['img_size']}, {v['img_size']}] "
-            f"(C, T, H, W): {pre['frames']} frames at stride {pre['frame_stride']} (of "
-            f"{pre['target_fps']} fps), normalised with mean {pre['mean']}, std {pre['std']}",
+            *_video_card_head(config, "video_vit", "Video ViT", run_dir),
             f"- tokens: {v['t_patch_size']}×{v['patch_size']}×{v['patch_size']} spacetime patches, "
             f"grid {v['grid']} in (t, h, w) order; features: {v['embed_dim']}-d, pool `{v['pool']}`",
             f"- position table: {v['pos_embed']}",

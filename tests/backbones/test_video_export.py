@@ -9,7 +9,7 @@ import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
-from conftest import requires_fmnist
+from conftest import requires_fmnist, smoke_video_run
 
 from visrep import cli
 from visrep.backbones import VideoViT
@@ -74,11 +74,7 @@ def test_unpatchify_video_inverts_patchify_video():
 @pytest.fixture(scope="module")
 def video_run(tmp_path_factory):
     """A 2-step MAE-ST smoke run on Moving Fashion-MNIST (clips of 8 frames at 32 px)."""
-    out = tmp_path_factory.mktemp("mae_st") / "run"
-    cfg = replace(smoke(get_recipe("mae_st_mfmnist")), **QUIET,
-                  **{"run.out_dir": str(out), "run.max_steps": 2})  # fmt: skip
-    train(cfg)
-    return out
+    return smoke_video_run(tmp_path_factory.mktemp("mae_st") / "run", "mae_st_mfmnist", 2)
 
 
 @requires_fmnist

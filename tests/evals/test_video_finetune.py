@@ -12,26 +12,24 @@ import pytest
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from conftest import requires_fmnist
+from conftest import requires_fmnist, smoke_video_run
 
 from visrep import cli
 from visrep.backbones import SlowResNet, VideoViT
 from visrep.backbones.video_export import load_slow_resnet, load_video_vit
 from visrep.checkpoint import load_checkpoint
 from visrep.config import ConfigError, EvalConfig, apply_overrides, replace
-from visrep.configs import get_recipe, smoke
 from visrep.data.build_video import build_moving_fmnist
 from visrep.data.video_eval import preview_clips, video_eval_sets
 from visrep.data.video_source import labelled_clips
 from visrep.evals.video import video_classifier_accuracy, video_scores
 from visrep.export import export_backbone
 from visrep.finetune import finetune, finetune_config, resolve
-from visrep.loop import build_optimizer, train
+from visrep.loop import build_optimizer
 from visrep.methods.supervised import Supervised, SupervisedConfig
 from visrep.runs import build_model, load_run, load_run_config
 
 pytestmark = requires_fmnist
-QUIET = {"eval.final": False, "eval.every_epochs": 0, "run.threads": 1, "run.progress": False}
 # a few labelled Moving Fashion-MNIST videos, 4 clips a step, one thread
 TINY = ["eval.dataset=fashion_mnist", "eval.limit_train=80", "eval.limit_test=20",
         "optim.batch_size=4", "run.threads=1", "run.progress=false", "run.log_every=1",
@@ -41,21 +39,14 @@ TINY = ["eval.dataset=fashion_mnist", "eval.limit_train=80", "eval.limit_test=20
 @pytest.fixture(scope="module")
 def pre(tmp_path_factory):
     """A 2-step MAE-ST smoke run (video ViT, 2 blocks, 8 frames at 32 px), no eval dataset."""
-    out = tmp_path_factory.mktemp("mae_st") / "run"
-    cfg = replace(smoke(get_recipe("mae_st_mfmnist")), **QUIET,
-                  **{"run.out_dir": str(out), "run.max_steps": 2})  # fmt: skip
-    train(cfg)
-    return out
+    return smoke_video_run(tmp_path_factory.mktemp("mae_st") / "run", "mae_st_mfmnist", 2)
 
 
 @pytest.fixture(scope="module")
 def slow_run(tmp_path_factory):
     """A 1-step ρBYOL smoke run on the Slow-only ResNet (slow_r26, 8 frames at 32 px)."""
-    out = tmp_path_factory.mktemp("slow") / "run"
-    cfg = replace(smoke(get_recipe("rho_byol_k400")), **QUIET,
-                  **{"run.out_dir": str(out), "run.max_steps": 1, "optim.batch_size": 4})  # fmt: skip
-    train(cfg)
-    return out
+    return smoke_video_run(tmp_path_factory.mktemp("slow") / "run", "rho_byol_k400", 1,
+                           **{"optim.batch_size": 4})  # fmt: skip
 
 
 def _ft(source, *overrides):
