@@ -469,7 +469,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         metrics = run_zeroshot(cfg, model, device, args.templates)
     elif cfg.data.frames:  # a video run: video k-NN / linear probe (clips x views averaged)
         if args.protocol not in ("knn", "linear", "all"):
-            raise ConfigError(f"video runs have the k-NN and linear protocols, not "
+            raise ConfigError(f"video runs have the k-NN, linear and finetune protocols, not "
                               f"{args.protocol}: visrep eval knn --ckpt {args.ckpt}")  # fmt: skip
         from visrep.report import video_eval
 

@@ -69,7 +69,9 @@ def mae_st_vit_large_k400() -> TrainConfig:
     `path label` per line). The paper's repeated augmentation (4 clips per decoded video, not
     counted in the lr scaling) is not ported: each step decodes one clip per video. Expected
     (paper, Table 1 / Sec. 5): 84.8 top-1 on Kinetics-400 after fine-tuning at 800 epochs
-    (fine-tuning is not wired for video yet).
+    (`visrep eval finetune --ckpt RUN --preset mae_st_vit_large
+    eval.dataset=/data/kinetics400`, a folder of train/ and val/ class folders of videos:
+    mae_st FINETUNE.md's recipe without its RandAugment and repeated augmentation).
     """
     return TrainConfig(
         recipe="mae_st_vit_large_k400",

@@ -68,7 +68,8 @@ def maskfeat_video_vit_base_k400() -> TrainConfig:
     data.dataset=/data/kinetics400/train` (8 GPUs × 4 clips = 32 per machine). Expected: the
     MaskFeat paper reports MViTv2-S 82.2 / MViTv2-L 84.3 K400 top-1 after fine-tuning; no
     figure exists for this ViT variant (MAE-ST's target ablation puts HOG on a ViT-L close to
-    pixels), and video fine-tuning is not wired yet.
+    pixels); `visrep eval finetune --ckpt RUN eval.dataset=KINETICS_DIR` fine-tunes it (no
+    MaskFeat-specific preset).
     """
     return TrainConfig(
         recipe="maskfeat_video_vit_base_k400",
