@@ -1,0 +1,119 @@
+"""End-to-end fine-tuning of a video encoder after MAE-ST pre-training vs the same encoder at
+random init, at a fixed step count (docs/results.md, video section).
+
+MAE-ST's main evaluation (Feichtenhofer et al., NeurIPS 2022; facebookresearch/mae_st
+`main_finetune.py`) is fine-tuning, shrunk here to a CPU: `visrep eval finetune` of the
+`mae_st` run of benchmarks/video_methods.py (video ViT-Tiny, 6 blocks, 2×16×16 tubelets,
+8 × 64 × 64 clips at τ = 2: 64 tokens; 60 pre-training steps of 32 videos) with the video
+defaults (AdamW, layer decay 0.75, drop path 0.1, dropout 0.5, label smoothing 0.1,
+clip_grad 5) at blr 1e-2 (lr 6.25e-4 at batch 16; the image check, finetune_check.py,
+found 1e-2 ahead of 1e-3 at a few dozen steps), for the same 500 steps (5 epochs) from the
+pre-trained weights and from the pre-training init (`method.init=random`). Training: the first 1,600 Moving Fashion-MNIST
+train videos, class labels; test: clip-level top-1 / top-5 on 400 test videos, 2 temporal
+views × 1 centre crop per video, softmax averaged.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...]
+
+Writes benchmarks/results/video_finetune.{json,md}; the fine-tuning runs go to
+runs/video_finetune/NAME (a row already in the JSON is kept unless --rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
+from own_colour import matmul_gflops  # noqa: E402
+
+RESULTS = HERE / "results"
+SOURCE = Path("runs/video_methods/mae_st")
+RUNS = Path("runs/video_finetune")
+PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
+            "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
+            "run.threads": "1", "run.progress": "False"}  # fmt: skip
+ROWS = {"mae_st": "pretrained", "random_init": "random"}
+
+
+def finetune(name: str, init: str) -> dict:
+    """`visrep eval finetune` of SOURCE from `init` under PROTOCOL; its metrics, command, time."""
+    out_json, out_dir = RUNS / f"{name}.json", RUNS / name
+    cmd = ["eval", "finetune", "--ckpt", str(SOURCE), "--out", str(out_json),
+           f"method.init={init}", *(f"{k}={v}" for k, v in PROTOCOL.items()),
+           f"run.out_dir={out_dir}"]  # fmt: skip
+    row = {"name": name, "init": init, "command": "visrep " + " ".join(cmd),
+           "uptime_before": uptime(), "matmul_gflops_before": round(matmul_gflops(), 1)}  # fmt: skip
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "visrep.cli", *cmd], check=True)
+    row["wall_s"] = round(time.perf_counter() - t0, 1)
+    metrics = json.loads(out_json.read_text())
+    metrics.pop("config", None)
+    return row | {"uptime_after": uptime(), "metrics": metrics}
+
+
+def render(out: dict) -> str:
+    headers = ["row", "init", "steps (clips)", "train loss, first / last 20 steps", "top-1", "top-5",
+               "test loss", "wall", "load before", "matmul GFLOP/s"]  # fmt: skip
+    rows = []
+    for r in out["rows"]:
+        m = r["metrics"]
+        rows.append([f"`{r['name']}`", r["init"],
+                     f"{m['finetune_steps']} ({m['train_images_seen']:,})",
+                     f"{r['first_loss']:.3f} / {m['finetune_train_loss']:.3f}",
+                     f"{m['finetune_top1']:.3f}", f"{m['finetune_top5']:.3f}",
+                     f"{m['finetune_test_loss']:.3f}", f"{r['wall_s'] / 60:.1f} min",
+                     r["uptime_before"].rsplit("load average:", 1)[-1].split(",")[0].strip(),
+                     r["matmul_gflops_before"]])  # fmt: skip
+    return (
+        "# Video fine-tuning: MAE-ST pre-trained vs random init (Moving Fashion-MNIST, CPU)\n\n"
+        + "; ".join(f"`{c}`" for c in out["commands"])
+        + "\n\nEvery row: `visrep eval finetune --ckpt runs/video_methods/mae_st "
+        f"method.init=INIT {' '.join(f'{k}={v}' for k, v in PROTOCOL.items())}`; class labels, "
+        "400 test videos, 2 temporal views x 1 centre crop, softmax averaged (chance 0.100).\n\n"
+        + md_table(headers, rows)
+        + "\n\nHost shared (2 cores, other 1-thread jobs running): load and matmul probe per row.\n"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", nargs="*", default=list(ROWS))
+    p.add_argument("--rerun", action="store_true", help="run rows already in the JSON again")
+    args = p.parse_args()
+    if not (SOURCE / "checkpoint.pt").is_file():
+        raise SystemExit(f"{SOURCE} holds no run: train it first with "
+                         "benchmarks/video_methods.py --only mae_st")  # fmt: skip
+    path = RESULTS / "video_finetune.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    done = {r["name"]: r for r in earlier.get("rows", [])}
+    out = {"command": command_line(), "environment": environment(), "protocol": PROTOCOL,
+           "source": str(SOURCE),
+           "commands": list(dict.fromkeys([*earlier.get("commands", []), command_line()])),
+           "rows": []}  # fmt: skip
+    for name in ROWS:
+        if name in done and not (args.rerun and name in args.rows):
+            out["rows"].append(done[name])
+            continue
+        if name not in args.rows:
+            continue
+        (RUNS / f"{name}.json").unlink(missing_ok=True)
+        shutil.rmtree(RUNS / name, ignore_errors=True)  # a fresh run
+        row = finetune(name, ROWS[name])
+        log = [json.loads(x) for x in (RUNS / name / "log.jsonl").read_text().splitlines()]
+        row["first_loss"] = next(r["train/loss"] for r in log if "train/loss" in r)
+        out["rows"].append(row)
+        write_json(out, path)
+        (RESULTS / "video_finetune.md").write_text(render(out))
+    write_json(out, path)
+    (RESULTS / "video_finetune.md").write_text(render(out))
+
+
+if __name__ == "__main__":
+    main()
