@@ -137,9 +137,10 @@ def image_shards(root, n=48, per_shard=20, seed=0):
     return root
 
 
-def smoke_video_run(out, recipe: str, steps: int, **changes):
-    """A `steps`-step smoke run of a video recipe (`visrep.configs.smoke`: 8 frames at 32 px,
-    Moving Fashion-MNIST made on the fly) in `out`, quiet, one thread, no evaluation."""
+def smoke_run(out, recipe: str, steps: int, **changes):
+    """A `steps`-step smoke run of a recipe (`visrep.configs.smoke`; a video recipe: 8 frames
+    at 32 px, Moving Fashion-MNIST made on the fly) in `out`, quiet, one thread, no
+    evaluation."""
     from visrep.config import replace
     from visrep.configs import get_recipe, smoke
     from visrep.loop import train

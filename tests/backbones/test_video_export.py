@@ -9,7 +9,7 @@ import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
-from conftest import requires_fmnist, smoke_video_run
+from conftest import requires_fmnist, smoke_run
 
 from visrep import cli
 from visrep.backbones import VideoViT
@@ -74,7 +74,7 @@ def test_unpatchify_video_inverts_patchify_video():
 @pytest.fixture(scope="module")
 def video_run(tmp_path_factory):
     """A 2-step MAE-ST smoke run on Moving Fashion-MNIST (clips of 8 frames at 32 px)."""
-    return smoke_video_run(tmp_path_factory.mktemp("mae_st") / "run", "mae_st_mfmnist", 2)
+    return smoke_run(tmp_path_factory.mktemp("mae_st") / "run", "mae_st_mfmnist", 2)
 
 
 @requires_fmnist

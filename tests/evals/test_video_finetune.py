@@ -12,7 +12,7 @@ import pytest
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from conftest import requires_fmnist, smoke_video_run
+from conftest import requires_fmnist, smoke_run
 
 from visrep import cli
 from visrep.backbones import SlowResNet, VideoViT
@@ -39,13 +39,13 @@ TINY = ["eval.dataset=fashion_mnist", "eval.limit_train=80", "eval.limit_test=20
 @pytest.fixture(scope="module")
 def pre(tmp_path_factory):
     """A 2-step MAE-ST smoke run (video ViT, 2 blocks, 8 frames at 32 px), no eval dataset."""
-    return smoke_video_run(tmp_path_factory.mktemp("mae_st") / "run", "mae_st_mfmnist", 2)
+    return smoke_run(tmp_path_factory.mktemp("mae_st") / "run", "mae_st_mfmnist", 2)
 
 
 @pytest.fixture(scope="module")
 def slow_run(tmp_path_factory):
     """A 1-step ρBYOL smoke run on the Slow-only ResNet (slow_r26, 8 frames at 32 px)."""
-    return smoke_video_run(tmp_path_factory.mktemp("slow") / "run", "rho_byol_k400", 1,
+    return smoke_run(tmp_path_factory.mktemp("slow") / "run", "rho_byol_k400", 1,
                            **{"optim.batch_size": 4})  # fmt: skip
 
 
@@ -288,3 +288,19 @@ def test_clips_mix_as_one_image_of_c_times_t_channels():
     assert target[0, 0].item() == pytest.approx(1.0)  # partner of the same class
     out = model({"images": x, "labels": y}, mix_seed=0)
     assert torch.isfinite(out["loss"])
+
+
+def test_mae_st_preset_is_for_video_runs_only(pre, tmp_path):
+    """--preset mae_st_vit_large: mae_st FINETUNE.md's ViT-L recipe on a video run; an image
+    preset on a video run (or the video preset on an image run) is refused."""
+    cfg = finetune_config(pre, "mae_st_vit_large")
+    assert (cfg.optim.blr, cfg.optim.epochs, cfg.optim.clip_grad) == (2.4e-3, 50, 5.0)
+    m = cfg.method
+    assert (m.layer_decay, m.drop_path, m.dropout, m.mixup, m.cutmix) == (0.75, 0.2, 0.3, 0.8, 1.0)
+    assert m.reprob == 0.0 and cfg.data.frames == 8  # the run's clips, no RandomErasing
+    with pytest.raises(ValueError, match="is for image runs"):
+        finetune_config(pre, "mae_vit_base")
+    image = tmp_path / "img"
+    smoke_run(image, "mae_fmnist", 1)
+    with pytest.raises(ValueError, match="is for video runs"):
+        finetune_config(image, "mae_st_vit_large")
