@@ -13,6 +13,11 @@ The set (built here if missing): `visrep.data.build_detection` with source emoji
 val images; val objects are the emoji of the folder's val/ (never seen by the MAE run) on
 val-only photographs. Writes benchmarks/results/detect_transfer.{json,md}: per variant the
 COCO box and mask AP (pycocotools), the command, wall time, a matmul probe and host load.
+
+Elsewhere (benchmarks/gpu_claims.sh): `--device cuda` (detector and fine-tuning),
+`--threads N` (`run.threads` of both), `--ft-set KEY=VALUE ...` (the fine-tuning's overrides,
+e.g. a longer schedule), `--jobs N` (variants trained at once in processes, each recorded as
+it finishes). The defaults are the CPU table's.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from host import CpuMeter, command_line, environment, md_table, uptime, write_json  # noqa: E402
+from host import CpuMeter, as_finished, command_line, environment, md_table, uptime, write_json  # noqa: E402
 from own_colour import matmul_gflops  # noqa: E402
 
 from visrep.data.build_detection import build_detection  # noqa: E402
@@ -42,6 +47,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DETECTOR = ["method.window_size=4", "method.fpn_dim=64", "method.box_head_dim=256",
             "method.mask_head_dim=64", "method.rois_per_image=128", "method.proposals=300",
             "optim.batch_size=8", "optim.lr=1e-4", "run.threads=1", "run.progress=false"]  # fmt: skip
+# no RandAugment: timm's posterize fails on this PIL ("bits must be between 1 and 8") in the
+# fine-tuning of an image folder
+FINETUNE = ["run.threads=1", "run.progress=false", "method.auto_augment="]
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -78,6 +86,7 @@ def context(mae: str, runs_dir: str) -> dict:
 
 def write(out: dict, path: str, steps: int) -> None:
     write_json(out, path + ".json")
+    n_val = len(json.loads(annotation_file(out["data"], "val").read_text())["images"])
     table = md_table(["variant", "backbone", "box AP", "AP50", "AP75", "mask AP", "AP50", "AP75",
                       "class-agnostic box AP50", "class-agnostic mask AP50", "steps", "minutes",
                       "matmul GFLOP/s before/after", "cores used"],
@@ -87,11 +96,39 @@ def write(out: dict, path: str, steps: int) -> None:
           + (f"re-scored from the checkpoints by `{out['reevaluated_by']}`\n\n"
              if "reevaluated_by" in out else "")
           + f"{table}\n\nCOCO AP (IoU 0.50:0.95; class-agnostic: "
-          f"COCOeval useCats=0) on {out['data']}/val (200 images), {steps} steps of 8 images; "
+          f"COCOeval useCats=0) on {out['data']}/val ({n_val} images), {steps} steps of 8 images; "
           f"detector overrides: `{' '.join(DETECTOR)}`. Backbones: "
           f"`{json.dumps(out.get('context', {}))}`. Host at the end: {uptime()}\n")  # fmt: skip
     Path(path + ".md").write_text(md)
     print(md)
+
+
+def run_variant(variant: str, mae: str, data: str, runs_dir: str, steps: int, device: str,
+                threads: int, extra: list[str], ft_extra: list[str]) -> dict:  # fmt: skip
+    """One variant: (for mae_ft: supervised fine-tuning of the MAE run on the folder's labels
+    first, unless done) the detector trained and scored; its row of the results."""
+    torch.set_num_threads(threads)
+    source, init = mae, "random" if variant == "random" else "pretrained"
+    threads_set = [f"run.threads={threads}"] if threads != 1 else []
+    if variant == "mae_ft":  # supervised fine-tuning on the folder's labels first
+        source = str(Path(runs_dir) / "mae_finetuned")
+        if not (Path(source) / "checkpoint.pt").is_file():
+            run_finetune_cli(mae, [f"run.out_dir={source}", *FINETUNE, *threads_set, *ft_extra],
+                             out=str(Path(runs_dir) / "eval_finetune.json"), device=device)  # fmt: skip
+    overrides = [*DETECTOR, *threads_set, f"method.init={init}",
+                 f"run.out_dir={runs_dir}/{variant}", *extra]  # fmt: skip
+    probe = matmul_gflops()
+    t0 = time.perf_counter()
+    with CpuMeter() as meter:
+        m = run_detect_cli(source, data, overrides, steps=steps, out=f"{runs_dir}/{variant}.json",
+                           device=device)  # fmt: skip
+    return {
+        "variant": variant, "source": source, "init": init, "overrides": overrides,
+        "steps": steps, "metrics": {k: v for k, v in m.items() if k != "config"},
+        "wall_s": round(time.perf_counter() - t0, 1), "cpu": meter.as_dict(),
+        "matmul_gflops_before": round(probe, 1),
+        "matmul_gflops_after": round(matmul_gflops(), 1), "uptime": uptime(),
+        **({"device": device} if device else {})}  # fmt: skip
 
 
 def main() -> None:
@@ -103,11 +140,16 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=["mae", "random", "mae_ft"])
     p.add_argument("--runs-dir", default="runs/detect_transfer")
     p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
+    p.add_argument("--ft-set", nargs="*", default=[], help="key=value overrides of mae_ft's "
+                   "fine-tuning")  # fmt: skip
+    p.add_argument("--device", default="", help="run.device (default: auto)")
+    p.add_argument("--threads", type=int, default=1, help="run.threads of each training")
+    p.add_argument("--jobs", type=int, default=1, help="variants trained at once (processes)")
     p.add_argument("--out", default=str(RESULTS / "detect_transfer"))
     p.add_argument("--reeval", action="store_true",
                    help="no training: evaluate the runs listed in --out.json again")  # fmt: skip
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     if args.reeval:
         out = json.loads(Path(args.out + ".json").read_text())
         for run in out["runs"]:
@@ -124,31 +166,18 @@ def main() -> None:
         old = json.loads(Path(args.out + ".json").read_text())
         out["runs"] = [r for r in old["runs"] if r["variant"] not in args.variants]
         out["earlier_commands"] = [*old.get("earlier_commands", []), old["command"]]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out["context"] = context(args.mae, args.runs_dir)
-    for variant in args.variants:
-        source, init = args.mae, "random" if variant == "random" else "pretrained"
-        if variant == "mae_ft":  # supervised fine-tuning on the folder's labels first
-            source = str(Path(args.runs_dir) / "mae_finetuned")
-            if not (Path(source) / "checkpoint.pt").is_file():
-                # no RandAugment: timm's posterize fails on this PIL ("bits must be between
-                # 1 and 8") in the fine-tuning of an image folder
-                run_finetune_cli(args.mae, [f"run.out_dir={source}", "run.threads=1",
-                                            "run.progress=false", "method.auto_augment="],
-                                 out=str(Path(args.runs_dir) / "eval_finetune.json"))  # fmt: skip
-        overrides = [*DETECTOR, f"method.init={init}", f"run.out_dir={args.runs_dir}/{variant}",
-                     *args.set]  # fmt: skip
-        probe = matmul_gflops()
-        t0 = time.perf_counter()
-        with CpuMeter() as meter:
-            m = run_detect_cli(source, args.data, overrides, steps=args.steps,
-                               out=f"{args.runs_dir}/{variant}.json")  # fmt: skip
-        out["runs"].append({
-            "variant": variant, "source": source, "init": init, "overrides": overrides,
-            "steps": args.steps, "metrics": {k: v for k, v in m.items() if k != "config"},
-            "wall_s": round(time.perf_counter() - t0, 1), "cpu": meter.as_dict(),
-            "matmul_gflops_before": round(probe, 1),
-            "matmul_gflops_after": round(matmul_gflops(), 1), "uptime": uptime()})  # fmt: skip
+    jobs = [(v, args.mae, args.data, args.runs_dir, args.steps, args.device, args.threads,
+             args.set, args.ft_set) for v in args.variants]  # fmt: skip
+
+    def record(run: dict) -> None:
+        out["runs"].append(run)
+        out["context"] = context(args.mae, args.runs_dir)  # mae_ft's fine-tuning, once done
         write(out, args.out, args.steps)
+
+    for run in as_finished(run_variant, jobs, args.jobs):  # recorded as each finishes
+        record(run)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,21 @@ def parallel_map(fn: Any, jobs: list[tuple], workers: int) -> list[Any]:
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
         return list(ex.map(fn, *zip(*jobs, strict=True)))
+
+
+def as_finished(fn: Any, jobs: list[tuple], workers: int) -> Iterator[Any]:
+    """`fn(*args)` for args in `jobs`, yielded as each finishes: in order in this process when
+    `workers` <= 1, else in `workers` spawned processes (one CUDA context each; `fn` as for
+    `parallel_map`), so a caller can record every finished job before the others end."""
+    if workers <= 1:
+        yield from (fn(*args) for args in jobs)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        for f in as_completed([ex.submit(fn, *args) for args in jobs]):
+            yield f.result()
 
 
 def fixed_step_config(cfg: Any, steps: int, batch: int, out_dir: str, **run: Any) -> Any:

@@ -11,6 +11,14 @@ hold a finished checkpoint are reused, so the script can be re-run to fill the t
 
 Writes benchmarks/results/rcg_fmnist.{json,md} and one sample grid per generator
 (rcg_fmnist_<name>.png, the first 64 samples, 3× enlarged).
+
+Elsewhere (benchmarks/gpu_claims.sh): `--device cuda` (every `visrep train` gets
+`run.device`, sampling and scoring run there), `--threads N` (OMP_NUM_THREADS and
+`run.threads` of each process), `--set KEY=VALUE ...` (every training), `--ref-set` /
+`--enc-set` / `--enc-b-steps` (the reference classifier's and the two encoders' budgets),
+`--jobs N` (trainings at once, each started when what it needs is trained; a generator is
+scored as soon as it finishes), `--results DIR` and `--encoders-dir DIR`. The defaults are
+the CPU table's.
 """
 
 from __future__ import annotations
@@ -24,33 +32,66 @@ import time
 from pathlib import Path
 
 import numpy as np
-from host import uptime
+from host import command_line, uptime
 
 from visrep.io import atomic_write_text
 from visrep.sample import evaluate_generation, grid
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-VISREP = [str(ROOT / ".venv" / "bin" / "visrep")]
+# the installed CLI, or the source tree's (a machine where visrep is not installed)
+_CLI = ROOT / ".venv" / "bin" / "visrep"
+VISREP = [str(_CLI)] if _CLI.is_file() else [sys.executable, "-m", "visrep.cli"]
 
 
-def sh(cmd: list[str], log: list[dict]) -> None:
-    """Run `visrep ...` (1 torch thread), record the command and its wall time."""
-    t0 = time.time()
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    subprocess.run(VISREP + cmd, check=True, cwd=ROOT, env=env)
-    log.append({"command": "visrep " + " ".join(cmd), "minutes": round((time.time() - t0) / 60, 2),
-                "uptime_after": uptime()})  # fmt: skip
+def schedule(tasks: list[dict], log: list[dict], jobs: int = 1, threads: int = 1,
+             after=None) -> None:  # fmt: skip
+    """Run the tasks' `visrep ...` commands ({"cmd", "run", "deps": runs it needs finished,
+    "then": called once the run is finished}), at most `jobs` at once, each started in list
+    order once its deps are finished; a finished run is not retrained (its command is
+    recorded once); `after()` after each task. With jobs=1: one after another, in order."""
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    pending, running = list(tasks), {}
 
+    def finish(task: dict, minutes) -> None:
+        line = "visrep " + " ".join(task["cmd"])
+        if minutes is not None:
+            log.append({"command": line, "minutes": minutes, "uptime_after": uptime()})
+        elif all(e["command"] != line for e in log):
+            log.append({"command": line, "minutes": metrics(task["run"]).get("train_minutes"),
+                        "note": "trained by an earlier invocation of this script"})  # fmt: skip
+        if task.get("then"):
+            task["then"]()
+        if after:
+            after()
 
-def ensure(cmd: list[str], run: Path, log: list[dict]) -> None:
-    """Train unless `run` is finished; a finished run's command is recorded once."""
-    line = "visrep " + " ".join(cmd)
-    if not done(run):
-        sh(cmd, log)
-    elif all(e["command"] != line for e in log):
-        log.append({"command": line, "minutes": metrics(run).get("train_minutes"),
-                    "note": "trained by an earlier invocation of this script"})  # fmt: skip
+    while pending or running:
+        for task in list(pending):
+            if len(running) >= jobs or not all(done(d) for d in task.get("deps", ())):
+                if jobs == 1:
+                    break
+                continue
+            pending.remove(task)
+            if done(task["run"]):
+                finish(task, None)
+                continue
+            proc = subprocess.Popen(VISREP + task["cmd"], cwd=ROOT, env=env)
+            running[proc] = (task, time.time())
+        if not running:
+            if pending:
+                raise RuntimeError(f"{pending[0]['run']}: what it needs was not trained")
+            break
+        finished = [p for p in running if p.poll() is not None]
+        if not finished:
+            time.sleep(1)
+            continue
+        for proc in finished:
+            task, t0 = running.pop(proc)
+            if proc.returncode:
+                for other in running:
+                    other.terminate()
+                raise subprocess.CalledProcessError(proc.returncode, proc.args)
+            finish(task, round((time.time() - t0) / 60, 2))
 
 
 def done(run: Path) -> bool:
@@ -75,59 +116,97 @@ def main() -> int:
         help="only add the rows of real train images and of a second sampling seed",
     )
     p.add_argument("--only", default="", help="comma-separated generator names")
+    p.add_argument("--device", default="cpu", help="training, sampling and scoring device")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides for every training")  # fmt: skip
+    p.add_argument("--ref-set", nargs="*", default=["eval.limit_train=20000"],
+                   metavar="KEY=VALUE", help="the reference classifier's overrides")  # fmt: skip
+    p.add_argument("--enc-set", nargs="*", default=["run.budget_minutes=6"], metavar="KEY=VALUE",
+                   help="the better encoder's (mocov3_6min) budget")  # fmt: skip
+    p.add_argument("--enc-b-steps", type=int, default=10, help="the worse encoder's steps")
+    p.add_argument("--results", default=str(RESULTS), help="folder of the JSON, table, grids")
+    p.add_argument("--encoders-dir", default="runs", help="folder of the encoder runs")
     args = p.parse_args()
-    runs = ROOT / args.runs
-    out_json = RESULTS / "rcg_fmnist.json"
+    runs, results, encs = ROOT / args.runs, ROOT / args.results, ROOT / args.encoders_dir
+    results.mkdir(parents=True, exist_ok=True)
+    out_json = results / "rcg_fmnist.json"
     state = json.loads(out_json.read_text()) if out_json.is_file() else {}
     log = state.setdefault("commands", [])
-    state["settings"] = vars(args) | {"threads": 1, "batch": 64}
+    state["settings"] = vars(args) | {"threads": args.threads, "batch": 64}
+    if args.device != "cpu" or args.jobs > 1 or args.results != str(RESULTS):
+        state["floor_command" if args.floor else "command"] = command_line()
+    every = [*([f"run.device={args.device}"] if args.device != "cpu" else []),
+             *([f"run.threads={args.threads}"] if args.threads != 1 else []), *args.set]  # fmt: skip
     # encoders: MoCo v3 with a 6-minute budget, and the same recipe stopped after 10 steps
     encoders = {
-        "mocov3_6min": ["run.budget_minutes=6"],
-        "mocov3_10steps": ["run.max_steps=10", "eval.baselines=false"],
+        "mocov3_6min": list(args.enc_set),
+        "mocov3_10steps": [f"run.max_steps={args.enc_b_steps}", "eval.baselines=false"],
     }
-    for name, extra in encoders.items():
-        run = ROOT / "runs" / f"rcg_enc_{name}"
-        ensure(["train", "mocov3_fmnist", f"run.out_dir={run}", "run.progress=false", *extra],
-               run, log)  # fmt: skip
-        state.setdefault("encoders", {})[name] = {k: metrics(run).get(k) for k in (
+    enc_runs = {name: encs / f"rcg_enc_{name}" for name in encoders}
+
+    def record_encoder(name: str) -> None:
+        state.setdefault("encoders", {})[name] = {k: metrics(enc_runs[name]).get(k) for k in (
             "knn_top1", "linear_top1", "train_steps", "train_minutes")}  # fmt: skip
+
     ref = runs / "reference"
-    ensure(["train", "gen_reference_fmnist", f"run.out_dir={ref}", "run.progress=false",
-            "eval.limit_train=20000"], ref, log)  # fmt: skip
-    state["reference"] = {k: metrics(ref).get(k) for k in (
-        "finetune_top1", "finetune_n_test", "train_steps", "train_minutes")}  # fmt: skip
+
+    def record_reference() -> None:
+        state["reference"] = {k: metrics(ref).get(k) for k in (
+            "finetune_top1", "finetune_n_test", "train_steps", "train_minutes")}  # fmt: skip
+
+    tasks = [{"cmd": ["train", "mocov3_fmnist", f"run.out_dir={enc_runs[name]}",
+                      "run.progress=false", *extra, *every],
+              "run": enc_runs[name], "then": lambda name=name: record_encoder(name)}
+             for name, extra in encoders.items()]  # fmt: skip
+    tasks.append({"cmd": ["train", "gen_reference_fmnist", f"run.out_dir={ref}",
+                          "run.progress=false", *args.ref_set, *every],
+                  "run": ref, "then": record_reference})  # fmt: skip
     fixed = [f"run.max_steps={args.steps}", "run.budget_minutes=0", "run.progress=false"]
     gens = {
         "dit_uncond": ["dit_fmnist", "method.num_classes=0"],
-        "rcg_mocov3_6min": ["rcg_fmnist", f"method.encoder={ROOT / 'runs' / 'rcg_enc_mocov3_6min'}",
+        "rcg_mocov3_6min": ["rcg_fmnist", f"method.encoder={enc_runs['mocov3_6min']}",
                             f"method.rdm_steps={args.rdm_steps}"],
         "dit_cond": ["dit_fmnist"],
-        "rcg_mocov3_10steps": ["rcg_fmnist", f"method.encoder={ROOT / 'runs' / 'rcg_enc_mocov3_10steps'}",
+        "rcg_mocov3_10steps": ["rcg_fmnist", f"method.encoder={enc_runs['mocov3_10steps']}",
                                f"method.rdm_steps={args.rdm_steps}"],
     }  # fmt: skip
     if args.floor:
         return floor(runs, ref, args, state, out_json)
     only = set(filter(None, args.only.split(",")))
-    for name, (recipe, *extra) in gens.items():
-        if only and name not in only:
-            continue
-        run = runs / name
-        ensure(["train", recipe, f"run.out_dir={run}", *fixed, *extra], run, log)
+
+    def score(name: str, run: Path) -> None:
         t0 = time.time()
-        images, _, _ = _draw_and_score(
-            run, ref, ROOT / "runs" / "rcg_enc_mocov3_6min", args, state, name
-        )
+        images, _, _ = _draw_and_score(run, ref, enc_runs["mocov3_6min"], args, state, name)
         picture = grid(images[:64], 8).repeat(3, axis=0).repeat(3, axis=1)
         from PIL import Image
 
-        Image.fromarray(picture[..., 0]).save(RESULTS / f"rcg_fmnist_{name}.png")
+        Image.fromarray(picture[..., 0]).save(results / f"rcg_fmnist_{name}.png")
         state["generators"][name]["train"] = {k: metrics(run).get(k) for k in (
             "train_steps", "train_minutes", "train_img_per_s")}  # fmt: skip
         state["generators"][name]["score_minutes"] = round((time.time() - t0) / 60, 2)
         state["uptime"] = uptime()
         atomic_write_text(out_json, json.dumps(state, indent=2) + "\n")
-        atomic_write_text(RESULTS / "rcg_fmnist.md", markdown(state))
+        atomic_write_text(results / "rcg_fmnist.md", markdown(state))
+
+    to_score = []
+    for name, (recipe, *extra) in gens.items():
+        if only and name not in only:
+            continue
+        run = runs / name
+        needs = [enc_runs[n] for n in encoders if f"method.encoder={enc_runs[n]}" in extra]
+        tasks.append({"cmd": ["train", recipe, f"run.out_dir={run}", *fixed, *extra, *every],
+                      "run": run, "deps": needs})  # fmt: skip
+        to_score.append((name, run))
+
+    def score_finished() -> None:  # each generator once, when it and the scorers are trained
+        if done(ref) and done(enc_runs["mocov3_6min"]):
+            for name, run in [g for g in to_score if done(g[1])]:
+                to_score.remove((name, run))
+                score(name, run)
+
+    schedule(tasks, log, args.jobs, args.threads, after=score_finished)
     return 0
 
 
@@ -143,20 +222,20 @@ def floor(runs: Path, ref: Path, args, state: dict, out_json: Path) -> int:
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(2))[: args.n]
     train = images[idx].permute(0, 2, 3, 1).numpy()  # [n, 28, 28, 1] uint8
     first = runs / "dit_uncond"
-    enc = ROOT / "runs" / "rcg_enc_mocov3_6min"
-    scores = evaluate_generation(first, ref, enc, samples=train, device="cpu")
+    enc = ROOT / args.encoders_dir / "rcg_enc_mocov3_6min"
+    scores = evaluate_generation(first, ref, enc, samples=train, device=args.device)
     state.setdefault("floor", {})["real_train_images"] = {
         k: scores[k] for k in ("reference", "encoder")
     }
     from visrep.sample import draw
 
     again, _, info = draw(first, args.n, steps=f"ddim{args.sample_steps}", ddim=True, seed=1,
-                          device="cpu", use_ema=args.ema)  # fmt: skip
-    scores = evaluate_generation(first, ref, enc, samples=again, device="cpu")
+                          device=args.device, use_ema=args.ema)  # fmt: skip
+    scores = evaluate_generation(first, ref, enc, samples=again, device=args.device)
     state["floor"]["dit_uncond_seed1"] = {"sampling": info} | {
         k: scores[k] for k in ("reference", "encoder")}  # fmt: skip
     atomic_write_text(out_json, json.dumps(state, indent=2) + "\n")
-    atomic_write_text(RESULTS / "rcg_fmnist.md", markdown(state))
+    atomic_write_text(out_json.with_suffix(".md"), markdown(state))
     return 0
 
 
@@ -167,10 +246,10 @@ def _draw_and_score(run, ref, encoder, args, state, name):
     # online weights by default: an EMA of decay 0.995 still holds 0.995^200 = 37% of the
     # zero-output initialisation after 200 steps (its samples are noise)
     images, labels, info = draw(run, args.n, steps=f"ddim{args.sample_steps}", ddim=True,
-                                cfg_scale=1.0, seed=0, device="cpu", progress=False,
+                                cfg_scale=1.0, seed=0, device=args.device, progress=False,
                                 use_ema=args.ema)  # fmt: skip
     np.savez(run / "bench_samples.npz", arr_0=images, labels=labels)
-    scores = evaluate_generation(run, ref, encoder, samples=images, device="cpu")
+    scores = evaluate_generation(run, ref, encoder, samples=images, device=args.device)
     state.setdefault("generators", {})[name] = {"sampling": info} | {
         k: scores[k] for k in ("reference", "encoder")}  # fmt: skip
     return images, labels, info
@@ -179,14 +258,20 @@ def _draw_and_score(run, ref, encoder, args, state, name):
 def markdown(state: dict) -> str:
     s, ref = state["settings"], state["reference"]
     enc = state.get("encoders", {})
-    lines = [
-        "# RCG vs DiT on Fashion-MNIST (CPU size)", "",
-        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rcg_fmnist.py --steps "
+    device = s.get("device", "cpu")
+    command = state.get("command") or (
+        f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rcg_fmnist.py --steps "
         f"{s['steps']} --rdm-steps {s['rdm_steps']} --n {s['n']} --sample-steps "
-        f"{s['sample_steps']}`", "",
+        f"{s['sample_steps']}")  # fmt: skip
+    where = ("1 torch thread" if device == "cpu" and s.get("threads", 1) == 1 else
+             f"device {device}, {s.get('threads', 1)} torch thread(s) per process")  # fmt: skip
+    lines = [
+        f"# RCG vs DiT on Fashion-MNIST ({'CPU size' if device == 'cpu' else device})", "",
+        f"Command: `{command}`", "",
+        *([f"Floor rows: `{state['floor_command']}`", ""] if "floor_command" in state else []),
         f"Every generator: {s['steps']} optimizer steps of batch 64 in total (RCG: "
         f"{s['rdm_steps']} RDM steps, then {s['steps'] - s['rdm_steps']} pixel-generator "
-        f"steps), 1 torch thread. Scored on {s['n']} samples ({'EMA' if s.get('ema') else 'online'} weights, DDIM "
+        f"steps), {where}. Scored on {s['n']} samples ({'EMA' if s.get('ema') else 'online'} weights, DDIM "
         f"{s['sample_steps']} steps, no guidance, seed 0; RCG's representations: RDM DDIM 250 "
         f"steps, η = 1) against {s['n']} Fashion-MNIST test images.", "",
         f"Reference network: `gen_reference_fmnist` (supervised ResNet-18, "
@@ -210,7 +295,8 @@ def markdown(state: dict) -> str:
               "| steps |", "|---|---|---|---|"]  # fmt: skip
     for name, m in enc.items():
         lines.append(f"| {name} | {m['knn_top1']} | {m['linear_top1']} | {m['train_steps']} |")
-    lines += ["", f"Host: {state.get('uptime', '')} (2 cores shared with other jobs).", ""]
+    host = " (2 cores shared with other jobs)" if device == "cpu" else ""
+    lines += ["", f"Host: {state.get('uptime', '')}{host}.", ""]
     return "\n".join(lines)
 
 

@@ -13,6 +13,11 @@ Writes benchmarks/results/video_methods.{json,md} after every run (a rerun skips
 already recorded) and keeps the runs under runs/video_methods/. `--linear` then adds the
 video linear probe of each trained encoder (what `visrep eval linear --ckpt
 runs/video_methods/NAME` computes: view-averaged features, class and direction).
+
+Elsewhere (benchmarks/gpu_claims.sh): `--device cuda`, `--threads N`, `--set KEY=VALUE ...`
+(applied to every run after its own overrides, e.g. a longer schedule `data.limit=4000
+optim.epochs=8`), `--jobs N` (runs in N processes, each recorded as it finishes), `--out
+PREFIX` and `--runs-dir DIR`. The defaults are the CPU table's.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
+from host import as_finished, command_line, environment, md_table, uptime, write_json  # noqa: E402
 from own_colour import matmul_gflops  # noqa: E402
 
-from visrep.config import replace  # noqa: E402
+from visrep.config import apply_overrides, replace  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
 from visrep.loop import train  # noqa: E402
 from visrep.report import video_eval  # noqa: E402
@@ -65,20 +70,27 @@ KEYS = ("knn_top1", "init_knn_top1", "knn_direction_top1", "init_knn_direction_t
         "init_linear_direction_top1")  # fmt: skip
 
 
-def run_one(name: str, recipe: str, changes: dict) -> dict:
-    cfg = replace(get_recipe(recipe), **changes, **{"run.out_dir": str(RUNS / name),
-                                                    "run.threads": 1, "run.progress": False})  # fmt: skip
+def run_one(name: str, recipe: str, changes: dict, runs: str = str(RUNS), threads: int = 1,
+            device: str = "", extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
+    """Train PLAN row `name` (its final evaluation included); `device` "" = the recipe's
+    (auto), `extra` = `key=value` overrides applied last."""
+    cfg = replace(get_recipe(recipe), **changes, **{"run.out_dir": str(Path(runs) / name),
+                                                    "run.threads": threads, "run.progress": False})  # fmt: skip
+    cfg = apply_overrides(cfg, [*([f"run.device={device}"] if device else []), *extra])
+    print(f"== {name}: {recipe} {changes} {list(extra)}", flush=True)
     before = {"uptime": uptime(), "matmul_gflops": round(matmul_gflops(), 1)}
     t0 = time.perf_counter()
     metrics = train(cfg)
-    return {"name": name, "recipe": recipe, "changes": changes, "minutes": round(
+    return {"name": name, "recipe": recipe, "changes": changes, **({"set": list(extra)} if extra
+            else {}), "minutes": round(
         (time.perf_counter() - t0) / 60, 1), "host_before": before, "host_after": uptime(),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}}  # fmt: skip
 
 
-def render(results: dict) -> str:
+def render(results: dict, commands: tuple[str, ...] = COMMANDS) -> str:
     rows = []
-    for r in results["runs"]:
+    order = [name for name, _, _ in PLAN]
+    for r in sorted(results["runs"], key=lambda r: order.index(r["name"])):
         m = r["metrics"]
         rows.append([r["name"], r["recipe"], json.dumps(r["changes"]) if r["changes"] else "",
                      m.get("train_steps"), *(f"{m[k]:.3f}" if k in m else "" for k in KEYS),
@@ -86,10 +98,15 @@ def render(results: dict) -> str:
     head = ["run", "recipe", "overrides", "steps", "class k-NN", "class k-NN (init)",
             "direction k-NN", "direction k-NN (init)", "class linear", "class linear (init)",
             "direction linear", "direction linear (init)", "minutes", "matmul GFLOP/s"]  # fmt: skip
-    commands = "\n".join(f"    {c}" for c in COMMANDS)
+    cpu_table = commands == COMMANDS
+    commands = "\n".join(f"    {c}" for c in commands)
     return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommands:\n\n{commands}"
             f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. Host shared "
-            f"(2 cores); per-run `uptime` and matmul probe in video_methods.json.\n")  # fmt: skip
+            f"(2 cores); per-run `uptime` and matmul probe in video_methods.json.\n"
+            if cpu_table else
+            f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. The "
+            f"commands' `--set` overrides apply after each row's own. Per-run `uptime`, "
+            f"matmul probe and overrides in the JSON beside this file.\n")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,10 +114,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="*", default=None, help="run names of PLAN to run")
     p.add_argument("--linear", action="store_true", help="add the linear probe to recorded "
                    "runs; with --only, to the named runs' initial encoders too")  # fmt: skip
+    p.add_argument("--device", default="", help="run.device of every run and of the --linear "
+                   "probe (default: the recipes' auto for training, cpu for --linear)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=1, help="run.threads of every run")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides applied to every run after its own")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    p.add_argument("--out", default=str(OUT), help="results prefix (.json / .md added)")
+    p.add_argument("--runs-dir", default=str(RUNS), help="folder of the runs")
     args = p.parse_args(argv)
-    path = OUT.with_suffix(".json")
+    out = Path(args.out)
+    path = out.with_suffix(".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(path.read_text()) if path.exists() else {"runs": []}
     results |= {"command": command_line(), "environment": environment()}
+    commands = COMMANDS
+    if out != OUT:  # not the CPU table: list the commands this file was made by
+        results["commands"] = [*results.get("commands", []), results["command"]]
+        commands = tuple(results["commands"])
     done = {r["name"] for r in results["runs"]}
     if args.linear:  # with --only: also the encoder at its initialisation
         for r in results["runs"]:
@@ -108,21 +139,26 @@ def main(argv: list[str] | None = None) -> None:
             if want in r["metrics"] or (args.only and r["name"] not in args.only):
                 continue
             print(f"== linear probe: {r['name']}", flush=True)
-            cfg, model = load_run(RUNS / r["name"], "cpu")
+            device = torch.device(args.device or "cpu")
+            cfg, model = load_run(Path(args.runs_dir) / r["name"], device)
             torch.manual_seed(cfg.run.seed)  # the run's architecture at its initialisation
             init = build_model(cfg).backbone if args.only else None
-            r["metrics"] |= video_eval(cfg, model.backbone, "cpu", init_backbone=init,
+            r["metrics"] |= video_eval(cfg, model.backbone, device, init_backbone=init,
                                        protocols=("linear",))  # fmt: skip
             write_json(results, path)
-            OUT.with_suffix(".md").write_text(render(results))
+            out.with_suffix(".md").write_text(render(results, commands))
         return
-    for name, recipe, changes in PLAN:
-        if name in done or (args.only and name not in args.only):
-            continue
-        print(f"== {name}: {recipe} {changes}", flush=True)
-        results["runs"].append(run_one(name, recipe, changes))
+    todo = [(name, recipe, changes, args.runs_dir, args.threads, args.device, tuple(args.set))
+            for name, recipe, changes in PLAN
+            if name not in done and not (args.only and name not in args.only)]  # fmt: skip
+
+    def record(run: dict) -> None:
+        results["runs"].append(run)
         write_json(results, path)
-        OUT.with_suffix(".md").write_text(render(results))
+        out.with_suffix(".md").write_text(render(results, commands))
+
+    for run in as_finished(run_one, todo, args.jobs):  # recorded as each finishes
+        record(run)
 
 
 if __name__ == "__main__":
