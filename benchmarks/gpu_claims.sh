@@ -70,6 +70,7 @@ MAE_EPOCHS=${MAE_EPOCHS:-100}
 DET_STEPS=${DET_STEPS:-2000}
 END=$(($(date +%s) + LIMIT))
 mkdir -p "$OUT" "$WORK/results" "$WORK/logs" "$WORK/runs"
+: > "$WORK/logs/status.txt"
 
 # the device image has torch, timm, torchvision, scikit-image, ...; what it lacks is carried
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -111,7 +112,7 @@ else
     DET=(--device cuda --jobs 3 --steps "$DET_STEPS" --ft-set optim.epochs=50)
 fi
 
-{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 || echo "no nvidia-smi"
+{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null || echo "no GPU (nvidia-smi)"
   echo "cores: $(nproc); $(uptime)"; "$PY" -c "import torch; print('torch', torch.__version__,
   'cuda', torch.cuda.is_available())"; } > "$OUT/gpu.txt" 2>&1
 

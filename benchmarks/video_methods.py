@@ -100,13 +100,11 @@ def render(results: dict, commands: tuple[str, ...] = COMMANDS) -> str:
             "direction linear", "direction linear (init)", "minutes", "matmul GFLOP/s"]  # fmt: skip
     cpu_table = commands == COMMANDS
     commands = "\n".join(f"    {c}" for c in commands)
+    note = ("Host shared (2 cores); per-run `uptime` and matmul probe in video_methods.json."
+            if cpu_table else "The commands' `--set` overrides apply after each row's own. "
+            "Per-run `uptime`, matmul probe and overrides in the JSON beside this file.")  # fmt: skip
     return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommands:\n\n{commands}"
-            f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. Host shared "
-            f"(2 cores); per-run `uptime` and matmul probe in video_methods.json.\n"
-            if cpu_table else
-            f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. The "
-            f"commands' `--set` overrides apply after each row's own. Per-run `uptime`, "
-            f"matmul probe and overrides in the JSON beside this file.\n")  # fmt: skip
+            f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. {note}\n")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

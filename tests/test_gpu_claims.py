@@ -96,3 +96,4 @@ def test_tiny_mode_end_to_end(tmp_path):
     assert not any(n.endswith((".pt", ".safetensors")) for n in names)
     summary = (out / "summary.md").read_text()
     assert "# Video methods side by side" in summary and "RCG vs DiT" in summary
+    assert "video_methods.py --device cpu --jobs 1 --set data.limit=64" in summary  # commands
