@@ -2,15 +2,18 @@
 random init, at a fixed step count (docs/results.md, video section).
 
 MAE-ST's main evaluation (Feichtenhofer et al., NeurIPS 2022; facebookresearch/mae_st
-`main_finetune.py`) is fine-tuning, shrunk here to a CPU: `visrep eval finetune` of the
-`mae_st` run of benchmarks/video_methods.py (video ViT-Tiny, 6 blocks, 2×16×16 tubelets,
-8 × 64 × 64 clips at τ = 2: 64 tokens; 60 pre-training steps of 32 videos) with the video
-defaults (AdamW, layer decay 0.75, drop path 0.1, dropout 0.5, label smoothing 0.1,
-clip_grad 5) at blr 1e-2 (lr 6.25e-4 at batch 16; the image check, finetune_check.py,
-found 1e-2 ahead of 1e-3 at a few dozen steps), for the same 500 steps (5 epochs) from the
-pre-trained weights and from the pre-training init (`method.init=random`). Training: the first 1,600 Moving Fashion-MNIST
-train videos, class labels; test: clip-level top-1 / top-5 on 400 test videos, 2 temporal
-views × 1 centre crop per video, softmax averaged.
+`main_finetune.py`) is fine-tuning, shrunk here to a CPU: `visrep eval finetune` of an MAE-ST
+run on the encoder of benchmarks/video_methods.py (video ViT-Tiny, 6 blocks, 2×16×16
+tubelets, 8 × 64 × 64 clips at τ = 2: 64 tokens) with the video defaults (AdamW, layer decay
+0.75, drop path 0.1, dropout 0.5, label smoothing 0.1, clip_grad 5) at blr 1e-2 (lr 6.25e-4
+at batch 16; the image check, finetune_check.py, found 1e-2 ahead of 1e-3 at a few dozen
+steps), for the same 500 steps (5 epochs) from the pre-trained weights and from the
+pre-training init (`method.init=random`). Pre-trained runs: that table's `mae_st` (60 steps
+of 32 videos) and the same recipe for 625 steps (5 epochs of the 4,000 train videos, trained
+here when missing). Each row once with seed 0 and once with seed 1 (head init, clip draws,
+dropout). Training: the first 1,600 Moving Fashion-MNIST train videos, class labels; test:
+clip-level top-1 / top-5 on 400 test videos, 2 temporal views × 1 centre crop per video,
+softmax averaged.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...]
 
@@ -34,21 +37,56 @@ from host import command_line, environment, md_table, uptime, write_json  # noqa
 from own_colour import matmul_gflops  # noqa: E402
 
 RESULTS = HERE / "results"
-SOURCE = Path("runs/video_methods/mae_st")
 RUNS = Path("runs/video_finetune")
+# pre-trained runs: the side-by-side table's 60-step MAE-ST, and the same encoder and recipe
+# pre-trained ten times longer (625 steps of 32 = 5 epochs of the 4,000 train videos), made
+# here when missing
+SOURCES = {"mae_st_60": Path("runs/video_methods/mae_st"),
+           "mae_st_625": RUNS / "pretrain_mae_st_625"}  # fmt: skip
+PRETRAIN_625 = ["train", "mae_st_mfmnist", "backbone.patch_size=16", "backbone.depth=6",
+                "data.limit=4000", "optim.epochs=5", "optim.batch_size=32",
+                "optim.warmup_epochs=0.5", "run.budget_minutes=0", "run.threads=1",
+                "run.progress=False", f"run.out_dir={SOURCES['mae_st_625']}"]  # fmt: skip
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
             "run.threads": "1", "run.progress": "False"}  # fmt: skip
-ROWS = {"mae_st": "pretrained", "random_init": "random"}
+# row -> (pre-trained run, init, extra overrides); random init is the same architecture at
+# the pre-training init (the same for both sources: same backbone, same seed)
+ROWS = {
+    "mae_st": ("mae_st_60", "pretrained", {}),
+    "random_init": ("mae_st_60", "random", {}),
+    "mae_st_625": ("mae_st_625", "pretrained", {}),
+    "mae_st_seed1": ("mae_st_60", "pretrained", {"run.seed": "1"}),
+    "random_init_seed1": ("mae_st_60", "random", {"run.seed": "1"}),
+    "mae_st_625_seed1": ("mae_st_625", "pretrained", {"run.seed": "1"}),
+}  # fmt: skip
 
 
-def finetune(name: str, init: str) -> dict:
-    """`visrep eval finetune` of SOURCE from `init` under PROTOCOL; its metrics, command, time."""
+def pretrain_625() -> dict:
+    """The 625-step MAE-ST run (PRETRAIN_625), trained unless it holds a checkpoint."""
+    out = SOURCES["mae_st_625"]
+    info = {"command": "visrep " + " ".join(PRETRAIN_625), "run_dir": str(out)}
+    if not (out / "checkpoint.pt").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        info |= {"uptime_before": uptime(), "matmul_gflops_before": round(matmul_gflops(), 1)}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "visrep.cli", *PRETRAIN_625], check=True)
+        info |= {"wall_s": round(time.perf_counter() - t0, 1), "uptime_after": uptime()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    return info | {k: metrics[k] for k in ("train_steps", "knn_top1", "init_knn_top1",
+                                           "knn_direction_top1", "init_knn_direction_top1")}  # fmt: skip
+
+
+def finetune(name: str, source: str, init: str, extra: dict[str, str]) -> dict:
+    """`visrep eval finetune` of `source` from `init` under PROTOCOL (+ `extra`); its metrics,
+    command and wall time."""
     out_json, out_dir = RUNS / f"{name}.json", RUNS / name
-    cmd = ["eval", "finetune", "--ckpt", str(SOURCE), "--out", str(out_json),
-           f"method.init={init}", *(f"{k}={v}" for k, v in PROTOCOL.items()),
+    keys = PROTOCOL | extra
+    cmd = ["eval", "finetune", "--ckpt", str(SOURCES[source]), "--out", str(out_json),
+           f"method.init={init}", *(f"{k}={v}" for k, v in keys.items()),
            f"run.out_dir={out_dir}"]  # fmt: skip
-    row = {"name": name, "init": init, "command": "visrep " + " ".join(cmd),
+    row = {"name": name, "source": source, "init": init, "seed": int(keys.get("run.seed", 0)),
+           "command": "visrep " + " ".join(cmd),
            "uptime_before": uptime(), "matmul_gflops_before": round(matmul_gflops(), 1)}  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "visrep.cli", *cmd], check=True)
@@ -59,12 +97,12 @@ def finetune(name: str, init: str) -> dict:
 
 
 def render(out: dict) -> str:
-    headers = ["row", "init", "steps (clips)", "train loss, first / last 20 steps", "top-1", "top-5",
+    headers = ["row", "pre-trained run", "init", "seed", "steps (clips)", "train loss, first / last 20 steps", "top-1", "top-5",
                "test loss", "wall", "load before", "matmul GFLOP/s"]  # fmt: skip
     rows = []
     for r in out["rows"]:
         m = r["metrics"]
-        rows.append([f"`{r['name']}`", r["init"],
+        rows.append([f"`{r['name']}`", r.get("source", "mae_st_60"), r["init"], r.get("seed", 0),
                      f"{m['finetune_steps']} ({m['train_images_seen']:,})",
                      f"{r['first_loss']:.3f} / {m['finetune_train_loss']:.3f}",
                      f"{m['finetune_top1']:.3f}", f"{m['finetune_top5']:.3f}",
@@ -74,10 +112,19 @@ def render(out: dict) -> str:
     return (
         "# Video fine-tuning: MAE-ST pre-trained vs random init (Moving Fashion-MNIST, CPU)\n\n"
         + "; ".join(f"`{c}`" for c in out["commands"])
-        + "\n\nEvery row: `visrep eval finetune --ckpt runs/video_methods/mae_st "
-        f"method.init=INIT {' '.join(f'{k}={v}' for k, v in PROTOCOL.items())}`; class labels, "
-        "400 test videos, 2 temporal views x 1 centre crop, softmax averaged (chance 0.100).\n\n"
+        + "\n\nEvery row: `visrep eval finetune --ckpt RUN method.init=INIT "
+        f"{' '.join(f'{k}={v}' for k, v in PROTOCOL.items())}` (+ `run.seed=1` for the seed-1 "
+        "rows); class labels, 400 test videos, 2 temporal views x 1 centre crop, softmax "
+        "averaged (chance 0.100).\n\n"
         + md_table(headers, rows)
+        + "\n\nPre-trained runs: `mae_st_60` = runs/video_methods/mae_st "
+        "(benchmarks/video_methods.py, 60 steps of 32)"
+        + "".join(
+            f"; `{k}` = `{v['command']}` ({v['train_steps']} steps; video k-NN class "
+            f"{v['knn_top1']:.3f} vs {v['init_knn_top1']:.3f} untrained, direction "
+            f"{v['knn_direction_top1']:.3f} vs {v['init_knn_direction_top1']:.3f})"
+            for k, v in out.get("pretrained", {}).items()
+        )  # fmt: skip
         + "\n\nHost shared (2 cores, other 1-thread jobs running): load and matmul probe per row.\n"
     )
 
@@ -87,16 +134,16 @@ def main() -> None:
     p.add_argument("--rows", nargs="*", default=list(ROWS))
     p.add_argument("--rerun", action="store_true", help="run rows already in the JSON again")
     args = p.parse_args()
-    if not (SOURCE / "checkpoint.pt").is_file():
-        raise SystemExit(f"{SOURCE} holds no run: train it first with "
+    if not (SOURCES["mae_st_60"] / "checkpoint.pt").is_file():
+        raise SystemExit(f"{SOURCES['mae_st_60']} holds no run: train it first with "
                          "benchmarks/video_methods.py --only mae_st")  # fmt: skip
     path = RESULTS / "video_finetune.json"
     earlier = json.loads(path.read_text()) if path.exists() else {}
     done = {r["name"]: r for r in earlier.get("rows", [])}
     out = {"command": command_line(), "environment": environment(), "protocol": PROTOCOL,
-           "source": str(SOURCE),
+           "sources": {k: str(v) for k, v in SOURCES.items()},
            "commands": list(dict.fromkeys([*earlier.get("commands", []), command_line()])),
-           "rows": []}  # fmt: skip
+           "pretrained": earlier.get("pretrained", {}), "rows": []}  # fmt: skip
     for name in ROWS:
         if name in done and not (args.rerun and name in args.rows):
             out["rows"].append(done[name])
@@ -105,7 +152,10 @@ def main() -> None:
             continue
         (RUNS / f"{name}.json").unlink(missing_ok=True)
         shutil.rmtree(RUNS / name, ignore_errors=True)  # a fresh run
-        row = finetune(name, ROWS[name])
+        source, init, extra = ROWS[name]
+        if source == "mae_st_625" and source not in out["pretrained"]:
+            out["pretrained"][source] = pretrain_625()
+        row = finetune(name, source, init, extra)
         log = [json.loads(x) for x in (RUNS / name / "log.jsonl").read_text().splitlines()]
         row["first_loss"] = next(r["train/loss"] for r in log if "train/loss" in r)
         out["rows"].append(row)
