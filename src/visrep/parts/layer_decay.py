@@ -3,8 +3,9 @@ facebookresearch/mae_st `util/lr_decay.py` for the video ViT, facebookresearch/C
 `optim_factory.py`).
 
 Group lr = lr × decay^(num_layers − id): the deeper a layer, the closer its lr to the peak.
-ResNets (2-D and the Slow-only 3-D ResNet) get none (no official recipe layers them). The training loop reads the factor per
-parameter name from the method (`lr_scale`) and stores it as the group's `lr_scale`.
+ResNets (2-D and the Slow-only 3-D ResNet) get none (no official recipe layers them). The
+training loop reads the factor per parameter name from the method (`lr_scale`) and stores it
+as the group's `lr_scale`.
 """
 
 from __future__ import annotations
