@@ -126,10 +126,9 @@ FINETUNE_OPTIM = OptimConfig(
 
 
 # The video defaults on a CPU: 16 clips a step, 4 epochs of the labelled train split.
-VIDEO_FINETUNE_OPTIM = OptimConfig(
-    epochs=4, batch_size=16, blr=1e-3, min_lr=1e-6, warmup_epochs=0.5, weight_decay=0.05,
-    betas=(0.9, 0.999), clip_grad=5.0,
-)  # fmt: skip
+VIDEO_FINETUNE_OPTIM = dataclasses.replace(
+    FINETUNE_OPTIM, epochs=4, batch_size=16, warmup_epochs=0.5, clip_grad=5.0
+)
 
 
 def video_defaults(backbone: BackboneConfig) -> dict[str, Any]:
