@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--templates", default="imagenet", help="zeroshot: template set (unseen)")
     e.add_argument("--pairs", default="", help="retrieval: held-out pairs (shards, CSV, JSONL)")
     e.add_argument("--preset", default="", help="finetune: paper preset (visrep.finetune.PRESETS)")
+    e.add_argument("--labels", default="", choices=["", "class", "direction"],
+                   help="finetune of a video run: train and score on these labels (class = "
+                   "appearance, direction = Moving Fashion-MNIST's motion); = method.labels")  # fmt: skip
     e.add_argument("--resume", action="store_true",
                    help="finetune / detect: continue that run (run.out_dir) from its checkpoint")  # fmt: skip
     e.add_argument("--data", default="", metavar="COCO_DIR",
@@ -403,6 +406,10 @@ def train_config(args: argparse.Namespace, overrides: list[str]) -> TrainConfig:
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.config:  # the same keys as the command line's, which win; the run is the recipe
         overrides = [*read_config_file(args.config)[1], *overrides]
+    if args.labels and args.protocol != "finetune":
+        raise ConfigError(f"--labels is for `visrep eval finetune` (method.labels), not "
+                          f"{args.protocol}: the video k-NN and linear probe report every "
+                          "label family the set has")  # fmt: skip
     if args.protocol == "generation":  # samples vs real images (visrep.sample)
         from visrep import sample
 
@@ -441,9 +448,10 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.protocol == "finetune":  # trains the whole backbone (visrep.finetune)
         from visrep.finetune import run_finetune_cli
 
+        labels = [f"method.labels={args.labels}"] if args.labels else []
         metrics = run_finetune_cli(
-            args.ckpt, overrides, preset=args.preset, out=args.out, device=args.device,
-            resume=args.resume,
+            args.ckpt, [*labels, *overrides], preset=args.preset, out=args.out,
+            device=args.device, resume=args.resume,
         )  # fmt: skip
         print(json.dumps({k: v for k, v in metrics.items() if k != "config"}, indent=2))
         return 0

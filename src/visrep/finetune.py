@@ -16,7 +16,10 @@ A video run (`data.frames` > 0: MAE-ST, video MaskFeat, the ρ methods, on a `vi
 or a `slow_*` Slow-only ResNet) is fine-tuned by the same path: the supervised method puts a
 head on its video backbone (`visrep.methods.supervised`), the loop trains it on labelled clips
 of `eval.dataset`'s train split (Moving Fashion-MNIST or a folder of class sub-folders of
-videos), and the final evaluation is clip-level multi-view top-1/top-5. Its defaults
+videos), and the final evaluation is clip-level multi-view top-1/top-5. `--labels direction`
+(`method.labels=direction`) trains and scores on the motion directions instead of the classes
+(Moving Fashion-MNIST's 8, or the `direction` column of a `visrep data build-video` folder);
+a set without them, or `data.hflip=true` (a flip mirrors the motion), is refused. Its defaults
 (`video_defaults`) follow mae_st `main_finetune.py` where a CPU allows: dropout 0.5 before the
 head, layer decay 0.75, drop path 0.1, label smoothing 0.1, clip_grad 5.0 (FINETUNE.md), the
 run's own clip sampling and crop (no flip where the run had none: Moving Fashion-MNIST's
@@ -179,7 +182,9 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
 
 def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]:
     """After the overrides: the classifier's image size is `data.img_size`, and the number of
-    classes (when 0) that of the eval dataset."""
+    classes (when 0) that of the eval dataset's `method.labels` family (a video run's
+    "direction": Moving Fashion-MNIST's 8 motion directions; refused with a horizontal flip,
+    which mirrors the motion)."""
     video = bool(cfg.data.frames)
     if not cfg.eval.dataset or cfg.eval.dataset == "auto":
         raise ConfigError(
@@ -188,7 +193,17 @@ def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]
                "val/ class sub-folders of videos" if video else
                "eval.dataset=fashion_mnist or a folder")
         )  # fmt: skip
-    k = cfg.method.num_classes or num_classes(cfg.eval, video=video)
+    family = cfg.method.labels
+    if family != "class" and not video:
+        raise ConfigError(f"method.labels={family} is for video runs (Moving Fashion-MNIST's "
+                          "motion labels); an image run fine-tunes on its classes")  # fmt: skip
+    if family == "direction" and cfg.data.hflip:
+        raise ConfigError("method.labels=direction with data.hflip=true: a horizontal flip "
+                          "mirrors the motion and so changes the label; set data.hflip=false")  # fmt: skip
+    try:
+        k = cfg.method.num_classes or num_classes(cfg.eval, video=video, family=family)
+    except ValueError as e:  # unknown family, or a set without motion labels
+        raise ConfigError(str(e)) from None
     if k < 2:
         raise ConfigError(f"eval.dataset={cfg.eval.dataset} has {k} class(es): fine-tuning "
                           "needs labelled data, one sub-folder per class")  # fmt: skip

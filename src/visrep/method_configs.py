@@ -309,7 +309,13 @@ class SupervisedConfig:
     reprob: float = 0.25  # RandomErasing
     remode: str = "pixel"
     recount: int = 1
+    # corruption-like augmentation after the crop, in-memory data only: a comma list of
+    # visrep.data.photometric.OPS (noise, blur, contrast, augmix); "" = none
+    photometric: str = ""
     ema_decay: float = 0.0  # model EMA of backbone + head (ConvNeXt V2: 0.9999); 0 = off
+    # video runs: the label family trained and scored, "class" (appearance) or "direction"
+    # (motion: Moving Fashion-MNIST, or a `visrep data build-video` folder's labels.csv)
+    labels: str = "class"
 
 
 # visrep.methods.dit

@@ -3,7 +3,10 @@ facebookresearch/mae_st `main_finetune.py` / `models_vit.py`): the supervised me
 video ViT or Slow-only ResNet, trained by the one loop on labelled Moving Fashion-MNIST clips;
 the backbone starts from the pre-training run's weights, the head has one output per class,
 the loss falls, multi-view testing averages per-view softmax scores, resume is exact, the
-layer-decay ids are mae_st's; and the Slow-only ResNet export round trip."""
+layer-decay ids are mae_st's; and the Slow-only ResNet export round trip. On Moving
+Fashion-MNIST's motion-direction labels (`--labels direction`): one output per direction,
+batches and score on the directions, clear errors for a set without them, a flip, an image
+run."""
 
 import json
 
@@ -304,3 +307,74 @@ def test_mae_st_preset_is_for_video_runs_only(pre, tmp_path):
     smoke_run(image, "mae_fmnist", 1)
     with pytest.raises(ValueError, match="is for video runs"):
         finetune_config(image, "mae_st_vit_large")
+
+
+# --- fine-tuning on the motion-direction labels (method.labels=direction, --labels) ---
+
+
+def test_direction_batches_and_head(pre):
+    """8 directions; batch labels are d = ⌊i/10⌋ mod 8 of the sampled videos, not classes."""
+    cfg = _ft(pre, "method.labels=direction")
+    assert cfg.method.num_classes == 8 and cfg.method.labels == "direction"
+    torch.manual_seed(0)
+    assert build_model(cfg).head.weight.shape == (8, 192)
+    data, k = labelled_clips(cfg, family="direction")
+    assert k == 8
+    idx = data.indices(0)
+    batch = data.batch(0)
+    assert batch["labels"].tolist() == [(i // 10) % 8 for i in idx.tolist()]
+    assert batch["labels"].tolist() != [i % 10 for i in idx.tolist()]  # not the classes
+    cls, _ = labelled_clips(cfg)  # the same clips, class labels
+    assert torch.equal(cls.batch(0)["images"], batch["images"])
+
+
+def test_finetune_on_direction_scores_direction(pre, tmp_path):
+    """`--labels direction` end to end: the metrics name the family, and top-1 is the
+    multi-view softmax average's argmax against the test videos' directions (by hand)."""
+    out, m_json = tmp_path / "ft", tmp_path / "m.json"
+    assert cli.main(["eval", "finetune", "--ckpt", str(pre), "--labels", "direction", *TINY,
+                     "run.max_steps=2", f"run.out_dir={out}", "--out", str(m_json)]) == 0  # fmt: skip
+    m = json.loads(m_json.read_text())
+    assert m["finetune_labels"] == "direction" and m["finetune_n_test"] == 20
+    assert m["config"]["method"]["num_classes"] == 8
+    cfg, model = load_run(out)
+    model.eval()
+    _, test = video_eval_sets(cfg.data, cfg.eval)
+    scores, kept = video_scores({"m": model.logits}, test)
+    y = test.labels["direction"][kept]
+    assert y.tolist() == [(i // 10) % 8 for i in range(20)]
+    hand = (scores["m"].argmax(1) == y).float().mean().item()
+    assert m["finetune_top1"] == pytest.approx(hand)
+    with pytest.raises(ValueError, match="no 'speed' labels.*class.*direction"):
+        video_classifier_accuracy({"m": model.logits}, test, "speed")
+
+
+def test_direction_errors(pre, tmp_path):
+    with pytest.raises(ConfigError, match="data.hflip=true.*mirrors the motion"):
+        _ft(pre, "method.labels=direction", "data.hflip=true")
+    with pytest.raises(ConfigError, match="is for video runs"):
+        _ft(pre, "method.labels=direction", "data.frames=0")
+    with pytest.raises(ConfigError, match="label family must be one of"):
+        _ft(pre, "method.labels=colour")
+    with pytest.raises(ConfigError, match="--labels is for `visrep eval finetune`"):
+        cli.main(["--debug", "eval", "knn", "--ckpt", str(pre), "--labels", "direction"])
+    # a built folder: bouncing objects have no direction labels (-1 in labels.csv)
+    bounce = tmp_path / "bounce"
+    build_moving_fmnist(bounce, n=20, n_val=10, frames=16, size=32, motion="bounce")
+    with pytest.raises(ConfigError, match="no 'direction' labels.*build-video --motion wrap"):
+        _ft(pre, "method.labels=direction", f"eval.dataset={bounce}")
+    _ft(pre, f"eval.dataset={bounce}")  # its classes are fine
+
+
+def test_direction_labels_of_a_built_folder(pre, tmp_path):
+    """A `visrep data build-video` folder (wrap motion): the training clips carry the
+    `direction` column of its labels.csv, for the class-stratified subset."""
+    folder = tmp_path / "wrap"
+    build_moving_fmnist(folder, n=40, n_val=10, frames=16, size=32)
+    cfg = _ft(pre, "method.labels=direction", f"eval.dataset={folder}", "eval.limit_train=30")
+    assert cfg.method.num_classes == 4  # train videos 0..39: d = ⌊i/10⌋ in 0..3
+    data, k = labelled_clips(replace(cfg, **{"optim.batch_size": 30}), family="direction")
+    assert k == 4 and len(data.files) == 30
+    want = [int(p.stem.split("_")[1]) // 10 for p in data.files.paths]
+    assert data.files.labels.tolist() == want
+    assert sorted(set(want)) == [0, 1, 2, 3]

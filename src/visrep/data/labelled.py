@@ -38,6 +38,8 @@ from visrep.data.folder import (
     folder_eval_transform,
     scan_folder,
 )
+from visrep.data.moving_fmnist import MovingSpec
+from visrep.data.photometric import Photometric
 from visrep.data.preprocess import eval_preprocess, match_channels, mean_std
 from visrep.data.sampling import (
     StepBatchSampler,
@@ -47,7 +49,12 @@ from visrep.data.sampling import (
     stratified_subset,
 )
 from visrep.data.video import find_videos
-from visrep.data.video_source import labelled_clips
+from visrep.data.video_source import (
+    check_family,
+    labelled_clips,
+    no_family_message,
+    table_labels,
+)
 
 Batch = dict[str, Tensor]
 
@@ -128,6 +135,7 @@ class TensorBatches:
             if m.reprob > 0
             else None
         )
+        self.photometric = Photometric(getattr(m, "photometric", ""))
         self.steps_per_epoch = len(images) // (self.batch_size * world_size)
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(images)} training images < one global batch; lower batch_size")
@@ -142,6 +150,9 @@ class TensorBatches:
         idx = self._perm[first : first + self.batch_size]
         g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 2))
         x = self.crop(self.images[idx].to(self.device), generator=g)  # [B, C, S, S] in 0..255
+        if self.photometric.ops:  # noise / blur / contrast / AugMix on 0..255, before normalising
+            gp = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 5))
+            x = self.photometric(x.cpu(), generator=gp).to(self.device)
         x = normalize(x, self.mean, self.std)
         if self.erase is not None:  # timm draws boxes from `random`, pixels from torch
             random.seed(mix_seed(self.seed, step, self.rank, 3))
@@ -223,6 +234,10 @@ class FolderBatches:
         self, cfg: TrainConfig, *, rank: int = 0, world_size: int = 1, device: torch.device
     ) -> None:
         d, m, ev = cfg.data, cfg.method, cfg.eval
+        if getattr(m, "photometric", ""):
+            raise ValueError(f"method.photometric={m.photometric!r} is implemented for in-memory "
+                             "data (Fashion-MNIST) only; for a folder use method.auto_augment "
+                             "(timm RandAugment / AugMix policies) or leave it ''")  # fmt: skip
         mean, std = mean_std(d)
         tf = create_transform(
             d.img_size,
@@ -301,9 +316,24 @@ def eval_batches(
     return ((b["images"], b["labels"]) for b in loader if b["labels"] is not None), len(folder)
 
 
-def num_classes(ev: EvalConfig, video: bool = False) -> int:
+def num_classes(ev: EvalConfig, video: bool = False, family: str = "class") -> int:
     """Classes of the labelled train split (Fashion-MNIST and Moving Fashion-MNIST: 10; a
-    folder: its class folders; with `video`, those of its train/ videos)."""
+    folder: its class folders; with `video`, those of its train/ videos). `family`
+    "direction" (video only): Moving Fashion-MNIST's 8 directions, or 1 + the largest
+    direction of a `visrep data build-video` folder's train videos; a clear error when the
+    set has none."""
+    if family != "class":
+        check_family(family)
+        if not video:
+            raise ValueError(f"{family!r} labels are for video runs; image runs have classes "
+                             "only (method.labels=class)")  # fmt: skip
+        if is_fashion_mnist(ev.dataset):
+            return MovingSpec().directions
+        paths = find_videos(_folder_split(ev.dataset, "train"))[0]
+        table = table_labels(ev.dataset, paths)
+        if family not in table:
+            raise ValueError(no_family_message(family, ev.dataset))
+        return int(table[family].max()) + 1
     if is_fashion_mnist(ev.dataset):
         return 10
     if video:
@@ -312,13 +342,21 @@ def num_classes(ev: EvalConfig, video: bool = False) -> int:
 
 
 def train_batches(
-    cfg: TrainConfig, *, rank: int = 0, world_size: int = 1, device: torch.device
+    cfg: TrainConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device,
+    family: str = "class",
 ) -> tuple[Any, int]:
     """Training batches of the eval dataset's labelled train split and its number of classes
-    (labelled clips for a video run: `visrep.data.video_source.labelled_clips`)."""
+    (labelled clips for a video run, on the `family` labels:
+    `visrep.data.video_source.labelled_clips`)."""
     kw: dict[str, Any] = dict(rank=rank, world_size=world_size, device=device)
     if cfg.data.frames:
-        return labelled_clips(cfg, **kw)
+        return labelled_clips(cfg, family=family, **kw)
+    if family != "class":
+        raise ValueError(f"{family!r} labels are for video runs; image runs have classes only")
     if is_fashion_mnist(cfg.eval.dataset):
         images, labels = load_eval_split(cfg.eval, "train", cfg.data.channels, cfg.data.img_size)
         return TensorBatches(images, labels, cfg, **kw), int(labels.max()) + 1

@@ -15,7 +15,6 @@ to `data.img_size` (`visrep.data.video.multiview_clips`), normalised as in train
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from visrep.data.moving_fmnist import MovingFashionMNIST, MovingSpec
 from visrep.data.resolve import split_dirs
 from visrep.data.sampling import stratified_subset
 from visrep.data.video import check_video_backend, decode_video, find_videos, multiview_clips
-from visrep.data.video_source import normalize_clips, video_mean_std
+from visrep.data.video_source import normalize_clips, table_labels, video_mean_std
 
 # temporal views per video on CPU (4 × 1 would be the full multi-view test at 64 px; 2 halves the encoding time)
 EVAL_VIEWS = 2
@@ -83,15 +82,8 @@ def _folder_set(root: Path, split: Path, data: DataConfig, limit: int, views: in
             raise ValueError(f"{split} has classes that {root / 'train'} lacks: {missing[:5]}; "
                              "every test class needs training videos")  # fmt: skip
         classes = [names.index(found[c]) for c in classes]
-    labels = {"class": torch.tensor(classes)}
-    table = root / "labels.csv"
-    if table.is_file():  # `visrep data build-video`: the motion labels too
-        rows = {r["path"]: r for r in csv.DictReader(table.open())}
-        rel = [p.relative_to(root).as_posix() for p in paths]
-        if all(r in rows for r in rel) and "direction" in rows[rel[0]]:
-            direction = torch.tensor([int(rows[r]["direction"]) for r in rel])
-            if (direction >= 0).all():
-                labels["direction"] = direction
+    # `visrep data build-video`: the motion labels too
+    labels = {"class": torch.tensor(classes)} | table_labels(root, paths)
     keep = stratified_subset(labels["class"], limit).tolist()
     paths = [paths[i] for i in keep]
     labels = {k: v[keep] for k, v in labels.items()}

@@ -14,13 +14,16 @@ images carry, so the loop counts them the same way):
   default), so a video recipe runs with no files at all; `visrep data build-video` writes
   the same videos as files for the decoding path.
 
-With `labels=True` both also yield `"labels"` [B] (the class sub-folder; Moving
-Fashion-MNIST's class): the labelled clips of video fine-tuning (`labelled_clips`: the train
-split of `eval.dataset`, as image fine-tuning trains on the labelled train split).
+With `labels=True` both also yield `"labels"` [B]: the class sub-folder or Moving
+Fashion-MNIST's class, or with `family="direction"` the motion direction (Moving
+Fashion-MNIST's d, or the `direction` column of a `visrep data build-video` folder's
+`labels.csv`, `table_labels`): the labelled clips of video fine-tuning (`labelled_clips`: the
+train split of `eval.dataset`, as image fine-tuning trains on the labelled train split).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import random
 from collections.abc import Iterator
@@ -58,6 +61,28 @@ from visrep.device import CPU
 logger = logging.getLogger(__name__)
 
 MOVING_TRAIN_VIDEOS = 4000  # the default train set size of Moving Fashion-MNIST
+LABEL_FAMILIES = ("class", "direction")  # appearance, motion (Moving Fashion-MNIST)
+
+
+def table_labels(root: str | Path, paths: list[Path]) -> dict[str, Tensor]:
+    """The motion labels of a `visrep data build-video` folder: {"direction": [N]} for
+    `paths` (below `root`) from `root/labels.csv` when every one of them has a direction
+    >= 0 (wrap motion), else {}."""
+    table = Path(root) / "labels.csv"
+    if not table.is_file():
+        return {}
+    with table.open(newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    rel = [Path(p).relative_to(root).as_posix() for p in paths]
+    if not rel or not all(r in rows for r in rel) or "direction" not in rows[rel[0]]:
+        return {}
+    direction = torch.tensor([int(rows[r]["direction"]) for r in rel])
+    return {"direction": direction} if (direction >= 0).all() else {}
+
+
+def check_family(family: str) -> None:
+    if family not in LABEL_FAMILIES:
+        raise ValueError(f"video label family must be one of {LABEL_FAMILIES}, got {family!r}")
 
 
 def video_mean_std(data: DataConfig, moving: bool) -> tuple[tuple[float, ...], ...]:
@@ -147,11 +172,19 @@ class VideoTrainData:
         device: torch.device = CPU,
         holdout: float = 0.0,
         labels: bool = False,
+        family: str = "class",
+        table_root: str | Path = "",
     ) -> None:
+        check_family(family)
         self.files, self.labels = VideoFiles(data.dataset, data), labels
         if holdout:
             self.files.select(holdout_split(self.files.labels, holdout)[0])
         self.files.select(stratified_subset(self.files.labels, data.limit))
+        if family != "class":  # the subset is the class-stratified one; its motion labels
+            table = table_labels(table_root, self.files.paths)
+            if family not in table:
+                raise ValueError(no_family_message(family, table_root))
+            self.files.labels = table[family]
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.rank, self.world, self.device = rank, world_size, device
         self.mean, self.std = video_mean_std(data, moving=False)
@@ -185,8 +218,10 @@ class MovingTrainData:
         world_size: int = 1,
         device: torch.device = CPU,
         labels: bool = False,
+        family: str = "class",
     ) -> None:
-        self.labels = labels
+        check_family(family)
+        self.labels, self.family = labels, family
         images, classes = load_fashion_mnist(data.root, "train")
         # the seed-0 set, whatever the run's seed: every run trains on the same videos
         self.videos = MovingFashionMNIST(images.numpy(), classes.numpy(), MovingSpec(), seed=0,
@@ -216,7 +251,7 @@ class MovingTrainData:
             video = torch.from_numpy(v.frames).unsqueeze(-1).expand(-1, -1, -1, 3)
             rng = random.Random(mix_seed(self.seed, step, self.rank, k))
             clips.append(sample_clips(video, None, self.data, rng))
-            classes.append(v.label)
+            classes.append(v.direction if self.family == "direction" else v.label)
         if self.data.clips:  # per video a list of positives -> one batch per view
             batch = {"views": [torch.stack(v) for v in zip(*clips)]}
         else:
@@ -229,19 +264,34 @@ class MovingTrainData:
             yield self.batch(step)
 
 
+def no_family_message(family: str, dataset: str | Path) -> str:
+    return (f"eval.dataset={str(dataset)!r} has no {family!r} labels: motion-direction labels "
+            "come with Moving Fashion-MNIST (eval.dataset=fashion_mnist) and with the "
+            "labels.csv of a `visrep data build-video --motion wrap` folder; fine-tune on "
+            "method.labels=class instead")  # fmt: skip
+
+
 def labelled_clips(
-    cfg: TrainConfig, *, rank: int = 0, world_size: int = 1, device: torch.device = CPU
+    cfg: TrainConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device = CPU,
+    family: str = "class",
 ) -> tuple[MovingTrainData | VideoTrainData, int]:
     """Labelled training clips of `eval.dataset`'s train split (augmented as `cfg.data` says:
     random start, random resized crop, flip) and its number of classes: Moving Fashion-MNIST's
     first `eval.limit_train` train videos (4,000 when 0; the videos the video evaluation's
     memory bank takes its first ones from), or the class sub-folders of a video folder's
-    `train/` (`eval.limit_train`: a seeded stratified subset)."""
+    `train/` (`eval.limit_train`: a seeded stratified subset). `family` "direction": the
+    motion labels of the same videos (8 directions on Moving Fashion-MNIST)."""
     ev = cfg.eval
-    kw = dict(seed=cfg.run.seed, rank=rank, world_size=world_size, device=device, labels=True)
+    kw = dict(seed=cfg.run.seed, rank=rank, world_size=world_size, device=device, labels=True,
+              family=family)  # fmt: skip
     if is_fashion_mnist(ev.dataset):
         data = replace(cfg.data, dataset=ev.dataset, root=ev.root, limit=ev.limit_train)
-        return MovingTrainData(data, cfg.optim.batch_size, **kw), 10
+        train = MovingTrainData(data, cfg.optim.batch_size, **kw)
+        return train, train.videos.spec.directions if family == "direction" else 10
     split = split_dirs(ev.dataset) if ev.dataset else None
     if split is None:
         raise ValueError(f"eval.dataset={ev.dataset!r} holds no labelled videos: fine-tuning a "
@@ -249,8 +299,10 @@ def labelled_clips(
                          "a folder with train/ and val/ (or test/) class sub-folders of videos "
                          "(`visrep data build-video` writes one)")  # fmt: skip
     data = replace(cfg.data, dataset=str(split[0]), limit=ev.limit_train)
-    train = VideoTrainData(data, cfg.optim.batch_size, **kw)
+    train = VideoTrainData(data, cfg.optim.batch_size, table_root=ev.dataset, **kw)
     if not train.files.classes:
         raise ValueError(f"{split[0]} has no class sub-folders: fine-tuning needs labelled "
                          "videos, one sub-folder per class")  # fmt: skip
+    if family != "class":
+        return train, int(train.files.labels.max()) + 1
     return train, len(train.files.classes)

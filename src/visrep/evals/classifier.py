@@ -55,7 +55,8 @@ def classifier_eval(model: Classifier, cfg: TrainConfig, device: torch.device) -
     """The final evaluation of a supervised run: the classifier's top-1/top-5 on the eval test
     split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform). A video
     classifier is scored per video on `EVAL_VIEWS` temporal clips × 1 centre crop, the
-    views' softmax averaged (`visrep.evals.video.video_classifier_accuracy`)."""
+    views' softmax averaged, on the labels it trained on (`method.labels`: class or
+    direction; `visrep.evals.video.video_classifier_accuracy`)."""
     t0 = time.perf_counter()
     model.eval()
     amp = autocast_dtype(cfg.run.precision, device)
@@ -67,10 +68,13 @@ def classifier_eval(model: Classifier, cfg: TrainConfig, device: torch.device) -
         sets = video_eval_sets(cfg.data, cfg.eval, views=EVAL_VIEWS)
         if sets is None:
             raise ValueError(f"eval.dataset={cfg.eval.dataset!r} has no labelled test videos")
+        family = getattr(cfg.method, "labels", "class")
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            res = video_classifier_accuracy(fns, sets[1], batch_size=cfg.eval.batch_size // 8 or 1,
+            res = video_classifier_accuracy(fns, sets[1], family,
+                                            batch_size=cfg.eval.batch_size // 8 or 1,
                                             device=device)  # fmt: skip
         video = {"finetune_views": EVAL_VIEWS, "finetune_aggregation": "softmax_mean",
+                 "finetune_labels": family,
                  "unreadable_eval_videos_skipped": sets[1].n_skipped}  # fmt: skip
     else:
         batches, _ = eval_batches(cfg.data, cfg.eval, cfg.data.num_workers)

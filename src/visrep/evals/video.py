@@ -104,6 +104,9 @@ def video_classifier_accuracy(logits_fns: dict[str, Callable[[Tensor], Tensor]],
                               device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:  # fmt: skip
     """Video-level top-1 / top-5 (fractions) and mean cross-entropy −log p̄(y) of the
     view-averaged probabilities p̄ (`video_scores`), per classifier, on the `family` labels."""
+    if family not in videos.labels:
+        raise ValueError(f"the test videos have no {family!r} labels (they have "
+                         f"{sorted(videos.labels)})")  # fmt: skip
     scores, kept = video_scores(logits_fns, videos, batch_size, device)
     y = videos.labels[family][kept]
     out = {}

@@ -24,8 +24,10 @@ res5) → dropout (`dropout`) → Linear; drop path rebuilt into the ViT's block
 layer-wise lr decay and no-weight-decay names as mae_st `util/lr_decay.py`; no layer decay
 for the ResNet. Mixup/CutMix act on the clip as on an image of C·T channels (one box for every
 frame, mae_st `util/decoder/mixup.py`). Batches are labelled clips
-(`visrep.data.video_source.labelled_clips`); the final evaluation is the multi-view clip-level
-top-1/top-5 (`visrep.evals.video.video_classifier_accuracy`).
+(`visrep.data.video_source.labelled_clips`), on the class labels or, with
+`labels="direction"`, on Moving Fashion-MNIST's motion directions; the final evaluation is the
+multi-view clip-level top-1/top-5 on the same label family
+(`visrep.evals.video.video_classifier_accuracy`).
 
 timm's Mixup draws from numpy's global RNG; `forward` seeds numpy (and `random`) from the
 seed the loop gave torch for this step (`torch.initial_seed()`), or from `mix_seed`, so a
@@ -200,8 +202,9 @@ class Supervised(nn.Module):
             raise ValueError(
                 f"Mixup/CutMix need an even optim.batch_size, got {cfg.optim.batch_size}"
             )
-        data, k = train_batches(cfg, rank=rank, world_size=world_size, device=device)
+        data, k = train_batches(cfg, rank=rank, world_size=world_size, device=device,
+                                family=self.cfg.labels)  # fmt: skip
         if k > self.cfg.num_classes:
-            raise ValueError(f"{cfg.eval.dataset} has {k} classes, method.num_classes is "
-                             f"{self.cfg.num_classes}")  # fmt: skip
+            raise ValueError(f"{cfg.eval.dataset} has {k} {self.cfg.labels} labels, "
+                             f"method.num_classes is {self.cfg.num_classes}")  # fmt: skip
         return data
