@@ -159,7 +159,8 @@ def _add_robustness_args(e) -> None:
                    help="robustness: corruption suites (c = the 15, held_out, c_bar)")  # fmt: skip
     r.add_argument("--augment", default="", metavar="SPEC",
                    help="msd: augmentation instead of the run's, e.g. 'crop_scale=0.35,1 "
-                   "hflip=true reprob=0.25' or 'none'; --encoder RUN is the feature extractor")  # fmt: skip
+                   "hflip=true reprob=0.25 photometric=noise' or 'none'; --encoder RUN is the "
+                   "feature extractor (the paper's: a supervised classifier trained apart)")  # fmt: skip
     r.add_argument("--n-aug", type=int, default=100, help="msd: augmentation samples")
     r.add_argument("--n-corr", type=int, default=16, help="msd: samples per corruption-severity")
     r.add_argument("--n-images", type=int, default=32, help="msd: clean training images |D_S|")

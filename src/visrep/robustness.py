@@ -200,12 +200,12 @@ def run_robustness(
 
 # ---- MSD ----
 
-AUGMENT_KEYS = {"crop_scale", "hflip", "reprob", "remode", "recount"}
+AUGMENT_KEYS = {"crop_scale", "hflip", "reprob", "remode", "recount", "photometric"}
 
 
 def parse_augment(spec: str) -> dict[str, Any]:
-    """ "crop_scale=0.35,1 hflip=true reprob=0.25 recount=1 remode=pixel" -> kwargs of
-    `training_apply` ("none" = no augmentation)."""
+    """ "crop_scale=0.35,1 hflip=true reprob=0.25 recount=1 remode=pixel photometric=noise"
+    -> kwargs of `training_apply` ("none" = no augmentation)."""
     kw: dict[str, Any] = {}
     for item in spec.split():
         if item == "none":
@@ -219,7 +219,7 @@ def parse_augment(spec: str) -> dict[str, Any]:
         elif key == "hflip":
             kw[key] = val.lower() in ("1", "true", "yes")
         else:
-            kw[key] = {"reprob": float, "recount": int, "remode": str}[key](val)
+            kw[key] = {"reprob": float, "recount": int, "remode": str, "photometric": str}[key](val)
     return kw
 
 
@@ -228,7 +228,8 @@ def run_augmentation(cfg: Any) -> dict[str, Any]:
     m = cfg.method
     return {"crop_scale": tuple(cfg.data.crop_scale), "hflip": bool(cfg.data.hflip),
             "reprob": float(getattr(m, "reprob", 0.0)), "remode": getattr(m, "remode", "pixel"),
-            "recount": int(getattr(m, "recount", 1))}  # fmt: skip
+            "recount": int(getattr(m, "recount", 1)),
+            "photometric": str(getattr(m, "photometric", ""))}  # fmt: skip
 
 
 def run_msd(

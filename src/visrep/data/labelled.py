@@ -5,8 +5,9 @@ pictures) and the labelled training batches of the supervised method (fine-tunin
 Fine-tuning augmentation follows MAE (He et al., 2022, §A.1; facebookresearch/mae
 `util/datasets.py`) and ConvNeXt V2 (Woo et al., 2023; facebookresearch/ConvNeXt-V2
 `datasets.py`). In-memory images (Fashion-MNIST) are augmented batched on the device with
-the library's RandomResizedCrop + flip (`augment.py`), then timm's RandomErasing on the
-batch; folders of images go through timm's `create_transform` per sample
+the library's RandomResizedCrop + flip (`augment.py`), the optional corruption-like ops of
+`method.photometric` (`photometric.py`: noise, blur, contrast, AugMix), then timm's
+RandomErasing on the batch; folders of images go through timm's `create_transform` per sample
 (RandomResizedCrop, flip, RandAugment, RandomErasing, bicubic). RandAugment is
 PIL-per-sample, so it is not applied to in-memory tensors. As in pre-training
 (`sampling.py`), batch `step` of process `rank` is a function of (seed, step, rank) only,

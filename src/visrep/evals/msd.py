@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from visrep.data.augment import normalize, random_resized_crop_params, resized_crop
 from visrep.data.corruptions import corrupt
+from visrep.data.photometric import Photometric
 from visrep.evals.robustness import from_numpy_images, to_numpy_images
 
 Apply = Callable[[Tensor, int], Tensor]
@@ -86,12 +87,15 @@ def training_apply(
     reprob: float = 0.0,
     remode: str = "pixel",
     recount: int = 1,
+    photometric: str = "",
 ) -> Apply:
     """The in-memory training augmentation of a classifier run (`visrep.data.labelled`
-    `TensorBatches`): RandomResizedCrop(crop_scale) + horizontal flip (p = ½) on 0..255,
-    normalisation, timm RandomErasing(reprob, remode, recount) in normalised units (as in
-    training), back to 0..255 units — with one draw per seed applied to every image (the
-    box and flip drawn once; erasing re-seeded per image)."""
+    `TensorBatches`): RandomResizedCrop(crop_scale) + horizontal flip (p = ½) on 0..255, the
+    `photometric` ops (`visrep.data.photometric`: noise, blur, contrast, AugMix), normalisation,
+    timm RandomErasing(reprob, remode, recount) in normalised units (as in training), back to
+    0..255 units — with one draw per seed applied to every image (the box, flip and
+    photometric draw, noise field included, drawn once; erasing re-seeded per image)."""
+    extra = Photometric(photometric)
     erase = (
         RandomErasing(reprob, mode=remode, max_count=recount, device="cpu") if reprob > 0 else None
     )
@@ -102,6 +106,8 @@ def training_apply(
         box = random_resized_crop_params(1, h, w, crop_scale, generator=g)
         flip = (torch.rand(1, generator=g) < 0.5) if hflip else torch.zeros(1, dtype=torch.bool)
         x = resized_crop(images, box.expand(n, 4), img_size, flip.expand(n))
+        if extra.ops:  # one draw, expanded to the n images
+            x = extra.apply(x, extra.sample(1, generator=g))
         if erase is None:
             return x
         x = normalize(x, mean, std)
