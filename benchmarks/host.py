@@ -87,6 +87,14 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def host_note(h: dict[str, Any], label: str = "shared, 1 thread", what: str = "wall") -> str:
+    """One sentence on the host of a measurement: `uptime` and the matmul probe before and
+    after (keys `uptime_*`, `matmul_gflops_*`), then CpuMeter's wall time and cores used."""
+    return (f"Host ({label}): before `{h['uptime_before']}`, matmul {h['matmul_gflops_before']} "
+            f"GFLOP/s; after `{h['uptime_after']}`, {h['matmul_gflops_after']} GFLOP/s (≈ 210 "
+            f"when quiet); {what} {h['wall_s']} s, cores used {h['cores_used']}.")  # fmt: skip
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from host import CpuMeter, command_line, environment, md_table, uptime, write_json
+from host import CpuMeter, command_line, environment, host_note, md_table, uptime, write_json
 from own_colour import matmul_gflops
 from scipy.stats import spearmanr
 
@@ -162,10 +162,7 @@ def analyse(out: dict, name: str) -> str:
           f"{rho:.3f} (p = {pval:.2g}); ρ(MMD, error) {stats['spearman_mmd_error']:.3f}; "
           f"ρ(MSD, error − clean error) {stats['spearman_msd_excess_error']:.3f}. Mean "
           f"per-corruption ρ across the 3 models: {np.nanmean(list(per_c.values())):.2f}.", "",
-          f"Host (shared, 1 thread): before `{h['uptime_before']}`, matmul "
-          f"{h['matmul_gflops_before']} GFLOP/s; after `{h['uptime_after']}`, "
-          f"{h['matmul_gflops_after']} GFLOP/s; wall {h['wall_s']} s, cores used "
-          f"{h['cores_used']}."]  # fmt: skip
+          host_note(h)]  # fmt: skip
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     return "\n".join(md)
 
