@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from visrep.capabilities import Classifier
 from visrep.config import TrainConfig
 from visrep.data.labelled import eval_batches
-from visrep.data.video_eval import EVAL_VIEWS, video_eval_sets
+from visrep.data.video_eval import video_eval_sets
 from visrep.device import autocast_dtype
 from visrep.evals.features import topk_hits
 from visrep.evals.video import video_classifier_accuracy
@@ -54,8 +54,8 @@ def accuracy(
 def classifier_eval(model: Classifier, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     """The final evaluation of a supervised run: the classifier's top-1/top-5 on the eval test
     split (Fashion-MNIST preprocessing as k-NN/linear; folders: timm's eval transform). A video
-    classifier is scored per video on `EVAL_VIEWS` temporal clips × 1 centre crop, the
-    views' softmax averaged, on the labels it trained on (`method.labels`: class or
+    classifier is scored per video on `eval.temporal_views` temporal clips ×
+    `eval.spatial_crops` spatial crops (1 centre, or the papers' 3), the views' softmax averaged, on the labels it trained on (`method.labels`: class or
     direction; `visrep.evals.video.video_classifier_accuracy`)."""
     t0 = time.perf_counter()
     model.eval()
@@ -65,7 +65,7 @@ def classifier_eval(model: Classifier, cfg: TrainConfig, device: torch.device) -
         fns["ema"] = model.ema_logits
     video = {}
     if cfg.data.frames:
-        sets = video_eval_sets(cfg.data, cfg.eval, views=EVAL_VIEWS)
+        sets = video_eval_sets(cfg.data, cfg.eval)
         if sets is None:
             raise ValueError(f"eval.dataset={cfg.eval.dataset!r} has no labelled test videos")
         family = getattr(cfg.method, "labels", "class")
@@ -73,7 +73,9 @@ def classifier_eval(model: Classifier, cfg: TrainConfig, device: torch.device) -
             res = video_classifier_accuracy(fns, sets[1], family,
                                             batch_size=cfg.eval.batch_size // 8 or 1,
                                             device=device)  # fmt: skip
-        video = {"finetune_views": EVAL_VIEWS, "finetune_aggregation": "softmax_mean",
+        video = {"finetune_views": cfg.eval.temporal_views,
+                 "finetune_spatial_crops": cfg.eval.spatial_crops,
+                 "finetune_aggregation": "softmax_mean",
                  "finetune_labels": family,
                  "unreadable_eval_videos_skipped": sets[1].n_skipped}  # fmt: skip
     else:

@@ -1,8 +1,8 @@
 """Video k-NN (SlowFast `tools/test_net.py`; Feichtenhofer et al., CVPR 2021): clip features averaged over views, one label family at
 a time (Moving Fashion-MNIST: "class" = appearance, "direction" = motion).
 
-Each video is encoded as its views (N_t temporal clips × 1 centre crop,
-`visrep.data.video_eval`); aggregation "feature_mean" (visrep default): L2-normalise every
+Each video is encoded as its views (`eval.temporal_views` clips × `eval.spatial_crops` crops,
+1 centre or the papers' 3, `visrep.data.video_eval`); aggregation "feature_mean" (visrep default): L2-normalise every
 view's feature, average them per video, renormalise, then one weighted k-NN query
 (`visrep.evals.knn.knn`: cosine similarity, k = 20, weight exp(sim / 0.07)) against the
 training videos represented the same way.
@@ -155,6 +155,7 @@ def video_knn_eval(
     if not prefix:
         out |= {"knn_k": k, "knn_temperature": temperature, "knn_n_train": len(f_train),
                 "knn_n_test": len(f_test), "knn_views": train.num_views,
+                "knn_spatial_crops": train.crops,
                 "knn_aggregation": "feature_mean",
                 "knn_video_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     return out
@@ -190,5 +191,6 @@ def video_linear_eval(
         out[f"{prefix}{name}_top1"] = m["linear_top1"]
     if not prefix:
         out |= {"linear_epochs": epochs, "linear_blr": round(blr, 4), "linear_n_train": n,
-                "linear_views": train.num_views, "linear_aggregation": "feature_mean"}  # fmt: skip
+                "linear_views": train.num_views, "linear_spatial_crops": train.crops,
+                "linear_aggregation": "feature_mean"}  # fmt: skip
     return out
