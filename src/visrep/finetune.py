@@ -23,9 +23,12 @@ a set without them, or `data.hflip=true` (a flip mirrors the motion), is refused
 (`video_defaults`) follow mae_st `main_finetune.py` where a CPU allows: dropout 0.5 before the
 head, layer decay 0.75, drop path 0.1, label smoothing 0.1, clip_grad 5.0 (FINETUNE.md), the
 run's own clip sampling and crop (no flip where the run had none: Moving Fashion-MNIST's
-direction rule), no RandAugment / RandomErasing of clips (not implemented), a short schedule
-(`VIDEO_FINETUNE_OPTIM`); the preset `mae_st_vit_large` is FINETUNE.md's ViT-L recipe
-(without its RandAugment and repeated augmentation). A Slow ResNet's head starts at
+direction rule), no RandAugment / RandomErasing of clips (mae_st's `--rand_aug` is off by
+default, and its RandomErasing only runs with it; `method.auto_augment=rand-m7-mstd0.5-inc1
+method.reprob=0.25` turns both on, one draw per clip applied to every frame:
+`visrep.data.clip_augment`), a short schedule (`VIDEO_FINETUNE_OPTIM`). The preset
+`mae_st_vit_large` is FINETUNE.md's ViT-L recipe with its RandAugment and RandomErasing
+(without its repeated augmentation). A Slow ResNet's head starts at
 normal(0, 0.01) as SlowFast's `ResNetBasicHead`.
 
 Override keys are those of any run: `method.*` (init, layer_decay, mixup, cutmix,
@@ -110,13 +113,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # mae_st FINETUNE.md (ViT-L/16, Kinetics-400, 16 x 4 clips): 50 epochs, blr 2.4e-3, warmup 5,
 # layer decay 0.75, drop path 0.2, dropout 0.3, smoothing 0.1, Mixup 0.8 / CutMix 1.0,
-# clip_grad 5.0, fp32, random resized crop (0.08, 1). Its RandAugment (rand-m7-mstd0.5-inc1)
-# and repeat_aug 2 are not ported: RandomErasing / RandAugment of clips are off.
+# clip_grad 5.0, fp32, random resized crop (0.08, 1), --rand_aug: RandAugment
+# rand-m7-mstd0.5-inc1 and RandomErasing 0.25 (main_finetune.py's --reprob default, mode
+# pixel, one box). Its repeat_aug 2 is not ported.
 PRESETS["mae_st_vit_large"] = {
     "optim.epochs": 50, "optim.blr": 2.4e-3, "optim.warmup_epochs": 5, "optim.batch_size": 2,
     "optim.weight_decay": 0.05, "optim.min_lr": 1e-6, "optim.clip_grad": 5.0,
     "method.layer_decay": 0.75, "method.drop_path": 0.2, "method.dropout": 0.3,
     "method.smoothing": 0.1, "method.mixup": 0.8, "method.cutmix": 1.0,
+    "method.auto_augment": "rand-m7-mstd0.5-inc1", "method.reprob": 0.25,
     "data.crop_scale": (0.08, 1.0), "run.precision": "fp32", "data.num_workers": 8,
 }  # fmt: skip
 VIDEO_PRESETS = {"mae_st_vit_large"}
@@ -137,7 +142,7 @@ VIDEO_FINETUNE_OPTIM = dataclasses.replace(
 def video_defaults(backbone: BackboneConfig) -> dict[str, Any]:
     """The supervised method's video settings (module docstring): mae_st `main_finetune.py`'s
     dropout 0.5, layer decay 0.75, drop path 0.1; a Slow ResNet's head std 0.01 (SlowFast
-    `ResNetBasicHead` init); no RandomErasing / RandAugment of clips."""
+    `ResNetBasicHead` init); no RandomErasing / RandAugment of clips (`--rand_aug` off)."""
     return {"dropout": 0.5, "layer_decay": 0.75, "drop_path": 0.1, "reprob": 0.0,
             "auto_augment": "",
             "head_init_std": 0.01 if backbone.name.startswith("slow_") else 2e-5}  # fmt: skip

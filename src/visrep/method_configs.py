@@ -304,7 +304,8 @@ class SupervisedConfig:
     mixup_switch_prob: float = 0.5
     mixup_mode: str = "batch"
     smoothing: float = 0.1
-    auto_augment: str = "rand-m9-mstd0.5-inc1"  # folders only ("" = off)
+    # RandAugment: image folders and video clips (one draw per clip); not in-memory images
+    auto_augment: str = "rand-m9-mstd0.5-inc1"  # ("" = off)
     color_jitter: float = 0.0  # folders only; MAE leaves it off (None) with RandAugment
     reprob: float = 0.25  # RandomErasing
     remode: str = "pixel"

@@ -300,7 +300,8 @@ def test_mae_st_preset_is_for_video_runs_only(pre, tmp_path):
     assert (cfg.optim.blr, cfg.optim.epochs, cfg.optim.clip_grad) == (2.4e-3, 50, 5.0)
     m = cfg.method
     assert (m.layer_decay, m.drop_path, m.dropout, m.mixup, m.cutmix) == (0.75, 0.2, 0.3, 0.8, 1.0)
-    assert m.reprob == 0.0 and cfg.data.frames == 8  # the run's clips, no RandomErasing
+    assert (m.auto_augment, m.reprob, m.remode) == ("rand-m7-mstd0.5-inc1", 0.25, "pixel")
+    assert cfg.data.frames == 8  # the run's clips
     with pytest.raises(ValueError, match="is for image runs"):
         finetune_config(pre, "mae_vit_base")
     image = tmp_path / "img"
@@ -378,3 +379,27 @@ def test_direction_labels_of_a_built_folder(pre, tmp_path):
     want = [int(p.stem.split("_")[1]) // 10 for p in data.files.paths]
     assert data.files.labels.tolist() == want
     assert sorted(set(want)) == [0, 1, 2, 3]
+
+
+def test_clip_rand_augment_and_erasing_in_the_training_batches(pre):
+    """method.auto_augment / method.reprob on a video run: accepted (no longer refused), the
+    batch keeps its shape, dtype and labels; RandomErasing alone changes one box per clip,
+    the same in every frame and channel (the crop draws come first, so they agree)."""
+    plain, _ = labelled_clips(_ft(pre))
+    erased_cfg = _ft(pre, "method.reprob=1.0")
+    erased, _ = labelled_clips(erased_cfg)
+    both, _ = labelled_clips(_ft(pre, "method.auto_augment=rand-m7-mstd0.5-inc1",
+                                 "method.reprob=0.25"))  # fmt: skip
+    b0, b1, b2 = plain.batch(0), erased.batch(0), both.batch(0)
+    for b in (b1, b2):
+        assert b["images"].shape == b0["images"].shape == (4, 3, 8, 32, 32)
+        assert b["images"].dtype == torch.float32 and torch.equal(b["labels"], b0["labels"])
+    assert not torch.equal(b2["images"], b0["images"])
+    diff = b1["images"] != b0["images"]  # [B, C, T, H, W]; outside the box exactly equal
+    for i in range(4):
+        box = diff[i, 0, 0]
+        assert box.any() and torch.equal(diff[i], box.expand_as(diff[i])), i
+    torch.manual_seed(0)
+    model = build_model(erased_cfg)
+    data = model.train_data(erased_cfg, rank=0, world_size=1, device=torch.device("cpu"))
+    assert torch.equal(data.batch(0)["images"], b1["images"])

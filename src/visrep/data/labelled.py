@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from timm.data import create_transform
-from timm.data.auto_augment import RandAugment
 from timm.data.random_erasing import RandomErasing
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from visrep.config import DataConfig, EvalConfig, TrainConfig
 from visrep.data.augment import BatchedRandomResizedCrop, normalize
+from visrep.data.clip_augment import posterize_zero_bits_as_black
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.folder import (
     ImageFolder,
@@ -164,31 +163,6 @@ class TensorBatches:
     def batches(self, start: int, end: int) -> Iterator[Batch]:
         for step in range(start, end):
             yield self.batch(step)
-
-
-def posterize_zero_bits_as_black(transform: Any) -> Any:
-    """Give timm's RandAugment posterize the Pillow semantics MAE's recipe was tuned with.
-
-    With "inc1" policies (MAE / ConvNeXt fine-tuning: `rand-m9-mstd0.5-inc1`) a magnitude
-    drawn at the top of its range keeps 0 bits; Pillow then returned a black image (every
-    bit masked), current Pillow raises "bits must be between or equal to 1 and 8" and the
-    DataLoader worker dies (about 1 draw in 750). The posterize ops of every RandAugment in
-    `transform` (a timm Compose) return black for 0 bits and call timm's op otherwise."""
-    for t in getattr(transform, "transforms", [transform]):
-        for op in t.ops if isinstance(t, RandAugment) else []:
-            if op.name.startswith("Posterize"):
-                op.aug_fn = _Posterize(op.aug_fn)
-    return transform
-
-
-class _Posterize:
-    def __init__(self, fn: Callable) -> None:
-        self.fn = fn
-
-    def __call__(self, img: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Image:
-        if bits_to_keep <= 0:
-            return Image.new(img.mode, img.size)  # all bits masked: zeros
-        return self.fn(img, bits_to_keep, **kwargs)
 
 
 class _PILTransform:

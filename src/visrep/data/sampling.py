@@ -7,9 +7,12 @@ uninterrupted run would have seen, without saving any RNG state.
 
 from __future__ import annotations
 
+import random
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
@@ -21,6 +24,24 @@ def mix_seed(*parts: int) -> int:
     for p in parts:
         h = (h ^ (int(p) + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & 0xFFFFFFFFFFFFFFFF
     return h & 0x7FFFFFFFFFFFFFFF
+
+
+@contextmanager
+def global_rng(seed: int) -> Iterator[None]:
+    """Python's `random`, numpy's and torch's global RNGs seeded with `seed` inside the block
+    and restored after it: for libraries that draw from them (timm's RandAugment and
+    RandomErasing), so a draw is a function of `seed` and leaves the caller's streams as
+    they were."""
+    py, npy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:

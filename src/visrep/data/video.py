@@ -15,8 +15,9 @@ training, or at evenly spread positions for multi-view testing; its T frame indi
 Spatial transforms (SlowFast `datasets/transform.py`, mae_st `util/decoder/transform.py`)
 share one set of parameters across the frames of a clip: random resized crop (10 tries,
 then a centre crop clamped to the aspect range), horizontal flip, uniform test crops,
-short-side scaling. Every random draw takes an explicit `random.Random` (the official code
-draws from Python's `random` and numpy), so a test can fix it.
+short-side scaling; for fine-tuning, RandAugment and RandomErasing of clips, one draw per
+clip (`visrep.data.clip_augment`). Every random draw takes an explicit `random.Random` (the
+official code draws from Python's `random` and numpy), so a test can fix it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from visrep.data.clip_augment import ClipAugment
 
 logger = logging.getLogger(__name__)
 
@@ -442,16 +445,18 @@ def train_clip(
     hflip: bool,
     channels: int = 3,
     rng: random.Random | None = None,
+    augment: ClipAugment | None = None,
 ) -> Tensor:
     """A training clip of a decoded video uint8 [F, H, W, 3] -> float [C, T, size, size] in
     0..255: random temporal position, one random resized crop and flip for all frames (all
-    draws, in this order, from `rng`: start, crop, flip)."""
+    draws, in this order, from `rng`: start, crop, flip; with `augment`, its RandAugment
+    before the crop and RandomErasing last, `augment_clip`)."""
     rng = rng or random.Random()
     window = clip_window(frames, stride, fps)
     start = clip_start(len(video), window, rng=rng)
     idx = clip_indices(len(video), start, window, frames)
     return augment_clip(video, idx, size=size, scale=scale, hflip=hflip, channels=channels,
-                        rng=rng)  # fmt: skip
+                        rng=rng, augment=augment)  # fmt: skip
 
 
 def augment_clip(
@@ -464,18 +469,25 @@ def augment_clip(
     channels: int,
     rng: random.Random,
     colour: bool = False,
+    augment: ClipAugment | None = None,
 ) -> Tensor:
     """Frames `idx` of uint8 [F, H, W, 3] -> float [C, T, size, size] in 0..255: with
     `colour` the SSL colour augmentation first (`ssl_colour`, before the crop as the
     official order), then one random resized crop and flip for all frames (draws from
-    `rng`: colour, crop, flip)."""
-    clip = video[idx].permute(3, 0, 1, 2).float()  # [3, T, H, W]
+    `rng`: colour, crop, flip). `augment` (fine-tuning, mae_st `util/kinetics.py`
+    `_aug_frame`): RandAugment of the frames before the crop and RandomErasing of the
+    finished clip, each one draw per clip (`visrep.data.clip_augment`)."""
+    frames = video[idx]  # [T, H, W, 3] uint8
+    if augment:
+        frames = augment.frames(frames, rng)
+    clip = frames.permute(3, 0, 1, 2).float()  # [3, T, H, W]
     if colour:
         clip = ssl_colour(clip, rng)
     clip = resized_crop(clip, rrc_params(clip.shape[2], clip.shape[3], scale, rng=rng), size)
     if hflip and rng.uniform(0, 1) < 0.5:
         clip = clip.flip(-1)
-    return to_channels(clip, channels)
+    clip = to_channels(clip, channels)
+    return augment.clip(clip, rng) if augment else clip
 
 
 def train_clips(

@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from visrep.config import DataConfig, TrainConfig, replace
+from visrep.data.clip_augment import ClipAugment
 from visrep.data.fashion_mnist import is_fashion_mnist, load_fashion_mnist
 from visrep.data.folder import collate_skip_none, readable_batches
 from visrep.data.moving_fmnist import MEAN, STD, MovingFashionMNIST, MovingSpec
@@ -107,13 +108,15 @@ def _clip_kwargs(data: DataConfig) -> dict:
                 scale=data.crop_scale, hflip=data.hflip, channels=data.channels or 3)  # fmt: skip
 
 
-def sample_clips(video: Tensor, fps: float | None, data: DataConfig, rng: random.Random):
-    """One training clip [C, T, S, S], or with `data.clips` = ρ > 0 the list of ρ-study
-    positives (`visrep.data.video.train_clips`)."""
+def sample_clips(video: Tensor, fps: float | None, data: DataConfig, rng: random.Random,
+                 augment: ClipAugment | None = None):  # fmt: skip
+    """One training clip [C, T, S, S] (`augment`: fine-tuning's RandAugment / RandomErasing
+    of the clip), or with `data.clips` = ρ > 0 the list of ρ-study positives
+    (`visrep.data.video.train_clips`)."""
     if data.clips:
         return train_clips(video, fps, rho=data.clips, rng=rng, colour=data.ssl_color,
                            **_clip_kwargs(data))  # fmt: skip
-    return train_clip(video, fps, rng=rng, **_clip_kwargs(data))
+    return train_clip(video, fps, rng=rng, augment=augment, **_clip_kwargs(data))
 
 
 def normalized_batch(b: dict, mean, std, device: torch.device,
@@ -131,11 +134,12 @@ class VideoFiles(Dataset):
     """Videos of a folder or list; item (index, seed) -> (clip float [C, T, S, S], label) or
     None for a video that cannot be decoded (logged once per process)."""
 
-    def __init__(self, source: str | Path, data: DataConfig) -> None:
+    def __init__(self, source: str | Path, data: DataConfig,
+                 augment: ClipAugment | None = None) -> None:  # fmt: skip
         check_video_backend(data.video_backend)
         self.paths, labels, self.classes = find_videos(source)
         self.labels = torch.tensor(labels, dtype=torch.long)
-        self.data, self.bad_paths = data, set()
+        self.data, self.bad_paths, self.augment = data, set(), augment
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -155,7 +159,8 @@ class VideoFiles(Dataset):
                 self.bad_paths.add(path)
                 logger.warning("Skipping unreadable video %s (%s: %s)", path, type(e).__name__, e)
             return None
-        return sample_clips(video, fps, self.data, random.Random(seed)), int(self.labels[index])
+        clip = sample_clips(video, fps, self.data, random.Random(seed), self.augment)
+        return clip, int(self.labels[index])
 
 
 class VideoTrainData:
@@ -174,9 +179,10 @@ class VideoTrainData:
         labels: bool = False,
         family: str = "class",
         table_root: str | Path = "",
+        augment: ClipAugment | None = None,
     ) -> None:
         check_family(family)
-        self.files, self.labels = VideoFiles(data.dataset, data), labels
+        self.files, self.labels = VideoFiles(data.dataset, data, augment), labels
         if holdout:
             self.files.select(holdout_split(self.files.labels, holdout)[0])
         self.files.select(stratified_subset(self.files.labels, data.limit))
@@ -219,9 +225,10 @@ class MovingTrainData:
         device: torch.device = CPU,
         labels: bool = False,
         family: str = "class",
+        augment: ClipAugment | None = None,
     ) -> None:
         check_family(family)
-        self.labels, self.family = labels, family
+        self.labels, self.family, self.augment = labels, family, augment
         images, classes = load_fashion_mnist(data.root, "train")
         # the seed-0 set, whatever the run's seed: every run trains on the same videos
         self.videos = MovingFashionMNIST(images.numpy(), classes.numpy(), MovingSpec(), seed=0,
@@ -250,7 +257,7 @@ class MovingTrainData:
             v = self.videos.video(i)
             video = torch.from_numpy(v.frames).unsqueeze(-1).expand(-1, -1, -1, 3)
             rng = random.Random(mix_seed(self.seed, step, self.rank, k))
-            clips.append(sample_clips(video, None, self.data, rng))
+            clips.append(sample_clips(video, None, self.data, rng, self.augment))
             classes.append(v.direction if self.family == "direction" else v.label)
         if self.data.clips:  # per video a list of positives -> one batch per view
             batch = {"views": [torch.stack(v) for v in zip(*clips)]}
@@ -284,11 +291,17 @@ def labelled_clips(
     first `eval.limit_train` train videos (4,000 when 0; the videos the video evaluation's
     memory bank takes its first ones from), or the class sub-folders of a video folder's
     `train/` (`eval.limit_train`: a seeded stratified subset). `family` "direction": the
-    motion labels of the same videos (8 directions on Moving Fashion-MNIST)."""
-    ev = cfg.eval
+    motion labels of the same videos (8 directions on Moving Fashion-MNIST). The method's
+    `auto_augment` / `reprob` (`remode`, `recount`) add RandAugment / RandomErasing of each
+    clip (`visrep.data.clip_augment.ClipAugment`)."""
+    ev, m = cfg.eval, cfg.method
+    moving = is_fashion_mnist(ev.dataset)
+    mean, std = video_mean_std(cfg.data, moving=moving)
+    augment = ClipAugment(getattr(m, "auto_augment", ""), getattr(m, "reprob", 0.0),
+                          getattr(m, "remode", "pixel"), getattr(m, "recount", 1), mean, std)  # fmt: skip
     kw = dict(seed=cfg.run.seed, rank=rank, world_size=world_size, device=device, labels=True,
-              family=family)  # fmt: skip
-    if is_fashion_mnist(ev.dataset):
+              family=family, augment=augment or None)  # fmt: skip
+    if moving:
         data = replace(cfg.data, dataset=ev.dataset, root=ev.root, limit=ev.limit_train)
         train = MovingTrainData(data, cfg.optim.batch_size, **kw)
         return train, train.videos.spec.directions if family == "direction" else 10

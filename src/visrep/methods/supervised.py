@@ -23,7 +23,9 @@ mae_st's classifier norm, loaded from the checkpoint; Slow ResNet: global averag
 res5) → dropout (`dropout`) → Linear; drop path rebuilt into the ViT's blocks, the ViT's
 layer-wise lr decay and no-weight-decay names as mae_st `util/lr_decay.py`; no layer decay
 for the ResNet. Mixup/CutMix act on the clip as on an image of C·T channels (one box for every
-frame, mae_st `util/decoder/mixup.py`). Batches are labelled clips
+frame, mae_st `util/decoder/mixup.py`); RandAugment (`auto_augment`) and RandomErasing
+(`reprob`) of clips draw once per clip and apply to every frame
+(`visrep.data.clip_augment`). Batches are labelled clips
 (`visrep.data.video_source.labelled_clips`), on the class labels or, with
 `labels="direction"`, on Moving Fashion-MNIST's motion directions; the final evaluation is the
 multi-view clip-level top-1/top-5 on the same label family
@@ -194,10 +196,6 @@ class Supervised(nn.Module):
                 f"data.img_size={cfg.data.img_size} but the classifier takes {self.img_size} px "
                 f"images; set method.img_size={cfg.data.img_size} too"
             )
-        if cfg.data.frames and (self.cfg.reprob > 0 or self.cfg.auto_augment):
-            raise ValueError("RandomErasing and RandAugment of clips are not implemented: set "
-                             "method.reprob=0 method.auto_augment='' (visrep eval finetune "
-                             "does for video runs)")  # fmt: skip
         if self.mixup is not None and cfg.optim.batch_size % 2:
             raise ValueError(
                 f"Mixup/CutMix need an even optim.batch_size, got {cfg.optim.batch_size}"
