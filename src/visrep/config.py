@@ -150,6 +150,9 @@ class OptimConfig:
     weight_decay_end: float = 0.0
     betas: tuple[float, float] = (0.9, 0.95)  # adamw
     momentum: float = 0.9  # sgd, lars
+    # sgd only: Nesterov momentum (torch.optim.SGD nesterov=True; SlowFast SOLVER.NESTEROV,
+    # on by default there: the ρ study's UCF101 fine-tuning)
+    nesterov: bool = False
     # False: no weight decay on 1-D parameters and biases (MAE). True: decay everything, as
     # MoCo v3's AdamW and SimSiam's SGD do (LARS always skips 1-D parameters, as in moco-v3
     # `moco/optimizer.py`).
@@ -166,6 +169,10 @@ class OptimConfig:
             )
         if not 0.0 <= self.warmup_start <= 1.0:
             raise ConfigError(f"optim.warmup_start must be in [0, 1], got {self.warmup_start}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ConfigError(f"optim.nesterov=true is Nesterov momentum for optim.optimizer=sgd "
+                              f"with optim.momentum > 0, got optimizer {self.optimizer!r}, "
+                              f"momentum {self.momentum}")  # fmt: skip
         check_ranges(self, "optim", {"epochs": (1, None), "batch_size": (1, None),
                                      "accum_steps": (1, None), "blr": (0, None), "lr": (0, None),
                                      "min_lr": (0, None), "warmup_epochs": (0, None),

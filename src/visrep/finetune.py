@@ -28,7 +28,8 @@ default, and its RandomErasing only runs with it; `method.auto_augment=rand-m7-m
 method.reprob=0.25` turns both on, one draw per clip applied to every frame:
 `visrep.data.clip_augment`), a short schedule (`VIDEO_FINETUNE_OPTIM`). The preset
 `mae_st_vit_large` is FINETUNE.md's ViT-L recipe with its RandAugment and RandomErasing
-(without its repeated augmentation). A Slow ResNet's head starts at
+(without its repeated augmentation); `ucf101_slow_r50` is the ρ study's UCF101 fine-tuning of
+a Slow-only ResNet (SGD with Nesterov momentum, 10 × 3 test views; `PRESETS`). A Slow ResNet's head starts at
 normal(0, 0.01) as SlowFast's `ResNetBasicHead`.
 
 Override keys are those of any run: `method.*` (init, layer_decay, mixup, cutmix,
@@ -124,7 +125,25 @@ PRESETS["mae_st_vit_large"] = {
     "method.auto_augment": "rand-m7-mstd0.5-inc1", "method.reprob": 0.25,
     "data.crop_scale": (0.08, 1.0), "run.precision": "fp32", "data.num_workers": 8,
 }  # fmt: skip
-VIDEO_PRESETS = {"mae_st_vit_large"}
+# The ρ study's UCF101 fine-tuning of a Slow-only ResNet-50 (Feichtenhofer et al., CVPR
+# 2021; SlowFast `configs/contrastive_ssl/finetune_ucf_Slow_R50_syn0.yaml`): SGD with
+# Nesterov momentum 0.9 (SOLVER.NESTEROV's default), lr 0.005 for 64 clips (blr 0.02) on
+# 8 GPUs x 8, no warmup, cosine to 0 over 200 epochs, wd 1e-4 with none on BN, dropout 0.5
+# before a normal(0, 0.01) head, plain cross-entropy, fp32; test 10 clips x 3 crops, softmax
+# averaged. Not ported: its colour jitter (0.4, hue 0.1, grayscale 0.2) and short-side jitter
+# [256, 320] + 224 crop (the run's own random resized crop stands in), the test's 256 px
+# (data.img_size here), and weight decay on the head's bias (no 1-D tensor is decayed here).
+PRESETS["ucf101_slow_r50"] = {
+    "optim.optimizer": "sgd", "optim.nesterov": True, "optim.momentum": 0.9,
+    "optim.blr": 0.02, "optim.batch_size": 8, "optim.epochs": 200, "optim.warmup_epochs": 0,
+    "optim.min_lr": 0.0, "optim.weight_decay": 1e-4, "optim.clip_grad": 0.0,
+    "method.dropout": 0.5, "method.smoothing": 0.0, "method.mixup": 0.0,
+    "method.cutmix": 0.0, "method.drop_path": 0.0, "method.layer_decay": 1.0,
+    "eval.temporal_views": 10, "eval.spatial_crops": 3, "run.precision": "fp32",
+    "data.num_workers": 8,
+}  # fmt: skip
+VIDEO_PRESETS = {"mae_st_vit_large", "ucf101_slow_r50"}
+SLOW_PRESETS = {"ucf101_slow_r50"}  # a Slow-only ResNet run's presets
 
 # The fine-tuning defaults for the Fashion-MNIST demo models (a short schedule).
 FINETUNE_OPTIM = OptimConfig(
@@ -165,6 +184,11 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
     if preset and (preset in VIDEO_PRESETS) != video:
         raise ValueError(f"preset {preset!r} is for {'image' if video else 'video'} runs; "
                          f"{source} is a {'video' if video else 'image'} run")  # fmt: skip
+    slow = backbone.name.startswith("slow_")
+    if preset and video and (preset in SLOW_PRESETS) != slow:
+        raise ValueError(f"preset {preset!r} is for {'Slow-only ResNet' if not slow else 'video ViT'}"
+                         f" runs; {source} has a {backbone.name} backbone (presets: "
+                         f"{sorted(SLOW_PRESETS if slow else VIDEO_PRESETS - SLOW_PRESETS)})")  # fmt: skip
     if video:  # the run's clips (one per video: data.clips = 0), its crop and flip
         data = dataclasses.replace(data, views="", limit=0, num_workers=0, clips=0,
                                    ssl_color=False)  # fmt: skip

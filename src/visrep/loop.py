@@ -104,7 +104,7 @@ def param_groups(
 
 
 def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimizer:
-    """AdamW (betas from the config), SGD (momentum, coupled L2), LARS (MoCo v3 `optimizer.py`)
+    """AdamW (betas from the config), SGD (momentum, optionally Nesterov, coupled L2), LARS (MoCo v3 `optimizer.py`)
     or LAMB (timm's, as SparK's `utils/lr_control.py` builds it: eps 1e-6, bias correction, trust ratio on decayed groups only, global
     grad-norm clipping inside the optimizer at `clip_grad`)."""
     # fine-tuning (the supervised method): layer-wise lr decay and no-decay names by name
@@ -115,7 +115,7 @@ def build_optimizer(model: nn.Module, o: Any, lr: float) -> torch.optim.Optimize
     if o.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=o.betas)
     if o.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov)
     if o.optimizer == "lars":
         return LARS(groups, lr=lr, momentum=o.momentum)
     if o.optimizer == "lamb":

@@ -403,3 +403,28 @@ def test_clip_rand_augment_and_erasing_in_the_training_batches(pre):
     model = build_model(erased_cfg)
     data = model.train_data(erased_cfg, rank=0, world_size=1, device=torch.device("cpu"))
     assert torch.equal(data.batch(0)["images"], b1["images"])
+
+
+def test_ucf101_slow_preset_is_nesterov_sgd(slow_run, pre):
+    """--preset ucf101_slow_r50 (SlowFast finetune_ucf_Slow_R50_syn0.yaml): the loop builds
+    torch SGD with Nesterov momentum 0.9, wd 1e-4 on the convolutions and none on BN, no
+    warmup, 10 × 3 test views; only for Slow-only ResNet runs."""
+    cfg = resolve(apply_overrides(finetune_config(slow_run, "ucf101_slow_r50"), TINY))
+    o, m, ev = cfg.optim, cfg.method, cfg.eval
+    assert (o.optimizer, o.nesterov, o.momentum, o.blr, o.epochs) == ("sgd", True, 0.9, 0.02, 200)
+    assert (o.warmup_epochs, o.min_lr, o.weight_decay) == (0, 0.0, 1e-4)
+    assert (m.dropout, m.head_init_std, m.smoothing, m.mixup) == (0.5, 0.01, 0.0, 0.0)
+    assert (ev.temporal_views, ev.spatial_crops) == (10, 3)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    opt = build_optimizer(model, o, 0.005)
+    assert type(opt) is torch.optim.SGD
+    assert all(g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
+    wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert wd[id(params["backbone.stages.0.0.a.weight"])] == 1e-4
+    assert wd[id(params["backbone.stages.0.0.a_bn.weight"])] == 0.0
+    with pytest.raises(ValueError, match="is for Slow-only ResNet runs.*mae_st_vit_large"):
+        finetune_config(pre, "ucf101_slow_r50")
+    with pytest.raises(ValueError, match="is for video ViT runs.*ucf101_slow_r50"):
+        finetune_config(slow_run, "mae_st_vit_large")
