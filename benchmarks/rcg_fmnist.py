@@ -121,8 +121,8 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=1, help="trainings at once")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides for every training")  # fmt: skip
-    p.add_argument("--ref-set", nargs="*", default=["eval.limit_train=20000"],
-                   metavar="KEY=VALUE", help="the reference classifier's overrides")  # fmt: skip
+    p.add_argument("--ref-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="the reference classifier's overrides (default: the recipe's)")  # fmt: skip
     p.add_argument("--enc-set", nargs="*", default=["run.budget_minutes=6"], metavar="KEY=VALUE",
                    help="the better encoder's (mocov3_6min) budget")  # fmt: skip
     p.add_argument("--enc-b-steps", type=int, default=10, help="the worse encoder's steps")

@@ -292,6 +292,13 @@ def test_unknown_keys_and_presets_are_clear_errors(mae_run):
         from visrep.finetune import run_finetune_cli
 
         run_finetune_cli(str(mae_run), ["optim.epochs=3"], resume=True)
+    # data.limit would be silently ignored: the labelled split is eval.dataset's
+    job = apply_overrides(finetune_config(mae_run), ["data.limit=64"])
+    with pytest.raises(ValueError, match="eval.limit_train=64 instead"):
+        Supervised(
+            replace(job.method, num_classes=10),
+            CNN("resnet18", img_size=28, patch_size=2, in_chans=1),
+        ).train_data(job, rank=0, world_size=1, device=torch.device("cpu"))
 
 
 def test_finetune_on_an_image_folder_with_randaugment(tmp_path):

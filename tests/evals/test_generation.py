@@ -83,7 +83,7 @@ def test_real_images_score_better_than_noise_in_a_trained_runs_features(tmp_path
     run = tmp_path / "ref"
     cfg = replace(smoke(get_recipe("gen_reference_fmnist")), **{
         "run.out_dir": str(run), "run.max_steps": 2, "run.threads": 1, "eval.limit_test": 50,
-        "data.limit": 64})  # fmt: skip
+        "eval.limit_train": 64})  # fmt: skip
     train(cfg)
     n = 64
     real = real_images(run, n, seed=5).permute(0, 2, 3, 1).numpy()  # [n, H, W, 1] uint8

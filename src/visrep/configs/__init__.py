@@ -59,6 +59,7 @@ from visrep.configs.rho import (
     rho_swav_mfmnist,
 )
 from visrep.configs.spark import spark_convnext_small_in1k, spark_fmnist, spark_resnet50_in1k
+from visrep.method_configs import SupervisedConfig
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_fmnist": mae_fmnist,
@@ -174,7 +175,8 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             "backbone.patch_size": patch,
             "data.dataset": "fashion_mnist",
             "data.img_size": size,
-            "data.limit": 256,
+            # a supervised run's images are eval.dataset's train split (eval.limit_train)
+            "data.limit": 0 if isinstance(cfg.method, SupervisedConfig) else 256,
             "data.num_workers": 0,
             "data.mean": (),
             "data.std": (),

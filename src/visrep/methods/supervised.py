@@ -191,6 +191,10 @@ class Supervised(nn.Module):
         """The loop's data: the eval dataset's labelled train split, augmented
         (`data/labelled.py`; clips for a video run); `cfg` is the whole `TrainConfig`."""
 
+        if cfg.data.limit:  # the labelled split is eval.dataset's, subset by eval.limit_train
+            raise ValueError(f"data.limit={cfg.data.limit} has no effect on a supervised run: it "
+                             f"trains on eval.dataset's labelled train split; use "
+                             f"eval.limit_train={cfg.data.limit} instead")  # fmt: skip
         if self.img_size and cfg.data.img_size != self.img_size:
             raise ValueError(
                 f"data.img_size={cfg.data.img_size} but the classifier takes {self.img_size} px "
