@@ -114,7 +114,8 @@ def rho(a: np.ndarray, b: np.ndarray) -> float:
 def correlations(msd: np.ndarray, err: np.ndarray) -> dict[str, object]:
     """msd, err [schemes, corruptions]: per-corruption ρ across schemes, their mean, pooled ρ."""
     per = [rho(msd[:, j], err[:, j]) for j in range(msd.shape[1])]
-    return {"per_corruption": per, "mean": float(np.nanmean(per)),
+    mean = float(np.nanmean(per)) if not np.isnan(per).all() else float("nan")
+    return {"per_corruption": per, "mean": mean,
             "pooled": rho(msd.ravel(), err.ravel())}  # fmt: skip
 
 
