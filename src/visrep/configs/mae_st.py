@@ -71,7 +71,8 @@ def mae_st_vit_large_k400() -> TrainConfig:
     (paper, Table 1 / Sec. 5): 84.8 top-1 on Kinetics-400 after fine-tuning at 800 epochs
     (`visrep eval finetune --ckpt RUN --preset mae_st_vit_large
     eval.dataset=/data/kinetics400`, a folder of train/ and val/ class folders of videos:
-    mae_st FINETUNE.md's recipe without its RandAugment and repeated augmentation).
+    mae_st FINETUNE.md's recipe with its RandAugment and RandomErasing, without its repeated
+    augmentation).
     """
     return TrainConfig(
         recipe="mae_st_vit_large_k400",

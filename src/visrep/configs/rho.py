@@ -24,7 +24,8 @@ encoder and schedule derived for a 2-core CPU:
 
 GPU recipes (`rho_*_k400`): the official Slow-only ResNet-50 (`backbones.slow_resnet`),
 losses, heads, ρ, τ and momenta on Kinetics-400, 8 × 8 clips at 224. [Deviations] visrep's
-LARS is the moco-v3 form, not SlowFast's LARC-style variant, and its SGD has no Nesterov;
+LARS is the moco-v3 form, not SlowFast's LARC-style variant, and the SGD inside it has no
+Nesterov (ρMoCo's plain SGD has it, `optim.nesterov`, as SOLVER.NESTEROV);
 BatchNorm is synchronised on GPUs for every method (official ρMoCo: per-GPU BN with
 shuffle-BN).
 """
@@ -127,9 +128,10 @@ def rho_moco_k400() -> TrainConfig:
     """ρMoCo, ρ = 4 (`MoCo_SlowR50_8x8.yaml`): BASE_LR 0.1 per 64 clips, wd 1e-4, AMP,
     decoded short side 256. Command: `torchrun --nproc_per_node=8 -m visrep.cli train
     rho_moco_k400 data.dataset=/data/kinetics400/train`. Expected (README, Slow R-50, 200
-    epochs): 71.0 K400 linear at ρ = 4. The official MoCo recipe has no LARS (plain SGD)."""
+    epochs): 71.0 K400 linear at ρ = 4. The official MoCo recipe has no LARS (plain SGD with
+    Nesterov momentum, SlowFast's SOLVER.NESTEROV default)."""
     cfg = _k400("rho_moco_k400", RhoMoCoConfig(), 4, 0.4, 1e-4, 256, "bf16")
-    return replace(cfg, optim=replace(cfg.optim, optimizer="sgd"))
+    return replace(cfg, optim=replace(cfg.optim, optimizer="sgd", nesterov=True))
 
 
 def rho_byol_k400() -> TrainConfig:
