@@ -4,6 +4,7 @@ import pytest
 
 from visrep.config import ConfigError, apply_overrides, config_type, from_dict, leaf_keys, to_dict
 from visrep.configs import RECIPES, get_recipe, smoke
+from visrep.method_configs import SupervisedConfig
 
 
 def test_overrides_are_typed_and_nested():
@@ -49,7 +50,9 @@ def test_every_recipe_roundtrips_json_and_has_a_smoke_mode(name):
     back = from_dict(config_type(cfg), to_dict(cfg, "mae"))
     assert back == cfg
     tiny = smoke(cfg)
-    assert tiny.data.limit and tiny.optim.epochs <= 2 and tiny.backbone.depth <= 2
+    # a supervised run trains on eval.dataset's train split: eval.limit_train, not data.limit
+    small = tiny.eval.limit_train if isinstance(cfg.method, SupervisedConfig) else tiny.data.limit
+    assert 0 < small <= 500 and tiny.optim.epochs <= 2 and tiny.backbone.depth <= 2
     assert set(leaf_keys(tiny)) == set(leaf_keys(cfg))
 
 
