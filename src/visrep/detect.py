@@ -13,8 +13,10 @@ to `RUN/eval_detect.json`.
 Optimizer (ViTDet): AdamW, betas (0.9, 0.999), weight decay 0.1 (none on norms, biases and
 `pos_embed`), layer-wise lr decay 0.7, lr 1e-4 at batch 64 scaled linearly to the batch here
 (`optim.blr` = 1e-4 × 256 / 64). Differences, said where they matter: the loop's warmup +
-cosine replaces ViTDet's step decay (×0.1 at 89% and 96% of the run), and horizontal flips
-replace large-scale jitter; a short CPU run is far from the 184k-iteration schedule.
+cosine replaces ViTDet's step decay (×0.1 at 89% and 96% of the run); training images are
+flipped, and ViTDet's large-scale jitter (`visrep.data.coco.lsj_sample`) follows the flip
+only with `method.lsj=true` (off by default: the committed detection figures were trained
+without it); a short CPU run is far from the 184k-iteration schedule.
 """
 
 from __future__ import annotations

@@ -399,6 +399,10 @@ class DetectConfig:
     mask_head_dim: int = 256
     rois_per_image: int = 512
     proposals: int = 1000  # after NMS, per image (torchvision: 2000 training, 1000 testing)
-    hflip: float = 0.5  # training flip probability (ViTDet's LSJ is not reproduced)
+    hflip: float = 0.5  # training flip probability
+    # ViTDet's large-scale jitter after the flip (resize by U(lsj_scale) to fit img_size², crop
+    # or pad to img_size²); off by default: the committed detection tables were trained without
+    lsj: bool = False
+    lsj_scale: tuple[float, float] = (0.1, 2.0)
     score_thresh: float = 0.05  # detections kept for evaluation (torchvision's default)
     detections_per_img: int = 100

@@ -10,12 +10,21 @@ import torch
 from conftest import REPO, requires_fmnist
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from torchvision.transforms.v2 import functional as TF
 
 from visrep.config import replace
 from visrep.configs import get_recipe, smoke
 from visrep.data.build_detection import build_detection
 from visrep.data.build_folder import emoji_items, emoji_split
-from visrep.data.coco import CocoSet, DetectionBatches, annotation_file, hflip_sample
+from visrep.data.coco import (
+    CocoSet,
+    DetectionBatches,
+    annotation_file,
+    hflip_sample,
+    lsj_sample,
+    mask_boxes,
+    resize_scale_size,
+)
 from visrep.detect import run_detect_cli
 from visrep.evals.detection import coco_results, coco_scores
 from visrep.export import export_backbone
@@ -172,3 +181,88 @@ def test_the_loops_param_groups_get_vitdets_layer_decay_and_no_decay_names():
     assert where[id(params["detector.backbone.trunk.blocks.1.attn.qkv.weight"])]["lr_scale"] == 0.5
     assert where[id(params["detector.rpn.head.conv.0.0.weight"])]["lr_scale"] == 1.0
     assert where[id(params["detector.backbone.pyramid.stages.p2.0.weight"])]["lr_scale"] == 1.0
+
+
+def _hand_sample():
+    """A 4 × 8 (H × W) RGB image, pixel value = 10 × column, with two rectangle instances:
+    rows 1-2 × columns 2-5 (label 3) and rows 0-3 × columns 0-1 (label 7)."""
+    image = (torch.arange(8) * 10).to(torch.uint8).expand(3, 4, 8).clone()
+    masks = torch.zeros(2, 4, 8, dtype=torch.uint8)
+    masks[0, 1:3, 2:6] = 1
+    masks[1, :, 0:2] = 1
+    boxes = torch.tensor([[2.0, 1, 6, 3], [0, 0, 2, 4]])
+    return image, {"boxes": boxes, "labels": torch.tensor([3, 7]), "masks": masks}
+
+
+def test_lsj_scales_and_pads_a_hand_made_sample():
+    image, target = _hand_sample()
+    fill = (0.25, 0.5, 0.75)
+    # S = 16, scale 1: factor min(16/4, 16/8) = 2 -> 8 × 16, no crop, pad rows 8..15
+    out, t = lsj_sample(image, target, 16, 1.0, 0.7, fill)
+    assert out.shape == (3, 16, 16) and out.dtype == torch.float32
+    assert t["boxes"].tolist() == [[4, 2, 12, 6], [0, 0, 4, 8]]  # every coordinate × 2
+    assert t["labels"].tolist() == [3, 7] and t["masks"].shape == (2, 16, 16)
+    expect = torch.zeros(16, 16, dtype=torch.uint8)
+    expect[2:6, 4:12] = 1  # nearest × 2 of rows 1-2, columns 2-5
+    assert torch.equal(t["masks"][0], expect)
+    for c, f in enumerate(fill):  # padding: the fill (the input mean), not 0
+        assert torch.all(out[c, 8:] == f)
+    # bilinear upsampling × 2 of a horizontal ramp: constant along a column, monotone across
+    assert torch.allclose(out[:, :8], out[:, :1, :].expand(3, 8, 16))
+    assert torch.all(out[0, 0, 1:] >= out[0, 0, :-1]) and out[0, 0, -1] == pytest.approx(70 / 255)
+    assert resize_scale_size(4, 8, 16, 0.1) == (1, 2)  # round(0.8), round(1.6)
+
+
+def test_lsj_crops_and_drops_an_instance_cropped_out():
+    image, target = _hand_sample()
+    # S = 16, scale 2: factor min(32/4, 32/8) = 4 -> 16 × 32; offset 1: ox = round(16) = 16
+    out, t = lsj_sample(image, target, 16, 2.0, 1.0)
+    assert resize_scale_size(4, 8, 16, 2.0) == (16, 32)
+    # instance 1 (columns 0-1 -> 0-7) is cut off; instance 0: columns 8-23 -> 0-7 after the crop
+    assert t["labels"].tolist() == [3] and t["boxes"].tolist() == [[0, 4, 8, 12]]
+    assert t["masks"].shape == (1, 16, 16) and t["masks"].sum() == 8 * 8
+    big = TF.resize(image, [16, 32], antialias=True)
+    torch.testing.assert_close(out, big[:, :, 16:32].float() / 255)
+    # offset 0.5: ox = 8, both instances stay; instance 1 clipped to columns 0..7 - 8 -> 0
+    _, t = lsj_sample(image, target, 16, 2.0, 0.5)
+    assert t["boxes"].tolist() == [[0, 4, 16, 12]] and t["labels"].tolist() == [3]
+    assert mask_boxes(torch.zeros(1, 3, 3)).tolist() == [[0, 0, 0, 0]]
+
+
+@requires_fmnist
+def test_lsj_batches_are_seeded_and_boxes_follow_masks(fmnist_set):
+    data = CocoSet(fmnist_set, "train", channels=1)
+    mk = lambda: DetectionBatches(data, 4, seed=1, lsj_size=32, fill=(0.3,))  # noqa: E731
+    a, b = mk().batch(5), mk().batch(5)  # a resumed run: the same batch
+    torch.testing.assert_close(a["images"], b["images"])
+    assert all(torch.equal(x["boxes"], y["boxes"]) for x, y in zip(a["targets"], b["targets"]))
+    c = mk().batch(6)
+    assert not torch.equal(a["images"], c["images"])
+    # without LSJ the flips (drawn first from the same generator) are unchanged
+    plain = DetectionBatches(data, 4, seed=1).batch(5)
+    assert plain["images"].shape == a["images"].shape == (4, 1, 32, 32)
+    # an instance fully inside the crop: its box (from its transformed mask) is the original
+    # box scaled and shifted, within a pixel of nearest-neighbour rounding
+    g = torch.Generator().manual_seed(0)
+    checked = 0
+    for i in range(len(data)):
+        image, target = data.image(i), data.target(i)
+        target["labels"] = torch.arange(len(target["labels"]))  # labels = instance ids
+        scale = 0.6 + 1.2 * torch.rand(1, generator=g).item()
+        offset = torch.rand(1, generator=g).item()
+        h, w = image.shape[1:]
+        nh, nw = resize_scale_size(h, w, 32, scale)
+        oy, ox = round(max(nh - 32, 0) * offset), round(max(nw - 32, 0) * offset)
+        moved = target["boxes"] * torch.tensor([nw / w, nh / h] * 2) - torch.tensor([ox, oy] * 2)
+        inside = ((moved[:, :2] >= 0).all(1) & (moved[:, 2:] <= 32).all(1)).tolist()
+        _, t = lsj_sample(image, target, 32, scale, offset)
+        for box, m in zip(t["boxes"], t["masks"]):
+            rle = mask_utils.encode(np.asfortranarray(m.numpy()))
+            x, y, bw, bh = mask_utils.toBbox(rle)
+            assert box.tolist() == [x, y, x + bw, y + bh]
+        kept = t["labels"].tolist()
+        for k in range(len(inside)):
+            if inside[k]:
+                torch.testing.assert_close(t["boxes"][kept.index(k)], moved[k], atol=1.0, rtol=0)
+                checked += 1
+    assert checked >= 10

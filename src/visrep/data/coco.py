@@ -26,6 +26,8 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from torch import Tensor
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from visrep.data.sampling import epoch_permutation, mix_seed
 from visrep.io import atomic_write_text
@@ -146,19 +148,88 @@ def hflip_sample(image: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict
     return image.flip(-1), target | {"boxes": boxes, "masks": target["masks"].flip(-1)}
 
 
+def mask_boxes(masks: Tensor) -> Tensor:
+    """[N, 4] float (x1, y1, x2, y2) bounding boxes of binary masks [N, H, W], x2 / y2 one past
+    the last pixel (COCO's `bbox` convention); an empty mask gives (0, 0, 0, 0). As detectron2's
+    `BitMasks.get_bounding_boxes` (`structures/masks.py`)."""
+    n, h, w = masks.shape
+    cols, rows = masks.bool().any(1), masks.bool().any(2)  # [N, W], [N, H]
+    xs, ys = torch.arange(w), torch.arange(h)
+    boxes = torch.stack([torch.where(cols, xs, w).amin(1), torch.where(rows, ys, h).amin(1),
+                         torch.where(cols, xs + 1, 0).amax(1), torch.where(rows, ys + 1, 0).amax(1)],
+                        1).float().reshape(n, 4)  # fmt: skip
+    return boxes * (cols.any(1) & rows.any(1))[:, None]
+
+
+def resize_scale_size(height: int, width: int, size: int, scale: float) -> tuple[int, int]:
+    """Output (height, width) of detectron2's `ResizeScale` (`data/transforms/
+    augmentation_impl.py`) with target `size` × `size` at random scale `scale`: the image
+    scaled by min(size·scale / height, size·scale / width), keeping its aspect, sides rounded
+    (at least 1 px)."""
+    s = min(size * scale / height, size * scale / width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def lsj_sample(image: Tensor, target: dict[str, Tensor], size: int, scale: float, offset: float,
+               fill: tuple[float, ...] = (0.0,)) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+    """Large-scale jitter of one sample after its flip, as ViTDet trains (Li et al., ECCV 2022;
+    detectron2 `projects/ViTDet/configs/common/coco_loader_lsj.py`: `ResizeScale(0.1, 2.0)`,
+    `FixedSizeCrop(pad=False)`, `recompute_boxes=True`).
+
+    1. Resize (`ResizeScale`): to `resize_scale_size(H, W, size, scale)`, the image bilinearly
+       (antialiased, as PIL's resize that detectron2 uses), the masks by nearest neighbour.
+    2. Crop (`FixedSizeCrop`): when a side exceeds `size`, the window [oy, oy + size) ×
+       [ox, ox + size) with (oy, ox) = round(`offset` × max(side − size, 0)) (one uniform
+       `offset` for both axes, as detectron2 draws it).
+    3. Boxes = the bounding boxes of the transformed masks (`recompute_boxes`); instances
+       left with an empty box (mask cropped out or vanished) are dropped, as detectron2's
+       `filter_empty_instances` (`data/detection_utils.py`).
+    4. Pad right and bottom to `size` × `size` with `fill` per channel (pass the input mean:
+       after Mask R-CNN's normalisation the padding is 0, as detectron2's `ImageList` pads
+       the normalised image), masks with 0.
+
+    `image` is uint8 [C, H, W]; returns a float image [C, size, size] in [0, 1] and the target.
+    """
+    h, w = image.shape[1:]
+    nh, nw = resize_scale_size(h, w, size, scale)
+    image = TF.resize(image, [nh, nw], InterpolationMode.BILINEAR, antialias=True)
+    masks = target["masks"]
+    masks = (TF.resize(masks, [nh, nw], InterpolationMode.NEAREST_EXACT) if len(masks)
+             else masks.new_zeros(0, nh, nw))  # fmt: skip
+    oy, ox = round(max(nh - size, 0) * offset), round(max(nw - size, 0) * offset)
+    crop = (slice(None), slice(oy, oy + size), slice(ox, ox + size))
+    image, masks = image[crop], masks[crop]
+    boxes = mask_boxes(masks)
+    keep = (boxes[:, 2] - boxes[:, 0] > 1e-5) & (boxes[:, 3] - boxes[:, 1] > 1e-5)
+    c, ch, cw = image.shape
+    pad = (0, size - cw, 0, size - ch)
+    if len(fill) not in (1, c):
+        raise ValueError(f"fill has {len(fill)} values for a {c}-channel image: give 1 or {c}")
+    out = torch.tensor(fill, dtype=torch.float32).reshape(-1, 1, 1).expand(c, size, size).clone()
+    out[:, :ch, :cw] = image.float() / 255
+    masks = torch.nn.functional.pad(masks[keep], pad)
+    return out, target | {"boxes": boxes[keep], "labels": target["labels"][keep], "masks": masks}
+
+
 class DetectionBatches:
     """Training batches of a `CocoSet` for the one loop (`visrep.capabilities.DataSource`).
 
     Step `s` of epoch `e` takes rows of the seeded permutation `epoch_permutation(n, seed, e)`
     (the rank's share of the global batch) and flips each image with probability `hflip`
     from a generator seeded by (seed, step, rank): a resumed run replays the same batches.
-    A batch is {"images": [B, C, H, W] float in [0, 1], "targets": [dict, ...]}; images of
-    different sizes (and their masks) are zero-padded right and bottom to the largest.
+    With `lsj_size` > 0 each flipped image then gets large-scale jitter to `lsj_size` ×
+    `lsj_size` (`lsj_sample`, padded with `fill`), its scale ~ U(`lsj_scale`) and crop offset
+    ~ U(0, 1) drawn from the same generator after the flips (B flips, B scales, B offsets).
+    A batch is {"images": [B, C, H, W] float in [0, 1], "targets": [dict, ...]}; without LSJ,
+    images of different sizes (and their masks) are zero-padded right and bottom to the largest.
     """
 
     def __init__(self, data: CocoSet, batch_size: int, *, seed: int, hflip: float = 0.5,
-                 rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu") -> None:  # fmt: skip
+                 lsj_size: int = 0, lsj_scale: tuple[float, float] = (0.1, 2.0),
+                 fill: tuple[float, ...] = (0.0,), rank: int = 0, world_size: int = 1,
+                 device: torch.device | str = "cpu") -> None:  # fmt: skip
         self.data, self.batch_size, self.seed, self.hflip = data, batch_size, seed, hflip
+        self.lsj_size, self.lsj_scale, self.fill = lsj_size, lsj_scale, fill
         self.rank, self.world, self.device = rank, world_size, torch.device(device)
         self.steps_per_epoch = len(data) // (batch_size * world_size)
         if self.steps_per_epoch == 0:
@@ -173,13 +244,21 @@ class DetectionBatches:
             self._epoch, self._perm = epoch, epoch_permutation(len(self.data), self.seed, epoch)
         first = (i * self.world + self.rank) * self.batch_size
         g = torch.Generator().manual_seed(mix_seed(self.seed, step, self.rank, 5))
-        flips = torch.rand(self.batch_size, generator=g) < self.hflip
+        flips = (torch.rand(self.batch_size, generator=g) < self.hflip).tolist()
+        lo, hi = self.lsj_scale
+        scales = (lo + (hi - lo) * torch.rand(self.batch_size, generator=g)).tolist()
+        offsets = torch.rand(self.batch_size, generator=g).tolist()
         images, targets = [], []
-        for j, flip in zip(self._perm[first : first + self.batch_size].tolist(), flips.tolist()):
+        rows = self._perm[first : first + self.batch_size].tolist()
+        for j, flip, scale, offset in zip(rows, flips, scales, offsets):
             image, target = self.data.image(j), self.data.target(j)
             if flip:
                 image, target = hflip_sample(image, target)
-            images.append(image.to(self.device, torch.float32) / 255)
+            if self.lsj_size:
+                image, target = lsj_sample(image, target, self.lsj_size, scale, offset, self.fill)
+            else:
+                image = image.float() / 255
+            images.append(image.to(self.device))
             targets.append({k: v.to(self.device) for k, v in target.items()})
         h = max(im.shape[1] for im in images)
         w = max(im.shape[2] for im in images)

@@ -10,7 +10,8 @@ size per level, `anchor_scale` × stride (32..512 at strides 4..64 in ViTDet), a
 
 The loop gives AdamW, warmup + cosine, clipping, checkpoints, exact resume and logs; this
 module adds the per-parameter layer-wise lr decay and ViTDet's no-weight-decay `pos_embed`
-(`LayerDecay`), the COCO batches (`OwnData`, `visrep.data.coco`) and `detect(images)` for
+(`LayerDecay`), the COCO batches (`OwnData`, `visrep.data.coco`: flips, and ViTDet's
+large-scale jitter with `method.lsj=true`) and `detect(images)` for
 the final COCO evaluation (`Detects`, `visrep.evals.detection`).
 """
 
@@ -40,6 +41,9 @@ class Detect(nn.Module):
         if cfg.num_classes < 1 or cfg.img_size < 1:
             raise ValueError("method.num_classes and method.img_size must be set (>= 1): "
                              "`visrep eval detect` reads them from the COCO folder")  # fmt: skip
+        if cfg.lsj and not 0 < cfg.lsj_scale[0] <= cfg.lsj_scale[1]:
+            raise ValueError(f"method.lsj_scale={cfg.lsj_scale} must be (min, max) with "
+                             "0 < min <= max, e.g. ViTDet's [0.1,2.0]")  # fmt: skip
         pre = backbone if isinstance(backbone, Pretrained) else from_backbone(backbone)
         torch.manual_seed(torch.initial_seed())  # new layers: a function of the run's seed
         body = detection_backbone(
@@ -84,8 +88,11 @@ class Detect(nn.Module):
         self, cfg: Any, *, rank: int, world_size: int, device: torch.device
     ) -> DetectionBatches:
         data = CocoSet(self.cfg.data, "train", channels=self.cfg.channels)
-        return DetectionBatches(data, cfg.optim.batch_size, seed=cfg.run.seed, hflip=self.cfg.hflip,
-                                rank=rank, world_size=world_size, device=device)  # fmt: skip
+        return DetectionBatches(
+            data, cfg.optim.batch_size, seed=cfg.run.seed, hflip=self.cfg.hflip,
+            lsj_size=self.cfg.img_size if self.cfg.lsj else 0, lsj_scale=self.cfg.lsj_scale,
+            fill=self.cfg.mean, rank=rank, world_size=world_size, device=device,
+        )  # fmt: skip
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Sum of Mask R-CNN's five losses (RPN objectness and box, RoI class, box, mask)."""
