@@ -1,6 +1,8 @@
 """Detection transfer: the built COCO sets (`visrep data build-detection`), their reader and
-batches, COCO AP with pycocotools (a perfect prediction scores 1.0), and a tiny Mask R-CNN
-run through `visrep eval detect` on the Fashion-MNIST variant (train, report, resume)."""
+batches (flips; ViTDet's large-scale jitter against hand computations), COCO AP with
+pycocotools (a perfect prediction scores 1.0), and tiny Mask R-CNN runs through `visrep eval
+detect` on the Fashion-MNIST variant (MAE ViT: train, report, resume; SimCLR ResNet-18 +
+FPN with large-scale jitter)."""
 
 import json
 
@@ -266,3 +268,27 @@ def test_lsj_batches_are_seeded_and_boxes_follow_masks(fmnist_set):
                 torch.testing.assert_close(t["boxes"][kept.index(k)], moved[k], atol=1.0, rtol=0)
                 checked += 1
     assert checked >= 10
+
+
+@requires_fmnist
+def test_a_resnet_run_trains_a_detector_end_to_end_with_lsj(fmnist_set, tmp_path):
+    """A joint-embedding ResNet-18 run (SimCLR smoke) through `visrep eval detect`: its stages
+    through torchvision's FPN, ViTDet's large-scale jitter on, a few Mask R-CNN steps."""
+    src = tmp_path / "simclr"
+    cfg = replace(smoke(get_recipe("simclr_fmnist")), **{"run.out_dir": str(src), "run.threads": 1,
+                  "eval.final": False, "eval.every_epochs": 0, "optim.epochs": 1,
+                  "data.limit": 64})  # fmt: skip
+    train(cfg)
+    out = tmp_path / "det"
+    tiny = [t for t in TINY if not t.startswith("method.window_size")]
+    m = run_detect_cli(str(src), str(fmnist_set), [*tiny, "method.lsj=true", f"run.out_dir={out}",
+                       "run.log_every=1"], steps=3)  # fmt: skip
+    assert m["config"]["backbone"]["name"] == "resnet18" and m["config"]["method"]["lsj"]
+    assert m["train_steps"] == 3 and m["detect_n_val"] == 6
+    for k in ("box_AP", "box_AP50", "box_AP75", "box_APs", "mask_AP", "mask_AP50", "mask_AP75"):
+        assert -1 <= m[k] <= 1, k
+    assert json.loads((src / "eval_detect.json").read_text())["mask_AP"] == m["mask_AP"]
+    assert (out / "checkpoint.pt").is_file() and (out / "detections.png").is_file()
+    rows = [r for r in read_log(out) if "train/loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(r["train/loss"]) for r in rows)
