@@ -14,6 +14,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torchvision.transforms.v2 import functional as TF
 
+from visrep.checkpoint import load_checkpoint
 from visrep.config import replace
 from visrep.configs import get_recipe, smoke
 from visrep.data.build_detection import build_detection
@@ -292,3 +293,26 @@ def test_a_resnet_run_trains_a_detector_end_to_end_with_lsj(fmnist_set, tmp_path
     rows = [r for r in read_log(out) if "train/loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(np.isfinite(r["train/loss"]) for r in rows)
+
+
+@pytest.mark.slow
+@requires_fmnist
+def test_lsj_runs_resume_exactly(fmnist_set, tmp_path):
+    """4 steps straight vs 2 steps then `--resume` to 4, large-scale jitter on: the same
+    weights and the same per-step losses (the jitter draws are a function of seed and step)."""
+    src = tmp_path / "simclr"
+    train(replace(smoke(get_recipe("simclr_fmnist")), **{"run.out_dir": str(src), "run.threads": 1,
+          "eval.final": False, "eval.every_epochs": 0, "optim.epochs": 1, "data.limit": 64}))  # fmt: skip
+    tiny = [t for t in TINY if not t.startswith("method.window_size")]
+    tiny += ["method.lsj=true", "run.log_every=1", "optim.epochs=1", "optim.warmup_epochs=0.025"]
+    run_detect_cli(str(src), str(fmnist_set), [*tiny, f"run.out_dir={tmp_path / 'a'}",
+                   "run.max_steps=4"], out=str(tmp_path / "a.json"))  # fmt: skip
+    run_detect_cli(str(src), str(fmnist_set), [*tiny, f"run.out_dir={tmp_path / 'b'}",
+                   "run.max_steps=2"], out=str(tmp_path / "b.json"))  # fmt: skip
+    run_detect_cli(str(src), "", [f"run.out_dir={tmp_path / 'b'}", "run.max_steps=4"],
+                   resume=True, out=str(tmp_path / "b.json"))  # fmt: skip
+    a, b = load_checkpoint(tmp_path / "a")["model"], load_checkpoint(tmp_path / "b")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[(r["step"], r["train/loss"]) for r in read_log(tmp_path / d) if "train/loss" in r]
+              for d in "ab"]  # fmt: skip
+    assert losses[0] == losses[1] and [s for s, _ in losses[0]] == [1, 2, 3, 4]
