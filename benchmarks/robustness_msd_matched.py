@@ -168,9 +168,9 @@ def plot(out: dict, msd: np.ndarray, err: np.ndarray, stats: dict, path: Path) -
         ax.scatter([], [], color="grey", marker=markers[i], label=f"scheme: {s}")
     ax.set_xlabel("MSD of the scheme's augmentation to the corruption (mean of 5 severities)")
     ax.set_ylabel("top-1 error on the corruption (%, mean of 5 severities)")
-    ax.set_title(f"Fashion-MNIST ResNet-18; matched schemes ({', '.join(stats['schemes'])}): "
+    ax.set_title(f"Fashion-MNIST ResNet-18, matched schemes ({', '.join(stats['schemes'])}):\n"
                  f"mean per-corruption ρ = {stats['mean']:.2f}, pooled ρ = {stats['pooled']:.2f}",
-                 fontsize=8)  # fmt: skip
+                 fontsize=8, loc="left")  # fmt: skip
     ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
