@@ -295,12 +295,8 @@ def main() -> None:
         help="f̂: a scheme name (trained as ROOT/NAME, not compared) or a run folder",
     )
     p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument(
-        "--match",
-        type=float,
-        default=2.0,
-        help="the matched subset: largest set of schemes within this many points",
-    )
+    p.add_argument("--match", type=float, default=2.0,
+                   help="the matched subset: largest set of schemes within this many points")  # fmt: skip
     p.add_argument("--name", default="robustness_msd_matched")
     p.add_argument("--analyse", metavar="JSON", help="redo the analysis of a saved result")
     args = p.parse_args()
