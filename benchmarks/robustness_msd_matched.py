@@ -7,8 +7,9 @@ Classifiers: supervised ResNet-18s trained from scratch on Fashion-MNIST (the
 `gen_reference_fmnist` recipe through `visrep train`, the one loop), same seed, 130 steps of
 128, differing only in the training augmentation:
 
-  none_short  no augmentation, 52 steps (no augmentation learns fastest: at 130 steps it is
-              8 points above the others, so its schedule is shortened to match them)
+  none_short, none_78   no augmentation, 52 or 78 steps (no augmentation learns fastest:
+              at 130 steps it is 8 points above the others, so its schedule is shortened;
+              52 steps undershoot by 12 points, 78 overshoot by 2-4)
   base        RandomResizedCrop(0.6-1) + flip (the mild "standard augmentation" every other
               scheme starts from, as the paper's powerset starts from crop + flip)
   noise, blur, contrast, augmix   base + Gaussian noise / Gaussian blur / contrast
@@ -50,9 +51,10 @@ RESULTS = Path(__file__).parent / "results"
 BASE = ["data.crop_scale=0.6,1.0", "data.hflip=true"]
 SCHEMES = {
     "none": ["data.crop_scale=1.0,1.0", "data.hflip=false"],
-    # no augmentation learns fastest: 52 steps instead of 130 bring its clean accuracy down
-    # to the augmented schemes' (`none` at 130 steps is f̂, not compared)
+    # no augmentation learns fastest: shorter schedules (52, 78 steps instead of 130) bring
+    # its clean accuracy toward the augmented schemes' (`none` at 130 steps is f̂, not compared)
     "none_short": ["data.crop_scale=1.0,1.0", "data.hflip=false", "eval.limit_train=6656"],
+    "none_78": ["data.crop_scale=1.0,1.0", "data.hflip=false", "eval.limit_train=9984"],
     "base": BASE,
     "noise": [*BASE, "method.photometric=noise"],
     "blur": [*BASE, "method.photometric=blur"],
@@ -286,7 +288,7 @@ def main() -> None:
     p.add_argument("--n-images", type=int, default=20)
     p.add_argument(
         "--schemes",
-        default="none_short,base,noise,blur,contrast,augmix",
+        default="none_short,none_78,base,noise,blur,contrast,augmix",
         help=f"comma list of the schemes compared, from {', '.join(SCHEMES)}",
     )
     p.add_argument(
