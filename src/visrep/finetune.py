@@ -226,6 +226,10 @@ def resolve(cfg: TrainConfig[SupervisedConfig]) -> TrainConfig[SupervisedConfig]
     if family != "class" and not video:
         raise ConfigError(f"method.labels={family} is for video runs (Moving Fashion-MNIST's "
                           "motion labels); an image run fine-tunes on its classes")  # fmt: skip
+    if video and cfg.method.photometric:
+        raise ConfigError(f"method.photometric={cfg.method.photometric!r} is for in-memory images "
+                          "(Fashion-MNIST), not video clips; clips take method.auto_augment "
+                          "and method.reprob")  # fmt: skip
     if family == "direction" and cfg.data.hflip:
         raise ConfigError("method.labels=direction with data.hflip=true: a horizontal flip "
                           "mirrors the motion and so changes the label; set data.hflip=false")  # fmt: skip

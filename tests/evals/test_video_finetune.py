@@ -357,6 +357,8 @@ def test_direction_errors(pre, tmp_path):
         _ft(pre, "method.labels=direction", "data.frames=0")
     with pytest.raises(ConfigError, match="label family must be one of"):
         _ft(pre, "method.labels=colour")
+    with pytest.raises(ConfigError, match="not video clips"):
+        _ft(pre, "method.photometric=noise")
     with pytest.raises(ConfigError, match="--labels is for `visrep eval finetune`"):
         cli.main(["--debug", "eval", "knn", "--ckpt", str(pre), "--labels", "direction"])
     # a built folder: bouncing objects have no direction labels (-1 in labels.csv)
