@@ -45,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import environment, uptime, write_json  # noqa: E402
 from throughput import MatmulProbe  # noqa: E402
 
+from visrep.checkpoint import load_checkpoint  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "reference"
 
 # recipe -> extra overrides on that dataset (beyond the protocol's)
@@ -106,8 +108,7 @@ def run_row(dataset: str, recipe: str, args: argparse.Namespace) -> dict:
         ):
             # a row whose driver was stopped mid-run: `visrep train --resume` continues it
             # exactly (same config, same batches from its step on)
-            done = [json.loads(x) for x in (out_dir / "log.jsonl").read_text().splitlines()]
-            row["resumed_at_step"] = max((r["step"] for r in done if "step" in r), default=0)
+            row["resumed_at_step"] = int(load_checkpoint(out_dir)["step"])  # not the last log line
             cli = ["train", "--resume", str(out_dir)]
         else:
             subprocess.run(["rm", "-rf", str(out_dir)], check=True)
