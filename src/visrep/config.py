@@ -110,16 +110,26 @@ class DataConfig:
     # the ρ study's SSL colour augmentation of each clip (visrep.data.video.ssl_colour:
     # jitter 0.6/0.6/0.6/0.15 p 0.8, grayscale p 0.2, blur p 0.5); with data.clips only
     ssl_color: bool = False
+    # repeated augmentation (MAE-ST `util/kinetics.py`, `--repeat_aug`; 4 in its pre-training):
+    # each decoded video gives this many clips, each with its own temporal position and
+    # augmentation, so a step trains on batch_size x repeat_aug clips of batch_size videos.
+    # The lr scales with the videos only (batch_size), as the official code's.
+    repeat_aug: int = 1
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", {"img_size": (1, None), "num_workers": (-1, None),
                                     "limit": (0, None), "bow_balance": (0, None),
                                     "frames": (0, None), "frame_stride": (1, None),
-                                    "short_side": (0, None), "clips": (0, None)})  # fmt: skip
+                                    "short_side": (0, None), "clips": (0, None),
+                                    "repeat_aug": (1, None)})  # fmt: skip
         if self.channels not in (0, 1, 3):
             raise ConfigError(
                 f"data.channels must be 0 (from the data), 1 or 3, got {self.channels}"
             )
+        if self.repeat_aug > 1 and (not self.frames or self.clips):
+            raise ConfigError(f"data.repeat_aug={self.repeat_aug} repeats video clips: it needs "
+                              "data.frames > 0 and data.clips = 0 (the ρ methods draw their "
+                              "own positives per video); set data.repeat_aug=1")  # fmt: skip
         if self.video_backend not in ("pyav", "torchcodec"):
             raise ConfigError(f"data.video_backend must be 'pyav' or 'torchcodec', got "
                               f"{self.video_backend!r}")  # fmt: skip

@@ -27,8 +27,9 @@ direction rule), no RandAugment / RandomErasing of clips (mae_st's `--rand_aug` 
 default, and its RandomErasing only runs with it; `method.auto_augment=rand-m7-mstd0.5-inc1
 method.reprob=0.25` turns both on, one draw per clip applied to every frame:
 `visrep.data.clip_augment`), a short schedule (`VIDEO_FINETUNE_OPTIM`). The preset
-`mae_st_vit_large` is FINETUNE.md's ViT-L recipe with its RandAugment and RandomErasing
-(without its repeated augmentation); `ucf101_slow_r50` is the ρ study's UCF101 fine-tuning of
+`mae_st_vit_large` is FINETUNE.md's ViT-L recipe with its RandAugment, RandomErasing and
+repeated augmentation (2 clips of each video, `data.repeat_aug`; a fine-tuning run starts at
+1 whatever its pre-training used); `ucf101_slow_r50` is the ρ study's UCF101 fine-tuning of
 a Slow-only ResNet (SGD with Nesterov momentum, 10 × 3 test views; `PRESETS`). A Slow ResNet's head starts at
 normal(0, 0.01) as SlowFast's `ResNetBasicHead`.
 
@@ -116,7 +117,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # layer decay 0.75, drop path 0.2, dropout 0.3, smoothing 0.1, Mixup 0.8 / CutMix 1.0,
 # clip_grad 5.0, fp32, random resized crop (0.08, 1), --rand_aug: RandAugment
 # rand-m7-mstd0.5-inc1 and RandomErasing 0.25 (main_finetune.py's --reprob default, mode
-# pixel, one box). Its repeat_aug 2 is not ported.
+# pixel, one box), --repeat_aug 2 (two clips of each decoded video a step, the lr scaled by
+# the videos only).
 PRESETS["mae_st_vit_large"] = {
     "optim.epochs": 50, "optim.blr": 2.4e-3, "optim.warmup_epochs": 5, "optim.batch_size": 2,
     "optim.weight_decay": 0.05, "optim.min_lr": 1e-6, "optim.clip_grad": 5.0,
@@ -124,6 +126,7 @@ PRESETS["mae_st_vit_large"] = {
     "method.smoothing": 0.1, "method.mixup": 0.8, "method.cutmix": 1.0,
     "method.auto_augment": "rand-m7-mstd0.5-inc1", "method.reprob": 0.25,
     "data.crop_scale": (0.08, 1.0), "run.precision": "fp32", "data.num_workers": 8,
+    "data.repeat_aug": 2,
 }  # fmt: skip
 # The ρ study's UCF101 fine-tuning of a Slow-only ResNet-50 (Feichtenhofer et al., CVPR
 # 2021; SlowFast `configs/contrastive_ssl/finetune_ucf_Slow_R50_syn0.yaml`): SGD with
@@ -189,9 +192,9 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
         raise ValueError(f"preset {preset!r} is for {'Slow-only ResNet' if not slow else 'video ViT'}"
                          f" runs; {source} has a {backbone.name} backbone (presets: "
                          f"{sorted(SLOW_PRESETS if slow else VIDEO_PRESETS - SLOW_PRESETS)})")  # fmt: skip
-    if video:  # the run's clips (one per video: data.clips = 0), its crop and flip
+    if video:  # the run's clips (one per video: data.clips = 0, repeat_aug = 1), crop, flip
         data = dataclasses.replace(data, views="", limit=0, num_workers=0, clips=0,
-                                   ssl_color=False)  # fmt: skip
+                                   ssl_color=False, repeat_aug=1)  # fmt: skip
         method = SupervisedConfig(source=str(source), **video_defaults(backbone))
     else:
         data = dataclasses.replace(data, crop_scale=(0.35, 1.0), hflip=True, views="", limit=0,

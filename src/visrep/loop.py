@@ -224,6 +224,9 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
             name, data.steps_per_epoch * eff_batch // cfg.optim.accum_steps, data.steps_per_epoch,
             eff_batch, base_lr, env.world_size,
         )  # fmt: skip
+        if cfg.data.repeat_aug > 1:
+            log.info("repeated augmentation: %d clips of each video, so %d clips per step",
+                     cfg.data.repeat_aug, eff_batch * cfg.data.repeat_aug // cfg.optim.accum_steps)  # fmt: skip
     with StopRequested() as stop:
         state = _loop(cfg, model, step_fn, opt, data, logger, stop, start, skipped, base_lr,
                       device, env)  # fmt: skip
@@ -251,7 +254,7 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
 def _training_stats(cfg: TrainConfig, s: LoopState, start: int, env) -> dict[str, Any]:
     """What the run trained: steps (of those planned), images seen, and this session's speed
     (the host's, for the report: a slow or busy host shows here)."""
-    per_step = cfg.optim.batch_size * env.world_size
+    per_step = cfg.optim.batch_size * env.world_size * cfg.data.repeat_aug  # images or clips
     seconds = time.perf_counter() - s.started
     out = {"train_steps": s.step, "train_steps_planned": s.end,
            "train_images_seen": s.step * per_step,

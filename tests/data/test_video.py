@@ -2,6 +2,7 @@
 transforms, the folder / list training source."""
 
 import csv
+import dataclasses
 import hashlib
 import math
 import random
@@ -11,7 +12,7 @@ import pytest
 import torch
 from conftest import requires_fmnist
 
-from visrep.config import DataConfig
+from visrep.config import ConfigError, DataConfig
 from visrep.data.build_video import build_moving_fmnist
 from visrep.data.fashion_mnist import load_fashion_mnist
 from visrep.data.moving_fmnist import MovingFashionMNIST, MovingSpec
@@ -189,3 +190,46 @@ def test_the_recipe_normalises_folders_like_the_generated_set():
 
     data = mae_st_mfmnist().data
     assert data.mean == (MEAN,) * 3 and data.std == (STD,) * 3
+
+
+def test_repeated_augmentation_gives_r_independent_clips_per_video_with_its_label(built):
+    """MAE-ST's repeat_aug: r clips of each decoded video, each with its own draws in turn from
+    the video's rng (the first is the r = 1 clip), flattened video by video with the label."""
+    from visrep.data.video_source import MovingTrainData, sample_clips
+
+    video = torch.randint(0, 256, (32, 40, 40, 3), dtype=torch.uint8)
+    data = DataConfig(img_size=16, channels=3, frames=4, frame_stride=2, repeat_aug=3)
+    kw = dict(frames=4, stride=2, size=16, scale=data.crop_scale, hflip=True, channels=3)
+    rng = random.Random(5)
+    expected = torch.stack([train_clip(video, None, rng=rng, **kw) for _ in range(3)])
+    clips = sample_clips(video, None, data, random.Random(5))
+    assert clips.shape == (3, 3, 4, 16, 16) and torch.equal(clips, expected)
+    assert not torch.equal(clips[0], clips[1])  # independent positions / crops
+    single = sample_clips(video, None, dataclasses.replace(data, repeat_aug=1), random.Random(5))
+    assert torch.equal(single, clips[0])
+
+    a, _ = built
+    folder = DataConfig(dataset=str(a / "train"), img_size=16, channels=3, frames=4,
+                        frame_stride=2, repeat_aug=2)  # fmt: skip
+    one = dataclasses.replace(folder, repeat_aug=1)
+    (rep,) = list(VideoTrainData(folder, 4, seed=0, labels=True).batches(0, 1))
+    (base,) = list(VideoTrainData(one, 4, seed=0, labels=True).batches(0, 1))
+    assert rep["images"].shape == (8, 3, 4, 16, 16) and base["images"].shape == (4, 3, 4, 16, 16)
+    assert torch.equal(rep["labels"], base["labels"].repeat_interleave(2))
+    assert torch.equal(rep["images"][0::2], base["images"])  # clip 1 of each video = r = 1's
+
+    if not requires_fmnist.args[0]:  # Moving Fashion-MNIST made on the fly, the same contract
+        moving = DataConfig(img_size=32, channels=1, frames=4, frame_stride=2, repeat_aug=2,
+                            limit=8)  # fmt: skip
+        b = MovingTrainData(moving, 4, seed=0, labels=True).batch(0)
+        assert b["images"].shape == (8, 1, 4, 32, 32)
+        assert torch.equal(b["labels"][0::2], b["labels"][1::2])
+
+
+def test_repeated_augmentation_is_refused_where_it_would_mean_nothing():
+    with pytest.raises(ConfigError, match="data.frames > 0"):
+        DataConfig(repeat_aug=2)  # images
+    with pytest.raises(ConfigError, match="data.clips = 0"):
+        DataConfig(frames=4, clips=2, repeat_aug=2)  # the ρ methods' own positives
+    with pytest.raises(ConfigError, match="repeat_aug"):
+        DataConfig(frames=4, repeat_aug=0)

@@ -301,7 +301,8 @@ def test_mae_st_preset_is_for_video_runs_only(pre, tmp_path):
     m = cfg.method
     assert (m.layer_decay, m.drop_path, m.dropout, m.mixup, m.cutmix) == (0.75, 0.2, 0.3, 0.8, 1.0)
     assert (m.auto_augment, m.reprob, m.remode) == ("rand-m7-mstd0.5-inc1", 0.25, "pixel")
-    assert cfg.data.frames == 8  # the run's clips
+    assert cfg.data.frames == 8 and cfg.data.repeat_aug == 2  # the run's clips, 2 a video
+    assert finetune_config(pre).data.repeat_aug == 1  # not the pre-training's
     with pytest.raises(ValueError, match="is for image runs"):
         finetune_config(pre, "mae_vit_base")
     image = tmp_path / "img"

@@ -182,3 +182,22 @@ def test_encoder_mask_tokens_baseline_encodes_every_token_and_ignores_removed_pi
     again = m({"images": edited}, noise=noise)
     assert seen["n"] == 1 + 64  # cls + every token
     torch.testing.assert_close(again["pred"], out["pred"])
+
+
+def test_repeated_augmentation_trains_r_clips_of_each_video_through_train(video_folder, tmp_path):
+    """`data.repeat_aug=2`: a step of 4 videos trains on 8 clips; the lr scales with the 4
+    videos (MAE-ST `main_pretrain.py`: eff_batch_size leaves repeat_aug out)."""
+    out, plain = tmp_path / "rep", tmp_path / "plain"
+    data = f"data.dataset={video_folder}"
+    _train("mae_st_mfmnist", data, f"run.out_dir={out}", "run.max_steps=2", "eval.final=false",
+           "data.repeat_aug=2")  # fmt: skip
+    _train("mae_st_mfmnist", data, f"run.out_dir={plain}", "run.max_steps=2", "eval.final=false")
+    rep = json.loads((out / "metrics.json").read_text())
+    base = json.loads((plain / "metrics.json").read_text())
+    assert rep["train_images_seen"] == 2 * 4 * 2 and base["train_images_seen"] == 2 * 4
+    lrs = [[json.loads(x)["train/lr"] for x in (run / "log.jsonl").read_text().splitlines()
+            if "train/lr" in x] for run in (out, plain)]  # fmt: skip
+    assert lrs[0] and lrs[0] == lrs[1]
+    a, b = load_checkpoint(out), load_checkpoint(plain)
+    assert a["step"] == b["step"] == 2
+    assert any(not torch.equal(v, b["model"][k]) for k, v in a["model"].items())

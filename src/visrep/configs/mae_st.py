@@ -66,13 +66,15 @@ def mae_st_vit_large_k400() -> TrainConfig:
 
     Command: `torchrun --nproc_per_node=8 -m visrep.cli train mae_st_vit_large_k400
     data.dataset=/data/kinetics400/train` (a folder of class folders of videos, or a list
-    `path label` per line). The paper's repeated augmentation (4 clips per decoded video, not
-    counted in the lr scaling) is not ported: each step decodes one clip per video. Expected
-    (paper, Table 1 / Sec. 5): 84.8 top-1 on Kinetics-400 after fine-tuning at 800 epochs
-    (`visrep eval finetune --ckpt RUN --preset mae_st_vit_large
+    `path label` per line). Repeated augmentation as PRETRAIN.md's `--repeat_aug 4`
+    (`data.repeat_aug`): each decoded video gives 4 clips, each with its own position and
+    crop, so a step trains on 8 clips of 2 videos per GPU and the lr scales with the 2 videos;
+    100 epochs over the videos are 400 "effective" epochs (the released checkpoints'
+    `400ep_rep4`). Expected (paper, Table 1 / Sec. 5): 84.8 top-1 on Kinetics-400 after
+    fine-tuning at 800 epochs (`visrep eval finetune --ckpt RUN --preset mae_st_vit_large
     eval.dataset=/data/kinetics400`, a folder of train/ and val/ class folders of videos:
-    mae_st FINETUNE.md's recipe with its RandAugment and RandomErasing, without its repeated
-    augmentation).
+    mae_st FINETUNE.md's recipe with its RandAugment, RandomErasing and repeated
+    augmentation 2).
     """
     return TrainConfig(
         recipe="mae_st_vit_large_k400",
@@ -80,7 +82,7 @@ def mae_st_vit_large_k400() -> TrainConfig:
         backbone=BackboneConfig(
             name="vit_large", patch_size=16, t_patch_size=2, pool="avg", pos_embed="learn"
         ),  # fmt: skip
-        data=kinetics_clips(16, 4, num_workers=14),
+        data=kinetics_clips(16, 4, num_workers=14, repeat_aug=4),
         optim=OptimConfig(
             epochs=100, batch_size=2, blr=1.6e-3, warmup_epochs=5, weight_decay=0.05, clip_grad=0.02
         ),  # fmt: skip

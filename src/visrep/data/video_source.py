@@ -1,7 +1,8 @@
 """Video training data (`data.frames` > 0): clips as a function of (seed, step, rank).
 
 Two sources, both yielding `{"images": float [B, C, T, S, S]}` normalised clips (the key
-images carry, so the loop counts them the same way):
+images carry, so the loop counts them the same way; B·r clips, r of each of the B videos,
+with `data.repeat_aug` = r):
 
 - `VideoTrainData`: a folder of the user's videos (mp4/mkv/webm/avi/mov; class sub-folders
   optional) or a CSV/JSONL/text list (`visrep.data.video.find_videos`), decoded with PyAV in
@@ -111,23 +112,35 @@ def _clip_kwargs(data: DataConfig) -> dict:
 def sample_clips(video: Tensor, fps: float | None, data: DataConfig, rng: random.Random,
                  augment: ClipAugment | None = None):  # fmt: skip
     """One training clip [C, T, S, S] (`augment`: fine-tuning's RandAugment / RandomErasing
-    of the clip), or with `data.clips` = ρ > 0 the list of ρ-study positives
-    (`visrep.data.video.train_clips`)."""
+    of the clip); with `data.repeat_aug` = r > 1, r such clips of the one decoded video
+    [r, C, T, S, S], each with its own temporal position and augmentation drawn in turn from
+    `rng` (MAE-ST `util/kinetics.py`); or with `data.clips` = ρ > 0 the list of ρ-study
+    positives (`visrep.data.video.train_clips`)."""
     if data.clips:
         return train_clips(video, fps, rho=data.clips, rng=rng, colour=data.ssl_color,
                            **_clip_kwargs(data))  # fmt: skip
-    return train_clip(video, fps, rng=rng, augment=augment, **_clip_kwargs(data))
+    clips = [train_clip(video, fps, rng=rng, augment=augment, **_clip_kwargs(data))
+             for _ in range(data.repeat_aug)]  # fmt: skip
+    return torch.stack(clips) if data.repeat_aug > 1 else clips[0]
 
 
 def normalized_batch(b: dict, mean, std, device: torch.device,
                      labels: bool = False) -> dict[str, Tensor]:  # fmt: skip
     """{"images": [B, C, T, S, S]} or {"views": [[B, C, T, S, S], ...]}, normalised on
-    `device`; with `labels`, b's "labels" [B] too."""
+    `device`; with `labels`, b's "labels" [B] too. Repeated clips [B, r, C, T, S, S]
+    (`data.repeat_aug`) become B·r clips, video by video, each with its video's label
+    (MAE-ST `engine_pretrain.py` / `engine_finetune.py` reshape b × r)."""
+    repeat = 1
     if "views" in b:
         out = {"views": [normalize_clips(v.to(device).float(), mean, std) for v in b["views"]]}
     else:
-        out = {"images": normalize_clips(b["images"].to(device).float(), mean, std)}
-    return out | ({"labels": b["labels"].to(device)} if labels else {})
+        images = b["images"]
+        if images.dim() == 6:
+            repeat, images = images.shape[1], images.flatten(0, 1)
+        out = {"images": normalize_clips(images.to(device).float(), mean, std)}
+    if not labels:
+        return out
+    return out | {"labels": b["labels"].to(device).repeat_interleave(repeat)}
 
 
 class VideoFiles(Dataset):
