@@ -115,6 +115,14 @@ class DataConfig:
     # augmentation, so a step trains on batch_size x repeat_aug clips of batch_size videos.
     # The lr scales with the videos only (batch_size), as the official code's.
     repeat_aug: int = 1
+    # SlowFast's fine-tuning colour augmentation of each clip (the ρ study's UCF101 recipe:
+    # jitter 0.4/0.4/0.4, hue 0.1 always, grayscale p 0.2; visrep.data.video.CLIP_COLOUR);
+    # not with data.clips (the ρ methods' views take data.ssl_color)
+    color_jitter: bool = False
+    # (min, max): SlowFast's short-side scale jitter to round(U[min, max]) and a random
+    # img_size crop instead of the random resized crop (data.crop_scale is then unused; the
+    # ρ study's fine-tuning and linear protocol: (256, 320) with 224 crops); () = off
+    short_side_jitter: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", {"img_size": (1, None), "num_workers": (-1, None),
@@ -130,6 +138,16 @@ class DataConfig:
             raise ConfigError(f"data.repeat_aug={self.repeat_aug} repeats video clips: it needs "
                               "data.frames > 0 and data.clips = 0 (the ρ methods draw their "
                               "own positives per video); set data.repeat_aug=1")  # fmt: skip
+        if (self.color_jitter or self.short_side_jitter) and not self.frames:
+            raise ConfigError("data.color_jitter and data.short_side_jitter are clip "
+                              "augmentations: they need data.frames > 0")  # fmt: skip
+        if self.color_jitter and self.clips:
+            raise ConfigError("data.color_jitter is the fine-tuning colour augmentation; the ρ "
+                              "methods' views take data.ssl_color=true instead")  # fmt: skip
+        j = self.short_side_jitter
+        if j and (len(j) != 2 or not self.img_size <= j[0] <= j[1]):
+            raise ConfigError(f"data.short_side_jitter must be (min, max) with data.img_size "
+                              f"({self.img_size}) <= min <= max, got {j}")  # fmt: skip
         if self.video_backend not in ("pyav", "torchcodec"):
             raise ConfigError(f"data.video_backend must be 'pyav' or 'torchcodec', got "
                               f"{self.video_backend!r}")  # fmt: skip

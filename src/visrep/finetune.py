@@ -132,10 +132,11 @@ PRESETS["mae_st_vit_large"] = {
 # 2021; SlowFast `configs/contrastive_ssl/finetune_ucf_Slow_R50_syn0.yaml`): SGD with
 # Nesterov momentum 0.9 (SOLVER.NESTEROV's default), lr 0.005 for 64 clips (blr 0.02) on
 # 8 GPUs x 8, no warmup, cosine to 0 over 200 epochs, wd 1e-4 with none on BN, dropout 0.5
-# before a normal(0, 0.01) head, plain cross-entropy, fp32; test 10 clips x 3 crops, softmax
-# averaged. Not ported: its colour jitter (0.4, hue 0.1, grayscale 0.2) and short-side jitter
-# [256, 320] + 224 crop (the run's own random resized crop stands in), the test's 256 px
-# (data.img_size here), and weight decay on the head's bias (no 1-D tensor is decayed here).
+# before a normal(0, 0.01) head, plain cross-entropy, fp32; colour jitter 0.4 / hue 0.1 on
+# every clip with grayscale p 0.2 (data.color_jitter) and short-side jitter [256, 320] + a
+# random data.img_size crop (data.short_side_jitter; 224 in the yaml); test 10 clips x 3
+# crops, softmax averaged. Not ported: the test's 256 px short side (data.img_size here) and
+# weight decay on the head's bias (no 1-D tensor is decayed here).
 PRESETS["ucf101_slow_r50"] = {
     "optim.optimizer": "sgd", "optim.nesterov": True, "optim.momentum": 0.9,
     "optim.blr": 0.02, "optim.batch_size": 8, "optim.epochs": 200, "optim.warmup_epochs": 0,
@@ -143,7 +144,7 @@ PRESETS["ucf101_slow_r50"] = {
     "method.dropout": 0.5, "method.smoothing": 0.0, "method.mixup": 0.0,
     "method.cutmix": 0.0, "method.drop_path": 0.0, "method.layer_decay": 1.0,
     "eval.temporal_views": 10, "eval.spatial_crops": 3, "run.precision": "fp32",
-    "data.num_workers": 8,
+    "data.num_workers": 8, "data.color_jitter": True, "data.short_side_jitter": (256, 320),
 }  # fmt: skip
 VIDEO_PRESETS = {"mae_st_vit_large", "ucf101_slow_r50"}
 SLOW_PRESETS = {"ucf101_slow_r50"}  # a Slow-only ResNet run's presets

@@ -233,3 +233,60 @@ def test_repeated_augmentation_is_refused_where_it_would_mean_nothing():
         DataConfig(frames=4, clips=2, repeat_aug=2)  # the ρ methods' own positives
     with pytest.raises(ConfigError, match="repeat_aug"):
         DataConfig(frames=4, repeat_aug=0)
+
+
+def test_short_side_jitter_and_random_crop_follow_slowfast():
+    """SlowFast `random_short_side_scale_jitter` (round(U[min, max])) then `random_crop`
+    (offsets y, x in [0, side − size), end excluded), each draw from the injected rng."""
+    from visrep.data.video import jitter_crop, random_crop, short_side_scale
+
+    clip = torch.rand(3, 4, 48, 64) * 255
+    rng = random.Random(7)
+    side = round(rng.uniform(64, 80))
+    scaled = short_side_scale(clip, side)
+    assert scaled.shape[2:] == (side, math.floor(64 / 48 * side))
+    y, x = rng.randrange(side - 32), rng.randrange(scaled.shape[3] - 32)
+    expected = scaled[:, :, y : y + 32, x : x + 32]
+    assert torch.equal(jitter_crop(clip, (64, 80), 32, random.Random(7)), expected)
+    # one side equal to the crop: its offset is 0 and takes no draw; the end is excluded
+    assert {random_crop(clip[:, :, :33], 32, random.Random(s)).shape for s in range(5)} == {
+        (3, 4, 32, 32)}  # fmt: skip
+    offsets = {int((random_crop(torch.arange(33.0).view(1, 1, 33, 1).expand(1, 1, 33, 32), 32,
+                                random.Random(s)))[0, 0, 0, 0]) for s in range(30)}  # fmt: skip
+    assert offsets == {0}  # randrange(1): never the last row
+    video = torch.randint(0, 256, (32, 48, 64, 3), dtype=torch.uint8)
+    kw = dict(frames=8, stride=2, size=32, scale=(0.5, 1.0), hflip=True, jitter=(40, 56))
+    a = train_clip(video, None, rng=random.Random(3), **kw)
+    assert a.shape == (3, 8, 32, 32) and torch.equal(a, train_clip(video, None,
+                                                                   rng=random.Random(3), **kw))  # fmt: skip
+
+
+def test_finetune_colour_jitters_every_clip_per_pixel_with_grayscale_one_in_five():
+    """data.color_jitter: SlowFast's colour augmentation without SSL_MOCOV2_AUG (the ρ
+    study's UCF101 fine-tuning): always jittered, grayscale p 0.2, no blur; the same
+    parameters for every frame."""
+    from visrep.data.video import CLIP_COLOUR, ssl_colour
+
+    clip = torch.zeros(3, 4, 16, 16)
+    clip[:, :, 8, 8] = torch.tensor([250.0, 40.0, 90.0]).view(3, 1)
+    clip[:, :, :4, :4] = torch.tensor([60.0, 160.0, 30.0]).view(3, 1, 1, 1)
+    gray = 0
+    for seed in range(100):
+        out = ssl_colour(clip, random.Random(seed), **CLIP_COLOUR["finetune"])
+        assert not torch.equal(out, clip)  # jitter always applied
+        # no blur: the black neighbours of the bright pixel stay the far black pixels' value
+        assert torch.equal(out[:, :, 8, 7], out[:, :, 15, 15])
+        assert torch.equal(out[:, 0], out[:, 3])  # one draw for the whole clip
+        gray += bool(torch.equal(out[0], out[1]) and torch.equal(out[1], out[2]))
+    assert 10 <= gray <= 30  # p 0.2 of 100
+
+
+def test_clip_augmentations_refused_where_they_mean_nothing():
+    with pytest.raises(ConfigError, match="need data.frames > 0"):
+        DataConfig(color_jitter=True)
+    with pytest.raises(ConfigError, match="data.ssl_color"):
+        DataConfig(frames=4, clips=2, color_jitter=True)
+    with pytest.raises(ConfigError, match=r"img_size \(64\) <= min <= max"):
+        DataConfig(frames=4, img_size=64, short_side_jitter=(48, 80))
+    with pytest.raises(ConfigError, match="short_side_jitter"):
+        DataConfig(frames=4, img_size=64, short_side_jitter=(80, 70))

@@ -418,6 +418,10 @@ def test_ucf101_slow_preset_is_nesterov_sgd(slow_run, pre):
     assert (o.warmup_epochs, o.min_lr, o.weight_decay) == (0, 0.0, 1e-4)
     assert (m.dropout, m.head_init_std, m.smoothing, m.mixup) == (0.5, 0.01, 0.0, 0.0)
     assert (ev.temporal_views, ev.spatial_crops) == (10, 3)
+    # SlowFast's fine-tuning colour jitter and short-side jitter [256, 320] + random crop
+    assert cfg.data.color_jitter and cfg.data.short_side_jitter == (256, 320)
+    batch = labelled_clips(cfg)[0].batch(0)["images"]
+    assert batch.shape[-2:] == (cfg.data.img_size,) * 2 and torch.isfinite(batch).all()
     torch.manual_seed(0)
     model = build_model(cfg)
     opt = build_optimizer(model, o, 0.005)

@@ -394,6 +394,22 @@ def uniform_crop(clip: Tensor, size: int, spatial_index: int = 1) -> Tensor:
     return clip[:, :, y : y + size, x : x + size]
 
 
+def random_crop(clip: Tensor, size: int, rng: random.Random) -> Tensor:
+    """SlowFast `random_crop` of every frame: offsets y then x uniform in [0, H − size) and
+    [0, W − size) (numpy's randint excludes the end; 0 where the side equals `size`)."""
+    _, _, h, w = clip.shape
+    y = rng.randrange(h - size) if h > size else 0
+    x = rng.randrange(w - size) if w > size else 0
+    return clip[:, :, y : y + size, x : x + size]
+
+
+def jitter_crop(clip: Tensor, jitter: tuple[int, int], size: int, rng: random.Random) -> Tensor:
+    """SlowFast's spatial sampling without a relative scale (`spatial_sampling`): the short
+    side scaled to round(U[jitter]) (`random_short_side_scale_jitter`), then a random
+    size × size crop (`random_crop`): the ρ study's fine-tuning and linear protocol."""
+    return random_crop(short_side_scale(clip, round(rng.uniform(*jitter))), size, rng)
+
+
 def ssl_colour(clip: Tensor, rng: random.Random, jitter: tuple[float, ...] = (0.6, 0.6, 0.6, 0.15),
                p_jitter: float = 0.8, p_gray: float = 0.2, p_blur: float = 0.5) -> Tensor:  # fmt: skip
     """The ρ study's SSL colour augmentation of a whole clip (SlowFast
@@ -426,6 +442,16 @@ def ssl_colour(clip: Tensor, rng: random.Random, jitter: tuple[float, ...] = (0.
     return (img.clamp(0, 1) * 255).reshape(c, t, h, w)
 
 
+# SlowFast `color_jitter_video_ssl` settings (`ssl_colour`'s keywords): "ssl" the ρ study's
+# SSL views (SSL_MOCOV2_AUG, data.ssl_color), "finetune" its UCF101 / HMDB51 fine-tuning
+# (`finetune_ucf_Slow_R50_syn0.yaml`, the branch without SSL_MOCOV2_AUG: jitter of brightness,
+# contrast, saturation 0.4 and hue 0.1 always, grayscale p 0.2, no blur; data.color_jitter)
+CLIP_COLOUR = {
+    "ssl": {},
+    "finetune": dict(jitter=(0.4, 0.4, 0.4, 0.1), p_jitter=1.0, p_gray=0.2, p_blur=0.0),
+}
+
+
 def to_channels(clip: Tensor, channels: int) -> Tensor:
     """(3, T, H, W) RGB -> (channels, T, H, W): 1 = luma (ITU-R 601 weights)."""
     if channels == 3 or clip.shape[0] == channels:
@@ -446,17 +472,19 @@ def train_clip(
     channels: int = 3,
     rng: random.Random | None = None,
     augment: ClipAugment | None = None,
+    colour: str = "",
+    jitter: tuple[int, int] | tuple[()] = (),
 ) -> Tensor:
     """A training clip of a decoded video uint8 [F, H, W, 3] -> float [C, T, size, size] in
     0..255: random temporal position, one random resized crop and flip for all frames (all
     draws, in this order, from `rng`: start, crop, flip; with `augment`, its RandAugment
-    before the crop and RandomErasing last, `augment_clip`)."""
+    before the crop and RandomErasing last; `colour` and `jitter` as `augment_clip`)."""
     rng = rng or random.Random()
     window = clip_window(frames, stride, fps)
     start = clip_start(len(video), window, rng=rng)
     idx = clip_indices(len(video), start, window, frames)
     return augment_clip(video, idx, size=size, scale=scale, hflip=hflip, channels=channels,
-                        rng=rng, augment=augment)  # fmt: skip
+                        rng=rng, augment=augment, colour=colour, jitter=jitter)  # fmt: skip
 
 
 def augment_clip(
@@ -468,22 +496,28 @@ def augment_clip(
     hflip: bool,
     channels: int,
     rng: random.Random,
-    colour: bool = False,
+    colour: str = "",
     augment: ClipAugment | None = None,
+    jitter: tuple[int, int] | tuple[()] = (),
 ) -> Tensor:
     """Frames `idx` of uint8 [F, H, W, 3] -> float [C, T, size, size] in 0..255: with
-    `colour` the SSL colour augmentation first (`ssl_colour`, before the crop as the
-    official order), then one random resized crop and flip for all frames (draws from
-    `rng`: colour, crop, flip). `augment` (fine-tuning, mae_st `util/kinetics.py`
-    `_aug_frame`): RandAugment of the frames before the crop and RandomErasing of the
-    finished clip, each one draw per clip (`visrep.data.clip_augment`)."""
+    `colour` ("ssl" or "finetune", `CLIP_COLOUR`) SlowFast's colour augmentation of the clip
+    first (`ssl_colour`, before the crop as the official order), then one random resized
+    crop, or with `jitter` = (min, max) a short-side jitter and random crop (`jitter_crop`),
+    and a flip, the same for all frames (draws from `rng`: colour, crop, flip). `augment`
+    (fine-tuning, mae_st `util/kinetics.py` `_aug_frame`): RandAugment of the frames before
+    the crop and RandomErasing of the finished clip, each one draw per clip
+    (`visrep.data.clip_augment`)."""
     frames = video[idx]  # [T, H, W, 3] uint8
     if augment:
         frames = augment.frames(frames, rng)
     clip = frames.permute(3, 0, 1, 2).float()  # [3, T, H, W]
     if colour:
-        clip = ssl_colour(clip, rng)
-    clip = resized_crop(clip, rrc_params(clip.shape[2], clip.shape[3], scale, rng=rng), size)
+        clip = ssl_colour(clip, rng, **CLIP_COLOUR[colour])
+    if jitter:
+        clip = jitter_crop(clip, jitter, size, rng)
+    else:
+        clip = resized_crop(clip, rrc_params(clip.shape[2], clip.shape[3], scale, rng=rng), size)
     if hflip and rng.uniform(0, 1) < 0.5:
         clip = clip.flip(-1)
     clip = to_channels(clip, channels)
@@ -503,6 +537,7 @@ def train_clips(
     channels: int = 3,
     rng: random.Random | None = None,
     colour: bool = False,
+    jitter: tuple[int, int] | tuple[()] = (),
 ) -> list[Tensor]:
     """The positives of one video for the ρ study: ρ ≥ 2 clips at independent times
     (`rho_clip_starts`), or for ρ = 1 two augmentations of one clip (SlowFast
@@ -514,7 +549,8 @@ def train_clips(
     window = clip_window(frames, stride, fps)
     starts = rho_clip_starts(len(video), window, rho, rng) if rho > 1 else [
         clip_start(len(video), window, rng=rng)] * 2  # fmt: skip
-    kw = dict(size=size, scale=scale, hflip=hflip, channels=channels, rng=rng, colour=colour)
+    kw = dict(size=size, scale=scale, hflip=hflip, channels=channels, rng=rng,
+              colour="ssl" if colour else "", jitter=jitter)  # fmt: skip
     return [augment_clip(video, clip_indices(len(video), s, window, frames), **kw) for s in starts]
 
 
