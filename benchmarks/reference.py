@@ -78,7 +78,10 @@ DATASETS = {
         "protocol": ["data.img_size=64", "data.channels=0", "eval.dataset=auto", *_PROBE],
         "recipes": {"mae_own": [], "simclr_resnet18_own": [], "mae_fmnist": _VIT8,
                     "maskfeat_fmnist": _VIT8, "fcmae_fmnist": [], "spark_fmnist": [],
-                    "simsiam_fmnist": [], "mocov3_fmnist": [], "simclr_fmnist": []},
+                    "simsiam_fmnist": [], "mocov3_fmnist": [], "simclr_fmnist": [],
+                    # as on Fashion-MNIST: the images upsampled 2x at the base row's patch
+                    # (128 px /8: 256 tokens in 2x2-patch mask units)
+                    "mae_longseq_fmnist": ["data.img_size=128", *_VIT8]},
     },
 }  # fmt: skip
 
