@@ -92,7 +92,9 @@ def render(results: dict, commands: tuple[str, ...] = COMMANDS) -> str:
     order = [name for name, _, _ in PLAN]
     for r in sorted(results["runs"], key=lambda r: order.index(r["name"])):
         m = r["metrics"]
-        rows.append([r["name"], r["recipe"], json.dumps(r["changes"]) if r["changes"] else "",
+        # the run's effective overrides: its own, then the command's --set (which win)
+        changes = r["changes"] | dict(kv.split("=", 1) for kv in r.get("set", []))
+        rows.append([r["name"], r["recipe"], json.dumps(changes) if changes else "",
                      m.get("train_steps"), *(f"{m[k]:.3f}" if k in m else "" for k in KEYS),
                      r["minutes"], r["host_before"]["matmul_gflops"]])  # fmt: skip
     head = ["run", "recipe", "overrides", "steps", "class k-NN", "class k-NN (init)",
@@ -101,8 +103,8 @@ def render(results: dict, commands: tuple[str, ...] = COMMANDS) -> str:
     cpu_table = commands == COMMANDS
     commands = "\n".join(f"    {c}" for c in commands)
     note = ("Host shared (2 cores); per-run `uptime` and matmul probe in video_methods.json."
-            if cpu_table else "The commands' `--set` overrides apply after each row's own. "
-            "Per-run `uptime`, matmul probe and overrides in the JSON beside this file.")  # fmt: skip
+            if cpu_table else "Overrides: each row's own, then the commands' `--set` (which "
+            "win). Per-run `uptime`, matmul probe and overrides in the JSON beside this file.")  # fmt: skip
     return (f"# Video methods side by side (Moving Fashion-MNIST)\n\nCommands:\n\n{commands}"
             f"\n\n{md_table(head, rows)}\n\nChance: class 0.100, direction 0.125. {note}\n")  # fmt: skip
 
