@@ -74,6 +74,11 @@ def test_every_recipe_trains_in_smoke_mode(name, tmp_path, monkeypatch):
     missed = [n for n, p in method.named_parameters()
               if p.requires_grad and n not in reached]  # fmt: skip
     assert not missed, missed
+    if cfg.backbone.name.startswith("mvit"):  # no MViTv2 layout yet: refused, nothing written
+        with pytest.raises(ValueError, match="no exported layout for an MViTv2"):
+            export_backbone(run, tmp_path / "export")
+        assert not (tmp_path / "export").exists()
+        return
     if cfg.data.frames:  # timm has no video model: visrep's own video layouts
         # the export loads itself back and compares features on a clip
         layout = (

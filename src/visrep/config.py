@@ -58,6 +58,10 @@ class BackboneConfig:
     # video ViTs (data.frames > 0): frames per token of the Conv3d patch embedding (MAE-ST: 2);
     # with pos_embed="learn" the table is MAE-ST's separable spatial + temporal one
     t_patch_size: int = 2
+    # MViTv2 (mvitv2_*): query pooling at the last stage start, as fine-tuning has it (MViTv2-S
+    # ends at 7 × 7 tokens per frame at 224 px); False = video MaskFeat's pre-training variant
+    # (14 × 14, stride 16 px), which `visrep eval finetune` turns back into the pooled network
+    mvit_last_pool: bool = True
 
 
 @dataclass(frozen=True)

@@ -81,14 +81,15 @@ class MaskFeatConfig:
 # visrep.methods.maskfeat_video
 @dataclass(frozen=True)
 class MaskFeatVideoConfig:
-    """Video MaskFeat on a plain video ViT (MaskFeat paper Sec. 4; SlowFast
-    `k400_MVITv2_S_16x4_MaskFeat_PT.yaml` transferred to a ViT): 40% cube masking of mask
-    units of 2×2 tokens × one temporal slot, per-frame HOG (9 bins) of frames 0, u, 2u, …
-    (u = backbone.t_patch_size), K = nbins · (patch / cell)² · channels per token."""
+    """Video MaskFeat on MViTv2 or a plain video ViT (MaskFeat paper Sec. 4; SlowFast
+    `k400_MVITv2_S_16x4_MaskFeat_PT.yaml`): 40% cube masking of mask units of 2×2 output
+    tokens × one temporal slot, per-frame HOG (9 bins) of frames 0, u, 2u, … (u = the
+    temporal patch stride), K = nbins · (stride / cell)² · channels per output token (stride:
+    the ViT's patch size, MViTv2's output stride)."""
 
     mask_ratio: float = 0.4  # target round(T'·H'·W'·r) mask units; can end below
-    # mask unit side in tokens: the cube generator's window is (T', h / unit, w / unit)
-    # (official [8, 7, 7] for 8 × 14 × 14 tokens: 32 × 32 px units at patch 16)
+    # mask unit side in output tokens: the cube generator's window is (T', h / unit, w / unit)
+    # (official [8, 7, 7] for 8 × 14 × 14 output tokens: 32 × 32 px units at stride 16)
     mask_unit: int = 2
     min_mask_patches: int = 0  # smallest box area in units; 0 = SlowFast's H'·W' // 5
     mask_min_aspect: float = 0.3

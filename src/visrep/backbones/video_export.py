@@ -34,6 +34,7 @@ from typing import Any
 import safetensors.torch
 from torch import nn
 
+from visrep.backbones.mvit import VideoMViT
 from visrep.backbones.slow_resnet import (
     SLOW_ARCHS,
     SPATIAL_STRIDES,
@@ -87,6 +88,12 @@ def backbone_block(backbone: nn.Module) -> tuple[str, str, dict[str, Any]]:
         return VIDEO_FORMAT, "video_vit", video_vit_config(backbone)
     if isinstance(backbone, SlowResNet):
         return SLOW_FORMAT, "slow_resnet", slow_resnet_config(backbone)
+    if isinstance(backbone, VideoMViT):
+        raise ValueError(f"visrep has no exported layout for an MViTv2 ({backbone.arch}) yet, "
+                         "and timm's MViTv2 is for images: nothing was written. Load the run "
+                         "with visrep.runs.load_run(RUN) (its `backbone` is the VideoMViT, state "
+                         "dict in SlowFast's names), evaluate it with `visrep eval knn|linear "
+                         "--ckpt RUN` or fine-tune it with `visrep eval finetune --ckpt RUN`")  # fmt: skip
     raise ValueError(f"no exported layout for a {type(backbone).__name__} video backbone")
 
 

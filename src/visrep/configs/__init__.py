@@ -45,7 +45,12 @@ from visrep.configs.mae_longseq import (
 )
 from visrep.configs.mae_st import mae_st_mfmnist, mae_st_vit_large_k400
 from visrep.configs.maskfeat import maskfeat_fmnist, maskfeat_vit_base_in1k
-from visrep.configs.maskfeat_video import maskfeat_video_mfmnist, maskfeat_video_vit_base_k400
+from visrep.configs.maskfeat_video import (
+    maskfeat_video_mfmnist,
+    maskfeat_video_mvit_mfmnist,
+    maskfeat_video_mvit_s_k400,
+    maskfeat_video_vit_base_k400,
+)
 from visrep.configs.own import mae_own, mae_vit_small_224, simclr_resnet18_own
 from visrep.configs.rcg import gen_reference_fmnist, rcg_fmnist
 from visrep.configs.rho import (
@@ -77,6 +82,8 @@ RECIPES: dict[str, Callable[[], TrainConfig]] = {
     "mae_st_vit_large_k400": mae_st_vit_large_k400,
     "maskfeat_video_mfmnist": maskfeat_video_mfmnist,  # video (configs/maskfeat_video.py)
     "maskfeat_video_vit_base_k400": maskfeat_video_vit_base_k400,
+    "maskfeat_video_mvit_mfmnist": maskfeat_video_mvit_mfmnist,  # video, MViTv2
+    "maskfeat_video_mvit_s_k400": maskfeat_video_mvit_s_k400,
     "rho_moco_mfmnist": rho_moco_mfmnist,  # video, ρ clips per video (configs/rho.py)
     "rho_byol_mfmnist": rho_byol_mfmnist,
     "rho_simclr_mfmnist": rho_simclr_mfmnist,
@@ -150,8 +157,10 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             "rdm_steps": 4, "rdm_width": 32, "rdm_depth": 2}  # RCG: both stages  # fmt: skip
     method_changes = {f"method.{k}": v for k, v in tiny.items() if hasattr(cfg.method, k)}
     is_vit = cfg.backbone.name.startswith("vit")
+    mvit = cfg.backbone.name.startswith("mvit")  # video MViTv2: 32 px pools to 4 × 4 (or 2 × 2)
     # a CNN masked at its stride-32 grid (FCMAE, SparK) needs 2×2 cells to keep one visible
-    size = min(cfg.data.img_size, 64 if hasattr(cfg.method, "mask_ratio") and not is_vit else 32)
+    masked_cnn = hasattr(cfg.method, "mask_ratio") and not (is_vit or mvit)
+    size = min(cfg.data.img_size, 64 if masked_cnn else 32)
     patch = cfg.backbone.patch_size if size % cfg.backbone.patch_size == 0 else 8
     patch = max(patch, 4) if is_vit else patch  # ≤ 64 tokens (DiT-S/2 would have 256)
     video = {}
@@ -167,6 +176,8 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
             video["data.clips"] = min(cfg.data.clips, 2)
         if cfg.backbone.name.startswith("slow_"):  # Slow R-50 -> its CPU-size variant
             video["backbone.name"] = "slow_r26"
+        if mvit:  # MViTv2-S/L -> the 5-block CPU size, same pooling variant
+            video["backbone.name"] = "mvitv2_tiny"
     return replace(
         cfg,
         **method_changes,

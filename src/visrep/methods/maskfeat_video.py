@@ -1,22 +1,28 @@
 """MaskFeat on video (Wei, Fan, Xie, Wu, Yuille, Feichtenhofer, "Masked Feature Prediction
-for Self-Supervised Visual Pre-Training", CVPR 2022, Sec. 4) on a plain video ViT.
+for Self-Supervised Visual Pre-Training", CVPR 2022, Sec. 4) on MViTv2 or a plain video ViT.
 
 facebookresearch/SlowFast `slowfast/models/masked.py` (`MaskMViT._maskfeat_forward`,
 `_get_hog_label_3d`, `_get_multiscale_mask`), `slowfast/datasets/transform.py`
 (`MaskingGenerator3D`), `slowfast/datasets/kinetics.py` (`_gen_mask`). The released video
-configs use MViTv2; MaskMViT runs a plain ViT in MaskFeat mode by configuration, and that is
-what this is, on MAE-ST's video ViT (`backbones.video_vit.VideoViT`):
+configs use MViTv2 (`backbones.mvit.VideoMViT`); MaskMViT also runs a plain
+ViT in MaskFeat mode by configuration (MAE-ST's video ViT, `backbones.video_vit.VideoViT`):
 
-1. Cube mask on a (T', h/unit, w/unit) window of mask units (`parts.masking.cube_mask`),
-   nearest-upsampled to the token grid (unit (i, j) covers tokens (unit·i …, unit·j …)).
-2. Masked patch embeddings are replaced by a learned mask token *before* the separable
-   position table is added; the encoder sees every token (no dropping, no decoder).
+1. Cube mask on a (T', H', W') window of mask units over the *output* token grid
+   (`parts.masking.cube_mask`; unit = `mask_unit` output tokens a side), nearest-upsampled
+   to the output grid (prediction/target selection) and to the patch grid (mask-token
+   replacement). ViT: both grids are the patch grid. MViTv2-S: output 14 × 14 (the
+   pre-training variant), patches 56 × 56, so a unit is 2 × 2 output and 8 × 8 input tokens.
+2. Masked patch embeddings are replaced by a learned mask token (ViT: before the separable
+   position table; MViT: no absolute position, relative biases in attention); the encoder
+   sees every token (no dropping, no decoder).
 3. Target: HOG (`parts.hog`, per RGB channel, per-cell L2) of one frame per temporal token,
-   frames 0, u, 2u, … (u = t_patch_size), laid out per token as image MaskFeat's
-   ((k, u, v) order), tokens in (t, h, w) order.
-4. Head: LayerNorm → Linear on the last block's tokens; loss: plain MSE over masked tokens ×
-   K (`maskfeat.masked_mse`). The LayerNorm is the backbone's final `norm` (the image
-   MaskFeat's choice: the export keeps the trained norm).
+   frames 0, u, 2u, … (u = the temporal patch stride, 2), laid out per output token as image
+   MaskFeat's ((k, u, v) order), tokens in (t, h, w) order; the cls token is never predicted.
+4. Head: LayerNorm → Linear on the last block's tokens (PRETRAIN_DEPTH = the last block);
+   loss: plain MSE over masked tokens × K (`maskfeat.masked_mse`). The LayerNorm is the
+   backbone's final `norm` (the image MaskFeat's choice: the export keeps the trained norm,
+   and every parameter of the model is used, as DistributedDataParallel requires); SlowFast
+   deletes MViT's norm in pre-training and starts the fine-tuning norm afresh.
 
 As in image MaskFeat, masks are drawn in the forward pass from a `random.Random` seeded by
 the torch generator (the loop seeds it per step: exact resume); inject `mask` to bypass.
@@ -24,11 +30,13 @@ the torch generator (the loop seeds it per step: exact resume); inject `mask` to
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
 from torch import Tensor, nn
 
+from visrep.backbones.mvit import VideoMViT
 from visrep.backbones.video_vit import VideoViT
 from visrep.method_configs import MaskFeatVideoConfig
 from visrep.methods.maskfeat import init_patch_embed, masked_mse, slowfast_init
@@ -37,37 +45,44 @@ from visrep.parts.masking import cube_mask, num_block_masked
 
 
 class MaskFeatVideo(nn.Module):
-    def __init__(self, cfg: MaskFeatVideoConfig, backbone: VideoViT) -> None:
+    def __init__(self, cfg: MaskFeatVideoConfig, backbone: VideoViT | VideoMViT) -> None:
         super().__init__()
-        if not isinstance(backbone, VideoViT):
-            raise ValueError("video MaskFeat needs a video ViT: set data.frames (e.g. 16) and "
-                             "backbone.name=vit_*")  # fmt: skip
-        p, cell, unit = backbone.patch_size, cfg.cell_size, cfg.mask_unit
-        t, h, w = backbone.grid
-        if cell <= 0 or p % cell:
-            raise ValueError(f"method.cell_size={cell} must divide the patch size {p}: each "
-                             "token predicts the HOG of the cells it covers")  # fmt: skip
+        if not isinstance(backbone, VideoViT | VideoMViT):
+            raise ValueError("video MaskFeat needs a video ViT or an MViTv2: set data.frames "
+                             "(e.g. 16) and backbone.name=vit_* or mvitv2_*")  # fmt: skip
+        self.grid, self.out_grid, stride = token_grids(backbone)
+        cell, unit = cfg.cell_size, cfg.mask_unit
+        t, h, w = self.out_grid
+        if cell <= 0 or stride % cell:
+            raise ValueError(f"method.cell_size={cell} must divide the {stride} px output-token "
+                             "stride: each token predicts the HOG of the cells it covers")  # fmt: skip
         if unit <= 0 or h % unit or w % unit or min(h, w) // unit < 2:
+            hint = (" (MViTv2 pre-trains with backbone.mvit_last_pool=false: twice the grid)"
+                    if isinstance(backbone, VideoMViT) and backbone.last_pool else "")  # fmt: skip
             raise ValueError(f"method.mask_unit={unit} must divide the {h}×{w} token grid into "
                              "at least 2 × 2 mask units (a box must be narrower than the "
-                             "window); lower method.mask_unit or raise data.img_size")  # fmt: skip
+                             f"window); lower method.mask_unit or raise data.img_size{hint}")  # fmt: skip
         self.cfg, self.backbone = cfg, backbone
         self.window = (t, h // unit, w // unit)  # (T', H', W') mask units
         self.num_masked = num_block_masked(t * (h // unit) * (w // unit), cfg.mask_ratio)
         if self.num_masked == 0:
             raise ValueError(f"mask_ratio {cfg.mask_ratio} masks no unit of {self.window}")
-        self.target_dim = cfg.nbins * (p // cell) ** 2 * backbone.in_chans  # K
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, backbone.embed_dim))
-        self.head = nn.Linear(backbone.embed_dim, self.target_dim)
+        self.target_dim = cfg.nbins * (stride // cell) ** 2 * backbone.in_chans  # K
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, backbone.embed_dim))  # patch width
+        self.head = nn.Linear(backbone.feature_dim, self.target_dim)  # last block's width
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """SlowFast init (`maskfeat.slowfast_init`); separable position tables, cls and mask
-        tokens, head weight trunc_normal(0.02); head bias 0."""
+        """SlowFast init (`maskfeat.slowfast_init`; an MViTv2 starts with it already);
+        separable position tables, cls and mask tokens, head weight trunc_normal(0.02); head
+        bias 0."""
         bb = self.backbone
-        slowfast_init(bb)
-        for t in (bb.cls_token, bb.pos_embed_spatial, bb.pos_embed_temporal, bb.pos_embed_class,
-                  self.mask_token, self.head.weight):  # fmt: skip
+        tokens = [self.mask_token, self.head.weight]
+        if isinstance(bb, VideoViT):  # (this draw order keeps seeded ViT runs as they were)
+            slowfast_init(bb)
+            tokens = [bb.cls_token, bb.pos_embed_spatial, bb.pos_embed_temporal,
+                      bb.pos_embed_class, *tokens]  # fmt: skip
+        for t in tokens:
             nn.init.trunc_normal_(t, std=0.02)
         nn.init.zeros_(self.head.bias)
         init_patch_embed(bb.patch_embed.proj, self.cfg.patch_embed_init)
@@ -81,37 +96,54 @@ class MaskFeatVideo(nn.Module):
                             for _ in range(batch)])  # fmt: skip
 
     def token_mask(self, unit_mask: Tensor) -> Tensor:
-        """Mask units [N, T', H', W'] -> tokens [N, L] in (t, h, w) order (nearest upsampling
-        of the spatial axes, SlowFast `_get_multiscale_mask`)."""
+        """Mask units [N, T', H', W'] -> output tokens [N, L] in (t, h, w) order (nearest
+        upsampling of the spatial axes, SlowFast `_get_multiscale_mask`)."""
         u = self.cfg.mask_unit
         m = unit_mask.repeat_interleave(u, dim=2).repeat_interleave(u, dim=3)
         return m.flatten(1)
 
+    def input_mask(self, token_mask: Tensor) -> Tensor:
+        """Output tokens [N, L] -> patch-grid tokens [N, L_in]: each output token's s × s
+        patches (s = patch grid / output grid: 4 for MViTv2-S's pre-training variant, 1 for
+        a ViT), the same nearest upsampling of the unit mask (`_maskfeat_forward`)."""
+        s = self.grid[1] // self.out_grid[1]
+        if s == 1:
+            return token_mask
+        m = token_mask.reshape(-1, *self.out_grid)
+        return m.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3).flatten(1)
+
     def target(self, video: Tensor) -> Tensor:
         """Per-token HOG of frames 0, u, 2u, … of the model input, no gradient:
         [N, C, T, H, W] -> [N, L, K] (SlowFast `_get_hog_label_3d`)."""
-        bb = self.backbone
-        frames = video[:, :, :: bb.t_patch_size]  # [N, C, T', H, W]
+        frames = video[:, :, :: self.backbone.t_patch_size]  # [N, C, T', H, W]
         n, c, t = frames.shape[:3]
         flat = frames.transpose(1, 2).reshape(n * t, c, *frames.shape[3:])
         features = hog(flat, self.cfg.nbins, self.cfg.cell_size)  # [N·T', C, nbins, Hc, Wc]
-        per_frame = hog_token_targets(features, bb.grid[1:])  # [N·T', h·w, K]
+        per_frame = hog_token_targets(features, self.out_grid[1:])  # [N·T', h·w, K]
         return per_frame.reshape(n, t * per_frame.shape[1], -1)
 
     def forward(self, batch: dict, mask: Tensor | None = None) -> dict[str, Tensor]:
-        """`mask`: optional unit mask [N, T', H', W'] or token mask [N, L] (1 = masked)."""
+        """`mask`: optional unit mask [N, T', H', W'] or output-token mask [N, L] (1 = masked)."""
         video = batch["images"]  # [N, C, T, H, W], normalised clips
-        n = video.shape[0]
+        n, num_tokens = video.shape[0], math.prod(self.out_grid)
         mask = self.draw_mask(n) if mask is None else mask
         if mask.ndim == 4:
             mask = self.token_mask(mask)
-        if tuple(mask.shape) != (n, self.backbone.num_patches):
+        if tuple(mask.shape) != (n, num_tokens):
             raise ValueError(f"mask must be [N, {', '.join(map(str, self.window))}] units or "
-                             f"[N, {self.backbone.num_patches}] tokens for {n} clips, got "
+                             f"[N, {num_tokens}] tokens for {n} clips, got "
                              f"{list(mask.shape)}")  # fmt: skip
-        mask = mask.to(video.device, torch.float32)  # [N, L]
+        mask = mask.to(video.device, torch.float32)  # [N, L] on the output grid
         target = self.target(video)  # [N, L, K]
-        latent = self.backbone.encode(video, mask=mask, mask_token=self.mask_token)
+        latent = self.backbone.encode(video, mask=self.input_mask(mask), mask_token=self.mask_token)
         pred = self.head(latent[:, 1:])  # [N, L, K]; only masked rows enter the loss
         loss = masked_mse(pred.float(), target, mask)
         return {"loss": loss, "pred": pred, "mask": mask, "masked_frac": mask.mean()}
+
+
+def token_grids(backbone: VideoViT | VideoMViT) -> tuple[tuple, tuple, int]:
+    """(patch grid, output grid, output stride in pixels): a ViT predicts on its patch grid;
+    an MViTv2 on its last block's grid."""
+    if isinstance(backbone, VideoMViT):
+        return backbone.grid, backbone.out_grid, backbone.out_stride
+    return backbone.grid, backbone.grid, backbone.patch_size

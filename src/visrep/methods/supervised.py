@@ -15,17 +15,19 @@ adds what fine-tuning needs on top of a pre-training method:
   `LabelSmoothingCrossEntropy` without mixup, drop path; RandomErasing and RandAugment are
   in the labelled data (`data/labelled.py`, `train_data`).
 
-Video (a `VideoViT` or `SlowResNet` backbone: `visrep eval finetune` of a video run; MAE-ST,
-Feichtenhofer et al., 2022, facebookresearch/mae_st `models_vit.py` / `main_finetune.py`;
-the ρ study's UCF101 protocol, SlowFast `ResNetBasicHead`): the backbone's own pooled
-features (ViT: mean of the patch tokens through the pre-trained final LayerNorm, which is
-mae_st's classifier norm, loaded from the checkpoint; Slow ResNet: global average pool of
-res5) → dropout (`dropout`) → Linear; drop path rebuilt into the ViT's blocks, the ViT's
-layer-wise lr decay and no-weight-decay names as mae_st `util/lr_decay.py`; no layer decay
-for the ResNet. Mixup/CutMix act on the clip as on an image of C·T channels (one box for every
-frame, mae_st `util/decoder/mixup.py`); RandAugment (`auto_augment`) and RandomErasing
-(`reprob`) of clips draw once per clip and apply to every frame
-(`visrep.data.clip_augment`). Batches are labelled clips
+Video (a `VideoViT`, `VideoMViT` or `SlowResNet` backbone: `visrep eval finetune` of a
+video run; MAE-ST, Feichtenhofer et al., 2022, facebookresearch/mae_st `models_vit.py` /
+`main_finetune.py`; the ρ study's UCF101 protocol, SlowFast `ResNetBasicHead`; MViTv2,
+SlowFast `MViT` with USE_MEAN_POOLING): the backbone's own pooled features (ViTs: mean of the
+patch tokens through the pre-trained final LayerNorm, which is mae_st's classifier norm,
+loaded from the checkpoint; Slow ResNet: global average pool of res5) → dropout
+(`dropout`) → Linear; drop path rebuilt into the ViTs' blocks (an MViTv2 pre-trained without
+its last query pooling gets it back, `VideoMViT.finetuning_trunk`), their layer-wise lr
+decay and no-weight-decay names as mae_st `util/lr_decay.py` (MViTv2: none spared, SlowFast
+ZERO_DECAY_POS_CLS False); no layer decay for the ResNet. Mixup/CutMix act on the clip as on
+an image of C·T channels (one box for every frame, mae_st `util/decoder/mixup.py`);
+RandAugment (`auto_augment`) and RandomErasing (`reprob`) of clips draw once per clip and
+apply to every frame (`visrep.data.clip_augment`). Batches are labelled clips
 (`visrep.data.video_source.labelled_clips`), on the class labels or, with
 `labels="direction"`, on Moving Fashion-MNIST's motion directions; the final evaluation is the
 multi-view clip-level top-1/top-5 on the same label family
@@ -57,6 +59,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import Tensor, nn
 
+from visrep.backbones.mvit import VideoMViT
 from visrep.backbones.pretrained import (
     Pretrained,
     TimmFeatures,
@@ -105,7 +108,7 @@ class Supervised(nn.Module):
         # the run's seed again (train() set it; loading may have drawn): the head init is
         # then a function of the seed only, as in a fine-tuning run started on its own
         torch.manual_seed(torch.initial_seed())
-        if isinstance(backbone, VideoViT | SlowResNet):
+        if isinstance(backbone, VideoViT | VideoMViT | SlowResNet):
             model, prefix = self._video(cfg, backbone), "backbone."
         else:
             model, prefix = self._image(cfg, backbone), "backbone.model."
@@ -134,11 +137,17 @@ class Supervised(nn.Module):
         self.backbone = TimmFeatures(model, pre, classifier_kwargs(pre, cfg, cfg.num_classes))
         return model
 
-    def _video(self, cfg: SupervisedConfig, backbone: VideoViT | SlowResNet) -> nn.Module:
-        """The video backbone (the ViT rebuilt with drop path, weights strictly kept) and a
-        new Linear head, trunc_normal(`head_init_std`), bias 0; returns the backbone."""
+    def _video(
+        self, cfg: SupervisedConfig, backbone: VideoViT | VideoMViT | SlowResNet
+    ) -> nn.Module:
+        """The video backbone (the ViT rebuilt with drop path, weights strictly kept; an
+        MViTv2 also with its last query pooling back, as SlowFast fine-tunes MaskFeat's
+        pre-training variant) and a new Linear head, trunc_normal(`head_init_std`), bias 0;
+        returns the backbone."""
         if isinstance(backbone, VideoViT):
             backbone = backbone.with_drop_path(cfg.drop_path)
+        elif isinstance(backbone, VideoMViT):
+            backbone = backbone.finetuning_trunk(cfg.drop_path)
         if cfg.img_size and cfg.img_size != backbone.img_size:
             raise ValueError(f"method.img_size={cfg.img_size} but the video backbone takes "
                              f"{backbone.img_size} px clips: fine-tune a video run at its own "

@@ -23,7 +23,9 @@ def vit_layer_id(name: str, depth: int) -> int:
     """MAE `util/lr_decay.py` (`get_layer_id_for_vit`): cls_token, pos_embed, patch_embed -> 0;
     block i -> i + 1; everything else (fc_norm, norm, head) -> depth + 1. The video ViT's
     separable tables (`pos_embed_spatial`, `_temporal`, `_class`) are layer 0 too (mae_st
-    `util/lr_decay.py`: names starting with "pos_embed")."""
+    `util/lr_decay.py`: names starting with "pos_embed"). MViTv2 (`VideoMViT`: `blocks`,
+    `patch_embed`, `cls_token`) gets the same ids (SlowFast `models/optimizer.py`
+    `get_layer_id`), its relative-position tables with their block."""
     if name in ("cls_token", "reg_token") or name.startswith(("patch_embed", "pos_embed")):
         return 0
     if name.startswith("blocks."):
@@ -86,8 +88,9 @@ VIDEO_POS_NAMES = {"pos_embed_spatial", "pos_embed_temporal", "pos_embed_class"}
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
     """MAE's `no_weight_decay()` = {pos_embed, cls_token, dist_token} (3-D, so named), and
-    MAE-ST's separable tables for the video ViT."""
-    if not is_vit(model):
+    MAE-ST's separable tables for the video ViT. None for a model that decays its cls token
+    and position tables (`decay_pos_cls`: MViTv2, SlowFast ZERO_DECAY_POS_CLS False)."""
+    if not is_vit(model) or getattr(model, "decay_pos_cls", False):
         return set()
     names = {"pos_embed", "cls_token", "dist_token", "reg_token"}
     return names | VIDEO_POS_NAMES if hasattr(model, "pos_embed_spatial") else names
