@@ -58,12 +58,16 @@ PLAN = [
      COMMON | {"method.cell_size": 8, "method.mask_unit": 1}),
     ("mae_st", "mae_st_mfmnist", COMMON),
     ("mae_st_mask75", "mae_st_mfmnist", COMMON | {"method.mask_ratio": 0.75}),  # MAE-ST Fig. 2
+    # video MaskFeat on its official backbone family, MViTv2 (its own CPU-size encoder: the
+    # ViT keys of COMMON do not apply), at the same budget
+    ("maskfeat_video_mvit", "maskfeat_video_mvit_mfmnist",
+     {k: v for k, v in COMMON.items() if not k.startswith("backbone.")}),
 ]  # fmt: skip
 COMMANDS = (
     "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py",
     "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py --linear",
     "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py --linear --only "
-    "rho_byol_rho2 maskfeat_video mae_st",
+    "rho_byol_rho2 maskfeat_video mae_st mae_st_mask75 maskfeat_video_mvit",
 )  # the ρ runs share rho_byol_rho2's init
 KEYS = ("knn_top1", "init_knn_top1", "knn_direction_top1", "init_knn_direction_top1",
         "linear_top1", "init_linear_top1", "linear_direction_top1",

@@ -158,14 +158,13 @@ def maskfeat_video_mvit_mfmnist() -> TrainConfig:
     clip 0.02, fp32 as the MViT-S recipe; the schedule is shortened to the budget (2 epochs
     of 64-clip steps or 10 minutes, whichever first) and the lr raised for it. No flip (it
     would mirror the motion direction). Then the video k-NN (class and direction) beside the
-    untrained encoder. 0.59 M parameters; a 64-clip step (forward + backward) costs about a
+    untrained encoder. 0.58 M encoder parameters; a 64-clip step (forward + backward) costs about a
     quarter of `maskfeat_video_mfmnist`'s 12-block ViT-Tiny (5.0 s vs 18.3 s on one thread,
-    measured side by side on a busy host). Measured here once as shipped, with 3-5 other jobs
-    on the 2 cores (load average 5-7): 2.4 clips/s, so the budget ended training at step 23
-    of 124 (1,472 clips), HOG loss ~0.17 at init -> 0.029 at step 20; video k-NN class 0.263
-    (untrained encoder 0.246, chance 0.10), direction 0.533 (untrained 0.475, chance 0.125):
-    ahead of its initialisation after 23 steps, one seed, on a host that trains several times
-    fewer clips than a quiet one.
+    measured side by side on a busy host). Measured in docs/results.md ("Video methods side
+    by side", row `maskfeat_video_mvit`: 60 steps of 32 clips, benchmarks/video_methods.py):
+    video k-NN class 0.258 (untrained encoder 0.246, chance 0.10), direction 0.467 (untrained
+    0.475, chance 0.125); linear probes below the untrained encoder's (class 0.192 vs 0.317,
+    direction 0.442 vs 0.613): at that budget no better than its initialisation.
     """
     return TrainConfig(
         recipe="maskfeat_video_mvit_mfmnist",
