@@ -83,6 +83,7 @@ for _src, _init, _row in (("mae_st_p8_90", "pretrained", "p8_mask90"),
                           ("mae_st_p8_75", "pretrained", "p8_mask75"),
                           ("mae_st_p8_90", "random", "p8_random")):  # fmt: skip
     ROWS[f"{_row}_direction_3ep"] = (_src, _init, THREE)
+    ROWS[f"{_row}_direction_3ep_seed1"] = (_src, _init, THREE | {"run.seed": "1"})
 # direction at a fifth of the budget (1 epoch = 100 steps of 16), where 500 steps saturate
 SHORT = {"method.labels": "direction", "optim.epochs": "1", "optim.warmup_epochs": "0.1"}
 for _seed in ("0", "1"):
