@@ -225,8 +225,9 @@ def _train(cfg, run_dir, name, model, opt, data, resume, env, device, eff_batch,
             eff_batch, base_lr, env.world_size,
         )  # fmt: skip
         if cfg.data.repeat_aug > 1:
-            log.info("repeated augmentation: %d clips of each video, so %d clips per step",
-                     cfg.data.repeat_aug, eff_batch * cfg.data.repeat_aug // cfg.optim.accum_steps)  # fmt: skip
+            log.info("repeated augmentation: %d clips of each video, %d clips per effective "
+                     "batch of %d videos", cfg.data.repeat_aug, eff_batch * cfg.data.repeat_aug,
+                     eff_batch)  # fmt: skip
     with StopRequested() as stop:
         state = _loop(cfg, model, step_fn, opt, data, logger, stop, start, skipped, base_lr,
                       device, env)  # fmt: skip

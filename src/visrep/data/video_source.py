@@ -113,10 +113,10 @@ def sample_clips(video: Tensor, fps: float | None, data: DataConfig, rng: random
                  augment: ClipAugment | None = None):  # fmt: skip
     """One training clip [C, T, S, S] (`augment`: fine-tuning's RandAugment / RandomErasing
     of the clip; `data.color_jitter`, `data.short_side_jitter`: SlowFast's fine-tuning colour
-    and spatial sampling, `visrep.data.video.augment_clip`); with `data.repeat_aug` = r > 1, r such clips of the one decoded video
-    [r, C, T, S, S], each with its own temporal position and augmentation drawn in turn from
-    `rng` (MAE-ST `util/kinetics.py`); or with `data.clips` = ρ > 0 the list of ρ-study
-    positives (`visrep.data.video.train_clips`)."""
+    and spatial sampling, `visrep.data.video.augment_clip`); with `data.repeat_aug` = r > 1,
+    r such clips of the one decoded video [r, C, T, S, S], each with its own temporal
+    position and augmentation drawn in turn from `rng` (MAE-ST `util/kinetics.py`); or with
+    `data.clips` = ρ > 0 the list of ρ-study positives (`visrep.data.video.train_clips`)."""
     if data.clips:
         return train_clips(video, fps, rho=data.clips, rng=rng, colour=data.ssl_color,
                            jitter=data.short_side_jitter, **_clip_kwargs(data))  # fmt: skip
