@@ -312,14 +312,7 @@ class VideoMViT(nn.Module):
         for name, p in self.named_parameters():
             if name == "cls_token" or ".rel_pos_" in name:
                 nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear | nn.Conv3d):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if isinstance(m, nn.Linear) and m.bias is not None:
-                    nn.init.constant_(m.bias, 0.02)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.constant_(m.bias, 0.02)
+        slowfast_init(self)
 
     def init_kwargs(self) -> dict:
         """The constructor arguments that rebuild this network (`VideoMViT(**init_kwargs())`)."""
@@ -409,6 +402,20 @@ def _check_sizes(arch: str, schedule: list[BlockSpec], frames: int, img_size: in
         unit = 4 * max(2**n_pools, MVIT_ARCHS[arch].kv_stride[1])
         raise ValueError(f"{arch} cannot pool a {frames}-frame {img_size} px clip evenly: "
                          f"data.frames must be even and data.img_size a multiple of {unit}")  # fmt: skip
+
+
+def slowfast_init(module: nn.Module) -> None:
+    """SlowFast's encoder init (`slowfast/models/video_model_builder.py` `MViT._init_weights`,
+    also MaskFeat's ViT): trunc_normal(0.02) Linear and conv weights, Linear and LayerNorm
+    biases 0.02 (sic; conv biases keep PyTorch's default), LayerNorm weights 1."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.constant_(m.bias, 0.02)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.constant_(m.bias, 0.02)
 
 
 def _ln(dim: int) -> nn.LayerNorm:

@@ -15,6 +15,20 @@ from visrep.config import (
 from visrep.configs.video import kinetics_clips, moving_fmnist_clips
 from visrep.method_configs import MaskFeatVideoConfig
 
+# the MViT-S pre-training schedule (`k400_MVITv2_S_16x4_MaskFeat_PT.yaml`): 4 clips per GPU,
+# lr 1e-4 per 32 clips (blr 8e-4), warmup 10 epochs from 1e-6, cosine to 1e-6 over 300
+K400_PT_OPTIM = OptimConfig(
+    epochs=300,
+    batch_size=4,
+    blr=8e-4,
+    warmup_epochs=10,
+    warmup_start=0.01,
+    min_lr_ratio=0.01,
+    weight_decay=0.05,
+    betas=(0.9, 0.999),
+    clip_grad=0.02,
+)
+
 
 def maskfeat_video_mfmnist() -> TrainConfig:
     """Video MaskFeat on Moving Fashion-MNIST with a video ViT-Tiny on a 2-core CPU.
@@ -78,17 +92,7 @@ def maskfeat_video_vit_base_k400() -> TrainConfig:
             name="vit_base", patch_size=16, t_patch_size=2, pool="avg", pos_embed="learn"
         ),  # fmt: skip
         data=kinetics_clips(16, 4),
-        optim=OptimConfig(
-            epochs=300,
-            batch_size=4,
-            blr=8e-4,
-            warmup_epochs=10,
-            warmup_start=0.01,
-            min_lr_ratio=0.01,
-            weight_decay=0.05,
-            betas=(0.9, 0.999),
-            clip_grad=0.02,
-        ),
+        optim=K400_PT_OPTIM,
         eval=EvalConfig(dataset="", every_epochs=0),
         run=RunConfig(out_dir="runs/maskfeat_video_vit_base_k400", precision="fp32"),
     )
@@ -127,17 +131,7 @@ def maskfeat_video_mvit_s_k400() -> TrainConfig:
         method=MaskFeatVideoConfig(mask_ratio=0.4, mask_unit=2, nbins=9, cell_size=8),
         backbone=BackboneConfig(name="mvitv2_s", pool="avg", mvit_last_pool=False),
         data=kinetics_clips(16, 4),
-        optim=OptimConfig(
-            epochs=300,
-            batch_size=4,
-            blr=8e-4,
-            warmup_epochs=10,
-            warmup_start=0.01,
-            min_lr_ratio=0.01,
-            weight_decay=0.05,
-            betas=(0.9, 0.999),
-            clip_grad=0.02,
-        ),
+        optim=K400_PT_OPTIM,
         eval=EvalConfig(dataset="", every_epochs=0),
         run=RunConfig(out_dir="runs/maskfeat_video_mvit_s_k400", precision="fp32"),
     )

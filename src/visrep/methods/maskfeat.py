@@ -28,6 +28,7 @@ import random
 import torch
 from torch import Tensor, nn
 
+from visrep.backbones.mvit import slowfast_init
 from visrep.backbones.vit import ViT
 from visrep.method_configs import MaskFeatConfig
 from visrep.parts.hog import hog, hog_token_targets
@@ -117,20 +118,6 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def slowfast_init(module: nn.Module) -> None:
-    """SlowFast's encoder init (`slowfast/models/video_model_builder.py` `MViT._init_weights`):
-    trunc_normal(0.02) Linear and conv weights, Linear and LayerNorm biases 0.02 (sic; conv
-    biases keep PyTorch's default), LayerNorm weights 1."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.constant_(m.bias, 0.02)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.constant_(m.bias, 0.02)
-
-
 @torch.no_grad()
 def init_patch_embed(proj: nn.Module, how: str) -> None:
     """Patch projection init: `how` = "slowfast" keeps `slowfast_init`'s trunc_normal(0.02);

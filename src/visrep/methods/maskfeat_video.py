@@ -36,10 +36,10 @@ import random
 import torch
 from torch import Tensor, nn
 
-from visrep.backbones.mvit import VideoMViT
+from visrep.backbones.mvit import VideoMViT, slowfast_init
 from visrep.backbones.video_vit import VideoViT
 from visrep.method_configs import MaskFeatVideoConfig
-from visrep.methods.maskfeat import init_patch_embed, masked_mse, slowfast_init
+from visrep.methods.maskfeat import init_patch_embed, masked_mse
 from visrep.parts.hog import hog, hog_token_targets
 from visrep.parts.masking import cube_mask, num_block_masked
 
@@ -73,7 +73,7 @@ class MaskFeatVideo(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """SlowFast init (`maskfeat.slowfast_init`; an MViTv2 starts with it already);
+        """SlowFast init (`mvit.slowfast_init`; an MViTv2 starts with it already);
         separable position tables, cls and mask tokens, head weight trunc_normal(0.02); head
         bias 0."""
         bb = self.backbone
