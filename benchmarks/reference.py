@@ -50,6 +50,7 @@ from host import environment, uptime, write_json  # noqa: E402
 from throughput import MatmulProbe  # noqa: E402
 
 from visrep.checkpoint import load_checkpoint  # noqa: E402
+from visrep.data.caption_shards import TUXPAINT_ROOT  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reference"
 
@@ -93,8 +94,10 @@ def gflops() -> float:
 
 
 def cit_pool(folder: str) -> str:
-    """CiT's noisy pool (module docstring), built once."""
+    """CiT's noisy pool (module docstring), built once; "" when it cannot be built here."""
     if not (Path(folder) / "build_report.json").exists():
+        if not Path(TUXPAINT_ROOT).is_dir():
+            return ""
         subprocess.run([sys.executable, "-m", "visrep.cli", "data", "build-captions", "--out",
                         folder, "--sources", "tuxpaint,fmnist", "--fmnist-limit",
                         str(CIT_POOL_FMNIST)], check=True)  # fmt: skip
@@ -171,6 +174,10 @@ def main() -> None:
         path = Path(args.results) / args.dataset / f"{recipe}.json"
         if path.exists() and not args.force:
             print(f"{path} exists: skipped (--force reruns)")
+            continue
+        if recipe == "cit_fmnist" and not cit_pool(args.cit_pool):
+            print(f"{recipe}: skipped, its pool needs the Tux Paint stamps "
+                  f"(apt-get install tuxpaint-stamps-default; {TUXPAINT_ROOT})", flush=True)  # fmt: skip
             continue
         print(f"== {args.dataset} / {recipe}", flush=True)
         write_json(run_row(args.dataset, recipe, args), path)
