@@ -369,9 +369,13 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         config = export_backbone(args.ckpt, args.out, force=args.force,
                                  image=args.format == "timm_image")  # fmt: skip
         out = Path(args.out).resolve()
-        if "video_vit" in config or "slow_resnet" in config:
-            what, fn = (("video ViT", "load_video_vit") if "video_vit" in config
-                        else ("Slow-only ResNet", "load_slow_resnet"))  # fmt: skip
+        # a video export's config block -> (what, its loader in visrep.backbones.video_export)
+        loaders = {"video_vit": ("video ViT", "load_video_vit"),
+                   "slow_resnet": ("Slow-only ResNet", "load_slow_resnet"),
+                   "video_mvit": ("MViTv2", "load_video_mvit")}  # fmt: skip
+        key = next((k for k in loaders if k in config), None)
+        if key:
+            what, fn = loaders[key]
             print(f"wrote {out}: config.json, model.safetensors, README.md ({what}); load "
                   f"with visrep.backbones.video_export.{fn}('{out}')")  # fmt: skip
             return 0

@@ -133,9 +133,9 @@ def _write_timm(cfg: Any, run_dir: Path, out: Path, force: bool, *, name: str,
 
 
 def export_video(cfg: Any, backbone: Any, run_dir: Path, out: Path, force: bool) -> dict[str, Any]:
-    """A video ViT or Slow-only ResNet in visrep's layout (`visrep.backbones.video_export`),
-    checked by loading it back: the rebuilt network's features on a clip must equal the
-    run's (eval mode)."""
+    """A video ViT, Slow-only ResNet or MViTv2 in visrep's layout
+    (`visrep.backbones.video_export`), checked by loading it back: the rebuilt network's
+    features on a clip must equal the run's (eval mode)."""
     fmt, key, block = backbone_block(backbone)  # a clear error for any other backbone
     prepare_out_dir(out, force)
     d = cfg.data
@@ -160,7 +160,7 @@ def export_video(cfg: Any, backbone: Any, run_dir: Path, out: Path, force: bool)
         out / VIDEO_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
     )
     atomic_write_text(out / VIDEO_CONFIG, json.dumps(config, indent=2) + "\n")
-    card = video_card if key == "video_vit" else slow_card
+    card = {"video_vit": video_card, "slow_resnet": slow_card, "video_mvit": mvit_card}[key]
     atomic_write_text(out / "README.md", card(config, run_dir, out))
     loaded, _ = load_video_backbone(out)
     clip = torch.randn(2, block["in_chans"], block["frames"], block["img_size"],
@@ -204,6 +204,36 @@ def slow_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
             "```python",
             "from visrep.backbones.video_export import load_slow_resnet",
             f'model, config = load_slow_resnet("{out.resolve()}")  # eval mode, strict',
+            "features = model(clips)  # [N, " + str(v["feature_dim"]) + "]",
+            "```",
+            "",
+        ]
+    )
+
+
+def mvit_card(config: dict[str, Any], run_dir: Path, out: Path) -> str:
+    """README.md of an MViTv2 export: the layout and how to load it."""
+    v = config["video_mvit"]
+    widths = sorted({v["embed_dim"]} | {b["dim_out"] for b in v["blocks"]})
+    variant = ("fine-tuning network (every stage start pools the query)" if v["last_pool"] else
+               "MaskFeat pre-training network (the last stage start does not pool the query; "
+               "`model.finetuning_trunk(drop_path)` gives the fine-tuning one)")  # fmt: skip
+    return "\n".join(
+        [
+            *_video_card_head(config, "video_mvit", "MViTv2", run_dir),
+            f"- {v['depth']} blocks, widths {widths}; patch grid {v['grid']} -> output grid "
+            f"{v['out_grid']} (stride {v['out_stride']} px) in (t, h, w) order, cls token first; "
+            f"the {variant}",
+            f"- features: {v['feature_dim']}-d, pool `{v['pool']}` ({v['features']})",
+            "",
+            "timm's MViTv2 is for images: `model.safetensors` holds visrep's `VideoMViT` state "
+            'dict in SlowFast\'s names (docs/export.md, "MViTv2", lists every tensor).',
+            "",
+            "## Load",
+            "",
+            "```python",
+            "from visrep.backbones.video_export import load_video_mvit",
+            f'model, config = load_video_mvit("{out.resolve()}")  # eval mode, strict',
             "features = model(clips)  # [N, " + str(v["feature_dim"]) + "]",
             "```",
             "",

@@ -18,7 +18,7 @@ from torch import nn
 from visrep.backbones import build_backbone
 from visrep.backbones.inflate import inflate_into
 from visrep.backbones.pretrained import Pretrained, create_timm, from_backbone
-from visrep.backbones.video_export import SLOW_FORMAT, VIDEO_FORMAT
+from visrep.backbones.video_export import VIDEO_FORMATS
 from visrep.backbones.video_vit import VideoViT
 from visrep.checkpoint import (
     CHECKPOINT,
@@ -54,7 +54,7 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved config a run saved (`config.json`), typed by its method."""
     data = load_run_config_dict(run_dir)
     name = data.get("method_name")
-    if data.get("format") in (VIDEO_FORMAT, SLOW_FORMAT):
+    if data.get("format") in VIDEO_FORMATS:
         raise ConfigError(f"{run_dir} is an exported video backbone, not a run: load it with "
                           "visrep.backbones.video_export.load_video_backbone, or pass the run "
                           "it came from")  # fmt: skip
@@ -130,7 +130,7 @@ def load_pretrained(
     pre-training run would start from (visrep's init, e.g. the fixed sin-cos position table;
     timm's own init for an exported folder), seeded by `seed`: the from-scratch baseline.
     A video run (`data.frames` > 0) gives its backbone module itself (`VideoViT`,
-    `SlowResNet`: timm has neither), with the run's weights or at that init.
+    `SlowResNet`, `VideoMViT`: timm has none of them), with the run's weights or at that init.
     """
     if init not in ("pretrained", "random"):
         raise ValueError(f"method.init must be 'pretrained' or 'random', got {init!r}")

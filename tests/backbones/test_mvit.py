@@ -261,6 +261,7 @@ def test_build_backbone_and_clear_errors():
         build_backbone(BackboneConfig("mvitv2_tiny"), DataConfig(img_size=32, frames=5))
     with pytest.raises(ValueError, match=r"expects clips \[B, 3, 8, 32, 32\]"):
         m(torch.randn(1, 3, 8, 64, 64))
-    with pytest.raises(ValueError, match="no exported layout for an MViTv2"):
-        backbone_block(m)
+    fmt, key, block = backbone_block(m)  # visrep's MViTv2 export layout
+    assert (fmt, key, block["last_pool"], block["out_grid"]) == (
+        "visrep-video-mvit", "video_mvit", False, [4, 4, 4])  # fmt: skip
     assert math.prod(m.grid) == m.num_patches == 4 * 8 * 8

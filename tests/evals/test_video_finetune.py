@@ -18,8 +18,14 @@ import torch.nn.functional as F
 from conftest import requires_fmnist, smoke_run
 
 from visrep import cli
-from visrep.backbones import SlowResNet, VideoViT
-from visrep.backbones.video_export import load_slow_resnet, load_video_vit
+from visrep.backbones import SlowResNet, VideoMViT, VideoViT
+from visrep.backbones.video_export import (
+    load_slow_resnet,
+    load_video_backbone,
+    load_video_mvit,
+    load_video_vit,
+    video_mvit_config,
+)
 from visrep.checkpoint import load_checkpoint
 from visrep.config import ConfigError, EvalConfig, apply_overrides, replace
 from visrep.data.build_video import build_moving_fmnist
@@ -50,6 +56,13 @@ def slow_run(tmp_path_factory):
     """A 1-step ρBYOL smoke run on the Slow-only ResNet (slow_r26, 8 frames at 32 px)."""
     return smoke_run(tmp_path_factory.mktemp("slow") / "run", "rho_byol_k400", 1,
                            **{"optim.batch_size": 4})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mvit_run(tmp_path_factory):
+    """A 1-step video MaskFeat smoke run on MViTv2 (`maskfeat_video_mvit_mfmnist`: the 5-block
+    mvitv2_tiny, pre-training variant without the last query pooling, 8 frames at 32 px)."""
+    return smoke_run(tmp_path_factory.mktemp("mvit") / "run", "maskfeat_video_mvit_mfmnist", 1)
 
 
 def _ft(source, *overrides):
@@ -266,6 +279,68 @@ def test_slow_resnet_export_round_trip_and_strict_load(slow_run, tmp_path):
         load_video_vit(out)
     with pytest.raises(ConfigError, match="exported video backbone"):
         load_run_config(out)
+
+
+def test_mvit_export_round_trip_and_strict_load(mvit_run, tmp_path):
+    """`visrep export` of an MViTv2 run: the "visrep-video-mvit" layout (SlowFast's names),
+    reloaded strictly with bit-equal features in eval mode; the config block round-trips;
+    a weights file or a config that does not fit is one clear error."""
+    cfg, model = load_run(mvit_run)
+    out = tmp_path / "exp"
+    assert cli.main(["export", "--ckpt", str(mvit_run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json",
+                                                     "model.safetensors"]  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["format"] == "visrep-video-mvit" and config["preprocessing"]["frames"] == 8
+    v = config["video_mvit"]
+    assert (v["arch"], v["img_size"], v["frames"], v["in_chans"], v["pool"]) == (
+        "mvitv2_tiny", 32, 8, 3, "avg")  # fmt: skip
+    assert v["last_pool"] is False  # the MaskFeat pre-training network, as trained
+    assert (v["embed_dim"], v["feature_dim"], v["depth"]) == (32, 128, 5)
+    assert (v["grid"], v["out_grid"], v["out_stride"]) == ([4, 8, 8], [4, 4, 4], 8)
+    assert v["token_order"] == "t,h,w" and len(v["blocks"]) == 5
+    assert v["blocks"][1] == {"dim": 64, "dim_out": 64, "heads": 2, "stride_q": [1, 2, 2],
+                              "stride_kv": [1, 2, 2], "grid_out": [4, 4, 4]}  # fmt: skip
+    loaded, saved = load_video_mvit(out)
+    assert saved == config and not loaded.training and isinstance(loaded, VideoMViT)
+    assert video_mvit_config(loaded) == v  # the block round-trips
+    assert isinstance(load_video_backbone(out)[0], VideoMViT)  # dispatch by format
+    state = safetensors.torch.load_file(out / "model.safetensors")
+    assert state.keys() == model.backbone.state_dict().keys()
+    assert list(state["patch_embed.proj.weight"].shape) == [32, 3, 3, 7, 7]
+    for name in ("cls_token", "blocks.0.proj.weight", "blocks.1.attn.pool_q.weight",
+                 "blocks.1.attn.norm_k.weight", "blocks.4.attn.rel_pos_t", "norm.bias"):  # fmt: skip
+        assert torch.equal(state[name], model.backbone.state_dict()[name]), name
+    clip = torch.randn(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded(clip), model.backbone.eval()(clip))
+    readme = (out / "README.md").read_text()
+    assert "load_video_mvit" in readme and "finetuning_trunk" in readme
+    with pytest.raises(ConfigError, match="exported video backbone"):
+        load_run_config(out)
+    with pytest.raises(ValueError, match="no video ViT export"):
+        load_video_vit(out)
+    with pytest.raises(ValueError, match="no MViTv2 export"):
+        load_video_mvit(mvit_run)
+    # a config whose schedule is not the network its arch and sizes build
+    edited = json.loads(json.dumps(config))
+    edited["video_mvit"]["blocks"][2]["heads"] = 4
+    (out / "config.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="whose blocks differ.*export the run again"):
+        load_video_mvit(out)
+    (out / "config.json").write_text(json.dumps(config))
+    # a weights file that does not fit the config: a missing tensor, another shape
+    del state["blocks.1.attn.pool_q.weight"]
+    safetensors.torch.save_file(state, out / "model.safetensors")
+    with pytest.raises(ValueError, match="does not fit the MViTv2.*export the run again"):
+        load_video_mvit(out)
+    # the run's weights under the config of the fine-tuning variant (last_pool true): the
+    # relative-position tables of the last blocks have other lengths
+    safetensors.torch.save_file(model.backbone.state_dict(), out / "model.safetensors")
+    config["video_mvit"] = video_mvit_config(VideoMViT("mvitv2_tiny", img_size=32, frames=8))
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="does not fit the MViTv2.*rel_pos"):
+        load_video_mvit(out)
 
 
 def test_clips_mix_as_one_image_of_c_times_t_channels():

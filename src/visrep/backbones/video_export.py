@@ -23,6 +23,14 @@ network's shape under `slow_resnet` (arch, blocks, width, temporal kernels, spat
 in_chans, frames, img_size, feature_dim) and the same `preprocessing`; `model.safetensors`,
 the `SlowResNet` state dict (BatchNorm running statistics included); `load_slow_resnet(DIR)`
 rebuilds it strictly.
+
+An MViTv2 run (`visrep.backbones.mvit`; Li et al., CVPR 2022; facebookresearch/SlowFast
+`slowfast/models/video_model_builder.py` `MViT`) likewise (docs/export.md, "MViTv2"):
+`config.json` with `format` = "visrep-video-mvit", the encoder's shape under `video_mvit`
+(arch, img_size, in_chans, frames, pool, last_pool, embed_dim, feature_dim, patch grid,
+output grid and stride, the per-block schedule, token order, input) and the same
+`preprocessing`; `model.safetensors`, the `VideoMViT` state dict in SlowFast's names;
+`load_video_mvit(DIR)` rebuilds it strictly.
 """
 
 from __future__ import annotations
@@ -34,7 +42,14 @@ from typing import Any
 import safetensors.torch
 from torch import nn
 
-from visrep.backbones.mvit import VideoMViT
+from visrep.backbones.mvit import (
+    PATCH_KERNEL,
+    PATCH_PADDING,
+    PATCH_STRIDE,
+    POOL_KERNEL,
+    BlockSpec,
+    VideoMViT,
+)
 from visrep.backbones.slow_resnet import (
     SLOW_ARCHS,
     SPATIAL_STRIDES,
@@ -45,6 +60,8 @@ from visrep.backbones.video_vit import VideoViT
 
 VIDEO_FORMAT = "visrep-video-vit"
 SLOW_FORMAT = "visrep-slow-resnet"
+MVIT_FORMAT = "visrep-video-mvit"
+VIDEO_FORMATS = (VIDEO_FORMAT, SLOW_FORMAT, MVIT_FORMAT)  # every video export's `format`
 VIDEO_CONFIG, VIDEO_WEIGHTS = "config.json", "model.safetensors"
 POS_EMBED_LAYOUT = (
     "separable, learned: table[t·h·w + i] = pos_embed_spatial[i] + pos_embed_temporal[t] "
@@ -89,11 +106,7 @@ def backbone_block(backbone: nn.Module) -> tuple[str, str, dict[str, Any]]:
     if isinstance(backbone, SlowResNet):
         return SLOW_FORMAT, "slow_resnet", slow_resnet_config(backbone)
     if isinstance(backbone, VideoMViT):
-        raise ValueError(f"visrep has no exported layout for an MViTv2 ({backbone.arch}) yet, "
-                         "and timm's MViTv2 is for images: nothing was written. Load the run "
-                         "with visrep.runs.load_run(RUN) (its `backbone` is the VideoMViT, state "
-                         "dict in SlowFast's names), evaluate it with `visrep eval knn|linear "
-                         "--ckpt RUN` or fine-tune it with `visrep eval finetune --ckpt RUN`")  # fmt: skip
+        return MVIT_FORMAT, "video_mvit", video_mvit_config(backbone)
     raise ValueError(f"no exported layout for a {type(backbone).__name__} video backbone")
 
 
@@ -104,7 +117,18 @@ def _load_strict(model: nn.Module, path: Path, what: str) -> None:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"{path / VIDEO_WEIGHTS} does not fit the {what} {path / VIDEO_CONFIG} "
-                         f"describes ({str(e).splitlines()[0]}): export the run again") from e  # fmt: skip
+                         f"describes ({_mismatch(model, state)}): export the run again") from e  # fmt: skip
+
+
+def _mismatch(model: nn.Module, state: dict[str, Any]) -> str:
+    """The first few tensors a weights file lacks, adds or holds in another shape."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    parts = [f"missing {k}" for k in want if k not in got]
+    parts += [f"unexpected {k}" for k in got if k not in want]
+    parts += [f"{k} {list(got[k])} where the network has {list(want[k])}"
+              for k in want if k in got and got[k] != want[k]]  # fmt: skip
+    return "; ".join(parts[:3]) + (f"; {len(parts) - 3} more" if len(parts) > 3 else "")
 
 
 def _export_config(path: Path, fmt: str, what: str) -> dict[str, Any]:
@@ -112,6 +136,53 @@ def _export_config(path: Path, fmt: str, what: str) -> dict[str, Any]:
         raise ValueError(f"{path} holds no {what} export ({VIDEO_CONFIG} with format {fmt!r}): "
                          f"write one with `visrep export --ckpt VIDEO_RUN --out {path}`")  # fmt: skip
     return json.loads((path / VIDEO_CONFIG).read_text())
+
+
+MVIT_FEATURES = {
+    "avg": "final LayerNorm of the mean of the last block's non-cls tokens",
+    "token": "the last block's cls token through the final LayerNorm",
+}
+
+
+def _block_row(spec: BlockSpec) -> dict[str, Any]:
+    return {"dim": spec.dim, "dim_out": spec.dim_out, "heads": spec.heads,
+            "stride_q": list(spec.stride_q), "stride_kv": list(spec.stride_kv),
+            "grid_out": list(spec.grid_out)}  # fmt: skip
+
+
+def video_mvit_config(net: VideoMViT) -> dict[str, Any]:
+    """The `video_mvit` block of config.json: what `load_video_mvit` rebuilds the network
+    from (arch, img_size, in_chans, frames, pool, last_pool) and, derived from those, its
+    shape for readers without visrep (the per-block schedule, grids, widths)."""
+    return {
+        "arch": net.arch,
+        "img_size": net.img_size,
+        "in_chans": net.in_chans,
+        "frames": net.frames,
+        "pool": net.pool_mode,
+        "last_pool": net.last_pool,
+        "embed_dim": net.embed_dim,
+        "feature_dim": net.feature_dim,
+        "depth": len(net.blocks),
+        "grid": list(net.grid),
+        "out_grid": list(net.out_grid),
+        "out_stride": net.out_stride,
+        "patch_embed": {
+            "kernel": list(PATCH_KERNEL),
+            "stride": list(PATCH_STRIDE),
+            "padding": list(PATCH_PADDING),
+        },
+        "pool_kernel": list(POOL_KERNEL),
+        "mlp_ratio": net.blocks[0].mlp.fc1.out_features / net.embed_dim,
+        "norm_eps": net.norm.eps,
+        "blocks": [_block_row(s) for s in net.schedule],
+        "token_order": "t,h,w",
+        "cls_token": True,
+        "pos_embed": "none: decomposed relative positions in every block (rel_pos_t, rel_pos_h, "
+        "rel_pos_w), no absolute table",
+        "features": MVIT_FEATURES[net.pool_mode],
+        "input": "[N, C, T, H, W] float clips, normalised with preprocessing.mean / std",
+    }
 
 
 def video_vit_config(vit: VideoViT) -> dict[str, Any]:
@@ -161,8 +232,30 @@ def load_slow_resnet(path: str | Path) -> tuple[SlowResNet, dict[str, Any]]:
     return model.eval(), config
 
 
+def load_video_mvit(path: str | Path) -> tuple[VideoMViT, dict[str, Any]]:
+    """The exported MViTv2 (eval mode) and its config.json. The network is rebuilt from
+    arch, img_size, in_chans, frames, pool and last_pool; a config whose recorded schedule
+    or grids differ from the rebuilt network's (a hand-edited file) is one clear error."""
+    path = Path(path)
+    config = _export_config(path, MVIT_FORMAT, "MViTv2")
+    v = config["video_mvit"]
+    model = VideoMViT(v["arch"], img_size=v["img_size"], in_chans=v["in_chans"],
+                      frames=v["frames"], pool=v["pool"], last_pool=v["last_pool"])  # fmt: skip
+    rebuilt = video_mvit_config(model)
+    differ = sorted(k for k in ("blocks", "grid", "out_grid", "feature_dim", "embed_dim")
+                    if rebuilt[k] != v.get(k))  # fmt: skip
+    if differ:
+        raise ValueError(f"{path / VIDEO_CONFIG} describes an MViTv2 whose {', '.join(differ)} "
+                         f"differ from the {v['arch']} it names: export the run again")  # fmt: skip
+    _load_strict(model, path, "MViTv2")
+    return model.eval(), config
+
+
 def load_video_backbone(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Either exported video backbone, by its config.json's `format`."""
-    if export_format(path) == SLOW_FORMAT:
+    """Any exported video backbone, by its config.json's `format`."""
+    fmt = export_format(path)
+    if fmt == SLOW_FORMAT:
         return load_slow_resnet(path)
+    if fmt == MVIT_FORMAT:
+        return load_video_mvit(path)
     return load_video_vit(path)
