@@ -30,7 +30,11 @@ method.reprob=0.25` turns both on, one draw per clip applied to every frame:
 `mae_st_vit_large` is FINETUNE.md's ViT-L recipe with its RandAugment, RandomErasing and
 repeated augmentation (2 clips of each video, `data.repeat_aug`; a fine-tuning run starts at
 1 whatever its pre-training used); `ucf101_slow_r50` is the ρ study's UCF101 fine-tuning of
-a Slow-only ResNet (SGD with Nesterov momentum, 10 × 3 test views; `PRESETS`). A Slow ResNet's head starts at
+a Slow-only ResNet (SGD with Nesterov momentum, 10 × 3 test views; `PRESETS`);
+`maskfeat_mvit_s_k400` is MaskFeat's Kinetics-400 fine-tuning of MViTv2-S (SlowFast
+`configs/masked_ssl/k400_MVITv2_S_16x4_FT.yaml`: 100 epochs, 2 clips of each video, 10 × 1
+test views). Each video preset fits one backbone family (video ViT, Slow ResNet, MViTv2):
+another is refused, naming the presets that fit. A Slow ResNet's head starts at
 normal(0, 0.01) as SlowFast's `ResNetBasicHead`.
 
 Override keys are those of any run: `method.*` (init, layer_decay, mixup, cutmix,
@@ -146,8 +150,57 @@ PRESETS["ucf101_slow_r50"] = {
     "eval.temporal_views": 10, "eval.spatial_crops": 3, "run.precision": "fp32",
     "data.num_workers": 8, "data.color_jitter": True, "data.short_side_jitter": (256, 320),
 }  # fmt: skip
-VIDEO_PRESETS = {"mae_st_vit_large", "ucf101_slow_r50"}
-SLOW_PRESETS = {"ucf101_slow_r50"}  # a Slow-only ResNet run's presets
+# MaskFeat's fine-tuning of MViTv2-S 16x4 on Kinetics-400 (Wei et al., "Masked Feature
+# Prediction for Self-Supervised Visual Pre-Training", CVPR 2022, appendix: Kinetics
+# fine-tuning settings, whose table could not be read where this was written; the values
+# are the released config's: facebookresearch/SlowFast
+# `configs/masked_ssl/k400_MVITv2_S_16x4_FT.yaml`, 82.2% top-1 in
+# `projects/maskfeat/README.md`). The yaml, read as SlowFast's loader and solver do: TRAIN.BATCH_SIZE 16 videos per machine of NUM_GPUS 8 (2 a GPU), each giving
+# AUG.NUM_SAMPLE 2 augmented clips (`datasets/loader.py` `multiple_samples_collate`), so a
+# step trains on 32 clips of 16 videos; BASE_LR 6e-4 for those 16 videos (scaled by
+# NUM_SHARDS only: BASE_LR_SCALE_NUM_SHARDS), i.e. blr 6e-4 x 256 / 16 = 9.6e-3 on visrep's
+# videos-only rule (data.repeat_aug); AdamW, SOLVER.BETAS default (0.9, 0.999), wd 0.05, none
+# on 1-D tensors (ZERO_WD_1D_PARAM) but the cls token and relative-position tables decayed
+# (ZERO_DECAY_POS_CLS False: `VideoMViT.decay_pos_cls`); 100 epochs, warmup 20 from 1e-6
+# then cosine to 1e-6 (WARMUP_START_LR, COSINE_END_LR: 1/600 of the peak at 16 videos a
+# step, kept as fractions so they follow the batch as the peak does); layer decay 0.75; drop
+# path 0.1; no dropout before the head (DROPOUT_RATE 0.0), head trunc_normal(0.02) x
+# HEAD_INIT_SCALE 0.001 = std 2e-5; Mixup 0.8 / CutMix 1.0 (prob 1, switch 0.5) with label
+# smoothing 0.1; RandAugment rand-m7-mstd0.5-inc1 (one draw for the clip's frames, bicubic)
+# and RandomErasing 0.25, pixel mode, one box through every frame (`random_erasing.py`
+# cube=True); random resized crop scale (0.08, 1), aspect (3/4, 4/3); clip_grad 5.0; fp32
+# (MIXED_PRECISION False); test 10 temporal x 1 spatial views (the README's 10 x 1; the yaml
+# sweeps TEST.NUM_TEMPORAL_CLIPS). The last stage's query pooling comes back when the
+# MaskFeat run (backbone.mvit_last_pool=false) is fine-tuned (`VideoMViT.finetuning_trunk`,
+# every fine-tuning of an MViTv2 run). Not ported: the two samples of a video share one
+# decoded clip in SlowFast (TRAIN_CROP_NUM_TEMPORAL 1) and differ only in their spatial
+# augmentation, where data.repeat_aug draws each its own temporal position (MAE-ST's rule);
+# SlowFast's decoding sizes (DECODING_SHORT_SIZE 320, TRAIN_JITTER_SCALES [256, 320]) and its
+# test short side 256 (the run's data.short_side and data.img_size are kept);
+# USE_OFFSET_SAMPLING. AUG.COLOR_JITTER 0.4 is not read by SlowFast's Kinetics loader
+# (`datasets/kinetics.py`), so there is no colour jitter here either; the flip is the run's
+# (DATA.RANDOM_FLIP defaults to on in SlowFast, as a Kinetics run's data.hflip is).
+PRESETS["maskfeat_mvit_s_k400"] = {
+    "optim.optimizer": "adamw", "optim.epochs": 100, "optim.batch_size": 2,
+    "optim.blr": 9.6e-3, "optim.warmup_epochs": 20, "optim.warmup_start": 1 / 600,
+    "optim.min_lr": 0.0, "optim.min_lr_ratio": 1 / 600, "optim.betas": (0.9, 0.999),
+    "optim.weight_decay": 0.05, "optim.clip_grad": 5.0,
+    "method.layer_decay": 0.75, "method.drop_path": 0.1, "method.dropout": 0.0,
+    "method.head_init_std": 2e-5, "method.smoothing": 0.1, "method.mixup": 0.8,
+    "method.cutmix": 1.0, "method.mixup_prob": 1.0, "method.mixup_switch_prob": 0.5,
+    "method.auto_augment": "rand-m7-mstd0.5-inc1", "method.reprob": 0.25,
+    "method.remode": "pixel", "method.recount": 1, "data.crop_scale": (0.08, 1.0),
+    "data.repeat_aug": 2, "eval.temporal_views": 10, "eval.spatial_crops": 1,
+    "run.precision": "fp32", "data.num_workers": 8,
+}  # fmt: skip
+# Which video backbone each video preset is written for (`backbone.name` prefix): a video
+# run takes only the presets of its own backbone family
+VIDEO_PRESET_FAMILY = {"mae_st_vit_large": "vit", "ucf101_slow_r50": "slow",
+                       "maskfeat_mvit_s_k400": "mvit"}  # fmt: skip
+VIDEO_PRESETS = set(VIDEO_PRESET_FAMILY)
+SLOW_PRESETS = {p for p, f in VIDEO_PRESET_FAMILY.items() if f == "slow"}
+MVIT_PRESETS = {p for p, f in VIDEO_PRESET_FAMILY.items() if f == "mvit"}
+FAMILY_NAMES = {"vit": "video ViT", "slow": "Slow-only ResNet", "mvit": "MViTv2"}
 
 # The fine-tuning defaults for the Fashion-MNIST demo models (a short schedule).
 FINETUNE_OPTIM = OptimConfig(
@@ -171,6 +224,24 @@ def video_defaults(backbone: BackboneConfig) -> dict[str, Any]:
             "head_init_std": 0.01 if backbone.name.startswith("slow_") else 2e-5}  # fmt: skip
 
 
+def video_family(backbone_name: str) -> str:
+    """A video backbone's family: `slow_*` a Slow-only ResNet ("slow"), `mvitv2_*` an MViTv2
+    ("mvit"), else a video ViT ("vit")."""
+    if backbone_name.startswith("slow_"):
+        return "slow"
+    return "mvit" if backbone_name.startswith("mvit") else "vit"
+
+
+def check_video_preset(preset: str, backbone_name: str, source: str | Path) -> None:
+    """A video preset on a run of another backbone family is one clear error that lists the
+    presets that fit the run."""
+    family, want = video_family(backbone_name), VIDEO_PRESET_FAMILY[preset]
+    if family != want:
+        fits = sorted(p for p, f in VIDEO_PRESET_FAMILY.items() if f == family)
+        raise ValueError(f"preset {preset!r} is for {FAMILY_NAMES[want]} runs; {source} has a "
+                         f"{backbone_name} backbone (presets: {fits})")  # fmt: skip
+
+
 def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[SupervisedConfig]:
     """The fine-tuning run for `source` (a run or an exported backbone folder) before
     overrides: its input conventions (image size, channels, normalization; a video run's clip
@@ -188,11 +259,8 @@ def finetune_config(source: str | Path, preset: str = "") -> TrainConfig[Supervi
     if preset and (preset in VIDEO_PRESETS) != video:
         raise ValueError(f"preset {preset!r} is for {'image' if video else 'video'} runs; "
                          f"{source} is a {'video' if video else 'image'} run")  # fmt: skip
-    slow = backbone.name.startswith("slow_")
-    if preset and video and (preset in SLOW_PRESETS) != slow:
-        raise ValueError(f"preset {preset!r} is for {'Slow-only ResNet' if not slow else 'video ViT'}"
-                         f" runs; {source} has a {backbone.name} backbone (presets: "
-                         f"{sorted(SLOW_PRESETS if slow else VIDEO_PRESETS - SLOW_PRESETS)})")  # fmt: skip
+    if preset and video:
+        check_video_preset(preset, backbone.name, source)
     if video:  # the run's clips (one per video: data.clips = 0, repeat_aug = 1), crop, flip
         data = dataclasses.replace(data, views="", limit=0, num_workers=0, clips=0,
                                    ssl_color=False, repeat_aug=1)  # fmt: skip

@@ -37,6 +37,7 @@ from visrep.finetune import finetune, finetune_config, resolve
 from visrep.loop import build_optimizer
 from visrep.methods.supervised import Supervised, SupervisedConfig
 from visrep.runs import build_model, load_run, load_run_config
+from visrep.schedules import cosine_lr
 
 pytestmark = requires_fmnist
 # a few labelled Moving Fashion-MNIST videos, 4 clips a step, one thread
@@ -510,3 +511,52 @@ def test_ucf101_slow_preset_is_nesterov_sgd(slow_run, pre):
         finetune_config(pre, "ucf101_slow_r50")
     with pytest.raises(ValueError, match="is for video ViT runs.*ucf101_slow_r50"):
         finetune_config(slow_run, "mae_st_vit_large")
+
+
+def test_maskfeat_mvit_s_preset_is_slowfasts_and_for_mvit_runs_only(mvit_run, pre):
+    """--preset maskfeat_mvit_s_k400 carries facebookresearch/SlowFast
+    `configs/masked_ssl/k400_MVITv2_S_16x4_FT.yaml` (MaskFeat's MViTv2-S Kinetics-400
+    fine-tuning): TRAIN.BATCH_SIZE 16 videos on NUM_GPUS 8, AUG.NUM_SAMPLE 2, BASE_LR 6e-4
+    (per 16 videos: blr 9.6e-3), WARMUP_EPOCHS 20 from WARMUP_START_LR 1e-6, cosine to
+    COSINE_END_LR 1e-6 at MAX_EPOCH 100, AdamW (SOLVER.BETAS default 0.9, 0.999) wd 0.05,
+    LAYER_DECAY 0.75, DROPPATH_RATE 0.1, DROPOUT_RATE 0, HEAD_INIT_SCALE 0.001, Mixup 0.8 /
+    CutMix 1.0 / smoothing 0.1, rand-m7-mstd0.5-inc1, RE_PROB 0.25 pixel, crop scale
+    (0.08, 1), CLIP_GRAD_L2NORM 5.0, fp32, 10 x 1 test views; the last query pooling back.
+    Another family's preset is refused, naming the presets that fit."""
+    keep_batch = [o for o in TINY if not o.startswith("optim.batch_size")]
+    cfg = resolve(apply_overrides(finetune_config(mvit_run, "maskfeat_mvit_s_k400"), keep_batch))
+    o, m, d, ev = cfg.optim, cfg.method, cfg.data, cfg.eval
+    assert (o.optimizer, o.epochs, o.batch_size, o.blr, o.warmup_epochs) == (
+        "adamw", 100, 2, 9.6e-3, 20)  # fmt: skip
+    assert (o.betas, o.weight_decay, o.clip_grad, o.decay_all) == ((0.9, 0.999), 0.05, 5.0, False)
+    lr = o.blr * o.batch_size * 8 / 256  # 8 GPUs x 2 videos = the yaml's 16
+    assert lr == pytest.approx(6e-4)
+    sched = [cosine_lr(e, lr, o.warmup_epochs, o.epochs, o.min_lr_ratio * lr, o.warmup_start)
+             for e in (0, 20, 60, 100)]  # fmt: skip
+    assert sched == pytest.approx([1e-6, 6e-4, (6e-4 + 1e-6) / 2, 1e-6], rel=1e-6)
+    assert (m.layer_decay, m.drop_path, m.dropout, m.head_init_std) == (0.75, 0.1, 0.0, 2e-5)
+    assert (m.mixup, m.cutmix, m.mixup_prob, m.mixup_switch_prob, m.smoothing) == (
+        0.8, 1.0, 1.0, 0.5, 0.1)  # fmt: skip
+    assert (m.auto_augment, m.reprob, m.remode, m.recount) == ("rand-m7-mstd0.5-inc1", 0.25,
+                                                               "pixel", 1)  # fmt: skip
+    assert (d.crop_scale, d.repeat_aug, d.frames) == ((0.08, 1.0), 2, 8)  # the run's clips
+    assert (ev.temporal_views, ev.spatial_crops) == (10, 1) and cfg.run.precision == "fp32"
+    assert m.num_classes == 10
+    torch.manual_seed(0)
+    model = build_model(cfg)  # pre-trained without the last pooling: fine-tuned with it
+    assert model.backbone.last_pool and model.backbone.out_grid == (4, 2, 2)
+    assert model.backbone.drop_path_rate == 0.1
+    wd = {id(p): g["weight_decay"] for g in build_optimizer(model, o, lr).param_groups
+          for p in g["params"]}  # fmt: skip
+    params = dict(model.named_parameters())
+    assert wd[id(params["backbone.cls_token"])] == 0.05  # ZERO_DECAY_POS_CLS False
+    assert wd[id(params["backbone.blocks.0.attn.rel_pos_h"])] == 0.05
+    assert wd[id(params["backbone.blocks.0.attn.qkv.bias"])] == 0.0  # ZERO_WD_1D_PARAM
+    with pytest.raises(ValueError, match=r"is for MViTv2 runs.*\['mae_st_vit_large'\]"):
+        finetune_config(pre, "maskfeat_mvit_s_k400")
+    with pytest.raises(ValueError, match=r"is for video ViT runs.*\['maskfeat_mvit_s_k400'\]"):
+        finetune_config(mvit_run, "mae_st_vit_large")
+    with pytest.raises(ValueError, match="is for Slow-only ResNet runs.*maskfeat_mvit_s_k400"):
+        finetune_config(mvit_run, "ucf101_slow_r50")
+    with pytest.raises(ValueError, match="is for image runs"):
+        finetune_config(mvit_run, "mae_vit_base")
