@@ -119,12 +119,13 @@ def maskfeat_video_mvit_s_k400() -> TrainConfig:
     pooling restored (8 × 7 × 7; block 15's relative-position tables interpolated 27 → 13
     rows, as SlowFast's checkpoint loader does).
 
-    Not ported: the fine-tuning recipe (lr 6e-4 per 16 clips, layer decay 0.75, drop path
-    0.1, 100 epochs, RandAugment, Mixup/CutMix, random erasing, 2 samples per decoded clip)
-    as a `--preset` (`visrep eval finetune` uses its video defaults); masks come from the
-    forward pass (seeded per step) instead of loader workers, with the same generator;
-    clips are decoded with PyAV, not SlowFast's torchvision backend; `visrep export` has no
-    MViTv2 layout yet (it refuses). Not run here: no figure from visrep exists for it.
+    `--preset maskfeat_mvit_s_k400` is that fine-tuning recipe (lr 6e-4 per 16 videos, layer
+    decay 0.75, drop path 0.1, 100 epochs, RandAugment, Mixup/CutMix, random erasing, 2
+    samples per video; `visrep.finetune.PRESETS`); `visrep export --ckpt RUN` writes the
+    pre-trained MViTv2 in visrep's layout (docs/export.md, "MViTv2"). Not ported: masks come
+    from the forward pass (seeded per step) instead of loader workers, with the same
+    generator; clips are decoded with PyAV, not SlowFast's torchvision backend. Not run here:
+    no figure from visrep exists for it.
     """
     return TrainConfig(
         recipe="maskfeat_video_mvit_s_k400",
