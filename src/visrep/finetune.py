@@ -155,7 +155,8 @@ PRESETS["ucf101_slow_r50"] = {
 # fine-tuning settings, whose table could not be read where this was written; the values
 # are the released config's: facebookresearch/SlowFast
 # `configs/masked_ssl/k400_MVITv2_S_16x4_FT.yaml`, 82.2% top-1 in
-# `projects/maskfeat/README.md`). The yaml, read as SlowFast's loader and solver do: TRAIN.BATCH_SIZE 16 videos per machine of NUM_GPUS 8 (2 a GPU), each giving
+# `projects/maskfeat/README.md`). The yaml, read as SlowFast's loader and solver do:
+# TRAIN.BATCH_SIZE 16 videos per machine of NUM_GPUS 8 (2 a GPU), each giving
 # AUG.NUM_SAMPLE 2 augmented clips (`datasets/loader.py` `multiple_samples_collate`), so a
 # step trains on 32 clips of 16 videos; BASE_LR 6e-4 for those 16 videos (scaled by
 # NUM_SHARDS only: BASE_LR_SCALE_NUM_SHARDS), i.e. blr 6e-4 x 256 / 16 = 9.6e-3 on visrep's
@@ -198,8 +199,6 @@ PRESETS["maskfeat_mvit_s_k400"] = {
 VIDEO_PRESET_FAMILY = {"mae_st_vit_large": "vit", "ucf101_slow_r50": "slow",
                        "maskfeat_mvit_s_k400": "mvit"}  # fmt: skip
 VIDEO_PRESETS = set(VIDEO_PRESET_FAMILY)
-SLOW_PRESETS = {p for p, f in VIDEO_PRESET_FAMILY.items() if f == "slow"}
-MVIT_PRESETS = {p for p, f in VIDEO_PRESET_FAMILY.items() if f == "mvit"}
 FAMILY_NAMES = {"vit": "video ViT", "slow": "Slow-only ResNet", "mvit": "MViTv2"}
 
 # The fine-tuning defaults for the Fashion-MNIST demo models (a short schedule).
