@@ -49,7 +49,8 @@ def schedule(tasks: list[dict], log: list[dict], jobs: int = 1, threads: int = 1
     """Run the tasks' `visrep ...` commands ({"cmd", "run", "deps": runs it needs finished,
     "then": called once the run is finished}), at most `jobs` at once, each started in list
     order once its deps are finished; a finished run is not retrained (its command is
-    recorded once); `after()` after each task. With jobs=1: one after another, in order."""
+    recorded once), one stopped midway resumes from its checkpoint (`visrep train --resume`;
+    its minutes then count the resumed part); `after()` after each task. With jobs=1: one after another, in order."""
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     pending, running = list(tasks), {}
 
@@ -75,7 +76,10 @@ def schedule(tasks: list[dict], log: list[dict], jobs: int = 1, threads: int = 1
             if done(task["run"]):
                 finish(task, None)
                 continue
-            proc = subprocess.Popen(VISREP + task["cmd"], cwd=ROOT, env=env)
+            cmd = task["cmd"]
+            if (task["run"] / "checkpoint.pt").is_file():  # stopped midway: it continues
+                cmd = ["train", "--resume", str(task["run"])]
+            proc = subprocess.Popen(VISREP + cmd, cwd=ROOT, env=env)
             running[proc] = (task, time.time())
         if not running:
             if pending:
@@ -128,6 +132,8 @@ def main() -> int:
     p.add_argument("--enc-b-steps", type=int, default=10, help="the worse encoder's steps")
     p.add_argument("--results", default=str(RESULTS), help="folder of the JSON, table, grids")
     p.add_argument("--encoders-dir", default="runs", help="folder of the encoder runs")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds (`run.seed`) of "
+                   "every generator; seed s > 0 adds rows <name>_seed<s>")  # fmt: skip
     args = p.parse_args()
     runs, results, encs = ROOT / args.runs, ROOT / args.results, ROOT / args.encoders_dir
     results.mkdir(parents=True, exist_ok=True)
@@ -191,14 +197,18 @@ def main() -> int:
         atomic_write_text(results / "rcg_fmnist.md", markdown(state))
 
     to_score = []
-    for name, (recipe, *extra) in gens.items():
-        if only and name not in only:
-            continue
-        run = runs / name
-        needs = [enc_runs[n] for n in encoders if f"method.encoder={enc_runs[n]}" in extra]
-        tasks.append({"cmd": ["train", recipe, f"run.out_dir={run}", *fixed, *extra, *every],
-                      "run": run, "deps": needs})  # fmt: skip
-        to_score.append((name, run))
+    seeds = [int(x) for x in args.seeds.split(",")]
+    for seed in seeds:  # seed-major: every generator of the first seed is trained first
+        for base, (recipe, *extra) in gens.items():
+            if only and base not in only:
+                continue
+            name = base if seed == 0 else f"{base}_seed{seed}"
+            run = runs / name
+            needs = [enc_runs[n] for n in encoders if f"method.encoder={enc_runs[n]}" in extra]
+            seeded = [f"run.seed={seed}"] if seed else []
+            tasks.append({"cmd": ["train", recipe, f"run.out_dir={run}", *fixed, *extra, *seeded,
+                                  *every], "run": run, "deps": needs})  # fmt: skip
+            to_score.append((name, run))
 
     def score_finished() -> None:  # each generator once, when it and the scorers are trained
         if done(ref) and done(enc_runs["mocov3_6min"]):
@@ -291,6 +301,7 @@ def markdown(state: dict) -> str:
         lines.append(f"| *{name}* | {r['frechet_distance']:.2f} | {r['precision']:.3f} | "
                      f"{r['recall']:.3f} | {e['frechet_distance']:.2f} | {e['precision']:.3f} | "
                      f"{e['recall']:.3f} | |")  # fmt: skip
+    lines += seed_means(state.get("generators", {}))
     lines += ["", "Encoders (RCG's conditioning):", "", "| encoder | k-NN top-1 | linear top-1 "
               "| steps |", "|---|---|---|---|"]  # fmt: skip
     for name, m in enc.items():
@@ -298,6 +309,26 @@ def markdown(state: dict) -> str:
     host = " (2 cores shared with other jobs)" if device == "cpu" else ""
     lines += ["", f"Host: {state.get('uptime', '')}{host}.", ""]
     return "\n".join(lines)
+
+
+def seed_means(generators: dict) -> list[str]:
+    """Markdown rows: each generator's Fréchet distances over its training seeds (rows
+    `<name>` and `<name>_seed<s>`), mean and the per-seed values; [] with one seed each."""
+    groups: dict[str, list[dict]] = {}
+    for name, g in generators.items():
+        groups.setdefault(name.split("_seed")[0], []).append(g)
+    if all(len(v) == 1 for v in groups.values()):
+        return []
+    lines = ["", "Over training seeds (Fréchet distance: mean, then each seed):", "",
+             "| generator | seeds | FD (reference) | per seed | FD (MoCo v3) | per seed |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for base, gs in groups.items():
+        cells = []
+        for space in ("reference", "encoder"):
+            fd = [g[space]["frechet_distance"] for g in gs]
+            cells += [f"{np.mean(fd):.2f}", " / ".join(f"{x:.2f}" for x in fd)]
+        lines.append(f"| {base} | {len(gs)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":
