@@ -242,7 +242,7 @@ def floor(runs: Path, ref: Path, args, state: dict, out_json: Path) -> int:
     again, _, info = draw(first, args.n, steps=f"ddim{args.sample_steps}", ddim=True, seed=1,
                           device=args.device, use_ema=args.ema)  # fmt: skip
     scores = evaluate_generation(first, ref, enc, samples=again, device=args.device)
-    state["floor"]["dit_uncond_seed1"] = {"sampling": info} | {
+    state["floor"]["dit_uncond_sampling_seed1"] = {"sampling": info} | {
         k: scores[k] for k in ("reference", "encoder")}  # fmt: skip
     atomic_write_text(out_json, json.dumps(state, indent=2) + "\n")
     atomic_write_text(out_json.with_suffix(".md"), markdown(state))

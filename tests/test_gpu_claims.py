@@ -83,7 +83,7 @@ def test_tiny_mode_end_to_end(tmp_path):
     for g in rcg["generators"].values():
         assert g["train"]["train_steps"] == 4 and g["sampling"]["n"] == 40
         assert g["reference"]["frechet_distance"] > 0 and g["encoder"]["frechet_distance"] > 0
-    assert set(rcg["floor"]) == {"real_train_images", "dit_uncond_seed1"}
+    assert set(rcg["floor"]) == {"real_train_images", "dit_uncond_sampling_seed1"}
     assert rcg["settings"]["ema"] and rcg["settings"]["device"] == "cpu"
     if emoji:
         det = json.loads((work / "results" / "detect_transfer.json").read_text())
