@@ -35,15 +35,19 @@ decomposed relative positions, residual pooling); facebookresearch/SlowFast
 - Features (`forward`): "avg" = LayerNorm of the mean of the last block's non-cls tokens
   (SlowFast `USE_MEAN_POOLING`, the fine-tuning configs); "token" = the normed cls token.
 - Init (`_init_weights`): Linear and Conv weights trunc_normal(0.02), Linear and LayerNorm
-  biases 0.02 (sic), conv biases PyTorch's default; cls token and tables trunc_normal(0.02).
+  biases 0.02 (sic), conv biases PyTorch's default; cls token and tables trunc_normal(0.02); the
+  biases are 0.02 in SlowFast at commit ad73dcf and 0 at adc55ca (a version with the
+  masked_ssl configs): which one trained the released MaskFeat models is not known.
 
 The pre-training variant (`last_pool=False`, MaskFeat's `k400_MVITv2_*_MaskFeat_PT.yaml`:
 "[14, 1, 1, 1] instead of [14, 1, 2, 2] for 14x14 output") keeps the query stride of the
 last stage start at (1, 1, 1), so MViTv2-S ends at 8 × 14 × 14 (stride 16 px) instead of
 8 × 7 × 7. `finetuning_trunk` turns it back into the fine-tuning network: the same tensors
 but for relative-position tables whose length changed (block 15 of MViTv2-S: 27 → 13 rows),
-linearly interpolated as SlowFast's checkpoint loader does (`utils/checkpoint.py`,
-`attention.py` `get_rel_pos`).
+linearly interpolated, as SlowFast's attention resamples a table of another length at run
+time (`attention.py` `get_rel_pos`). SlowFast's `utils/checkpoint.py` as read here (commit
+058922e) loads only tensors whose shape matches, which would leave those tables at their
+init; whether the released fine-tuning used a loader that interpolates is not known.
 
 State-dict names are SlowFast's (`patch_embed.proj`, `cls_token`, `blocks.{i}.{norm1,
 attn.{qkv, proj, pool_q, norm_q, pool_k, norm_k, pool_v, norm_v, rel_pos_h, rel_pos_w,
@@ -324,7 +328,8 @@ class VideoMViT(nn.Module):
         """This network as SlowFast fine-tunes it: the last stage's query pooling restored
         (a no-op for a network built with it), stochastic depth `drop_path_rate` (linear over
         the blocks), every tensor kept; relative-position tables whose length changes are
-        linearly interpolated (SlowFast `utils/checkpoint.py`), all others load strictly."""
+        linearly interpolated (SlowFast `attention.py` `get_rel_pos`; the module docstring says
+        how this differs from SlowFast's checkpoint loader), all others load strictly."""
         net = VideoMViT(**(self.init_kwargs() | {"last_pool": True,
                                                  "drop_path_rate": drop_path_rate}))  # fmt: skip
         target = net.state_dict()

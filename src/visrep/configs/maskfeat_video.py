@@ -117,7 +117,8 @@ def maskfeat_video_mvit_s_k400() -> TrainConfig:
     view, 36 M parameters; this backbone with a 400-way head counts 36.5 M). `visrep eval
     finetune --ckpt RUN eval.dataset=/data/kinetics400` fine-tunes it with block 14's query
     pooling restored (8 × 7 × 7; block 15's relative-position tables interpolated 27 → 13
-    rows, as SlowFast's checkpoint loader does).
+    rows, as SlowFast's `get_rel_pos` resamples a table; its checkpoint loader would keep
+    them at init instead, `visrep.backbones.mvit`).
 
     `--preset maskfeat_mvit_s_k400` is that fine-tuning recipe (lr 6e-4 per 16 videos, layer
     decay 0.75, drop path 0.1, 100 epochs, RandAugment, Mixup/CutMix, random erasing, 2
