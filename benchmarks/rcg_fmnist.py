@@ -50,7 +50,8 @@ def schedule(tasks: list[dict], log: list[dict], jobs: int = 1, threads: int = 1
     "then": called once the run is finished}), at most `jobs` at once, each started in list
     order once its deps are finished; a finished run is not retrained (its command is
     recorded once), one stopped midway resumes from its checkpoint (`visrep train --resume`;
-    its minutes then count the resumed part); `after()` after each task. With jobs=1: one after another, in order."""
+    its minutes then count the resumed part); `after()` after each task. With jobs=1: one
+    after another, in order."""
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     pending, running = list(tasks), {}
 

@@ -63,7 +63,7 @@ CIT_POOL_FMNIST = 9215  # + 785 Tux Paint pairs = 10,000, the other rows' data.l
 # ViT-Tiny/4 at 64 px would be 256 tokens: the colour rows use /8 (64 tokens), as `mae_own`
 _VIT8 = ["backbone.patch_size=8"]
 # likewise the convnets' stem: 64 px / 2 runs the stages at 32, 16, 8, 4 px and masks the same
-# 4x4 grid of cells as the 32 px Fashion-MNIST row (stride 1 would cost 4x: ~2 img/s per thread)
+# 4x4 grid of cells as the 32 px Fashion-MNIST row (stride 1: 4x the pixels in every stage)
 _STEM2 = ["backbone.patch_size=2"]
 # no wall-clock budget anywhere (the demo recipe has one): equal images seen, full evaluation;
 # the probe of the `*_own` recipes: 200 epochs at blr 1.0 suit ~1,500-10,000 labelled images
