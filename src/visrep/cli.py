@@ -234,7 +234,10 @@ def _add_data_parser(sub) -> None:
     c = dsub.add_parser("build-detection", help="a COCO-format detection set: real cut-outs "  # build_detection.py
                         "pasted on real photos (or Fashion-MNIST items), boxes and masks")  # fmt: skip
     c.add_argument("--out", required=True, metavar="DIR")
-    c.add_argument("--source", choices=["emoji", "fmnist"], default="emoji")
+    c.add_argument("--source", choices=["emoji", "tuxpaint", "fmnist"], default="emoji",
+                   help="emoji: Noto emoji cut-outs; tuxpaint: Tux Paint photo stamps "
+                   "(apt-get install tuxpaint-stamps-default); fmnist: Fashion-MNIST items "
+                   "on black, the light variant")  # fmt: skip
     c.add_argument("--n-train", type=int, default=2000, help="training images")
     c.add_argument("--n-val", type=int, default=400, help="validation images")
     c.add_argument("--size", type=int, default=128, help="image side in pixels")
@@ -242,6 +245,8 @@ def _add_data_parser(sub) -> None:
     c.add_argument("--max-objects", type=int, default=4)
     c.add_argument("--emoji-root", default=caption_shards.EMOJI_ROOT,
                    help="npm pack emoji-datasource-google@16.0.0 output (.tgz or its folder)")  # fmt: skip
+    c.add_argument("--tuxpaint-root", default=caption_shards.TUXPAINT_ROOT,
+                   help="the stamps folder of tuxpaint-stamps-default")  # fmt: skip
     c.add_argument("--seed", type=int, default=0)
     v = dsub.add_parser("build-video", help="Moving Fashion-MNIST videos (train/ + val/ mp4 "  # build_video.py
                         "files, class and motion-direction labels)")  # fmt: skip

@@ -5,6 +5,7 @@ detect` on the Fashion-MNIST variant (MAE ViT: train, report, resume; SimCLR Res
 FPN with large-scale jitter)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +18,9 @@ from torchvision.transforms.v2 import functional as TF
 from visrep.checkpoint import load_checkpoint
 from visrep.config import replace
 from visrep.configs import get_recipe, smoke
-from visrep.data.build_detection import build_detection
+from visrep.data.build_detection import build_detection, tuxpaint_items
 from visrep.data.build_folder import emoji_items, emoji_split
+from visrep.data.caption_shards import TUXPAINT_ROOT
 from visrep.data.coco import (
     CocoSet,
     DetectionBatches,
@@ -89,6 +91,57 @@ def test_emoji_set_splits_objects_and_backgrounds(tmp_path):
     data = CocoSet(tmp_path / "e", "val")
     assert data.num_classes == len(classes) == 9
     assert data.image(0).shape == (3, 128, 128) and data.image(0).dtype == torch.uint8
+
+
+def _stamp(path, size, opaque=False):
+    """An RGBA ellipse filling a `size` (w, h) image: a cut-out of that aspect ratio."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", size, (0, 0, 0, 255 if opaque else 0))
+    ImageDraw.Draw(im).ellipse([0, 0, size[0] - 1, size[1] - 1], fill=(200, 40, 40, 255))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def test_tuxpaint_stamps_keep_their_aspect_and_split_by_stamp(tmp_path):
+    root = tmp_path / "stamps"
+    for k in range(4):  # two categories of 4 cut-outs, wide and tall; the rest is skipped
+        _stamp(root / "animals" / "birds" / f"bird{k}.png", (60, 20))
+        _stamp(root / "food" / f"pear{k}.png", (20, 60))
+    _stamp(root / "animals" / "photo.png", (30, 30), opaque=True)  # no transparency
+    (root / "food" / "broken.png").write_bytes(b"not a png")
+    _stamp(root / "space" / "moon.png", (30, 30))  # a folder under min_per_class
+    _stamp(root / "loose.png", (30, 30))  # outside any category folder
+    items, skipped = tuxpaint_items(str(root), max_side=32, min_per_class=3)
+    assert skipped == {"outside_a_category": 1, "unreadable": 1, "no_cut_out": 1,
+                       "in_a_small_folder": 1}  # fmt: skip
+    assert max(items[0][2].size) == 32 and items[0][2].size[0] > 2.5 * items[0][2].size[1]
+    out = tmp_path / "det"
+    report = build_detection(out, "tuxpaint", n_train=8, n_val=4, size=48, per_image=(2, 2),
+                             scale=(0.6, 0.6), min_visible=0.0, photo_dirs=(),
+                             tuxpaint_root=str(root), min_per_class=3)  # fmt: skip
+    assert report["objects"] == {"train": 6, "val": 2}  # one of each category held out
+    assert {v.split("/")[0] for v in report["val_stamps"]} == {"animals", "food"}
+    assert set(report["val_stamps"]) < {stem for _, stem, _ in items}
+    assert len(set(report["val_stamps"])) == 2
+    coco = COCO(str(annotation_file(out, "train")))
+    assert [c["name"] for c in coco.cats.values()] == ["animals", "food"]
+    whole = 0
+    for a in coco.anns.values():  # whole objects (side 29 px): the box keeps the aspect
+        _, _, w, h = a["bbox"]
+        if a["area"] > 0.9 * np.pi / 4 * w * h:  # not covered by the other object
+            assert (w > 2.5 * h) if a["category_id"] == 1 else (h > 2.5 * w)
+            whole += 1
+    assert whole >= 4
+
+
+@pytest.mark.skipif(not Path(TUXPAINT_ROOT).is_dir(),
+                    reason="apt-get install tuxpaint-stamps-default")  # fmt: skip
+def test_the_tuxpaint_set_builds_from_the_package(tmp_path):
+    report = build_detection(tmp_path / "t", "tuxpaint", n_train=4, n_val=2, size=64)
+    data = CocoSet(tmp_path / "t", "val")
+    assert data.num_classes >= 8 and data.image(0).shape == (3, 64, 64)
+    assert report["objects"]["val"] > 0 and report["train"]["instances"] > 0
 
 
 @requires_fmnist

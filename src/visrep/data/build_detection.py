@@ -7,14 +7,20 @@ category per Unicode emoji group, no skin-tone variants), pasted at random scale
 positions onto random crops of real photographs. The photographs are the JPEGs of the Debian
 package `mate-backgrounds` (`/usr/share/backgrounds/mate/nature`: 12 nature photos) when it
 is installed, and always scikit-image's test photographs (`skimage.data`: astronaut, coffee,
-chelsea, rocket, motorcycle, ...). Tux Paint stamps would add photographic cut-outs, but
-`tuxpaint-stamps-default` is not installable here, so `--source` offers only what exists.
-A mask is the pasted object's alpha > 127 minus what later objects cover; an object left
+chelsea, rocket, motorcycle, ...). Source `tuxpaint`: the same with the stamps of the Debian
+package `tuxpaint-stamps-default` (`/usr/share/tuxpaint/stamps/CATEGORY/**/NAME.png`: mostly
+photographs cut out with transparency, some drawings), one category per top-level folder
+that holds at least `min_per_class` usable stamps (12: animals, food, household, plants,
+seasonal, symbols, town, vehicles, ... with the package's 16 folders); a stamp without
+transparent pixels (no cut-out) or that cannot be read is skipped and counted in the report.
+A stamp is cropped to its alpha box and pasted with its aspect ratio (its longer side drawn
+from `scale`). A mask is the pasted object's alpha > 127 minus what later objects cover; an object left
 with under `min_visible` of its own pixels is dropped. Box and area come from the mask.
 
-Split by source: an emoji is a train object or a val object, never both (the same seeded
-stratified hold-out as `build-folder --seed S`, so the folder's val/ emoji are the val
-objects here), and every `val_every`-th photograph (in name order) is a val-only background.
+Split by source: an emoji (a stamp) is a train object or a val object, never both (the same
+seeded stratified hold-out by category as `build-folder --seed S`, so the folder's val/ emoji
+are the val objects here; the report lists the val stamps), and every `val_every`-th
+photograph (in name order) is a val-only background.
 
 Source `fmnist`: the light variant for tests and quick runs, several 28-px Fashion-MNIST
 items (resized to a random side) on a black canvas, one grayscale channel, masks from the
@@ -37,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from visrep.data.build_folder import emoji_items, emoji_split
-from visrep.data.caption_shards import EMOJI_ROOT
+from visrep.data.caption_shards import EMOJI_ROOT, TUXPAINT_ROOT
 from visrep.data.coco import annotation_file, mask_annotation, write_coco
 from visrep.data.fashion_mnist import CLASSES as FMNIST_CLASSES
 from visrep.data.fashion_mnist import DEFAULT_ROOT as FMNIST_ROOT
@@ -46,6 +52,8 @@ from visrep.data.sampling import mix_seed
 from visrep.io import atomic_write
 
 PHOTO_DIRS = ("/usr/share/backgrounds/mate/nature",)
+MIN_PER_CLASS = 12  # a Tux Paint folder with fewer usable stamps is no category
+MIN_TRANSPARENT = 0.05  # a stamp is a cut-out when at least this share of it is transparent
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat")
 SPLIT_ID = {"train": 0, "val": 1}
 # a pasted object (one source image) and its category index
@@ -68,6 +76,44 @@ def photographs(dirs: tuple[str, ...] = PHOTO_DIRS) -> list[tuple[str, Image.Ima
     return out
 
 
+def tuxpaint_items(
+    root: str = TUXPAINT_ROOT, max_side: int = 256, min_per_class: int = MIN_PER_CLASS
+) -> tuple[list[tuple[str, str, Image.Image]], dict]:
+    """(category, stamp path under `root`, RGBA cut-out) of every usable Tux Paint stamp, in
+    path order, and the counts of what was skipped. A cut-out is cropped to its alpha box and
+    shrunk to at most `max_side` px (aspect kept); the category is the top-level folder."""
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"{root} is missing: apt-get install -y tuxpaint-stamps-default")
+    found: list[tuple[str, str, Image.Image]] = []
+    skipped = Counter()
+    for png in sorted(base.rglob("*.png")):
+        rel = png.relative_to(base)
+        if len(rel.parts) < 2:  # a stamp at the top holds no category
+            skipped["outside_a_category"] += 1
+            continue
+        try:
+            with Image.open(png) as im:
+                im = im.convert("RGBA")
+        except Exception:  # noqa: BLE001 - a damaged file is skipped and counted
+            skipped["unreadable"] += 1
+            continue
+        alpha = np.asarray(im.getchannel("A")) > 127
+        if alpha.mean() > 1 - MIN_TRANSPARENT or not alpha.any():
+            skipped["no_cut_out"] += 1
+            continue
+        im = im.crop(im.getchannel("A").point(lambda v: 255 if v > 127 else 0).getbbox())
+        im.thumbnail((max_side, max_side), Image.LANCZOS)
+        found.append((rel.parts[0], str(rel.with_suffix("")), im))
+    per_class = Counter(c for c, _, _ in found)
+    items = [it for it in found if per_class[it[0]] >= min_per_class]
+    skipped["in_a_small_folder"] = len(found) - len(items)
+    if not items:
+        raise ValueError(f"no Tux Paint folder under {root} holds {min_per_class} stamps with "
+                         "transparency")  # fmt: skip
+    return items, dict(skipped)
+
+
 def background(photo: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
     """A random square crop (side 1/3 to all of the photo's shorter side) resized to `size`."""
     short = min(photo.size)
@@ -81,21 +127,27 @@ def compose(
     canvas: Image.Image, objects: list[Obj], rng: np.random.Generator,
     scale: tuple[float, float], min_visible: float,
 ) -> list[tuple[np.ndarray, int]]:  # fmt: skip
-    """Paste `objects` (RGBA or LA: the alpha channel is the object) onto `canvas` (in place) at random sides (a fraction `scale` of
-    the canvas side) and positions; returns the (mask [H, W] bool, category) of every object
+    """Paste `objects` (RGBA or LA: the alpha channel is the object) onto `canvas` (in place)
+    at random sides (the longer side a fraction `scale` of the canvas side) and positions; returns the (mask [H, W] bool, category) of every object
     that keeps at least `min_visible` of its pixels after later ones cover it."""
     size = canvas.width
     placed: list[tuple[np.ndarray, int, int]] = []  # (visible mask, own pixels, category)
     for im, cat in objects:
         side = max(4, int(round(rng.uniform(*scale) * size)))
-        x, y = (int(v) for v in rng.integers(0, size - side + 1, size=2))
-        obj = im.resize((side, side), Image.BILINEAR)
+        if im.width == im.height:
+            w = h = side
+            x, y = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+        else:  # the longer side is `side`, the aspect ratio kept
+            long = max(im.width, im.height)
+            w, h = (max(1, round(side * d / long)) for d in im.size)
+            x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        obj = im.resize((w, h), Image.BILINEAR)
         alpha = obj.getchannel("A")
         full = np.zeros((size, size), dtype=bool)
-        full[y : y + side, x : x + side] = np.asarray(alpha) > 127
+        full[y : y + h, x : x + w] = np.asarray(alpha) > 127
         if not full.any():
             continue
-        keep = Image.fromarray(full[y : y + side, x : x + side].astype(np.uint8) * 255)
+        keep = Image.fromarray(full[y : y + h, x : x + w].astype(np.uint8) * 255)
         canvas.paste(obj.convert(canvas.mode), (x, y), keep)
         for m, _, _ in placed:
             m &= ~full
@@ -133,7 +185,8 @@ def build_detection(
     size: int = 128, per_image: tuple[int, int] = (1, 4), scale: tuple[float, float] | None = None,
     min_visible: float = 0.3, seed: int = 0, val: float = 0.2, val_every: int = 4,
     emoji_root: str = EMOJI_ROOT, photo_dirs: tuple[str, ...] = PHOTO_DIRS,
-    fmnist_root: str = FMNIST_ROOT,
+    fmnist_root: str = FMNIST_ROOT, tuxpaint_root: str = TUXPAINT_ROOT,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> dict:  # fmt: skip
     """Write the set (module docstring) and return its report (also `OUT/build_report.json`)."""
     out = Path(out)
@@ -145,12 +198,17 @@ def build_detection(
     scale = scale or {"emoji": (0.15, 0.5), "fmnist": (0.3, 0.6)}.get(source, (0.15, 0.5))
     report: dict = {"source": source, "seed": seed, "size": size, "per_image": list(per_image),
                     "scale": list(scale), "min_visible": min_visible}  # fmt: skip
-    if source == "emoji":
-        items = emoji_items(emoji_root)
+    if source in ("emoji", "tuxpaint"):
+        if source == "emoji":
+            items = [(c, stem, Image.open(io.BytesIO(raw)).convert("RGBA"))
+                     for c, stem, raw in emoji_items(emoji_root)]  # fmt: skip
+        else:
+            items, report["skipped"] = tuxpaint_items(tuxpaint_root, 2 * size, min_per_class)
         classes, train_idx, val_idx = emoji_split(items, val, seed)
-        rgba = [Image.open(io.BytesIO(raw)).convert("RGBA") for _, _, raw in items]
-        pools = {s: [(rgba[i], classes.index(items[i][0])) for i in idx.tolist()]
+        pools = {s: [(items[i][2], classes.index(items[i][0])) for i in idx.tolist()]
                  for s, idx in (("train", train_idx), ("val", val_idx))}  # fmt: skip
+        if source == "tuxpaint":
+            report["val_stamps"] = [items[i][1] for i in val_idx.tolist()]
         photos = photographs(photo_dirs)
         bgs = {"train": [p for k, p in enumerate(photos) if k % val_every != val_every - 1],
                "val": [p for k, p in enumerate(photos) if k % val_every == val_every - 1]}  # fmt: skip
@@ -167,7 +225,7 @@ def build_detection(
         bgs, mode, fmt = {}, "L", "png"
         report["objects"] = {s: len(p) for s, p in pools.items()}
     else:
-        raise ValueError(f"unknown detection source {source!r}: choose emoji or fmnist")
+        raise ValueError(f"unknown detection source {source!r}: choose emoji, tuxpaint or fmnist")
     categories = [{"id": k + 1, "name": n, "supercategory": source} for k, n in enumerate(names)]
     for split, n in (("train", n_train), ("val", n_val)):
 
@@ -197,9 +255,9 @@ def run(args) -> int:
     report = build_detection(
         args.out, args.source, n_train=args.n_train, n_val=args.n_val, size=args.size,
         per_image=(args.min_objects, args.max_objects), seed=args.seed,
-        emoji_root=args.emoji_root,
+        emoji_root=args.emoji_root, tuxpaint_root=args.tuxpaint_root,
     )  # fmt: skip
-    print(json.dumps({k: v for k, v in report.items() if k not in ("train", "val")} |
+    print(json.dumps({k: v for k, v in report.items() if k not in ("train", "val", "val_stamps")} |
                      {s: {"images": report[s]["images"], "instances": report[s]["instances"]}
                       for s in ("train", "val")}, indent=1))  # fmt: skip
     return 0

@@ -46,12 +46,11 @@ def emoji_items(emoji_root: str = EMOJI_ROOT) -> list[tuple[str, str, bytes]]:
     return items
 
 
-def emoji_split(
-    items: list[tuple[str, str, bytes]], val: float, seed: int
-) -> tuple[list[str], Tensor, Tensor]:
-    """(classes, train indices, val indices): the seeded stratified hold-out by class that
-    both the emoji folder and the detection set (`build_detection.py`) use, so an emoji in
-    the folder's val/ is also a val-only object of the detection set built with that seed."""
+def emoji_split(items: list[tuple], val: float, seed: int) -> tuple[list[str], Tensor, Tensor]:
+    """(classes, train indices, val indices) of `items` ((class, ...) tuples): the seeded
+    stratified hold-out by class that both the emoji folder and the detection set
+    (`build_detection.py`, also for Tux Paint stamps) use, so an emoji in the folder's val/
+    is also a val-only object of the detection set built with that seed."""
     classes = sorted({c for c, _, _ in items})
     labels = torch.tensor([classes.index(c) for c, _, _ in items])
     return classes, *holdout_split(labels, val, seed)
