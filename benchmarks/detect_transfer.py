@@ -11,8 +11,12 @@ MAE pre-training beats random init by a wide margin).
 The set (built here if missing): `visrep.data.build_detection` with source emoji at 64 px
 (the MAE run's resolution), 1-4 objects of 25-60% of the side per image, 1,000 train / 200
 val images; val objects are the emoji of the folder's val/ (never seen by the MAE run) on
-val-only photographs. Writes benchmarks/results/detect_transfer.{json,md}: per variant the
-COCO box and mask AP (pycocotools), the command, wall time, a matmul probe and host load.
+val-only photographs. Variants: `mae` (the run's weights), `random` (its initialisation,
+same detector recipe), `random_nold` (its initialisation without layer decay: ViTDet's 0.7
+over 12 blocks leaves a random patch embedding at 1% of the lr), `mae_ft` (the run after
+`visrep eval finetune` on the folder's labels, `--ft-set` its schedule). Writes
+benchmarks/results/detect_transfer.{json,md}: per variant the COCO box and mask AP
+(pycocotools), the command, wall time, a matmul probe and host load.
 
 Elsewhere (benchmarks/gpu_claims.sh): `--device cuda` (detector and fine-tuning),
 `--threads N` (`run.threads` of both), `--ft-set KEY=VALUE ...` (the fine-tuning's overrides,
@@ -108,14 +112,17 @@ def run_variant(variant: str, mae: str, data: str, runs_dir: str, steps: int, de
     """One variant: (for mae_ft: supervised fine-tuning of the MAE run on the folder's labels
     first, unless done) the detector trained and scored; its row of the results."""
     torch.set_num_threads(threads)
-    source, init = mae, "random" if variant == "random" else "pretrained"
+    source, init = mae, "random" if variant.startswith("random") else "pretrained"
     threads_set = [f"run.threads={threads}"] if threads != 1 else []
     if variant == "mae_ft":  # supervised fine-tuning on the folder's labels first
         source = str(Path(runs_dir) / "mae_finetuned")
         if not (Path(source) / "checkpoint.pt").is_file():
             run_finetune_cli(mae, [f"run.out_dir={source}", *FINETUNE, *threads_set, *ft_extra],
                              out=str(Path(runs_dir) / "eval_finetune.json"), device=device)  # fmt: skip
-    overrides = [*DETECTOR, *threads_set, f"method.init={init}",
+    # random_nold: random init without layer decay (0.7 over 12 blocks leaves the random patch
+    # embedding at 1% of the lr, which a from-scratch baseline would not do)
+    nold = ["method.layer_decay=1.0"] if variant == "random_nold" else []
+    overrides = [*DETECTOR, *threads_set, f"method.init={init}", *nold,
                  f"run.out_dir={runs_dir}/{variant}", *extra]  # fmt: skip
     probe = matmul_gflops()
     t0 = time.perf_counter()
@@ -137,7 +144,12 @@ def main() -> None:
     p.add_argument("--data", default="data/det_emoji64", help="built here if missing")
     p.add_argument("--emoji-root", default="emoji-datasource-google-16.0.0.tgz")
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--variants", nargs="+", default=["mae", "random", "mae_ft"])
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["mae", "random", "mae_ft"],
+        choices=["mae", "random", "random_nold", "mae_ft"],
+    )
     p.add_argument("--runs-dir", default="runs/detect_transfer")
     p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
     p.add_argument("--ft-set", nargs="*", default=[], help="key=value overrides of mae_ft's "

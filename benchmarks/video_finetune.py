@@ -19,9 +19,9 @@ cannot predict, at the same budget; the `*_direction_1ep*` rows at a fifth of it
 100 steps, warmup 0.1 epoch), seeds 0 and 1. The `p8_*` rows test MAE-ST's masking-ratio
 claim the paper's way (by fine-tuning), on the direction labels for 3 epochs (300 steps):
 the shipped recipe's encoder (ViT-Tiny/8, 12 blocks, 256 tokens) pre-trained 240 steps at
-90 % and at 75 % masking (`SOURCES`), and its random init.
+90 % and at 75 % masking (`SOURCES`), and its random init, with seeds 0-3.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
 
 Writes benchmarks/results/video_finetune.{json,md}; the fine-tuning runs go to
 runs/video_finetune/NAME (a row already in the JSON is kept unless --rerun).
@@ -39,7 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
+from host import as_finished, command_line, environment, md_table, uptime, write_json  # noqa: E402
 from own_colour import matmul_gflops  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -83,7 +83,8 @@ for _src, _init, _row in (("mae_st_p8_90", "pretrained", "p8_mask90"),
                           ("mae_st_p8_75", "pretrained", "p8_mask75"),
                           ("mae_st_p8_90", "random", "p8_random")):  # fmt: skip
     ROWS[f"{_row}_direction_3ep"] = (_src, _init, THREE)
-    ROWS[f"{_row}_direction_3ep_seed1"] = (_src, _init, THREE | {"run.seed": "1"})
+    for _seed in ("1", "2", "3"):
+        ROWS[f"{_row}_direction_3ep_seed{_seed}"] = (_src, _init, THREE | {"run.seed": _seed})
 # direction at a fifth of the budget (1 epoch = 100 steps of 16), where 500 steps saturate
 SHORT = {"method.labels": "direction", "optim.epochs": "1", "optim.warmup_epochs": "0.1"}
 for _seed in ("0", "1"):
@@ -128,6 +129,15 @@ def finetune(name: str, source: str, init: str, extra: dict[str, str]) -> dict:
     return row | {"uptime_after": uptime(), "metrics": metrics}
 
 
+def run_row(name: str) -> dict:
+    """Row `name` of ROWS fine-tuned afresh; its results row (with the first logged loss)."""
+    (RUNS / f"{name}.json").unlink(missing_ok=True)
+    shutil.rmtree(RUNS / name, ignore_errors=True)  # a fresh run
+    row = finetune(name, *ROWS[name])
+    log = [json.loads(x) for x in (RUNS / name / "log.jsonl").read_text().splitlines()]
+    return row | {"first_loss": next(r["train/loss"] for r in log if "train/loss" in r)}
+
+
 def render(out: dict) -> str:
     headers = ["row", "pre-trained run", "init", "seed", "labels (chance)", "steps (clips)", "train loss, first / last 20 steps", "top-1", "top-5",
                "test loss", "wall", "load before", "matmul GFLOP/s"]  # fmt: skip
@@ -148,7 +158,7 @@ def render(out: dict) -> str:
         "# Video fine-tuning: MAE-ST pre-trained vs random init (Moving Fashion-MNIST, CPU)\n\n"
         + "; ".join(f"`{c}`" for c in out["commands"])
         + "\n\nEvery row: `visrep eval finetune --ckpt RUN method.init=INIT "
-        f"{' '.join(f'{k}={v}' for k, v in PROTOCOL.items())}` (+ `run.seed=1` for the seed-1 "
+        f"{' '.join(f'{k}={v}' for k, v in PROTOCOL.items())}` (+ `run.seed=N` for the seed-N "
         "rows, `--labels direction` (method.labels=direction) for the direction rows, "
         "`optim.epochs=1 optim.warmup_epochs=0.1` for the `_1ep` rows, `optim.epochs=3 "
         "optim.warmup_epochs=0.3` for the `_3ep` rows); 400 test videos, 2 temporal "
@@ -175,6 +185,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", nargs="*", default=list(ROWS))
     p.add_argument("--rerun", action="store_true", help="run rows already in the JSON again")
+    p.add_argument("--jobs", type=int, default=1, help="rows fine-tuned at once (processes)")
     args = p.parse_args()
     for name in args.rows:
         source = SOURCES[ROWS[name][0]]
@@ -193,18 +204,11 @@ def main() -> None:
            "sources": {k: str(v) for k, v in SOURCES.items()},
            "commands": list(dict.fromkeys([*earlier.get("commands", []), command_line()])),
            "pretrained": earlier.get("pretrained", {}), "rows": ordered()}  # fmt: skip
-    for name in ROWS:
-        if name not in args.rows or (name in results and not args.rerun):
-            continue
-        (RUNS / f"{name}.json").unlink(missing_ok=True)
-        shutil.rmtree(RUNS / name, ignore_errors=True)  # a fresh run
-        source, init, extra = ROWS[name]
-        if source == "mae_st_625" and source not in out["pretrained"]:
-            out["pretrained"][source] = pretrain_625()
-        row = finetune(name, source, init, extra)
-        log = [json.loads(x) for x in (RUNS / name / "log.jsonl").read_text().splitlines()]
-        row["first_loss"] = next(r["train/loss"] for r in log if "train/loss" in r)
-        results[name] = row
+    todo = [n for n in ROWS if n in args.rows and (n not in results or args.rerun)]
+    if any(ROWS[n][0] == "mae_st_625" for n in todo) and "mae_st_625" not in out["pretrained"]:
+        out["pretrained"]["mae_st_625"] = pretrain_625()
+    for row in as_finished(run_row, [(n,) for n in todo], args.jobs):
+        results[row["name"]] = row
         out["rows"] = ordered()  # every row so far: a stopped run loses none
         write_json(out, path)
         (RESULTS / "video_finetune.md").write_text(render(out))
