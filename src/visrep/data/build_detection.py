@@ -10,12 +10,13 @@ is installed, and always scikit-image's test photographs (`skimage.data`: astron
 chelsea, rocket, motorcycle, ...). Source `tuxpaint`: the same with the stamps of the Debian
 package `tuxpaint-stamps-default` (`/usr/share/tuxpaint/stamps/CATEGORY/**/NAME.png`: mostly
 photographs cut out with transparency, some drawings), one category per top-level folder
-that holds at least `min_per_class` usable stamps (12: animals, food, household, plants,
-seasonal, symbols, town, vehicles, ... with the package's 16 folders); a stamp without
-transparent pixels (no cut-out) or that cannot be read is skipped and counted in the report.
-A stamp is cropped to its alpha box and pasted with its aspect ratio (its longer side drawn
-from `scale`). A mask is the pasted object's alpha > 127 minus what later objects cover; an object left
-with under `min_visible` of its own pixels is dropped. Box and area come from the mask.
+that holds at least `min_per_class` usable stamps (12 of the package's 17 folders: animals,
+food, household, plants, seasonal, symbols, town, vehicles, ...: 762 stamps); a stamp
+without transparent pixels (no cut-out) or that cannot be read is skipped and counted in the
+report. A stamp is cropped to its alpha box and pasted with its aspect ratio (its longer
+side drawn from `scale`). A mask is the pasted object's alpha > 127 minus what later objects
+cover; an object left with under `min_visible` of its own pixels is dropped. Box and area
+come from the mask.
 
 Split by source: an emoji (a stamp) is a train object or a val object, never both (the same
 seeded stratified hold-out by category as `build-folder --seed S`, so the folder's val/ emoji
@@ -128,8 +129,9 @@ def compose(
     scale: tuple[float, float], min_visible: float,
 ) -> list[tuple[np.ndarray, int]]:  # fmt: skip
     """Paste `objects` (RGBA or LA: the alpha channel is the object) onto `canvas` (in place)
-    at random sides (the longer side a fraction `scale` of the canvas side) and positions; returns the (mask [H, W] bool, category) of every object
-    that keeps at least `min_visible` of its pixels after later ones cover it."""
+    at random sides (the longer side a fraction `scale` of the canvas side, the aspect ratio
+    kept) and positions; returns the (mask [H, W] bool, category) of every object that keeps
+    at least `min_visible` of its pixels after later ones cover it."""
     size = canvas.width
     placed: list[tuple[np.ndarray, int, int]] = []  # (visible mask, own pixels, category)
     for im, cat in objects:
@@ -257,7 +259,8 @@ def run(args) -> int:
         per_image=(args.min_objects, args.max_objects), seed=args.seed,
         emoji_root=args.emoji_root, tuxpaint_root=args.tuxpaint_root,
     )  # fmt: skip
-    print(json.dumps({k: v for k, v in report.items() if k not in ("train", "val", "val_stamps")} |
+    listed = ("train", "val", "val_stamps")  # the val stamps are in OUT/build_report.json
+    print(json.dumps({k: v for k, v in report.items() if k not in listed} |
                      {s: {"images": report[s]["images"], "instances": report[s]["instances"]}
                       for s in ("train", "val")}, indent=1))  # fmt: skip
     return 0
