@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image
 
 from visrep.data.build_folder import emoji_items, emoji_split
-from visrep.data.caption_shards import EMOJI_ROOT, TUXPAINT_ROOT
+from visrep.data.caption_shards import EMOJI_ROOT, TUXPAINT_ROOT, tuxpaint_dir
 from visrep.data.coco import annotation_file, mask_annotation, write_coco
 from visrep.data.fashion_mnist import CLASSES as FMNIST_CLASSES
 from visrep.data.fashion_mnist import DEFAULT_ROOT as FMNIST_ROOT
@@ -83,9 +83,7 @@ def tuxpaint_items(
     """(category, stamp path under `root`, RGBA cut-out) of every usable Tux Paint stamp, in
     path order, and the counts of what was skipped. A cut-out is cropped to its alpha box and
     shrunk to at most `max_side` px (aspect kept); the category is the top-level folder."""
-    base = Path(root)
-    if not base.is_dir():
-        raise FileNotFoundError(f"{root} is missing: apt-get install -y tuxpaint-stamps-default")
+    base = tuxpaint_dir(root)
     found: list[tuple[str, str, Image.Image]] = []
     skipped = Counter()
     for png in sorted(base.rglob("*.png")):
@@ -136,7 +134,7 @@ def compose(
     placed: list[tuple[np.ndarray, int, int]] = []  # (visible mask, own pixels, category)
     for im, cat in objects:
         side = max(4, int(round(rng.uniform(*scale) * size)))
-        if im.width == im.height:
+        if im.width == im.height:  # one size-2 draw: the sets built before stamps, unchanged
             w = h = side
             x, y = (int(v) for v in rng.integers(0, size - side + 1, size=2))
         else:  # the longer side is `side`, the aspect ratio kept

@@ -53,10 +53,16 @@ EMOJI_ROOT = "emoji-datasource-google-16.0.0.tgz"
 SOURCES = ("tuxpaint", "openclipart", "emoji", "fmnist")
 
 
-def tuxpaint_pairs(root: str, stats: dict) -> Iterator[tuple[str, Image.Image, str]]:
+def tuxpaint_dir(root: str) -> Path:
+    """The Tux Paint stamps folder `root`, or an error that says how to install it."""
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"{root} is missing: apt-get install -y tuxpaint-stamps-default")
+    return base
+
+
+def tuxpaint_pairs(root: str, stats: dict) -> Iterator[tuple[str, Image.Image, str]]:
+    base = tuxpaint_dir(root)
     for txt in sorted(base.rglob("*.txt")):
         png = txt.with_suffix(".png")
         lines = txt.read_text(errors="replace").splitlines()
