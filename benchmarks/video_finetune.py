@@ -19,7 +19,8 @@ cannot predict, at the same budget; the `*_direction_1ep*` rows at a fifth of it
 100 steps, warmup 0.1 epoch), seeds 0 and 1. The `p8_*` rows test MAE-ST's masking-ratio
 claim the paper's way (by fine-tuning), on the direction labels for 3 epochs (300 steps):
 the shipped recipe's encoder (ViT-Tiny/8, 12 blocks, 256 tokens) pre-trained 240 steps at
-90 % and at 75 % masking (`SOURCES`), and its random init, with seeds 0-3.
+90 % and at 75 % masking (`SOURCES`), and its random init, with seeds 0-3; the `p8_*_pseed1`
+rows the same pair pre-trained from seed 1, with fine-tuning seeds 0-3.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
 
@@ -55,7 +56,11 @@ SOURCES = {"mae_st_60": Path("runs/video_methods/mae_st"),
            # mae_st mae_st_mask75 --set backbone.patch_size=8 backbone.depth=12
            # optim.epochs=4 --runs-dir runs/video_mask_ratio_p8
            "mae_st_p8_90": Path("runs/video_mask_ratio_p8/mae_st"),
-           "mae_st_p8_75": Path("runs/video_mask_ratio_p8/mae_st_mask75")}  # fmt: skip
+           "mae_st_p8_75": Path("runs/video_mask_ratio_p8/mae_st_mask75"),
+           # the same pair pre-trained from another seed (`--set ... run.seed=1 --runs-dir
+           # runs/video_mask_ratio_p8_pseed1`): the pre-training noise of the comparison
+           "mae_st_p8_90_pseed1": Path("runs/video_mask_ratio_p8_pseed1/mae_st"),
+           "mae_st_p8_75_pseed1": Path("runs/video_mask_ratio_p8_pseed1/mae_st_mask75")}  # fmt: skip
 PRETRAIN_625 = ["train", "mae_st_mfmnist", "backbone.patch_size=16", "backbone.depth=6",
                 "data.limit=4000", "optim.epochs=5", "optim.batch_size=32",
                 "optim.warmup_epochs=0.5", "run.budget_minutes=0", "run.threads=1",
@@ -85,6 +90,13 @@ for _src, _init, _row in (("mae_st_p8_90", "pretrained", "p8_mask90"),
     ROWS[f"{_row}_direction_3ep"] = (_src, _init, THREE)
     for _seed in ("1", "2", "3"):
         ROWS[f"{_row}_direction_3ep_seed{_seed}"] = (_src, _init, THREE | {"run.seed": _seed})
+# pre-training seed 1 (`_pseed1`), both ratios, fine-tuning seeds 0-3 (a random init is drawn
+# from the fine-tuning seed, so the p8_random rows above already are its baseline)
+for _src, _row in (("mae_st_p8_90_pseed1", "p8_mask90"), ("mae_st_p8_75_pseed1", "p8_mask75")):
+    ROWS[f"{_row}_pseed1_direction_3ep"] = (_src, "pretrained", THREE)
+    for _seed in ("1", "2", "3"):
+        ROWS[f"{_row}_pseed1_direction_3ep_seed{_seed}"] = (_src, "pretrained",
+                                                            THREE | {"run.seed": _seed})  # fmt: skip
 # direction at a fifth of the budget (1 epoch = 100 steps of 16), where 500 steps saturate
 SHORT = {"method.labels": "direction", "optim.epochs": "1", "optim.warmup_epochs": "0.1"}
 for _seed in ("0", "1"):
@@ -170,7 +182,9 @@ def render(out: dict) -> str:
         "runs/video_mask_ratio_p8/mae_st and mae_st_mask75 (benchmarks/video_methods.py --only "
         "mae_st mae_st_mask75 --set backbone.patch_size=8 backbone.depth=12 optim.epochs=4: "
         "ViT-Tiny/8, 12 blocks, 256 tokens, 240 steps of 32 at 90 % / 75 % masking; "
-        "benchmarks/results/video_mask_ratio_p8.md)"
+        "benchmarks/results/video_mask_ratio_p8.md); `mae_st_p8_90_pseed1` / "
+        "`mae_st_p8_75_pseed1` = the same with `run.seed=1` added to --set and --runs-dir "
+        "runs/video_mask_ratio_p8_pseed1 (benchmarks/results/video_mask_ratio_p8_pseed1.md)"
         + "".join(
             f"; `{k}` = `{v['command']}` ({v['train_steps']} steps; video k-NN class "
             f"{v['knn_top1']:.3f} vs {v['init_knn_top1']:.3f} untrained, direction "
