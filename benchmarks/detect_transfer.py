@@ -13,7 +13,8 @@ The set (built here if missing): `visrep.data.build_detection` with source emoji
 val images; val objects are the emoji of the folder's val/ (never seen by the MAE run) on
 val-only photographs. Variants: `mae` (the run's weights), `random` (its initialisation,
 same detector recipe), `random_nold` (its initialisation without layer decay: ViTDet's 0.7
-over 12 blocks leaves a random patch embedding at 1% of the lr), `mae_ft` (the run after
+over 12 blocks leaves a random patch embedding at 1% of the lr), `mae_nold` (the run's
+weights without layer decay), `mae_ft` (the run after
 `visrep eval finetune` on the folder's labels, `--ft-set` its schedule). Writes
 benchmarks/results/detect_transfer.{json,md}: per variant the COCO box and mask AP
 (pycocotools), the command, wall time, a matmul probe and host load.
@@ -120,8 +121,9 @@ def run_variant(variant: str, mae: str, data: str, runs_dir: str, steps: int, de
             run_finetune_cli(mae, [f"run.out_dir={source}", *FINETUNE, *threads_set, *ft_extra],
                              out=str(Path(runs_dir) / "eval_finetune.json"), device=device)  # fmt: skip
     # random_nold: random init without layer decay (0.7 over 12 blocks leaves the random patch
-    # embedding at 1% of the lr, which a from-scratch baseline would not do)
-    nold = ["method.layer_decay=1.0"] if variant == "random_nold" else []
+    # embedding at 1% of the lr, which a from-scratch baseline would not do); mae_nold: the MAE
+    # weights without it, to see whether the decay holds them back
+    nold = ["method.layer_decay=1.0"] if variant.endswith("_nold") else []
     overrides = [*DETECTOR, *threads_set, f"method.init={init}", *nold,
                  f"run.out_dir={runs_dir}/{variant}", *extra]  # fmt: skip
     probe = matmul_gflops()
@@ -148,7 +150,7 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=["mae", "random", "mae_ft"],
-        choices=["mae", "random", "random_nold", "mae_ft"],
+        choices=["mae", "random", "random_nold", "mae_nold", "mae_ft"],
     )
     p.add_argument("--runs-dir", default="runs/detect_transfer")
     p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
