@@ -20,9 +20,16 @@ cannot predict, at the same budget; the `*_direction_1ep*` rows at a fifth of it
 claim the paper's way (by fine-tuning), on the direction labels for 3 epochs (300 steps):
 the shipped recipe's encoder (ViT-Tiny/8, 12 blocks, 256 tokens) pre-trained 240 steps at
 90 % and at 75 % masking (`SOURCES`), and its random init, with seeds 0-3; the `p8_*_pseed1`
-rows the same pair pre-trained from seed 1, with fine-tuning seeds 0-3.
+rows the same pair pre-trained from seed 1, with fine-tuning seeds 0-3. The
+`mae_st_625*_direction_1ep*` rows test the same claim on the 64-token encoder pre-trained 625
+steps, the length at which its pre-training pays off in fine-tuning: 90 % and 75 % masking
+(`_mask75`), pre-training seeds 0 and 1 (`_pseed1`), fine-tuning seeds 0-3 at 100 steps,
+beside random init with the same four seeds; the `mae_st_2500*` rows the same after four
+times the pre-training (`MADE_HERE` trains the eight pre-trainings, 3-15 min each).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
+
+(a NAME may be a shell-style pattern, quoted: `--rows 'mae_st_625*_direction_1ep*'`).
 
 Writes benchmarks/results/video_finetune.{json,md}; the fine-tuning runs go to
 runs/video_finetune/NAME (a row already in the JSON is kept unless --rerun).
@@ -31,6 +38,7 @@ runs/video_finetune/NAME (a row already in the JSON is kept unless --rerun).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -61,10 +69,20 @@ SOURCES = {"mae_st_60": Path("runs/video_methods/mae_st"),
            # runs/video_mask_ratio_p8_pseed1`): the pre-training noise of the comparison
            "mae_st_p8_90_pseed1": Path("runs/video_mask_ratio_p8_pseed1/mae_st"),
            "mae_st_p8_75_pseed1": Path("runs/video_mask_ratio_p8_pseed1/mae_st_mask75")}  # fmt: skip
-PRETRAIN_625 = ["train", "mae_st_mfmnist", "backbone.patch_size=16", "backbone.depth=6",
-                "data.limit=4000", "optim.epochs=5", "optim.batch_size=32",
-                "optim.warmup_epochs=0.5", "run.budget_minutes=0", "run.threads=1",
-                "run.progress=False", f"run.out_dir={SOURCES['mae_st_625']}"]  # fmt: skip
+# pre-trainings this script makes when missing: the 625-step recipe (5 epochs of the 4,000
+# train videos) at 90 %, and, for the masking-ratio claim at the length where this encoder's
+# pre-training pays off in fine-tuning, at 75 % (`_mask75`) and from pre-training seed 1
+# (`_pseed1`: its init and its masks); the same four at four times the length (2,500 steps)
+PRETRAIN = ["mae_st_mfmnist", "backbone.patch_size=16", "backbone.depth=6", "data.limit=4000",
+            "optim.batch_size=32", "run.budget_minutes=0", "run.threads=1",
+            "run.progress=False"]  # fmt: skip
+MADE_HERE: dict[str, list[str]] = {}
+for _steps, _length in (("625", ["optim.epochs=5", "optim.warmup_epochs=0.5"]),
+                        ("2500", ["optim.epochs=20", "optim.warmup_epochs=2"])):  # fmt: skip
+    for _ratio, _r in (("", []), ("_mask75", ["method.mask_ratio=0.75"])):
+        for _pseed, _p in (("", []), ("_pseed1", ["run.seed=1"])):
+            MADE_HERE[f"mae_st_{_steps}{_ratio}{_pseed}"] = [*_length, *_r, *_p]
+SOURCES |= {name: RUNS / f"pretrain_{name}" for name in MADE_HERE}
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
             "run.threads": "1", "run.progress": "False"}  # fmt: skip
@@ -103,22 +121,45 @@ for _seed in ("0", "1"):
     _tag = "" if _seed == "0" else "_seed1"
     ROWS |= {f"mae_st_625_direction_1ep{_tag}": ("mae_st_625", "pretrained", SHORT | {"run.seed": _seed}),
              f"mae_st_direction_1ep{_tag}": ("mae_st_60", "pretrained", SHORT | {"run.seed": _seed}),
-             f"random_init_direction_1ep{_tag}": ("mae_st_60", "random", SHORT | {"run.seed": _seed})}  # fmt: skip
+             # random init: the same backbone as both sources, so either run's config serves
+             f"random_init_direction_1ep{_tag}": ("mae_st_625", "random", SHORT | {"run.seed": _seed})}  # fmt: skip
+# the masking-ratio claim on the 625- and 2,500-step pre-trainings (64 tokens: 6 kept at 90 %,
+# 16 at 75 %), two pre-training seeds x fine-tuning seeds 0-3, beside random init with the
+# same four seeds
+for _seed in ("0", "1", "2", "3"):
+    _tag = "" if _seed == "0" else f"_seed{_seed}"
+    for _src in MADE_HERE:
+        ROWS.setdefault(
+            f"{_src}_direction_1ep{_tag}", (_src, "pretrained", SHORT | {"run.seed": _seed})
+        )
+    ROWS.setdefault(
+        f"random_init_direction_1ep{_tag}", ("mae_st_625", "random", SHORT | {"run.seed": _seed})
+    )
 
 
-def pretrain_625() -> dict:
-    """The 625-step MAE-ST run (PRETRAIN_625), trained unless it holds a checkpoint."""
-    out = SOURCES["mae_st_625"]
-    info = {"command": "visrep " + " ".join(PRETRAIN_625), "run_dir": str(out)}
-    if not (out / "checkpoint.pt").is_file():
-        shutil.rmtree(out, ignore_errors=True)
+def pretrain(name: str) -> dict:
+    """Pre-training `name` of MADE_HERE (PRETRAIN + its overrides), trained unless its run has
+    finished (metrics.json), resumed (`visrep train --resume`) when a stopped one left a
+    checkpoint; its command, timing and frozen video k-NN."""
+    out = SOURCES[name]
+    args = ["train", *PRETRAIN, *MADE_HERE[name], f"run.out_dir={out}"]
+    info = {"name": name, "command": "visrep " + " ".join(args), "run_dir": str(out)}
+    if not (out / "metrics.json").is_file():
+        if (out / "checkpoint.pt").is_file():
+            args = ["train", "--resume", str(out)]
+            info["resumed"] = json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"]
+        else:
+            shutil.rmtree(out, ignore_errors=True)
         info |= {"uptime_before": uptime(), "matmul_gflops_before": round(matmul_gflops(), 1)}
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "visrep.cli", *PRETRAIN_625], check=True)
+        subprocess.run([sys.executable, "-m", "visrep.cli", *args], check=True)
         info |= {"wall_s": round(time.perf_counter() - t0, 1), "uptime_after": uptime()}
     metrics = json.loads((out / "metrics.json").read_text())
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["train/loss"] for r in log if "train/loss" in r]
     return info | {k: metrics[k] for k in ("train_steps", "knn_top1", "init_knn_top1",
-                                           "knn_direction_top1", "init_knn_direction_top1")}  # fmt: skip
+                                           "knn_direction_top1", "init_knn_direction_top1")} | {
+        "loss_first_last": [losses[0], losses[-1]]}  # fmt: skip
 
 
 def finetune(name: str, source: str, init: str, extra: dict[str, str]) -> dict:
@@ -148,6 +189,61 @@ def run_row(name: str) -> dict:
     row = finetune(name, *ROWS[name])
     log = [json.loads(x) for x in (RUNS / name / "log.jsonl").read_text().splitlines()]
     return row | {"first_loss": next(r["train/loss"] for r in log if "train/loss" in r)}
+
+
+def ratio_summary(out: dict) -> str:
+    """The masking-ratio rows (`mae_st_{625,2500}*_direction_1ep*` and random init at the same
+    fine-tuning seeds): top-1 by fine-tuning seed and its mean per start, then per pre-training
+    length 90 % minus 75 % and 90 % minus random init, paired by pre-training and fine-tuning
+    seed (mean, standard error, pairs ahead)."""
+    top1: dict[str, dict[int, float]] = {}  # start -> fine-tuning seed -> top-1
+    for r in out["rows"]:
+        if "_direction_1ep" not in r["name"]:
+            continue
+        if r["init"] == "random" and r["name"].startswith("random_init"):
+            start = "random init"
+        elif r["init"] == "pretrained" and r.get("source") in MADE_HERE:
+            start = r["source"]
+        else:
+            continue
+        top1.setdefault(start, {})[r.get("seed", 0)] = r["metrics"]["finetune_top1"]
+    if not top1:
+        return ""
+    seeds = sorted({k for v in top1.values() for k in v})
+    top1 = {k: top1[k] for k in [*MADE_HERE, "random init"] if k in top1}
+    rows = [[f"`{start}`", *(f"{v[k]:.3f}" if k in v else "" for k in seeds),
+             f"**{sum(v.values()) / len(v):.3f}**"] for start, v in top1.items()]  # fmt: skip
+
+    def paired(a: list[str], b: list[str]) -> str:  # a minus b, paired by (pre-seed, seed)
+        d = [top1[x][k] - top1[y][k] for x, y in zip(a, b, strict=True)
+             if x in top1 and y in top1 for k in seeds if k in top1[x] and k in top1[y]]  # fmt: skip
+        if len(d) < 2:
+            return ""
+        mean = sum(d) / len(d)
+        se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+        return f"{mean:+.3f} (SE {se:.3f}, {sum(x > 0 for x in d)} of {len(d)} ahead)"
+
+    diffs = []
+    for steps in ("625", "2500"):
+        n90 = [f"mae_st_{steps}", f"mae_st_{steps}_pseed1"]
+        n75 = [f"mae_st_{steps}_mask75", f"mae_st_{steps}_mask75_pseed1"]
+        row = [paired(n90, n75), paired(n90, ["random init"] * 2), paired(n75, ["random init"] * 2)]
+        if any(row):
+            diffs.append([steps, *row])
+    return (
+        "\n\n## Masking ratio on 64 tokens: direction top-1 after 100 fine-tuning steps\n\n"
+        + md_table(["start", *(f"seed {k}" for k in seeds), "mean"], rows)
+        + "\n\nPaired by pre-training seed and fine-tuning seed:\n\n"
+        + md_table(
+            [
+                "pre-training steps",
+                "90 % minus 75 %",
+                "90 % minus random init",
+                "75 % minus random init",
+            ],
+            diffs,
+        )  # fmt: skip
+    )
 
 
 def render(out: dict) -> str:
@@ -191,21 +287,21 @@ def render(out: dict) -> str:
             f"{v['knn_direction_top1']:.3f} vs {v['init_knn_direction_top1']:.3f})"
             for k, v in out.get("pretrained", {}).items()
         )  # fmt: skip
+        + ratio_summary(out)
         + "\n\nHost shared (2 cores, other 1-thread jobs running): load and matmul probe per row.\n"
     )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", nargs="*", default=list(ROWS))
+    p.add_argument("--rows", nargs="*", default=["*"], help="row names or patterns (fnmatch)")
     p.add_argument("--rerun", action="store_true", help="run rows already in the JSON again")
     p.add_argument("--jobs", type=int, default=1, help="rows fine-tuned at once (processes)")
     args = p.parse_args()
-    for name in args.rows:
-        source = SOURCES[ROWS[name][0]]
-        if source != SOURCES["mae_st_625"] and not (source / "checkpoint.pt").is_file():
-            raise SystemExit(f"{source} holds no run: train it first with "
-                             "benchmarks/video_methods.py (see SOURCES)")  # fmt: skip
+    for pattern in args.rows:
+        if not fnmatch.filter(ROWS, pattern):
+            raise SystemExit(f"no row matches {pattern!r}; rows: {' '.join(ROWS)}")
+    args.rows = [n for n in ROWS if any(fnmatch.fnmatchcase(n, x) for x in args.rows)]
     path = RESULTS / "video_finetune.json"
     earlier = json.loads(path.read_text()) if path.exists() else {}
     results = {r["name"]: r for r in earlier.get("rows", [])}  # name -> row, new ones added
@@ -219,8 +315,16 @@ def main() -> None:
            "commands": list(dict.fromkeys([*earlier.get("commands", []), command_line()])),
            "pretrained": earlier.get("pretrained", {}), "rows": ordered()}  # fmt: skip
     todo = [n for n in ROWS if n in args.rows and (n not in results or args.rerun)]
-    if any(ROWS[n][0] == "mae_st_625" for n in todo) and "mae_st_625" not in out["pretrained"]:
-        out["pretrained"]["mae_st_625"] = pretrain_625()
+    for name in todo:
+        source = SOURCES[ROWS[name][0]]
+        if ROWS[name][0] not in MADE_HERE and not (source / "checkpoint.pt").is_file():
+            raise SystemExit(f"{source} holds no run: train it first with "
+                             "benchmarks/video_methods.py (see SOURCES)")  # fmt: skip
+    made = dict.fromkeys(ROWS[n][0] for n in todo if ROWS[n][0] in MADE_HERE)
+    need = [n for n in made if n not in out["pretrained"] or not (SOURCES[n] / "metrics.json").is_file()]  # fmt: skip
+    for info in as_finished(pretrain, [(n,) for n in need], args.jobs):
+        out["pretrained"][info["name"]] = info
+        write_json(out, path)
     for row in as_finished(run_row, [(n,) for n in todo], args.jobs):
         results[row["name"]] = row
         out["rows"] = ordered()  # every row so far: a stopped run loses none
