@@ -191,6 +191,10 @@ def run_row(name: str) -> dict:
     return row | {"first_loss": next(r["train/loss"] for r in log if "train/loss" in r)}
 
 
+DIFF_HEADERS = ["pre-training steps", "90 % minus 75 %", "90 % minus random init",
+                "75 % minus random init"]  # fmt: skip
+
+
 def ratio_summary(out: dict) -> str:
     """The masking-ratio rows (`mae_st_{625,2500}*_direction_1ep*` and random init at the same
     fine-tuning seeds): top-1 by fine-tuning seed and its mean per start, then per pre-training
@@ -234,15 +238,7 @@ def ratio_summary(out: dict) -> str:
         "\n\n## Masking ratio on 64 tokens: direction top-1 after 100 fine-tuning steps\n\n"
         + md_table(["start", *(f"seed {k}" for k in seeds), "mean"], rows)
         + "\n\nPaired by pre-training seed and fine-tuning seed:\n\n"
-        + md_table(
-            [
-                "pre-training steps",
-                "90 % minus 75 %",
-                "90 % minus random init",
-                "75 % minus random init",
-            ],
-            diffs,
-        )  # fmt: skip
+        + md_table(DIFF_HEADERS, diffs)
     )
 
 
