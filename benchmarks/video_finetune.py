@@ -76,9 +76,10 @@ SOURCES = {"mae_st_60": Path("runs/video_methods/mae_st"),
 PRETRAIN = ["mae_st_mfmnist", "backbone.patch_size=16", "backbone.depth=6", "data.limit=4000",
             "optim.batch_size=32", "run.budget_minutes=0", "run.threads=1",
             "run.progress=False"]  # fmt: skip
+LENGTHS = {"625": ["optim.epochs=5", "optim.warmup_epochs=0.5"],
+           "2500": ["optim.epochs=20", "optim.warmup_epochs=2"]}  # fmt: skip
 MADE_HERE: dict[str, list[str]] = {}
-for _steps, _length in (("625", ["optim.epochs=5", "optim.warmup_epochs=0.5"]),
-                        ("2500", ["optim.epochs=20", "optim.warmup_epochs=2"])):  # fmt: skip
+for _steps, _length in LENGTHS.items():
     for _ratio, _r in (("", []), ("_mask75", ["method.mask_ratio=0.75"])):
         for _pseed, _p in (("", []), ("_pseed1", ["run.seed=1"])):
             MADE_HERE[f"mae_st_{_steps}{_ratio}{_pseed}"] = [*_length, *_r, *_p]
@@ -228,7 +229,7 @@ def ratio_summary(out: dict) -> str:
         return f"{mean:+.3f} (SE {se:.3f}, {sum(x > 0 for x in d)} of {len(d)} ahead)"
 
     diffs = []
-    for steps in ("625", "2500"):
+    for steps in LENGTHS:
         n90 = [f"mae_st_{steps}", f"mae_st_{steps}_pseed1"]
         n75 = [f"mae_st_{steps}_mask75", f"mae_st_{steps}_mask75_pseed1"]
         row = [paired(n90, n75), paired(n90, ["random init"] * 2), paired(n75, ["random init"] * 2)]
