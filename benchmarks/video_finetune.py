@@ -53,11 +53,9 @@ from own_colour import matmul_gflops  # noqa: E402
 
 RESULTS = HERE / "results"
 RUNS = Path("runs/video_finetune")
-# pre-trained runs: the side-by-side table's 60-step MAE-ST, and the same encoder and recipe
-# pre-trained ten times longer (625 steps of 32 = 5 epochs of the 4,000 train videos), made
-# here when missing
+# pre-trained runs: the side-by-side table's 60-step MAE-ST, the 256-token pairs below, and
+# (added after MADE_HERE) the runs this script pre-trains itself
 SOURCES = {"mae_st_60": Path("runs/video_methods/mae_st"),
-           "mae_st_625": RUNS / "pretrain_mae_st_625",
            # MAE-ST's masking-ratio claim (Feichtenhofer et al. 2022, Fig. 2: 90 % beats 75 %
            # after fine-tuning) on the shipped recipe's tokens (ViT-Tiny/8, 12 blocks, 256
            # tokens), 240 pre-training steps of 32 each: benchmarks/video_methods.py --only
