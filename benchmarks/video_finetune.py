@@ -25,7 +25,14 @@ rows the same pair pre-trained from seed 1, with fine-tuning seeds 0-3. The
 steps, the length at which its pre-training pays off in fine-tuning: 90 % and 75 % masking
 (`_mask75`), pre-training seeds 0 and 1 (`_pseed1`), fine-tuning seeds 0-3 at 100 steps,
 beside random init with the same four seeds; the `mae_st_2500*` rows the same after four
-times the pre-training (`MADE_HERE` trains the eight pre-trainings, 3-15 min each).
+times the pre-training. The side-by-side rows (`SIDE_BY_SIDE`) fine-tune every video method
+pre-trained on the same encoder for the same 625 steps (MAE-ST at 90 %, ρBYOL, ρMoCo,
+ρSimCLR and ρSwAV at ρ = 2, video MaskFeat: their `*_mfmnist` recipes, `OTHERS`) from
+pre-training seeds 0 and 1, on the direction labels (`*_direction_1ep*`) and on the class
+labels (`*_class_1ep*`, 100 steps too), fine-tuning seeds 0-3, beside random init on each;
+`maskfeat_video_625_direction` gives video MaskFeat 500 direction steps, and
+`*_direction_3ep_seed{0..3}` 300 beside random init (`MADE_HERE` trains the eighteen
+pre-trainings, 3-30 min each).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
 
@@ -70,17 +77,26 @@ SOURCES = {"mae_st_60": Path("runs/video_methods/mae_st"),
 # pre-trainings this script makes when missing: the 625-step recipe (5 epochs of the 4,000
 # train videos) at 90 %, and, for the masking-ratio claim at the length where this encoder's
 # pre-training pays off in fine-tuning, at 75 % (`_mask75`) and from pre-training seed 1
-# (`_pseed1`: its init and its masks); the same four at four times the length (2,500 steps)
-PRETRAIN = ["mae_st_mfmnist", "backbone.patch_size=16", "backbone.depth=6", "data.limit=4000",
+# (`_pseed1`: its init and its masks); the same four at four times the length (2,500 steps);
+# and every other video method on the same encoder at the same 625 steps (name -> recipe,
+# overrides; the ρ recipes at ρ = 2 already have this encoder)
+PRETRAIN = ["backbone.patch_size=16", "backbone.depth=6", "data.limit=4000",
             "optim.batch_size=32", "run.budget_minutes=0", "run.threads=1",
             "run.progress=False"]  # fmt: skip
 LENGTHS = {"625": ["optim.epochs=5", "optim.warmup_epochs=0.5"],
            "2500": ["optim.epochs=20", "optim.warmup_epochs=2"]}  # fmt: skip
-MADE_HERE: dict[str, list[str]] = {}
+MADE_HERE: dict[str, tuple[str, list[str]]] = {}
 for _steps, _length in LENGTHS.items():
     for _ratio, _r in (("", []), ("_mask75", ["method.mask_ratio=0.75"])):
         for _pseed, _p in (("", []), ("_pseed1", ["run.seed=1"])):
-            MADE_HERE[f"mae_st_{_steps}{_ratio}{_pseed}"] = [*_length, *_r, *_p]
+            MADE_HERE[f"mae_st_{_steps}{_ratio}{_pseed}"] = ("mae_st_mfmnist", [*_length, *_r, *_p])
+# MaskFeat's 2 x 2-unit boxes do not fit a 4 x 4 token grid: 1-token units, 8-px HOG cells
+# (as benchmarks/video_methods.py)
+OTHERS = {"rho_byol": [], "rho_moco": [], "rho_simclr": [], "rho_swav": [],
+          "maskfeat_video": ["method.cell_size=8", "method.mask_unit=1"]}  # fmt: skip
+for _pseed, _p in (("", []), ("_pseed1", ["run.seed=1"])):
+    for _method, _o in OTHERS.items():
+        MADE_HERE[f"{_method}_625{_pseed}"] = (f"{_method}_mfmnist", [*LENGTHS["625"], *_o, *_p])
 SOURCES |= {name: RUNS / f"pretrain_{name}" for name in MADE_HERE}
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
@@ -124,7 +140,10 @@ for _seed in ("0", "1"):
              f"random_init_direction_1ep{_tag}": ("mae_st_625", "random", SHORT | {"run.seed": _seed})}  # fmt: skip
 # the masking-ratio claim on the 625- and 2,500-step pre-trainings (64 tokens: 6 kept at 90 %,
 # 16 at 75 %), two pre-training seeds x fine-tuning seeds 0-3, beside random init with the
-# same four seeds
+# same four seeds; every video method after 625 steps the same way, and (`_class_1ep`) on
+# the class labels at the same 100 steps
+CLASS_SHORT = {k: v for k, v in SHORT.items() if k != "method.labels"}
+SIDE_BY_SIDE = [f"{m}_625{p}" for p in ("", "_pseed1") for m in ("mae_st", *OTHERS)]
 for _seed in ("0", "1", "2", "3"):
     _tag = "" if _seed == "0" else f"_seed{_seed}"
     for _src in MADE_HERE:
@@ -134,6 +153,15 @@ for _seed in ("0", "1", "2", "3"):
     ROWS.setdefault(
         f"random_init_direction_1ep{_tag}", ("mae_st_625", "random", SHORT | {"run.seed": _seed})
     )
+    for _src, _init in [*((x, "pretrained") for x in SIDE_BY_SIDE), ("mae_st_625", "random")]:
+        _row = _src if _init == "pretrained" else "random_init"
+        ROWS[f"{_row}_class_1ep{_tag}"] = (_src, _init, CLASS_SHORT | {"run.seed": _seed})
+# video MaskFeat stays at chance after 100 direction steps: at 500 (where every other start
+# saturates) and at 300 beside random init (seeds 0-3) it shows whether it is only slower
+ROWS["maskfeat_video_625_direction"] = ("maskfeat_video_625", "pretrained", {"method.labels": "direction"})  # fmt: skip
+for _seed in ("0", "1", "2", "3"):
+    for _row, _init in (("maskfeat_video_625", "pretrained"), ("random_init", "random")):
+        ROWS[f"{_row}_direction_3ep_seed{_seed}"] = ("maskfeat_video_625", _init, THREE | {"run.seed": _seed})  # fmt: skip
 
 
 def pretrain(name: str) -> dict:
@@ -141,7 +169,8 @@ def pretrain(name: str) -> dict:
     finished (metrics.json), resumed (`visrep train --resume`) when a stopped one left a
     checkpoint; its command, timing and frozen video k-NN."""
     out = SOURCES[name]
-    args = ["train", *PRETRAIN, *MADE_HERE[name], f"run.out_dir={out}"]
+    recipe, overrides = MADE_HERE[name]
+    args = ["train", recipe, *PRETRAIN, *overrides, f"run.out_dir={out}"]
     info = {"name": name, "command": "visrep " + " ".join(args), "run_dir": str(out)}
     if not (out / "metrics.json").is_file():
         if (out / "checkpoint.pt").is_file():
@@ -190,6 +219,43 @@ def run_row(name: str) -> dict:
     return row | {"first_loss": next(r["train/loss"] for r in log if "train/loss" in r)}
 
 
+def seed_top1(out: dict, family: str, starts: list[str]) -> dict[str, dict[int, float]]:
+    """Top-1 of the 100-step rows on `family` ("direction" / "class") by start and fine-tuning
+    seed: the pre-trained rows of each source in `starts`, and random init ("random init")."""
+    top1: dict[str, dict[int, float]] = {}
+    for r in out["rows"]:
+        if f"_{family}_1ep" not in r["name"]:
+            continue
+        if r["init"] == "random" and r["name"].startswith("random_init"):
+            start = "random init"
+        elif r["init"] == "pretrained" and r.get("source") in starts:
+            start = r["source"]
+        else:
+            continue
+        top1.setdefault(start, {})[r.get("seed", 0)] = r["metrics"]["finetune_top1"]
+    return {k: top1[k] for k in [*starts, "random init"] if k in top1}
+
+
+def paired(top1: dict[str, dict[int, float]], a: list[str], b: list[str]) -> str:
+    """Mean of top-1 `a[i]` minus `b[i]` paired by fine-tuning seed over i, its standard
+    error and how many pairs `a` leads ("" under two pairs)."""
+    d = [top1[x][k] - top1[y][k] for x, y in zip(a, b, strict=True)
+         if x in top1 and y in top1 for k in top1[x] if k in top1[y]]  # fmt: skip
+    if len(d) < 2:
+        return ""
+    mean = sum(d) / len(d)
+    se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+    return f"{mean:+.3f} (SE {se:.3f}, {sum(x > 0 for x in d)} of {len(d)} ahead)"
+
+
+def seed_table(top1: dict[str, dict[int, float]]) -> str:
+    """Top-1 by start (rows) and fine-tuning seed (columns), and the mean."""
+    seeds = sorted({k for v in top1.values() for k in v})
+    rows = [[f"`{start}`", *(f"{v[k]:.3f}" if k in v else "" for k in seeds),
+             f"**{sum(v.values()) / len(v):.3f}**"] for start, v in top1.items()]  # fmt: skip
+    return md_table(["start", *(f"seed {k}" for k in seeds), "mean"], rows)
+
+
 DIFF_HEADERS = ["pre-training steps", "90 % minus 75 %", "90 % minus random init",
                 "75 % minus random init"]  # fmt: skip
 
@@ -199,45 +265,52 @@ def ratio_summary(out: dict) -> str:
     fine-tuning seeds): top-1 by fine-tuning seed and its mean per start, then per pre-training
     length 90 % minus 75 % and 90 % minus random init, paired by pre-training and fine-tuning
     seed (mean, standard error, pairs ahead)."""
-    top1: dict[str, dict[int, float]] = {}  # start -> fine-tuning seed -> top-1
-    for r in out["rows"]:
-        if "_direction_1ep" not in r["name"]:
-            continue
-        if r["init"] == "random" and r["name"].startswith("random_init"):
-            start = "random init"
-        elif r["init"] == "pretrained" and r.get("source") in MADE_HERE:
-            start = r["source"]
-        else:
-            continue
-        top1.setdefault(start, {})[r.get("seed", 0)] = r["metrics"]["finetune_top1"]
+    top1 = seed_top1(out, "direction", [n for n in MADE_HERE if n.startswith("mae_st_")])
     if not top1:
         return ""
-    seeds = sorted({k for v in top1.values() for k in v})
-    top1 = {k: top1[k] for k in [*MADE_HERE, "random init"] if k in top1}
-    rows = [[f"`{start}`", *(f"{v[k]:.3f}" if k in v else "" for k in seeds),
-             f"**{sum(v.values()) / len(v):.3f}**"] for start, v in top1.items()]  # fmt: skip
-
-    def paired(a: list[str], b: list[str]) -> str:  # a minus b, paired by (pre-seed, seed)
-        d = [top1[x][k] - top1[y][k] for x, y in zip(a, b, strict=True)
-             if x in top1 and y in top1 for k in seeds if k in top1[x] and k in top1[y]]  # fmt: skip
-        if len(d) < 2:
-            return ""
-        mean = sum(d) / len(d)
-        se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
-        return f"{mean:+.3f} (SE {se:.3f}, {sum(x > 0 for x in d)} of {len(d)} ahead)"
-
     diffs = []
     for steps in LENGTHS:
         n90 = [f"mae_st_{steps}", f"mae_st_{steps}_pseed1"]
         n75 = [f"mae_st_{steps}_mask75", f"mae_st_{steps}_mask75_pseed1"]
-        row = [paired(n90, n75), paired(n90, ["random init"] * 2), paired(n75, ["random init"] * 2)]
+        rnd = ["random init"] * 2
+        row = [paired(top1, n90, n75), paired(top1, n90, rnd), paired(top1, n75, rnd)]
         if any(row):
             diffs.append([steps, *row])
     return (
         "\n\n## Masking ratio on 64 tokens: direction top-1 after 100 fine-tuning steps\n\n"
-        + md_table(["start", *(f"seed {k}" for k in seeds), "mean"], rows)
+        + seed_table(top1)
         + "\n\nPaired by pre-training seed and fine-tuning seed:\n\n"
         + md_table(DIFF_HEADERS, diffs)
+    )
+
+
+def methods_summary(out: dict) -> str:
+    """Every video method after 625 pre-training steps (SIDE_BY_SIDE: pre-training seeds 0 and
+    1) vs random init, both label families, 100 fine-tuning steps: top-1 by start and
+    fine-tuning seed, then per method the mean from each pre-training seed and its lead over
+    random init paired by fine-tuning seed (both pre-training seeds pooled)."""
+    tables, cells = [], {}
+    for family in ("direction", "class"):
+        top1 = seed_top1(out, family, SIDE_BY_SIDE)
+        if not top1:
+            continue
+        tables.append(f"\n\n{family} labels:\n\n" + seed_table(top1))
+        for method in ("mae_st", *OTHERS, "random init"):
+            starts = ["random init"] if method == "random init" else [
+                f"{method}_625{p}" for p in ("", "_pseed1")]  # fmt: skip
+            means = [f"{sum(top1[x].values()) / len(top1[x]):.3f}" for x in starts if x in top1]
+            lead = "" if method == "random init" else paired(top1, starts, ["random init"] * 2)
+            cells.setdefault(method, {})[family] = (" / ".join(means), lead)
+    if not cells:
+        return ""
+    rows = [[f"`{m}`", *(x for f in ("direction", "class") for x in v.get(f, ("", "")))]
+            for m, v in cells.items()]  # fmt: skip
+    headers = ["method", "direction mean (pre-training seed 0 / 1)", "minus random init",
+               "class mean (pre-training seed 0 / 1)", "minus random init"]  # fmt: skip
+    return (
+        "\n\n## Every video method after 625 pre-training steps vs random init: top-1 after "
+        "100 fine-tuning steps" + "".join(tables) + "\n\nMeans, and leads over random init "
+        "paired by fine-tuning seed (both pre-training seeds pooled):\n\n" + md_table(headers, rows)
     )
 
 
@@ -258,7 +331,7 @@ def render(out: dict) -> str:
                      r["uptime_before"].rsplit("load average:", 1)[-1].split(",")[0].strip(),
                      r["matmul_gflops_before"]])  # fmt: skip
     return (
-        "# Video fine-tuning: MAE-ST pre-trained vs random init (Moving Fashion-MNIST, CPU)\n\n"
+        "# Video fine-tuning: pre-trained vs random init (Moving Fashion-MNIST, CPU)\n\n"
         + "; ".join(f"`{c}`" for c in out["commands"])
         + "\n\nEvery row: `visrep eval finetune --ckpt RUN method.init=INIT "
         f"{' '.join(f'{k}={v}' for k, v in PROTOCOL.items())}` (+ `run.seed=N` for the seed-N "
@@ -283,6 +356,7 @@ def render(out: dict) -> str:
             for k, v in out.get("pretrained", {}).items()
         )  # fmt: skip
         + ratio_summary(out)
+        + methods_summary(out)
         + "\n\nHost shared (2 cores, other 1-thread jobs running): load and matmul probe per row.\n"
     )
 
