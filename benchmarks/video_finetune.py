@@ -28,10 +28,11 @@ beside random init with the same four seeds; the `mae_st_2500*` rows the same af
 times the pre-training. The side-by-side rows (`SIDE_BY_SIDE`) fine-tune every video method
 pre-trained on the same encoder for the same 625 steps (MAE-ST at 90 %, ρBYOL, ρMoCo,
 ρSimCLR and ρSwAV at ρ = 2, video MaskFeat: their `*_mfmnist` recipes, `OTHERS`) from
-pre-training seeds 0 and 1, on the direction labels (`*_direction_1ep*`) and on the class
-labels (`*_class_1ep*`, 100 steps too), fine-tuning seeds 0-3, beside random init on each;
+pre-training seeds 0 and 1 (and 2 for ρBYOL and ρMoCo: `PSEEDS`), on the direction labels
+(`*_direction_1ep*`) and on the class labels (`*_class_1ep*`, 100 steps too), fine-tuning
+seeds 0-3, beside random init on each;
 `maskfeat_video_625_direction` gives video MaskFeat 500 direction steps, and
-`*_direction_3ep_seed{0..3}` 300 beside random init (`MADE_HERE` trains the eighteen
+`*_direction_3ep_seed{0..3}` 300 beside random init (`MADE_HERE` trains the twenty
 pre-trainings, 3-30 min each).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
@@ -94,9 +95,11 @@ for _steps, _length in LENGTHS.items():
 # (as benchmarks/video_methods.py)
 OTHERS = {"rho_byol": [], "rho_moco": [], "rho_simclr": [], "rho_swav": [],
           "maskfeat_video": ["method.cell_size=8", "method.mask_unit=1"]}  # fmt: skip
-for _pseed, _p in (("", []), ("_pseed1", ["run.seed=1"])):
+PSEEDS = {"": [], "_pseed1": ["run.seed=1"], "_pseed2": ["run.seed=2"]}
+for _pseed, _p in PSEEDS.items():
     for _method, _o in OTHERS.items():
-        MADE_HERE[f"{_method}_625{_pseed}"] = (f"{_method}_mfmnist", [*LENGTHS["625"], *_o, *_p])
+        if _pseed != "_pseed2" or _method in ("rho_byol", "rho_moco"):  # the seed-dependent two
+            MADE_HERE[f"{_method}_625{_pseed}"] = (f"{_method}_mfmnist", [*LENGTHS["625"], *_o, *_p])  # fmt: skip
 SOURCES |= {name: RUNS / f"pretrain_{name}" for name in MADE_HERE}
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
@@ -143,7 +146,9 @@ for _seed in ("0", "1"):
 # same four seeds; every video method after 625 steps the same way, and (`_class_1ep`) on
 # the class labels at the same 100 steps
 CLASS_SHORT = {k: v for k, v in SHORT.items() if k != "method.labels"}
-SIDE_BY_SIDE = [f"{m}_625{p}" for p in ("", "_pseed1") for m in ("mae_st", *OTHERS)]
+SIDE_BY_SIDE = [
+    f"{m}_625{p}" for p in PSEEDS for m in ("mae_st", *OTHERS) if f"{m}_625{p}" in MADE_HERE
+]
 for _seed in ("0", "1", "2", "3"):
     _tag = "" if _seed == "0" else f"_seed{_seed}"
     for _src in MADE_HERE:
@@ -286,9 +291,9 @@ def ratio_summary(out: dict) -> str:
 
 def methods_summary(out: dict) -> str:
     """Every video method after 625 pre-training steps (SIDE_BY_SIDE: pre-training seeds 0 and
-    1) vs random init, both label families, 100 fine-tuning steps: top-1 by start and
+    1, and 2 for ρBYOL and ρMoCo) vs random init, both label families, 100 fine-tuning steps: top-1 by start and
     fine-tuning seed, then per method the mean from each pre-training seed and its lead over
-    random init paired by fine-tuning seed (both pre-training seeds pooled)."""
+    random init paired by fine-tuning seed (the pre-training seeds pooled)."""
     tables, cells = [], {}
     for family in ("direction", "class"):
         top1 = seed_top1(out, family, SIDE_BY_SIDE)
@@ -297,20 +302,24 @@ def methods_summary(out: dict) -> str:
         tables.append(f"\n\n{family} labels:\n\n" + seed_table(top1))
         for method in ("mae_st", *OTHERS, "random init"):
             starts = ["random init"] if method == "random init" else [
-                f"{method}_625{p}" for p in ("", "_pseed1")]  # fmt: skip
+                f"{method}_625{p}" for p in PSEEDS if f"{method}_625{p}" in top1]  # fmt: skip
             means = [f"{sum(top1[x].values()) / len(top1[x]):.3f}" for x in starts if x in top1]
-            lead = "" if method == "random init" else paired(top1, starts, ["random init"] * 2)
+            lead = (
+                ""
+                if method == "random init"
+                else paired(top1, starts, ["random init"] * len(starts))
+            )
             cells.setdefault(method, {})[family] = (" / ".join(means), lead)
     if not cells:
         return ""
     rows = [[f"`{m}`", *(x for f in ("direction", "class") for x in v.get(f, ("", "")))]
             for m, v in cells.items()]  # fmt: skip
-    headers = ["method", "direction mean (pre-training seed 0 / 1)", "minus random init",
-               "class mean (pre-training seed 0 / 1)", "minus random init"]  # fmt: skip
+    headers = ["method", "direction mean by pre-training seed", "minus random init",
+               "class mean by pre-training seed", "minus random init"]  # fmt: skip
     return (
         "\n\n## Every video method after 625 pre-training steps vs random init: top-1 after "
         "100 fine-tuning steps" + "".join(tables) + "\n\nMeans, and leads over random init "
-        "paired by fine-tuning seed (both pre-training seeds pooled):\n\n" + md_table(headers, rows)
+        "paired by fine-tuning seed (the pre-training seeds pooled):\n\n" + md_table(headers, rows)
     )
 
 
