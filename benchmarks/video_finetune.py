@@ -86,16 +86,18 @@ PRETRAIN = ["backbone.patch_size=16", "backbone.depth=6", "data.limit=4000",
             "run.progress=False"]  # fmt: skip
 LENGTHS = {"625": ["optim.epochs=5", "optim.warmup_epochs=0.5"],
            "2500": ["optim.epochs=20", "optim.warmup_epochs=2"]}  # fmt: skip
+# pre-training seeds by name suffix (seed 2 only for the ρBYOL / ρMoCo runs below)
+PSEEDS = {"": [], "_pseed1": ["run.seed=1"], "_pseed2": ["run.seed=2"]}
 MADE_HERE: dict[str, tuple[str, list[str]]] = {}
 for _steps, _length in LENGTHS.items():
     for _ratio, _r in (("", []), ("_mask75", ["method.mask_ratio=0.75"])):
-        for _pseed, _p in (("", []), ("_pseed1", ["run.seed=1"])):
+        for _pseed in ("", "_pseed1"):
+            _p = PSEEDS[_pseed]
             MADE_HERE[f"mae_st_{_steps}{_ratio}{_pseed}"] = ("mae_st_mfmnist", [*_length, *_r, *_p])
 # MaskFeat's 2 x 2-unit boxes do not fit a 4 x 4 token grid: 1-token units, 8-px HOG cells
 # (as benchmarks/video_methods.py)
 OTHERS = {"rho_byol": [], "rho_moco": [], "rho_simclr": [], "rho_swav": [],
           "maskfeat_video": ["method.cell_size=8", "method.mask_unit=1"]}  # fmt: skip
-PSEEDS = {"": [], "_pseed1": ["run.seed=1"], "_pseed2": ["run.seed=2"]}
 for _pseed, _p in PSEEDS.items():
     for _method, _o in OTHERS.items():
         if _pseed != "_pseed2" or _method in ("rho_byol", "rho_moco"):  # the seed-dependent two
