@@ -7,8 +7,8 @@ The protocol is MAE's fine-tuning recipe (He et al. 2022, facebookresearch/mae
 shrunk to a CPU: `visrep eval finetune` for **40 steps of batch 64** = one epoch over the
 first 2,560 Fashion-MNIST train images (warmup 0.1 epoch, so the cosine completes),
 blr 1e-2, layer decay 0.75, one thread; top-1 on the first 2,000 test images. Each row
-varies one thing: the init (`method.init=pretrained` or `random`: the same architecture at
-its pre-training init), the blr (1e-3, the recipe's default), layer decay (1.0 = off) or
+varies one thing: the init (`method.init=pretrained` or `random`: the same architecture,
+untrained), the blr (1e-3, the recipe's default), layer decay (1.0 = off) or
 the number of images (15,000 = 234 steps).
 
 Pre-trained runs:

@@ -286,7 +286,7 @@ class SupervisedConfig:
     to pay off); `visrep.finetune.PRESETS` hold the papers'."""
 
     source: str = ""  # run or exported-backbone folder to start from ("" = the run's backbone)
-    init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
+    init: str = "pretrained"  # "pretrained" or "random" (same architecture, untrained)
     num_classes: int = 0  # 0: `visrep eval finetune` counts the eval dataset's classes
     layer_decay: float = 0.75  # 1.0 = off
     # ConvNeXt ids (ConvNeXt-V2 `optim_factory.py`): single | group | auto (group when the
@@ -379,7 +379,7 @@ class DetectConfig:
     decay 0.7, 256-channel pyramid)."""
 
     source: str = ""  # run or exported-backbone folder whose backbone is fine-tuned
-    init: str = "pretrained"  # "pretrained" or "random" (same architecture, pre-training init)
+    init: str = "pretrained"  # "pretrained" or "random" (same architecture, untrained)
     data: str = ""  # COCO-format folder (annotations/instances_{train,val}.json)
     num_classes: int = 0  # categories without the background (0: `visrep eval detect` counts them)
     img_size: int = 0  # detector input side (0: the first training image's longer side)

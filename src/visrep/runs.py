@@ -126,9 +126,11 @@ def load_pretrained(
 ) -> Pretrained | nn.Module:
     """Read a run folder (`visrep train`) or an exported backbone folder (`visrep export`).
 
-    `init="random"` keeps the architecture and input conventions but takes the weights a fresh
-    pre-training run would start from (visrep's init, e.g. the fixed sin-cos position table;
-    timm's own init for an exported folder), seeded by `seed`: the from-scratch baseline.
+    `init="random"` keeps the architecture and input conventions but takes the backbone's own
+    untrained weights (`build_backbone`'s init, e.g. the fixed sin-cos position table; timm's
+    own init for an exported folder), seeded by `seed`: the from-scratch baseline. A method's
+    re-initialisation at the start of its pre-training (MAE's xavier Linears, video MaskFeat's
+    SlowFast patch embedding) is not replayed.
     A video run (`data.frames` > 0) gives its backbone module itself (`VideoViT`,
     `SlowResNet`, `VideoMViT`: timm has none of them), with the run's weights or at that init.
     """
