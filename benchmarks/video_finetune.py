@@ -8,7 +8,7 @@ tubelets, 8 × 64 × 64 clips at τ = 2: 64 tokens) with the video defaults (Ada
 0.75, drop path 0.1, dropout 0.5, label smoothing 0.1, clip_grad 5) at blr 1e-2 (lr 6.25e-4
 at batch 16; the image check, finetune_check.py, found 1e-2 ahead of 1e-3 at a few dozen
 steps), for the same 500 steps (5 epochs) from the pre-trained weights and from the
-pre-training init (`method.init=random`). Pre-trained runs: that table's `mae_st` (60 steps
+backbone's own untrained init (`method.init=random`). Pre-trained runs: that table's `mae_st` (60 steps
 of 32 videos) and the same recipe for 625 steps (5 epochs of the 4,000 train videos, trained
 here when missing). Each row once with seed 0 and once with seed 1 (head init, clip draws,
 dropout). Training: the first 1,600 Moving Fashion-MNIST train videos, class labels; test:
@@ -27,12 +27,12 @@ steps, the length at which its pre-training pays off in fine-tuning: 90 % and 75
 beside random init with the same four seeds; the `mae_st_2500*` rows the same after four
 times the pre-training. The side-by-side rows (`SIDE_BY_SIDE`) fine-tune every video method
 pre-trained on the same encoder for the same 625 steps (MAE-ST at 90 %, ρBYOL, ρMoCo,
-ρSimCLR and ρSwAV at ρ = 2, video MaskFeat: their `*_mfmnist` recipes, `OTHERS`) from
-pre-training seeds 0 and 1 (and 2 for ρBYOL and ρMoCo: `PSEEDS`), on the direction labels
-(`*_direction_1ep*`) and on the class labels (`*_class_1ep*`, 100 steps too), fine-tuning
-seeds 0-3, beside random init on each;
+ρSimCLR and ρSwAV at ρ = 2, video MaskFeat: their `*_mfmnist` recipes, `OTHERS`; ρMoCo
+at blr 4e-3 and 1e-3, ρSwAV at 1e-3 too, seed 0) from pre-training seeds 0 and 1 (and 2 for
+ρBYOL and ρMoCo: `PSEEDS`), on the direction labels (`*_direction_1ep*`) and on the class
+labels (`*_class_1ep*`, 100 steps too), fine-tuning seeds 0-3, beside random init on each;
 `maskfeat_video_625_direction` gives video MaskFeat 500 direction steps, and
-`*_direction_3ep_seed{0..3}` 300 beside random init (`MADE_HERE` trains the twenty
+`*_direction_3ep_seed{0..3}` 300 beside random init (`MADE_HERE` trains the twenty-four
 pre-trainings, 3-30 min each).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
@@ -96,18 +96,28 @@ for _steps, _length in LENGTHS.items():
             MADE_HERE[f"mae_st_{_steps}{_ratio}{_pseed}"] = ("mae_st_mfmnist", [*_length, *_r, *_p])
 # MaskFeat's 2 x 2-unit boxes do not fit a 4 x 4 token grid: 1-token units, 8-px HOG cells
 # (as benchmarks/video_methods.py)
-OTHERS = {"rho_byol": [], "rho_moco": [], "rho_simclr": [], "rho_swav": [],
-          "maskfeat_video": ["method.cell_size=8", "method.mask_unit=1"]}  # fmt: skip
+# (name -> recipe, overrides). `rho_moco` ran when its recipe's lr was the ρ recipes' shared
+# blr 4e-3, whose loss rose after the queue filled; `rho_moco_blr1e-3` is the recipe's lr since
+# (MoCo v3's ViT instability at high lr: Chen, Xie, He, ICCV 2021, Sec. 4)
+OTHERS = {"rho_byol": ("rho_byol_mfmnist", []),
+          "rho_moco": ("rho_moco_mfmnist", ["optim.blr=4e-3"]),
+          "rho_moco_blr1e-3": ("rho_moco_mfmnist", ["optim.blr=1e-3"]),
+          "rho_simclr": ("rho_simclr_mfmnist", []), "rho_swav": ("rho_swav_mfmnist", []),
+          # whether the same lr change lifts ρSwAV's class result (pre-training seed 0 only)
+          "rho_swav_blr1e-3": ("rho_swav_mfmnist", ["optim.blr=1e-3"]),
+          "maskfeat_video": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1"])}  # fmt: skip
 for _pseed, _p in PSEEDS.items():
-    for _method, _o in OTHERS.items():
-        if _pseed != "_pseed2" or _method in ("rho_byol", "rho_moco"):  # the seed-dependent two
-            MADE_HERE[f"{_method}_625{_pseed}"] = (f"{_method}_mfmnist", [*LENGTHS["625"], *_o, *_p])  # fmt: skip
+    for _method, (_recipe, _o) in OTHERS.items():
+        if _method == "rho_swav_blr1e-3" and _pseed:
+            continue
+        if _pseed != "_pseed2" or _method.startswith(("rho_byol", "rho_moco")):  # seed-dependent
+            MADE_HERE[f"{_method}_625{_pseed}"] = (_recipe, [*LENGTHS["625"], *_o, *_p])
 SOURCES |= {name: RUNS / f"pretrain_{name}" for name in MADE_HERE}
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
             "run.threads": "1", "run.progress": "False"}  # fmt: skip
 # row -> (pre-trained run, init, extra overrides); random init is the same architecture at
-# the pre-training init (the same for both sources: same backbone, same seed)
+# the backbone's own untrained init (the same for every source with this backbone and seed)
 ROWS = {
     "mae_st": ("mae_st_60", "pretrained", {}),
     "random_init": ("mae_st_60", "random", {}),

@@ -14,8 +14,9 @@ encoder and schedule derived for a 2-core CPU:
   break the direction labels), no SSL colour augmentation (`data.ssl_color=true` adds
   it; the k400 recipes have it);
 - hidden head widths 1024 (official 2048 for MoCo / SimCLR / SwAV, 4096 for BYOL), AdamW at
-  lr 4e-3 × 32 / 256 = 5e-4 with a 6-step warmup, global-norm clip 1.0, instead of the
-  official Nesterov SGD + LARS over 200 epochs (this is a minutes-long run);
+  lr 4e-3 × 32 / 256 = 5e-4 (ρMoCo: blr 1e-3, its recipe says why) with a 6-step warmup,
+  global-norm clip 1.0, instead of the official Nesterov SGD + LARS over 200 epochs (this is
+  a minutes-long run);
 - 60 steps of 32 videos (1,920 videos, 3,840 clips), then the video k-NN (class and
   direction) beside the untrained encoder. The online kNN monitor of the official code is
   `eval.every_epochs=N` (with `optim.epochs` > 1): the same clip-level video k-NN every N
@@ -70,10 +71,16 @@ def rho_moco_mfmnist() -> TrainConfig:
     Command: `visrep train rho_moco_mfmnist` (`data.clips=1` for the ρ = 1 baseline).
     Queue of 1,024 keys (16 steps of 2 × 32 keys fill it), gradients zeroed for the first
     1,024 / 32 = 32 steps as the official queue_len / batch rule, τ 0.1, m 0.994 → 1.
-    Measured: docs/results.md, "Video methods side by side" (benchmarks/video_methods.py).
+    blr 1e-3, a quarter of the other ρ recipes': at their 4e-3 this ViT's ρMoCo loss rose
+    once the queue filled and its frozen direction k-NN ended below the untrained encoder's
+    in two of three seeds (MoCo v3, Chen, Xie, He, ICCV 2021, Sec. 4: ViT contrastive
+    training is unstable at high lr). Measured: docs/results.md, "ρMoCo's learning rate"
+    (benchmarks/video_finetune.py) and, at blr 4e-3, "Video methods side by side"
+    (benchmarks/video_methods.py).
     """
     return _mfmnist("rho_moco_mfmnist", RhoMoCoConfig(mlp_dim=1024, queue_len=1024,
-                                                      freeze_steps=1024 // CPU_BATCH))  # fmt: skip
+                                                      freeze_steps=1024 // CPU_BATCH),
+                    blr=1e-3)  # fmt: skip
 
 
 def rho_byol_mfmnist() -> TrainConfig:
