@@ -8,9 +8,9 @@ tubelets, 8 × 64 × 64 clips at τ = 2: 64 tokens) with the video defaults (Ada
 0.75, drop path 0.1, dropout 0.5, label smoothing 0.1, clip_grad 5) at blr 1e-2 (lr 6.25e-4
 at batch 16; the image check, finetune_check.py, found 1e-2 ahead of 1e-3 at a few dozen
 steps), for the same 500 steps (5 epochs) from the pre-trained weights and from the
-backbone's own untrained init (`method.init=random`). Pre-trained runs: that table's `mae_st` (60 steps
-of 32 videos) and the same recipe for 625 steps (5 epochs of the 4,000 train videos, trained
-here when missing). Each row once with seed 0 and once with seed 1 (head init, clip draws,
+backbone's own untrained init (`method.init=random`). Pre-trained runs: that table's
+`mae_st` (60 steps of 32 videos) and the same recipe for 625 steps (5 epochs of the 4,000
+train videos, trained here when missing). Each row once with seed 0 and once with seed 1 (head init, clip draws,
 dropout). Training: the first 1,600 Moving Fashion-MNIST train videos, class labels; test:
 clip-level top-1 / top-5 on 400 test videos, 2 temporal views × 1 centre crop per video,
 softmax averaged. The `*_direction` rows train and score on the motion-direction labels
