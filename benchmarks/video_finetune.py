@@ -10,8 +10,8 @@ at batch 16; the image check, finetune_check.py, found 1e-2 ahead of 1e-3 at a f
 steps), for the same 500 steps (5 epochs) from the pre-trained weights and from the
 backbone's own untrained init (`method.init=random`). Pre-trained runs: that table's
 `mae_st` (60 steps of 32 videos) and the same recipe for 625 steps (5 epochs of the 4,000
-train videos, trained here when missing). Each row once with seed 0 and once with seed 1 (head init, clip draws,
-dropout). Training: the first 1,600 Moving Fashion-MNIST train videos, class labels; test:
+train videos, trained here when missing). Each row once with seed 0 and once with seed 1
+(head init, clip draws, dropout). Training: the first 1,600 Moving Fashion-MNIST train videos, class labels; test:
 clip-level top-1 / top-5 on 400 test videos, 2 temporal views × 1 centre crop per video,
 softmax averaged. The `*_direction` rows train and score on the motion-direction labels
 instead (`--labels direction`: 8 directions, chance 0.125), the label family a single frame
@@ -305,10 +305,11 @@ def ratio_summary(out: dict) -> str:
 
 
 def methods_summary(out: dict) -> str:
-    """Every video method after 625 pre-training steps (SIDE_BY_SIDE: pre-training seeds 0 and
-    1, and 2 for ρBYOL and ρMoCo) vs random init, both label families, 100 fine-tuning steps: top-1 by start and
-    fine-tuning seed, then per method the mean from each pre-training seed and its lead over
-    random init paired by fine-tuning seed (the pre-training seeds pooled)."""
+    """Every video method and lr variant of `OTHERS` after 625 pre-training steps
+    (SIDE_BY_SIDE: each start's pre-training seeds of PSEEDS) vs random init, both label
+    families, 100 fine-tuning steps: top-1 by start and fine-tuning seed, then per method the
+    mean from each pre-training seed and its lead over random init paired by fine-tuning seed
+    (the pre-training seeds pooled)."""
     tables, cells = [], {}
     for family in ("direction", "class"):
         top1 = seed_top1(out, family, SIDE_BY_SIDE)
