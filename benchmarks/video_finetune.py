@@ -28,13 +28,14 @@ beside random init with the same four seeds; the `mae_st_2500*` rows the same af
 times the pre-training. The side-by-side rows (`SIDE_BY_SIDE`) fine-tune every video method
 pre-trained on the same encoder for the same 625 steps (MAE-ST at 90 %, ρBYOL, ρMoCo,
 ρSimCLR and ρSwAV at ρ = 2, video MaskFeat: their `*_mfmnist` recipes, `OTHERS`; ρMoCo and
-ρBYOL at blr 4e-3 and 1e-3, ρSwAV at 1e-3 too, seed 0) from pre-training seeds 0 and 1 (and
-2 for ρBYOL and ρMoCo: `PSEEDS`), on the direction labels (`*_direction_1ep*`) and on the
-class labels (`*_class_1ep*`, 100 steps too), fine-tuning seeds 0-3, beside random init on
-each;
-`maskfeat_video_625_direction` gives video MaskFeat 500 direction steps, and
-`*_direction_3ep_seed{0..3}` 300 beside random init (`MADE_HERE` trains the twenty-seven
-pre-trainings, 3-30 min each).
+ρBYOL at blr 4e-3 and 1e-3, ρSwAV at 1e-3 too, seed 0, and with 100 and 1,000 prototypes)
+from pre-training seeds 0 and 1 (and 2 for ρBYOL and ρMoCo: `PSEEDS`), on the direction
+labels (`*_direction_1ep*`) and on the class labels (`*_class_1ep*`, 100 steps too),
+fine-tuning seeds 0-3, beside random init on each; `maskfeat_video_625_direction` gives video MaskFeat 500 direction steps, and
+`*_direction_3ep_seed{0..3}` 300 beside random init; video MaskFeat from its own init
+(`maskfeat_video_0*`: SlowFast's, saved by one step at lr 0) and after 2,500 pre-training
+steps (`maskfeat_video_2500*`), pre-training seeds 0 and 1, on both families the same way
+(`MASKFEAT_LONG`). `MADE_HERE` trains the thirty-three pre-trainings, seconds to 30 min each.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
 
@@ -102,13 +103,15 @@ for _steps, _length in LENGTHS.items():
 # Xie, He, ICCV 2021, Sec. 4). The same lower lr for ρBYOL, the other momentum-encoder
 # method, whose seed 0 lagged on direction, and for ρSwAV (pre-training seed 0 only), whose
 # class result is the weak one; ρSwAV with the official 1,000 prototypes (`rho_swav_k1000`,
-# pre-training seeds 0 and 1) for the same reason.
+# pre-training seeds 0 and 1) for the same reason, its recipe's count since: `rho_swav` and
+# `rho_swav_blr1e-3` pin the 100 they ran with.
 OTHERS = {"rho_byol": ("rho_byol_mfmnist", []),
           "rho_byol_blr1e-3": ("rho_byol_mfmnist", ["optim.blr=1e-3"]),
           "rho_moco": ("rho_moco_mfmnist", ["optim.blr=4e-3"]),
           "rho_moco_blr1e-3": ("rho_moco_mfmnist", ["optim.blr=1e-3"]),
-          "rho_simclr": ("rho_simclr_mfmnist", []), "rho_swav": ("rho_swav_mfmnist", []),
-          "rho_swav_blr1e-3": ("rho_swav_mfmnist", ["optim.blr=1e-3"]),
+          "rho_simclr": ("rho_simclr_mfmnist", []),
+          "rho_swav": ("rho_swav_mfmnist", ["method.prototypes=100"]),
+          "rho_swav_blr1e-3": ("rho_swav_mfmnist", ["optim.blr=1e-3", "method.prototypes=100"]),
           "rho_swav_k1000": ("rho_swav_mfmnist", ["method.prototypes=1000"]),
           "maskfeat_video": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1"])}  # fmt: skip
 for _pseed, _p in PSEEDS.items():
@@ -118,11 +121,19 @@ for _pseed, _p in PSEEDS.items():
         if _pseed != "_pseed2" or _method.startswith(("rho_byol", "rho_moco")):  # seed-dependent
             MADE_HERE[f"{_method}_625{_pseed}"] = (_recipe, [*LENGTHS["625"], *_o, *_p])
 # video MaskFeat's pre-training ends at the loss of predicting the mean HOG after 625 steps
-# (benchmarks/maskfeat_video_target.py): the same run four times as long
-MADE_HERE["maskfeat_video_2500"] = (
-    "maskfeat_video_mfmnist",
-    [*LENGTHS["2500"], *OTHERS["maskfeat_video"][1]],
-)
+# (benchmarks/maskfeat_video_target.py): the same run four times as long, and its start
+# (`_0`: video MaskFeat's own init, SlowFast's, which `method.init=random` does not replay;
+# one step at lr 0 on 32 videos saves it, with the frozen k-NN of that init); pre-training
+# seeds 0 and 1
+MASKFEAT_LONG = ["maskfeat_video_0", "maskfeat_video_0_pseed1", "maskfeat_video_2500",
+                 "maskfeat_video_2500_pseed1"]  # fmt: skip
+for _pseed in ("", "_pseed1"):
+    _o = [*OTHERS["maskfeat_video"][1], *PSEEDS[_pseed]]
+    MADE_HERE[f"maskfeat_video_2500{_pseed}"] = ("maskfeat_video_mfmnist", [*LENGTHS["2500"], *_o])
+    MADE_HERE[f"maskfeat_video_0{_pseed}"] = (
+        "maskfeat_video_mfmnist",
+        [*_o, "optim.epochs=1", "optim.warmup_epochs=0", "data.limit=32", "optim.blr=0"],
+    )
 SOURCES |= {name: RUNS / f"pretrain_{name}" for name in MADE_HERE}
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
@@ -190,6 +201,11 @@ ROWS["maskfeat_video_625_direction"] = ("maskfeat_video_625", "pretrained", {"me
 for _seed in ("0", "1", "2", "3"):
     for _row, _init in (("maskfeat_video_625", "pretrained"), ("random_init", "random")):
         ROWS[f"{_row}_direction_3ep_seed{_seed}"] = ("maskfeat_video_625", _init, THREE | {"run.seed": _seed})  # fmt: skip
+    # its start and its four-times-longer pre-training on the class labels too (the direction
+    # rows come from the MADE_HERE loop above)
+    _tag = "" if _seed == "0" else f"_seed{_seed}"
+    for _src in MASKFEAT_LONG:
+        ROWS[f"{_src}_class_1ep{_tag}"] = (_src, "pretrained", CLASS_SHORT | {"run.seed": _seed})
 
 
 def pretrain(name: str) -> dict:
@@ -347,6 +363,34 @@ def methods_summary(out: dict) -> str:
     )
 
 
+def maskfeat_summary(out: dict) -> str:
+    """Video MaskFeat from its own init (SlowFast's, no pre-training) and after 2,500
+    pre-training steps (`MASKFEAT_LONG`), beside its 625-step runs: top-1 after 100
+    fine-tuning steps by start and fine-tuning seed, then each start's lead over random init
+    and over its own init, paired by pre-training and fine-tuning seed."""
+    starts = ["maskfeat_video_625", "maskfeat_video_625_pseed1", *MASKFEAT_LONG]
+    tables, rows = [], []
+    for family in ("direction", "class"):
+        top1 = seed_top1(out, family, starts)
+        if not any(x in top1 for x in MASKFEAT_LONG):
+            continue
+        tables.append(f"\n\n{family} labels:\n\n" + seed_table(top1))
+        for steps in ("0", "625", "2500"):
+            a = [f"maskfeat_video_{steps}{p}" for p in ("", "_pseed1")]
+            b = [f"maskfeat_video_0{p}" for p in ("", "_pseed1")]
+            rows.append([family, steps, paired(top1, a, ["random init"] * 2),
+                         "" if steps == "0" else paired(top1, a, b)])  # fmt: skip
+    if not rows:
+        return ""
+    headers = ["labels", "pre-training steps", "minus random init", "minus its own init"]
+    return (
+        "\n\n## Video MaskFeat from its own init, after 625 and after 2,500 pre-training "
+        "steps: top-1 after 100 fine-tuning steps" + "".join(tables) + "\n\nLeads paired by "
+        "pre-training seed (its own init: the same seed) and fine-tuning seed:\n\n"
+        + md_table(headers, rows)
+    )
+
+
 def render(out: dict) -> str:
     headers = ["row", "pre-trained run", "init", "seed", "labels (chance)", "steps (clips)", "train loss, first / last 20 steps", "top-1", "top-5",
                "test loss", "wall", "load before", "matmul GFLOP/s"]  # fmt: skip
@@ -390,6 +434,7 @@ def render(out: dict) -> str:
         )  # fmt: skip
         + ratio_summary(out)
         + methods_summary(out)
+        + maskfeat_summary(out)
         + "\n\nHost shared (2 cores, other 1-thread jobs running): load and matmul probe per row.\n"
     )
 

@@ -1,0 +1,139 @@
+"""What video MaskFeat's pre-training learns on Moving Fashion-MNIST: its masked HOG loss
+against predictors that know nothing of the clip.
+
+Video MaskFeat (Wei et al., "Masked Feature Prediction for Self-Supervised Visual
+Pre-Training", CVPR 2022, Sec. 4; facebookresearch/SlowFast `slowfast/models/masked.py`)
+regresses the HOG of masked space-time cubes. Its encoders trail random init on the
+direction labels (docs/results.md, "Every video method by fine-tuning after 625 pre-training
+steps"). This script asks whether the pre-training got past the trivial solution: on the
+same clips and the same cube masks it scores (masked-token MSE, `maskfeat.masked_mse`)
+
+- the run's own prediction (`MaskFeatVideo.forward`);
+- zero (the HOG of a blank frame);
+- the mean target over these clips and tokens (one vector for every token);
+- the mean target per token position (the best predictor that ignores the clip);
+- a presence oracle: the mean of the non-zero targets where the true target is non-zero
+  (the object covers the token's cells in that frame), zero elsewhere: a predictor told only
+  where the object is, not its shape.
+
+The means are fitted on the scored clips themselves, which favours the baselines slightly.
+Clips: the first 256 Moving Fashion-MNIST training videos, one centre clip each (the eval
+views, `visrep.data.video_eval`); masks from the run's own sampler, torch seed 0.
+
+Runs: `benchmarks/video_finetune.py`'s video MaskFeat pre-trainings (`maskfeat_video_0`,
+its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_pseed1`:
+trained by that script, read here) and two 125-step screens this script trains when missing,
+at blr 1e-3 (the recipe's) and 1e-2.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maskfeat_video_target.py
+
+Writes benchmarks/results/maskfeat_video_target.{json,md}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
+from own_colour import matmul_gflops  # noqa: E402
+from video_finetune import MADE_HERE, PRETRAIN, SOURCES  # noqa: E402
+
+from visrep.data.video_eval import video_eval_sets  # noqa: E402
+from visrep.methods.maskfeat import masked_mse  # noqa: E402
+from visrep.runs import load_run  # noqa: E402
+
+OUT = HERE / "results" / "maskfeat_video_target"
+CLIPS = 256
+# 125-step screens (1 epoch of the 4,000 videos, no eval): the recipe's lr and ten times it
+SCREEN = ["maskfeat_video_mfmnist", *PRETRAIN, *MADE_HERE["maskfeat_video_625"][1][2:],
+          "optim.epochs=1", "optim.warmup_epochs=0.2", "eval.dataset="]  # fmt: skip
+SCREENS = {
+    f"screen_125_blr{lr}": Path(f"runs/maskfeat_video_target/blr{lr}") for lr in ("1e-3", "1e-2")
+}
+RUNS = {n: SOURCES[n] for n in ("maskfeat_video_0", "maskfeat_video_625",
+                                "maskfeat_video_625_pseed1", "maskfeat_video_2500",
+                                "maskfeat_video_2500_pseed1")} | SCREENS  # fmt: skip
+
+
+def screen(name: str, out: Path) -> str:
+    """Train the screen `name` when it has not finished; its command."""
+    lr = name.rsplit("blr", 1)[1]
+    args = ["train", *SCREEN, f"optim.blr={lr}", f"run.out_dir={out}"]
+    if not (out / "checkpoint.pt").is_file() or not (out / "metrics.json").is_file():
+        subprocess.run([sys.executable, "-m", "visrep.cli", *args], check=True)
+    return "visrep " + " ".join(args)
+
+
+@torch.no_grad()
+def score(run: Path) -> dict:
+    """Masked-token MSE of the run and of the baselines on the same clips and masks."""
+    cfg, model = load_run(run)
+    ev = dataclasses.replace(cfg.eval, dataset="fashion_mnist", limit_train=CLIPS, limit_test=1)
+    train, _ = video_eval_sets(cfg.data, ev, views=1, crops=1)
+    clips = torch.cat([train.views(i) for i in range(CLIPS)])
+    torch.manual_seed(0)
+    out = model({"images": clips})
+    mask, target = out["mask"], model.target(clips)  # [N, L], [N, L, K]
+    present = target.abs().sum(-1, keepdim=True) > 0  # the object's cells in this frame
+    preds = {"model": out["pred"].float(),
+             "zero": torch.zeros_like(target),
+             "mean": target.mean((0, 1), keepdim=True).expand_as(target),
+             "position mean": target.mean(0, keepdim=True).expand_as(target),
+             "presence oracle": torch.where(present, target[present[..., 0]].mean(0),
+                                            torch.zeros_like(target))}  # fmt: skip
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    curve = [(r["step"], r["train/loss"]) for r in log if "train/loss" in r]
+    return {"run": str(run), "steps": curve[-1][0], "train_loss_curve": curve,
+            "lr": cfg.optim.blr, "seed": cfg.run.seed, "masked_frac": mask.mean().item(),
+            "mse": {k: masked_mse(p, target, mask).item() for k, p in preds.items()}}  # fmt: skip
+
+
+def render(out: dict) -> str:
+    names = ["model", "zero", "mean", "position mean", "presence oracle"]
+    rows = []
+    for name, r in out["runs"].items():
+        m = r["mse"]
+        early = next((v for s, v in r["train_loss_curve"] if s >= 40), float("nan"))
+        rows.append([name, r["steps"], f"{r['lr']:g}", r["seed"], f"{early:.4f}",
+                     f"{r['train_loss_curve'][-1][1]:.4f}", *(f"{m[k]:.4f}" for k in names),
+                     f"{m['model'] / m['position mean']:.3f}"])  # fmt: skip
+    heads = ["run", "steps", "blr", "seed", "train loss, step 40", "train loss, last",
+             *(f"{k} MSE" for k in names), "model / position mean"]  # fmt: skip
+    env = out["environment"]
+    return "\n".join([
+        "# Video MaskFeat: masked HOG loss vs predictors that ignore the clip", "",
+        f"Command: `{out['command']}`", "",
+        f"{CLIPS} Moving Fashion-MNIST training videos, one centre clip each, the run's own "
+        "cube masks (torch seed 0); masked-token MSE (`maskfeat.masked_mse`). Means fitted "
+        "on these clips. Commands of the runs: the json (`commands`).", "",
+        md_table(heads, rows), "",
+        f"torch {env['torch']}, {env['threads']} thread; scores, not timings (load: "
+        f"`{out['uptime']}`; matmul probe {out['matmul_gflops']} GFLOP/s).", ""])  # fmt: skip
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    commands = {n: screen(n, p) for n, p in SCREENS.items()}
+    for name in RUNS:
+        if name in MADE_HERE:
+            recipe, overrides = MADE_HERE[name]
+            commands[name] = " ".join(["visrep train", recipe, *PRETRAIN, *overrides,
+                                       f"run.out_dir={SOURCES[name]}"])  # fmt: skip
+    runs = {n: score(p) for n, p in RUNS.items() if (p / "checkpoint.pt").is_file()}
+    out = {"command": command_line(), "environment": environment(), "uptime": uptime(),
+           "matmul_gflops": round(matmul_gflops(), 1), "commands": commands, "runs": runs}  # fmt: skip
+    write_json(out, OUT.with_suffix(".json"))
+    OUT.with_suffix(".md").write_text(render(out))
+    print(render(out))
+
+
+if __name__ == "__main__":
+    main()
