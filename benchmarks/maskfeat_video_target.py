@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
 from own_colour import matmul_gflops  # noqa: E402
-from video_finetune import MADE_HERE, PRETRAIN, SOURCES  # noqa: E402
+from video_finetune import MADE_HERE, OTHERS, PRETRAIN, SOURCES  # noqa: E402
 
 from visrep.data.video_eval import video_eval_sets  # noqa: E402
 from visrep.methods.maskfeat import masked_mse  # noqa: E402
@@ -53,7 +54,7 @@ from visrep.runs import load_run  # noqa: E402
 OUT = HERE / "results" / "maskfeat_video_target"
 CLIPS = 256
 # 125-step screens (1 epoch of the 4,000 videos, no eval): the recipe's lr and ten times it
-SCREEN = ["maskfeat_video_mfmnist", *PRETRAIN, *MADE_HERE["maskfeat_video_625"][1][2:],
+SCREEN = ["maskfeat_video_mfmnist", *PRETRAIN, *OTHERS["maskfeat_video"][1],
           "optim.epochs=1", "optim.warmup_epochs=0.2", "eval.dataset="]  # fmt: skip
 SCREENS = {
     f"screen_125_blr{lr}": Path(f"runs/maskfeat_video_target/blr{lr}") for lr in ("1e-3", "1e-2")
@@ -67,7 +68,8 @@ def screen(name: str, out: Path) -> str:
     """Train the screen `name` when it has not finished; its command."""
     lr = name.rsplit("blr", 1)[1]
     args = ["train", *SCREEN, f"optim.blr={lr}", f"run.out_dir={out}"]
-    if not (out / "checkpoint.pt").is_file() or not (out / "metrics.json").is_file():
+    if not (out / "metrics.json").is_file():  # not finished: train it afresh
+        shutil.rmtree(out, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "visrep.cli", *args], check=True)
     return "visrep " + " ".join(args)
 

@@ -31,11 +31,12 @@ pre-trained on the same encoder for the same 625 steps (MAE-ST at 90 %, ρBYOL, 
 ρBYOL at blr 4e-3 and 1e-3, ρSwAV at 1e-3 too, seed 0, and with 100 and 1,000 prototypes)
 from pre-training seeds 0 and 1 (and 2 for ρBYOL and ρMoCo: `PSEEDS`), on the direction
 labels (`*_direction_1ep*`) and on the class labels (`*_class_1ep*`, 100 steps too),
-fine-tuning seeds 0-3, beside random init on each; `maskfeat_video_625_direction` gives video MaskFeat 500 direction steps, and
-`*_direction_3ep_seed{0..3}` 300 beside random init; video MaskFeat from its own init
-(`maskfeat_video_0*`: SlowFast's, saved by one step at lr 0) and after 2,500 pre-training
-steps (`maskfeat_video_2500*`), pre-training seeds 0 and 1, on both families the same way
-(`MASKFEAT_LONG`). `MADE_HERE` trains the thirty-three pre-trainings, seconds to 30 min each.
+fine-tuning seeds 0-3, beside random init on each; `maskfeat_video_625_direction` gives
+video MaskFeat 500 direction steps, and `*_direction_3ep_seed{0..3}` 300 beside random
+init; video MaskFeat from its own init (`maskfeat_video_0*`: SlowFast's, saved by one step
+at lr 0) and after 2,500 pre-training steps (`maskfeat_video_2500*`), pre-training seeds 0
+and 1, on both families the same way (`MASKFEAT_LONG`). `MADE_HERE` trains the thirty-three
+pre-trainings, seconds to 30 min each.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
 
