@@ -17,8 +17,9 @@ same clips and the same cube masks it scores (masked-token MSE, `maskfeat.masked
   where the object is, not its shape.
 
 The means are fitted on the scored clips themselves, which favours the baselines slightly.
-Clips: the first 256 Moving Fashion-MNIST training videos, one centre clip each (the eval
-views, `visrep.data.video_eval`); masks from the run's own sampler, torch seed 0.
+Clips: 256 Moving Fashion-MNIST test videos spread over the run's test split, one clip each
+(`visrep.data.video_eval.preview_clips`: the first eval view); masks from the run's own
+sampler, torch seed 0.
 
 Runs: `benchmarks/video_finetune.py`'s video MaskFeat pre-trainings (`maskfeat_video_0`,
 its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_pseed1`:
@@ -33,7 +34,6 @@ Writes benchmarks/results/maskfeat_video_target.{json,md}.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import subprocess
 import sys
@@ -47,7 +47,8 @@ from host import command_line, environment, md_table, uptime, write_json  # noqa
 from own_colour import matmul_gflops  # noqa: E402
 from video_finetune import MADE_HERE, OTHERS, PRETRAIN, SOURCES  # noqa: E402
 
-from visrep.data.video_eval import video_eval_sets  # noqa: E402
+from visrep.data.video_eval import preview_clips  # noqa: E402
+from visrep.logger import read_log  # noqa: E402
 from visrep.methods.maskfeat import masked_mse  # noqa: E402
 from visrep.runs import load_run  # noqa: E402
 
@@ -78,9 +79,7 @@ def screen(name: str, out: Path) -> str:
 def score(run: Path) -> dict:
     """Masked-token MSE of the run and of the baselines on the same clips and masks."""
     cfg, model = load_run(run)
-    ev = dataclasses.replace(cfg.eval, dataset="fashion_mnist", limit_train=CLIPS, limit_test=1)
-    train, _ = video_eval_sets(cfg.data, ev, views=1, crops=1)
-    clips = torch.cat([train.views(i) for i in range(CLIPS)])
+    clips = preview_clips(cfg.data, dataclasses.replace(cfg.eval, dataset="fashion_mnist"), CLIPS)
     torch.manual_seed(0)
     out = model({"images": clips})
     mask, target = out["mask"], model.target(clips)  # [N, L], [N, L, K]
@@ -91,7 +90,7 @@ def score(run: Path) -> dict:
              "position mean": target.mean(0, keepdim=True).expand_as(target),
              "presence oracle": torch.where(present, target[present[..., 0]].mean(0),
                                             torch.zeros_like(target))}  # fmt: skip
-    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    log = read_log(run)
     curve = [(r["step"], r["train/loss"]) for r in log if "train/loss" in r]
     return {"run": str(run), "steps": curve[-1][0], "train_loss_curve": curve,
             "lr": cfg.optim.blr, "seed": cfg.run.seed, "masked_frac": mask.mean().item(),
@@ -113,7 +112,7 @@ def render(out: dict) -> str:
     return "\n".join([
         "# Video MaskFeat: masked HOG loss vs predictors that ignore the clip", "",
         f"Command: `{out['command']}`", "",
-        f"{CLIPS} Moving Fashion-MNIST training videos, one centre clip each, the run's own "
+        f"{CLIPS} Moving Fashion-MNIST test videos, one clip each (`preview_clips`), the run's own "
         "cube masks (torch seed 0); masked-token MSE (`maskfeat.masked_mse`). Means fitted "
         "on these clips. Commands of the runs: the json (`commands`).", "",
         md_table(heads, rows), "",

@@ -30,6 +30,8 @@ sys.path.insert(0, str(HERE))
 from host import command_line, md_table, write_json  # noqa: E402
 from video_finetune import PSEEDS, SOURCES  # noqa: E402
 
+from visrep.logger import read_log  # noqa: E402
+
 OUT = HERE / "results" / "rho_lr"
 METHODS = {"ρMoCo": "rho_moco", "ρBYOL": "rho_byol"}
 LRS = {"4e-3": "{}_625", "1e-3": "{}_blr1e-3_625"}
@@ -37,7 +39,7 @@ EARLY = (60, 100)  # the logs just after the official no-update window (32 steps
 
 
 def curve(run: Path) -> list[tuple[int, float]]:
-    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    log = read_log(run)
     return [(r["step"], r["train/loss_official"]) for r in log if "train/loss_official" in r]
 
 

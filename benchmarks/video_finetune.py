@@ -62,6 +62,8 @@ sys.path.insert(0, str(HERE))
 from host import as_finished, command_line, environment, md_table, uptime, write_json  # noqa: E402
 from own_colour import matmul_gflops  # noqa: E402
 
+from visrep.logger import read_log  # noqa: E402
+
 RESULTS = HERE / "results"
 RUNS = Path("runs/video_finetune")
 # pre-trained runs: the side-by-side table's 60-step MAE-ST, the 256-token pairs below, and
@@ -220,7 +222,7 @@ def pretrain(name: str) -> dict:
     if not (out / "metrics.json").is_file():
         if (out / "checkpoint.pt").is_file():
             args = ["train", "--resume", str(out)]
-            info["resumed"] = json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"]
+            info["resumed"] = read_log(out)[-1]["step"]
         else:
             shutil.rmtree(out, ignore_errors=True)
         info |= {"uptime_before": uptime(), "matmul_gflops_before": round(matmul_gflops(), 1)}
@@ -228,7 +230,7 @@ def pretrain(name: str) -> dict:
         subprocess.run([sys.executable, "-m", "visrep.cli", *args], check=True)
         info |= {"wall_s": round(time.perf_counter() - t0, 1), "uptime_after": uptime()}
     metrics = json.loads((out / "metrics.json").read_text())
-    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    log = read_log(out)
     losses = [r["train/loss"] for r in log if "train/loss" in r]
     return info | {k: metrics[k] for k in ("train_steps", "knn_top1", "init_knn_top1",
                                            "knn_direction_top1", "init_knn_direction_top1")} | {
@@ -260,7 +262,7 @@ def run_row(name: str) -> dict:
     (RUNS / f"{name}.json").unlink(missing_ok=True)
     shutil.rmtree(RUNS / name, ignore_errors=True)  # a fresh run
     row = finetune(name, *ROWS[name])
-    log = [json.loads(x) for x in (RUNS / name / "log.jsonl").read_text().splitlines()]
+    log = read_log(RUNS / name)
     return row | {"first_loss": next(r["train/loss"] for r in log if "train/loss" in r)}
 
 
