@@ -96,6 +96,9 @@ class MaskFeatVideoConfig:
     nbins: int = 9
     cell_size: int = 8
     patch_embed_init: str = "slowfast"  # slowfast | xavier (as image MaskFeat)
+    # ViT encoder: "slowfast" re-initialises it (SlowFast `MViT._init_weights`, the official
+    # one); "backbone" keeps the video ViT's own init (MAE-ST's), that of method.init=random
+    encoder_init: str = "slowfast"
 
 
 # visrep.methods.fcmae

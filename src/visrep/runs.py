@@ -130,7 +130,7 @@ def load_pretrained(
     untrained weights (`build_backbone`'s init, e.g. the fixed sin-cos position table; timm's
     own init for an exported folder), seeded by `seed`: the from-scratch baseline. A method's
     re-initialisation at the start of its pre-training (MAE's xavier Linears, video MaskFeat's
-    SlowFast init of the whole encoder) is not replayed.
+    SlowFast init of the whole encoder under its default `encoder_init`) is not replayed.
     A video run (`data.frames` > 0) gives its backbone module itself (`VideoViT`,
     `SlowResNet`, `VideoMViT`: timm has none of them), with the run's weights or at that init.
     """

@@ -156,11 +156,24 @@ def test_init_follows_slowfast():
     assert torch.all(model.head.bias == 0) and 0.015 < bb.blocks[0].mlp.fc1.weight.std() < 0.025
 
 
+def test_encoder_init_backbone_keeps_the_video_vits_own_weights():
+    torch.manual_seed(0)
+    built = VideoViT("vit_tiny", img_size=16, patch_size=4, frames=8, t_patch_size=2, depth=2)
+    own = {k: v.clone() for k, v in built.state_dict().items()}
+    model = MaskFeatVideo(MaskFeatVideoConfig(cell_size=2, encoder_init="backbone"), built)
+    assert all(torch.equal(v, own[k]) for k, v in model.backbone.state_dict().items())
+    assert torch.all(model.head.bias == 0) and model.mask_token.abs().sum() > 0
+    # the default re-initialises it (SlowFast's biases of 0.02)
+    assert not torch.equal(tiny().backbone.blocks[0].attn.qkv.bias, own["blocks.0.attn.qkv.bias"])
+
+
 def test_bad_configurations_say_what_to_do():
     with pytest.raises(ValueError, match="cell_size"):
         tiny(cell_size=3)
     with pytest.raises(ValueError, match="mask_unit"):
         tiny(mask_unit=3)
+    with pytest.raises(ValueError, match="encoder_init must be slowfast or backbone"):
+        tiny(encoder_init="timm")
     with pytest.raises(ValueError, match=r"mask must be \[N, 4, 2, 2\]"):
         tiny()({"images": torch.randn(1, 3, 8, 16, 16)}, mask=torch.ones(1, 10))
 

@@ -75,17 +75,22 @@ class MaskFeatVideo(nn.Module):
     def _init_weights(self) -> None:
         """SlowFast init (`mvit.slowfast_init`; an MViTv2 starts with it already);
         separable position tables, cls and mask tokens, head weight trunc_normal(0.02); head
-        bias 0."""
-        bb = self.backbone
+        bias 0. `encoder_init="backbone"` keeps a ViT encoder as built (mask token and head
+        only)."""
+        bb, how = self.backbone, self.cfg.encoder_init
+        if how not in ("slowfast", "backbone"):
+            raise ValueError(f"method.encoder_init must be slowfast or backbone, got {how!r}")
         tokens = [self.mask_token, self.head.weight]
-        if isinstance(bb, VideoViT):  # (this draw order keeps seeded ViT runs as they were)
+        reinit = isinstance(bb, VideoViT) and how == "slowfast"
+        if reinit:  # (this draw order keeps seeded ViT runs as they were)
             slowfast_init(bb)
             tokens = [bb.cls_token, bb.pos_embed_spatial, bb.pos_embed_temporal,
                       bb.pos_embed_class, *tokens]  # fmt: skip
         for t in tokens:
             nn.init.trunc_normal_(t, std=0.02)
         nn.init.zeros_(self.head.bias)
-        init_patch_embed(bb.patch_embed.proj, self.cfg.patch_embed_init)
+        if reinit or isinstance(bb, VideoMViT):
+            init_patch_embed(bb.patch_embed.proj, self.cfg.patch_embed_init)
 
     def draw_mask(self, batch: int) -> Tensor:
         """Cube masks [N, T', H', W'] (bool) from a Python RNG seeded by the torch generator."""
