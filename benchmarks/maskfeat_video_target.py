@@ -22,9 +22,11 @@ Clips: 256 Moving Fashion-MNIST test videos spread over the run's test split, on
 sampler, torch seed 0.
 
 Runs: `benchmarks/video_finetune.py`'s video MaskFeat pre-trainings (`maskfeat_video_0`,
-its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_pseed1`:
-trained by that script, read here) and two 125-step screens this script trains when missing,
-at blr 1e-3 (the recipe's) and 1e-2.
+its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_pseed1`, and
+`maskfeat_video_blr4e-3_625{,_pseed1}` at four times the lr, the recipe's since, and
+`maskfeat_video_blr4e-3_binit_625{,_pseed1}` from the video ViT's own init
+(`method.encoder_init=backbone`): trained by that script, read here) and two 125-step
+screens this script trains when missing, at blr 1e-3 and 1e-2.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maskfeat_video_target.py
 
@@ -62,7 +64,10 @@ SCREENS = {
 }
 RUNS = {n: SOURCES[n] for n in ("maskfeat_video_0", "maskfeat_video_625",
                                 "maskfeat_video_625_pseed1", "maskfeat_video_2500",
-                                "maskfeat_video_2500_pseed1")} | SCREENS  # fmt: skip
+                                "maskfeat_video_2500_pseed1", "maskfeat_video_blr4e-3_625",
+                                "maskfeat_video_blr4e-3_625_pseed1",
+                                "maskfeat_video_blr4e-3_binit_625",
+                                "maskfeat_video_blr4e-3_binit_625_pseed1")} | SCREENS  # fmt: skip
 
 
 def screen(name: str, out: Path) -> str:

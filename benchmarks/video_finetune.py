@@ -28,14 +28,17 @@ beside random init with the same four seeds; the `mae_st_2500*` rows the same af
 times the pre-training. The side-by-side rows (`SIDE_BY_SIDE`) fine-tune every video method
 pre-trained on the same encoder for the same 625 steps (MAE-ST at 90 %, ρBYOL, ρMoCo,
 ρSimCLR and ρSwAV at ρ = 2, video MaskFeat: their `*_mfmnist` recipes, `OTHERS`; ρMoCo and
-ρBYOL at blr 4e-3 and 1e-3, ρSwAV at 1e-3 too, seed 0, and with 100 and 1,000 prototypes)
+ρBYOL at blr 4e-3 and 1e-3, ρSwAV at 1e-3 too, seed 0, and with 100 and 1,000 prototypes;
+ρMoCo at ρ = 1 (`rho_moco_rho1_blr1e-3`, the ρ claim: `rho_summary`); video MaskFeat at blr
+1e-3 (the recipe then) and 4e-3 (its recipe's since), and at 4e-3 from the video ViT's own
+init, `_binit`: `method.encoder_init=backbone`)
 from pre-training seeds 0 and 1 (and 2 for ρBYOL and ρMoCo: `PSEEDS`), on the direction
 labels (`*_direction_1ep*`) and on the class labels (`*_class_1ep*`, 100 steps too),
 fine-tuning seeds 0-3, beside random init on each; `maskfeat_video_625_direction` gives
 video MaskFeat 500 direction steps, and `*_direction_3ep_seed{0..3}` 300 beside random
 init; video MaskFeat from its own init (`maskfeat_video_0*`: SlowFast's, saved by one step
 at lr 0) and after 2,500 pre-training steps (`maskfeat_video_2500*`), pre-training seeds 0
-and 1, on both families the same way (`MASKFEAT_LONG`). `MADE_HERE` trains the thirty-three
+and 1, on both families the same way (`MASKFEAT_LONG`). `MADE_HERE` trains the thirty-eight
 pre-trainings, seconds to 30 min each.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
@@ -112,11 +115,14 @@ OTHERS = {"rho_byol": ("rho_byol_mfmnist", []),
           "rho_byol_blr1e-3": ("rho_byol_mfmnist", ["optim.blr=1e-3"]),
           "rho_moco": ("rho_moco_mfmnist", ["optim.blr=4e-3"]),
           "rho_moco_blr1e-3": ("rho_moco_mfmnist", ["optim.blr=1e-3"]),
+          "rho_moco_rho1_blr1e-3": ("rho_moco_mfmnist", ["optim.blr=1e-3", "data.clips=1"]),
           "rho_simclr": ("rho_simclr_mfmnist", []),
           "rho_swav": ("rho_swav_mfmnist", ["method.prototypes=100"]),
           "rho_swav_blr1e-3": ("rho_swav_mfmnist", ["optim.blr=1e-3", "method.prototypes=100"]),
           "rho_swav_k1000": ("rho_swav_mfmnist", ["method.prototypes=1000"]),
-          "maskfeat_video": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1"])}  # fmt: skip
+          "maskfeat_video": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1", "optim.blr=1e-3"]),
+          "maskfeat_video_blr4e-3": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1", "optim.blr=4e-3"]),
+          "maskfeat_video_blr4e-3_binit": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1", "optim.blr=4e-3", "method.encoder_init=backbone"])}  # fmt: skip
 for _pseed, _p in PSEEDS.items():
     for _method, (_recipe, _o) in OTHERS.items():
         if _method == "rho_swav_blr1e-3" and _pseed:
@@ -347,6 +353,8 @@ def methods_summary(out: dict) -> str:
             starts = ["random init"] if method == "random init" else [
                 f"{method}_625{p}" for p in PSEEDS if f"{method}_625{p}" in top1]  # fmt: skip
             means = [f"{sum(top1[x].values()) / len(top1[x]):.3f}" for x in starts if x in top1]
+            if not means:  # a variant not fine-tuned on this family (yet)
+                continue
             lead = (
                 ""
                 if method == "random init"
@@ -368,29 +376,64 @@ def methods_summary(out: dict) -> str:
 
 def maskfeat_summary(out: dict) -> str:
     """Video MaskFeat from its own init (SlowFast's, no pre-training) and after 2,500
-    pre-training steps (`MASKFEAT_LONG`), beside its 625-step runs: top-1 after 100
-    fine-tuning steps by start and fine-tuning seed, then each start's lead over random init
-    and over its own init, paired by pre-training and fine-tuning seed."""
-    starts = ["maskfeat_video_625", "maskfeat_video_625_pseed1", *MASKFEAT_LONG]
+    pre-training steps (`MASKFEAT_LONG`), beside its 625-step runs at blr 1e-3 and 4e-3 and
+    from the video ViT's own init: top-1 after 100 fine-tuning steps by start and
+    fine-tuning seed, then each start's lead over random init and over its own init, paired
+    by pre-training and fine-tuning seed."""
+    stems = {"0": "0", "625": "625", "2500": "2500", "625, blr 4e-3": "blr4e-3_625",
+             "625, blr 4e-3, the ViT's own init": "blr4e-3_binit_625"}  # fmt: skip
+    names = {k: [f"maskfeat_video_{v}{p}" for p in ("", "_pseed1")] for k, v in stems.items()}
+    starts = [x for v in names.values() for x in v]
     tables, rows = [], []
     for family in ("direction", "class"):
         top1 = seed_top1(out, family, starts)
         if not any(x in top1 for x in MASKFEAT_LONG):
             continue
         tables.append(f"\n\n{family} labels:\n\n" + seed_table(top1))
-        for steps in ("0", "625", "2500"):
-            a = [f"maskfeat_video_{steps}{p}" for p in ("", "_pseed1")]
-            b = [f"maskfeat_video_0{p}" for p in ("", "_pseed1")]
+        for steps, a in names.items():
+            # its own init: SlowFast's (`_0`), or random init itself for the ViT's own init
+            own = ["random init"] * 2 if "own init" in steps else names["0"]
             rows.append([family, steps, paired(top1, a, ["random init"] * 2),
-                         "" if steps == "0" else paired(top1, a, b)])  # fmt: skip
+                         "" if steps == "0" else paired(top1, a, own),
+                         paired(top1, a, names["625"]) if "4e-3" in steps else ""])  # fmt: skip
     if not rows:
         return ""
-    headers = ["labels", "pre-training steps", "minus random init", "minus its own init"]
+    headers = ["labels", "pre-training steps", "minus random init", "minus its own init",
+               "minus 625 steps at blr 1e-3"]  # fmt: skip
     return (
         "\n\n## Video MaskFeat from its own init, after 625 and after 2,500 pre-training "
-        "steps: top-1 after 100 fine-tuning steps" + "".join(tables) + "\n\nLeads paired by "
+        "steps (blr 1e-3 unless named): top-1 after 100 fine-tuning steps"
+        + "".join(tables)
+        + "\n\nLeads paired by "
         "pre-training seed (its own init: the same seed) and fine-tuning seed:\n\n"
         + md_table(headers, rows)
+    )
+
+
+def rho_summary(out: dict) -> str:
+    """The ρ study's claim for ρMoCo (recipe lr, blr 1e-3) after 625 pre-training steps: ρ = 2
+    (`rho_moco_blr1e-3_625*`) minus ρ = 1 (`rho_moco_rho1_blr1e-3_625*`: two augmentations of
+    one clip, the same number of clips seen), paired by pre-training and fine-tuning seed, on
+    both label families; and each pre-training's frozen video k-NN."""
+    rho2 = [f"rho_moco_blr1e-3_625{p}" for p in PSEEDS]
+    rho1 = [f"rho_moco_rho1_blr1e-3_625{p}" for p in PSEEDS]
+    rows = []
+    for family in ("direction", "class"):
+        top1 = seed_top1(out, family, [*rho2, *rho1])
+        if any(x in top1 for x in rho1):
+            rows.append([f"fine-tuned {family} top-1", paired(top1, rho2, rho1)])
+    pre = out.get("pretrained", {})
+    if not rows or not all(x in pre for x in rho2 + rho1):
+        return ""
+    for key, label in (("knn_direction_top1", "direction"), ("knn_top1", "class")):
+        d = [pre[a][key] - pre[b][key] for a, b in zip(rho2, rho1, strict=True)]
+        rows.append([f"frozen k-NN {label}, by pre-training seed",
+                     " / ".join(f"{x:+.3f}" for x in d) + f" (mean {sum(d) / len(d):+.3f})"])  # fmt: skip
+    return (
+        "\n\n## The ρ claim for ρMoCo after 625 pre-training steps: ρ = 2 minus ρ = 1\n\n"
+        "Fine-tuned rows paired by pre-training seed and fine-tuning seed; frozen k-NN from "
+        "each pre-training's final evaluation (same pre-training seed):\n\n"
+        + md_table(["measure", "ρ = 2 minus ρ = 1"], rows)
     )
 
 
@@ -438,6 +481,7 @@ def render(out: dict) -> str:
         + ratio_summary(out)
         + methods_summary(out)
         + maskfeat_summary(out)
+        + rho_summary(out)
         + "\n\nHost shared (2 cores, other 1-thread jobs running): load and matmul probe per row.\n"
     )
 

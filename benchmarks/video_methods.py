@@ -55,7 +55,7 @@ PLAN = [
     ("rho_simclr_rho2", "rho_simclr_mfmnist", {}),
     ("rho_swav_rho2", "rho_swav_mfmnist", {}),
     ("maskfeat_video", "maskfeat_video_mfmnist",
-     COMMON | {"method.cell_size": 8, "method.mask_unit": 1}),
+     COMMON | {"method.cell_size": 8, "method.mask_unit": 1, "optim.blr": 1e-3}),  # recipe then
     ("mae_st", "mae_st_mfmnist", COMMON),
     ("mae_st_mask75", "mae_st_mfmnist", COMMON | {"method.mask_ratio": 0.75}),  # MAE-ST Fig. 2
     # video MaskFeat on its official backbone family, MViTv2 (its own CPU-size encoder: the
