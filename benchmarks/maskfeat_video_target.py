@@ -28,20 +28,30 @@ its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_ps
 (`method.encoder_init=backbone`): trained by that script, read here) and two 125-step
 screens this script trains when missing, at blr 1e-3 and 1e-2.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maskfeat_video_target.py
+With `--context` it also asks whether the encoder can read a masked token's HOG from its
+neighbours at all (`context_check`): the 625-step runs' encoder and optimiser settings,
+trained here for 300 steps on 2,048 fixed train clips with i.i.d. random token masks at 15 %
+(not cubes: a masked token keeps visible neighbours in space and time) and the HOG loss on
+every token; its MSE over the position-mean predictor's on the scored clips, masked and
+visible tokens apart (without the flag the JSON's earlier check is kept).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maskfeat_video_target.py [--context]
 
 Writes benchmarks/results/maskfeat_video_target.{json,md}.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -49,10 +59,12 @@ from host import command_line, environment, md_table, uptime, write_json  # noqa
 from own_colour import matmul_gflops  # noqa: E402
 from video_finetune import MADE_HERE, OTHERS, PRETRAIN, SOURCES  # noqa: E402
 
-from visrep.data.video_eval import preview_clips  # noqa: E402
+from visrep.config import apply_overrides  # noqa: E402
+from visrep.configs import get_recipe  # noqa: E402
+from visrep.data.video_eval import preview_clips, video_eval_sets  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
 from visrep.methods.maskfeat import masked_mse  # noqa: E402
-from visrep.runs import load_run  # noqa: E402
+from visrep.runs import build_model, load_run  # noqa: E402
 
 OUT = HERE / "results" / "maskfeat_video_target"
 CLIPS = 256
@@ -102,6 +114,59 @@ def score(run: Path) -> dict:
             "mse": {k: masked_mse(p, target, mask).item() for k, p in preds.items()}}  # fmt: skip
 
 
+# the context check (module docstring): steps, i.i.d. mask ratio, AdamW lr (linear warmup),
+# batch, fixed train clips, scoring interval
+CONTEXT = {"steps": 300, "mask_ratio": 0.15, "lr": 1e-3, "warmup_steps": 20, "batch": 32,
+           "train_clips": 2048, "every": 50}  # fmt: skip
+
+
+def context_check() -> dict:
+    """Masked- and visible-token MSE over the position-mean predictor's while the 625-step
+    runs' encoder (`video_finetune.OTHERS["maskfeat_video"]`, SlowFast init, torch seed 0)
+    learns the HOG of every token under i.i.d. token masks (`CONTEXT`)."""
+    c = CONTEXT
+    overrides = [*PRETRAIN, *OTHERS["maskfeat_video"][1]]
+    cfg = apply_overrides(get_recipe(OTHERS["maskfeat_video"][0]), overrides)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    fmnist = dataclasses.replace(cfg.eval, dataset="fashion_mnist")
+    train = video_eval_sets(cfg.data, dataclasses.replace(fmnist, limit_train=c["train_clips"]),
+                            views=1, crops=1)[0]  # fmt: skip
+    clips = torch.stack([train.views(i)[0] for i in range(len(train))])
+    test = preview_clips(cfg.data, fmnist, CLIPS)
+    target = model.target(test)
+    position_mean = target.mean(0, keepdim=True).expand_as(target)
+    gen = torch.Generator().manual_seed(0)
+
+    def draw(n: int) -> torch.Tensor:  # [n, L] i.i.d. token masks
+        return (torch.rand(n, target.shape[1], generator=gen) < c["mask_ratio"]).float()
+
+    test_mask = draw(len(test))
+    opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=cfg.optim.betas,
+                            weight_decay=cfg.optim.weight_decay)  # fmt: skip
+    curve = []
+    for step in range(c["steps"] + 1):
+        if step % c["every"] == 0:
+            with torch.no_grad():
+                pred = model({"images": test}, mask=test_mask)["pred"].float()
+            curve.append({"step": step} | {
+                k: masked_mse(pred, target, m).item() / masked_mse(position_mean, target, m).item()
+                for k, m in (("masked", test_mask), ("visible", 1 - test_mask))})  # fmt: skip
+            print(curve[-1], flush=True)
+        if step == c["steps"]:
+            break
+        video = clips[torch.randint(0, len(clips), (c["batch"],), generator=gen)]
+        pred = model({"images": video}, mask=draw(c["batch"]))["pred"].float()
+        loss = F.mse_loss(pred, model.target(video))  # every token, masked or not
+        for group in opt.param_groups:
+            group["lr"] = c["lr"] * min(1.0, (step + 1) / c["warmup_steps"])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+        opt.step()
+    return {"settings": c, "overrides": overrides, "curve": curve}
+
+
 def render(out: dict) -> str:
     names = ["model", "zero", "mean", "position mean", "presence oracle"]
     rows = []
@@ -114,18 +179,35 @@ def render(out: dict) -> str:
     heads = ["run", "steps", "blr", "seed", "train loss, step 40", "train loss, last",
              *(f"{k} MSE" for k in names), "model / position mean"]  # fmt: skip
     env = out["environment"]
+    context = []
+    if "context" in out:
+        c = out["context"]["settings"]
+        context = [
+            "## Can it read a masked token from its neighbours?", "",
+            f"The 625-step runs' encoder, {c['steps']} steps of {c['batch']} from "
+            f"{c['train_clips']:,} fixed train clips, i.i.d. token masks at "
+            f"{c['mask_ratio']:.0%}, HOG loss on every token (AdamW lr {c['lr']:g}); MSE over "
+            "the position-mean predictor's on the clips above:", "",
+            md_table(["step", "masked tokens", "visible tokens"],
+                     [[r["step"], f"{r['masked']:.3f}", f"{r['visible']:.3f}"]
+                      for r in out["context"]["curve"]]), ""]  # fmt: skip
     return "\n".join([
         "# Video MaskFeat: masked HOG loss vs predictors that ignore the clip", "",
         f"Command: `{out['command']}`", "",
         f"{CLIPS} Moving Fashion-MNIST test videos, one clip each (`preview_clips`), the run's own "
         "cube masks (torch seed 0); masked-token MSE (`maskfeat.masked_mse`). Means fitted "
         "on these clips. Commands of the runs: the json (`commands`).", "",
-        md_table(heads, rows), "",
+        md_table(heads, rows), "", *context,
         f"torch {env['torch']}, {env['threads']} thread; scores, not timings (load: "
         f"`{out['uptime']}`; matmul probe {out['matmul_gflops']} GFLOP/s).", ""])  # fmt: skip
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--context", action="store_true", help="run the context check (docstring)")
+    args = p.parse_args()
+    path = OUT.with_suffix(".json")
+    earlier = json.loads(path.read_text()) if path.exists() else {}
     torch.set_num_threads(1)
     commands = {n: screen(n, p) for n, p in SCREENS.items()}
     for name in RUNS:
@@ -136,6 +218,8 @@ def main() -> None:
     runs = {n: score(p) for n, p in RUNS.items() if (p / "checkpoint.pt").is_file()}
     out = {"command": command_line(), "environment": environment(), "uptime": uptime(),
            "matmul_gflops": round(matmul_gflops(), 1), "commands": commands, "runs": runs}  # fmt: skip
+    if args.context or "context" in earlier:
+        out["context"] = context_check() if args.context else earlier["context"]
     write_json(out, OUT.with_suffix(".json"))
     OUT.with_suffix(".md").write_text(render(out))
     print(render(out))
