@@ -41,15 +41,15 @@ def maskfeat_video_mfmnist() -> TrainConfig:
     (16 px, the official 32 px geometry scaled by ½), 40% → 26 units. AdamW (0.9, 0.999),
     wd 0.05, clip 0.02, fp32 as the MViT-S recipe; the schedule is shortened to the budget
     (2 epochs of 64 clips or 10 minutes, whichever first) and the lr raised for it, to blr
-    4e-3 (five times the official 8e-4, the ρ recipes' lr). No flip (it would mirror the
-    motion direction). Then the video k-NN (class and direction) beside the untrained encoder.
+    4e-3 (five times the official 8e-4; ρBYOL's, ρSimCLR's and ρSwAV's). No flip (it would
+    mirror the motion direction). Then the video k-NN (class and direction) beside the untrained encoder.
     Not measured as shipped: docs/results.md ran it with the ρ recipes' smaller encoder
     (2×16×16 tubelets, 6 blocks, 4 × 4 × 4 tokens: `backbone.patch_size=16 backbone.depth=6
     method.cell_size=8 method.mask_unit=1`). At blr 1e-3 (the recipe until then) 60 steps of
     32 clips left it at or below its initial encoder ("Video methods side by side"), and after
     625 steps it fine-tuned as its init did; at 4e-3, 625 steps lead that init on direction
-    and class by fine-tuning in 8 of 8 pairs each, and 1e-3 by +0.107 and +0.089 ("Video
-    MaskFeat: what its pre-training learns").
+    and class by fine-tuning in 8 of 8 pairs each, and 1e-3 by +0.107 and +0.089 (7 and 8 of
+    8; "Video MaskFeat: what its pre-training learns").
     """
     return TrainConfig(
         recipe="maskfeat_video_mfmnist",
