@@ -111,6 +111,7 @@ for _steps, _length in LENGTHS.items():
 # class result is the weak one; ρSwAV with the official 1,000 prototypes (`rho_swav_k1000`,
 # pre-training seeds 0 and 1) for the same reason, its recipe's count since: `rho_swav` and
 # `rho_swav_blr1e-3` pin the 100 they ran with.
+_MF = ["method.cell_size=8", "method.mask_unit=1"]  # video MaskFeat on 4 x 4 tokens (above)
 OTHERS = {"rho_byol": ("rho_byol_mfmnist", []),
           "rho_byol_blr1e-3": ("rho_byol_mfmnist", ["optim.blr=1e-3"]),
           "rho_moco": ("rho_moco_mfmnist", ["optim.blr=4e-3"]),
@@ -120,9 +121,10 @@ OTHERS = {"rho_byol": ("rho_byol_mfmnist", []),
           "rho_swav": ("rho_swav_mfmnist", ["method.prototypes=100"]),
           "rho_swav_blr1e-3": ("rho_swav_mfmnist", ["optim.blr=1e-3", "method.prototypes=100"]),
           "rho_swav_k1000": ("rho_swav_mfmnist", ["method.prototypes=1000"]),
-          "maskfeat_video": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1", "optim.blr=1e-3"]),
-          "maskfeat_video_blr4e-3": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1", "optim.blr=4e-3"]),
-          "maskfeat_video_blr4e-3_binit": ("maskfeat_video_mfmnist", ["method.cell_size=8", "method.mask_unit=1", "optim.blr=4e-3", "method.encoder_init=backbone"])}  # fmt: skip
+          "maskfeat_video": ("maskfeat_video_mfmnist", [*_MF, "optim.blr=1e-3"]),
+          "maskfeat_video_blr4e-3": ("maskfeat_video_mfmnist", [*_MF, "optim.blr=4e-3"]),
+          "maskfeat_video_blr4e-3_binit": ("maskfeat_video_mfmnist",
+                                           [*_MF, "optim.blr=4e-3", "method.encoder_init=backbone"])}  # fmt: skip
 for _pseed, _p in PSEEDS.items():
     for _method, (_recipe, _o) in OTHERS.items():
         if _method == "rho_swav_blr1e-3" and _pseed:
@@ -380,22 +382,29 @@ def maskfeat_summary(out: dict) -> str:
     from the video ViT's own init: top-1 after 100 fine-tuning steps by start and
     fine-tuning seed, then each start's lead over random init and over its own init, paired
     by pre-training and fine-tuning seed."""
-    stems = {"0": "0", "625": "625", "2500": "2500", "625, blr 4e-3": "blr4e-3_625",
-             "625, blr 4e-3, the ViT's own init": "blr4e-3_binit_625"}  # fmt: skip
-    names = {k: [f"maskfeat_video_{v}{p}" for p in ("", "_pseed1")] for k, v in stems.items()}
-    starts = [x for v in names.values() for x in v]
+    # row label -> run stem, and its own init: SlowFast's (`_0`), or random init itself for
+    # the run started from the video ViT's own init
+    stems = {"0": ("0", None), "625": ("625", "0"), "2500": ("2500", "0"),
+             "625, blr 4e-3": ("blr4e-3_625", "0"),
+             "625, blr 4e-3, the ViT's own init": ("blr4e-3_binit_625", "random init")}  # fmt: skip
+
+    def runs(stem: str) -> list[str]:  # pre-training seeds 0 and 1
+        if stem == "random init":
+            return [stem] * 2
+        return [f"maskfeat_video_{stem}{p}" for p in ("", "_pseed1")]
+
+    starts = [x for stem, _ in stems.values() for x in runs(stem)]
     tables, rows = [], []
     for family in ("direction", "class"):
         top1 = seed_top1(out, family, starts)
         if not any(x in top1 for x in MASKFEAT_LONG):
             continue
         tables.append(f"\n\n{family} labels:\n\n" + seed_table(top1))
-        for steps, a in names.items():
-            # its own init: SlowFast's (`_0`), or random init itself for the ViT's own init
-            own = ["random init"] * 2 if "own init" in steps else names["0"]
-            rows.append([family, steps, paired(top1, a, ["random init"] * 2),
-                         "" if steps == "0" else paired(top1, a, own),
-                         paired(top1, a, names["625"]) if "4e-3" in steps else ""])  # fmt: skip
+        for label, (stem, own) in stems.items():
+            a = runs(stem)
+            rows.append([family, label, paired(top1, a, runs("random init")),
+                         paired(top1, a, runs(own)) if own else "",
+                         paired(top1, a, runs("625")) if "4e-3" in stem else ""])  # fmt: skip
     if not rows:
         return ""
     headers = ["labels", "pre-training steps", "minus random init", "minus its own init",
