@@ -68,7 +68,7 @@ from visrep.runs import build_model, load_run  # noqa: E402
 
 OUT = HERE / "results" / "maskfeat_video_target"
 CLIPS = 256
-# 125-step screens (1 epoch of the 4,000 videos, no eval): the recipe's lr and ten times it
+# 125-step screens (1 epoch of the 4,000 videos, no eval): blr 1e-3 (the recipe then) and ten times it
 SCREEN = ["maskfeat_video_mfmnist", *PRETRAIN, *OTHERS["maskfeat_video"][1],
           "optim.epochs=1", "optim.warmup_epochs=0.2", "eval.dataset="]  # fmt: skip
 SCREENS = {
