@@ -118,7 +118,6 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def init_patch_embed(proj: nn.Module, how: str) -> None:
     """Patch projection init: `how` = "slowfast" keeps `slowfast_init`'s trunc_normal(0.02);
     "xavier" is MAE's xavier-uniform on the flattened projection."""
