@@ -28,14 +28,26 @@ its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_ps
 (`method.encoder_init=backbone`): trained by that script, read here) and two 125-step
 screens this script trains when missing, at blr 1e-3 and 1e-2.
 
-With `--context` it also asks whether the encoder can read a masked token's HOG from its
-neighbours at all (`context_check`): the 625-step runs' encoder and optimiser settings,
-trained here for 300 steps on 2,048 fixed train clips with i.i.d. random token masks at 15 %
-(not cubes: a masked token keeps visible neighbours in space and time) and the HOG loss on
-every token; its MSE over the position-mean predictor's on the scored clips, masked and
-visible tokens apart (without the flag the JSON's earlier check is kept).
+With `--context [NAME ...]` it also asks whether the encoder can read a masked token from
+its neighbours at all (`context_check`, the checks of `CHECKS`; none named: `context`): the
+625-step runs' encoder and optimiser settings, trained here on 2,048 fixed train clips with
+i.i.d. random token masks at 15 % (not cubes: a masked token keeps visible neighbours in
+space and time). `context`: the HOG loss on every token, 300 steps. `context_pixels`: a pixel
+target instead (each token's normalised pixels of the frames its HOG reads, 3 × 16 × 16
+values, through a fresh linear head). `context_static`: the pixel target on the masked
+tokens only, on clips made static (the first frame repeated), so that a masked token's
+pixels are exactly those of the same place at every other time: a copy task, 1,500 steps.
+`context_noise`: the same on static smooth noise, where every token has content.
+`context_static_lr1e-2`: `context_static` at ten times the lr, 300 steps;
+`context_static_depth2`: with 2 blocks instead of 6; `context_static_sincos`: with fixed
+sin-cos position tables (rms about 1, against the learned tables' 0.02 at init: space image
+MAE's 2-D table, time a 1-D one) instead of learned ones. Beside each, what
+copying the true target from the same place one temporal token away would score
+(`neighbour_oracles`). A check not named keeps its earlier record in the JSON.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maskfeat_video_target.py [--context]
+A run whose folder is gone (runs/ is not kept) keeps its earlier record in the JSON.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maskfeat_video_target.py [--context [NAME ...]]
 
 Writes benchmarks/results/maskfeat_video_target.{json,md}.
 """
@@ -50,6 +62,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -64,6 +77,7 @@ from visrep.configs import get_recipe  # noqa: E402
 from visrep.data.video_eval import preview_clips, video_eval_sets  # noqa: E402
 from visrep.logger import read_log  # noqa: E402
 from visrep.methods.maskfeat import masked_mse  # noqa: E402
+from visrep.parts.pos_embed import sincos_1d, sincos_2d  # noqa: E402
 from visrep.runs import build_model, load_run  # noqa: E402
 
 OUT = HERE / "results" / "maskfeat_video_target"
@@ -82,11 +96,11 @@ RUNS = {n: SOURCES[n] for n in ("maskfeat_video_0", "maskfeat_video_625",
                                 "maskfeat_video_blr4e-3_binit_625_pseed1")} | SCREENS  # fmt: skip
 
 
-def screen(name: str, out: Path) -> str:
-    """Train the screen `name` when it has not finished; its command."""
+def screen(name: str, out: Path, recorded: bool = False) -> str:
+    """Train the screen `name` when it has not finished and has no earlier record; its command."""
     lr = name.rsplit("blr", 1)[1]
     args = ["train", *SCREEN, f"optim.blr={lr}", f"run.out_dir={out}"]
-    if not (out / "metrics.json").is_file():  # not finished: train it afresh
+    if not recorded and not (out / "metrics.json").is_file():  # not finished: train it afresh
         shutil.rmtree(out, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "visrep.cli", *args], check=True)
     return "visrep " + " ".join(args)
@@ -114,26 +128,94 @@ def score(run: Path) -> dict:
             "mse": {k: masked_mse(p, target, mask).item() for k, p in preds.items()}}  # fmt: skip
 
 
-# the context check (module docstring): steps, i.i.d. mask ratio, AdamW lr (linear warmup),
-# batch, fixed train clips, scoring interval
+# the context checks (module docstring): steps, i.i.d. mask ratio, AdamW lr (linear warmup),
+# batch, fixed train clips, scoring interval; each check's own settings on top
 CONTEXT = {"steps": 300, "mask_ratio": 0.15, "lr": 1e-3, "warmup_steps": 20, "batch": 32,
            "train_clips": 2048, "every": 50}  # fmt: skip
+# name -> (target, loss on "all" tokens or "masked" only, clips, settings): "moving" are the
+# set's clips; "static" repeat each clip's first frame (a masked token's pixels are those of
+# the same place at every other time); "noise" are static bilinear-upsampled 8 × 8 Gaussian
+# noise (every token carries content)
+CHECKS = {
+    "context": ("hog", "all", "moving", {}),
+    "context_pixels": ("pixels", "all", "moving", {}),
+    "context_static": ("pixels", "masked", "static", {"steps": 1500, "every": 250}),
+    "context_noise": ("pixels", "masked", "noise", {"every": 100}),
+    "context_static_lr1e-2": ("pixels", "masked", "static", {"lr": 1e-2, "every": 100}),
+    "context_static_depth2": ("pixels", "masked", "static", {"depth": 2, "every": 100}),
+    "context_static_sincos": ("pixels", "masked", "static", {"pos": "sincos", "every": 100}),
+}
 
 
-def context_check() -> dict:
+def pixel_target(model: torch.nn.Module, video: torch.Tensor) -> torch.Tensor:
+    """Each token's normalised pixels of the frames its HOG target reads (0, u, 2u, …):
+    [N, C, T, H, W] -> [N, L, C·p·p] in (t, h, w) order, channel-major within a token."""
+    p = model.backbone.patch_size
+    frames = video[:, :, :: model.backbone.t_patch_size]  # [N, C, T', H, W]
+    n, c, t, h, w = frames.shape
+    x = frames.reshape(n, c, t, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6)
+    return x.reshape(n, t * (h // p) * (w // p), c * p * p)
+
+
+def neighbour_oracles(target: torch.Tensor, grid: tuple) -> dict[str, float]:
+    """MSE over the position-mean predictor's, on the tokens with a temporal neighbour on both
+    sides, of predicting a token's target by the true target at the same place one temporal
+    token earlier ("previous") and by the mean of those one earlier and one later ("mean of
+    previous and next"): what the context holds for a predictor that only copies."""
+    x = target.reshape(target.shape[0], grid[0], -1, target.shape[-1])
+    mid, before, after = x[:, 1:-1], x[:, :-2], x[:, 2:]
+    base = (mid - x.mean(0, keepdim=True)[:, 1:-1]).pow(2).mean()
+    return {"previous": ((mid - before).pow(2).mean() / base).item(),
+            "mean of previous and next": ((mid - (before + after) / 2).pow(2).mean() / base).item()}  # fmt: skip
+
+
+def context_clips(kind: str, clips: torch.Tensor, seed: int) -> torch.Tensor:
+    """The clips of a check (`CHECKS`): as they are, static, or static smooth noise."""
+    if kind == "moving":
+        return clips
+    if kind == "noise":
+        n, c, t, h, w = clips.shape
+        z = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+        frame = F.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+        return frame[:, None].expand(n, c, t, h, w).contiguous()
+    return clips[:, :, :1].expand_as(clips).contiguous()
+
+
+def context_check(name: str) -> dict:
     """Masked- and visible-token MSE over the position-mean predictor's while the 625-step
     runs' encoder (`video_finetune.OTHERS["maskfeat_video"]`, SlowFast init, torch seed 0)
-    learns the HOG of every token under i.i.d. token masks (`CONTEXT`)."""
-    c = CONTEXT
+    learns a target under i.i.d. token masks (`CHECKS[name]` on `CONTEXT`): its HOG, or
+    `pixel_target` through a fresh head; the loss on every token or on the masked ones; and
+    `neighbour_oracles` on the scored clips."""
+    kind, loss_on, clip_kind, own = CHECKS[name]
+    c = CONTEXT | own
     overrides = [*PRETRAIN, *OTHERS["maskfeat_video"][1]]
+    if "depth" in c:
+        overrides.append(f"backbone.depth={c['depth']}")
     cfg = apply_overrides(get_recipe(OTHERS["maskfeat_video"][0]), overrides)
     torch.manual_seed(0)
     model = build_model(cfg)
+    if c.get("pos") == "sincos":  # fixed sin-cos tables: space as image MAE's, time 1-D
+        bb = model.backbone
+        t, h, w = bb.grid
+        with torch.no_grad():
+            bb.pos_embed_spatial.copy_(sincos_2d(bb.embed_dim, (h, w))[None])
+            bb.pos_embed_temporal.copy_(
+                torch.from_numpy(sincos_1d(bb.embed_dim, np.arange(t)))[None]
+            )
+        bb.pos_embed_spatial.requires_grad_(False)
+        bb.pos_embed_temporal.requires_grad_(False)
+    if kind == "pixels":  # after the model's own draws: the HOG check's init is unchanged
+        model.target = lambda v: pixel_target(model, v)
+        width = model.backbone.in_chans * model.backbone.patch_size**2
+        model.head = torch.nn.Linear(model.head.in_features, width)
+        torch.nn.init.trunc_normal_(model.head.weight, std=0.02)
+        torch.nn.init.zeros_(model.head.bias)
     fmnist = dataclasses.replace(cfg.eval, dataset="fashion_mnist")
     train = video_eval_sets(cfg.data, dataclasses.replace(fmnist, limit_train=c["train_clips"]),
                             views=1, crops=1)[0]  # fmt: skip
-    clips = torch.stack([train.views(i)[0] for i in range(len(train))])
-    test = preview_clips(cfg.data, fmnist, CLIPS)
+    clips = context_clips(clip_kind, torch.stack([train.views(i)[0] for i in range(len(train))]), 1)
+    test = context_clips(clip_kind, preview_clips(cfg.data, fmnist, CLIPS), 2)
     target = model.target(test)
     position_mean = target.mean(0, keepdim=True).expand_as(target)
     gen = torch.Generator().manual_seed(0)
@@ -142,7 +224,8 @@ def context_check() -> dict:
         return (torch.rand(n, target.shape[1], generator=gen) < c["mask_ratio"]).float()
 
     test_mask = draw(len(test))
-    opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=cfg.optim.betas,
+    trained = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=c["lr"], betas=cfg.optim.betas,
                             weight_decay=cfg.optim.weight_decay)  # fmt: skip
     curve = []
     for step in range(c["steps"] + 1):
@@ -152,19 +235,23 @@ def context_check() -> dict:
             curve.append({"step": step} | {
                 k: masked_mse(pred, target, m).item() / masked_mse(position_mean, target, m).item()
                 for k, m in (("masked", test_mask), ("visible", 1 - test_mask))})  # fmt: skip
-            print(curve[-1], flush=True)
+            print(name, curve[-1], flush=True)
         if step == c["steps"]:
             break
         video = clips[torch.randint(0, len(clips), (c["batch"],), generator=gen)]
-        pred = model({"images": video}, mask=draw(c["batch"]))["pred"].float()
-        loss = F.mse_loss(pred, model.target(video))  # every token, masked or not
+        mask = draw(c["batch"])
+        pred = model({"images": video}, mask=mask)["pred"].float()
+        truth = model.target(video)
+        loss = F.mse_loss(pred, truth) if loss_on == "all" else masked_mse(pred, truth, mask)
         for group in opt.param_groups:
             group["lr"] = c["lr"] * min(1.0, (step + 1) / c["warmup_steps"])
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+        torch.nn.utils.clip_grad_norm_(trained, cfg.optim.clip_grad)
         opt.step()
-    return {"settings": c, "overrides": overrides, "curve": curve}
+    return {"settings": c, "target": kind, "loss_on": loss_on, "clips": clip_kind,
+            "overrides": overrides, "curve": curve,
+            "oracles": neighbour_oracles(target, model.grid)}  # fmt: skip
 
 
 def render(out: dict) -> str:
@@ -180,20 +267,40 @@ def render(out: dict) -> str:
              *(f"{k} MSE" for k in names), "model / position mean"]  # fmt: skip
     env = out["environment"]
     context = []
-    if "context" in out:
-        c = out["context"]["settings"]
-        context = [
-            "## Can it read a masked token from its neighbours?", "",
-            f"The 625-step runs' encoder, {c['steps']} steps of {c['batch']} from "
-            f"{c['train_clips']:,} fixed train clips, i.i.d. token masks at "
-            f"{c['mask_ratio']:.0%}, HOG loss on every token (AdamW lr {c['lr']:g}); MSE over "
-            "the position-mean predictor's on the clips above:", "",
+    for key in CHECKS:
+        if key not in out:
+            continue
+        r = out[key]
+        c, kind = r["settings"], r.get("target", "hog")
+        what = {"hog": "HOG", "pixels": "pixel"}[kind]
+        clips = {"moving": "train clips", "static": "train clips made static (each clip's "
+                 "first frame at every time)", "noise": "static smooth-noise clips"}  # fmt: skip
+        loss = "every token" if r.get("loss_on", "all") == "all" else "the masked tokens only"
+        kind_of_clips = r.get("clips", "moving")
+        same = "" if kind_of_clips == "moving" else " (made the same way)"
+        encoder = "".join([f" with {c['depth']} blocks" if "depth" in c else "",
+                           " with fixed sin-cos position tables" if c.get("pos") else ""])  # fmt: skip
+        context += [
+            f"## `{key}`: can it read a masked token's {what} target from its neighbours?", "",
+            f"The 625-step runs' encoder{encoder}, {c['steps']:,} steps of {c['batch']} from "
+            f"{c['train_clips']:,} fixed {clips[kind_of_clips]}, i.i.d. token masks at "
+            f"{c['mask_ratio']:.0%}, {what} loss on {loss} (AdamW lr {c['lr']:g}); MSE over the "
+            f"position-mean predictor's on the scored clips{same}:", "",
             md_table(["step", "masked tokens", "visible tokens"],
-                     [[r["step"], f"{r['masked']:.3f}", f"{r['visible']:.3f}"]
-                      for r in out["context"]["curve"]]), ""]  # fmt: skip
+                     [[x["step"], f"{x['masked']:.3f}", f"{x['visible']:.3f}"]
+                      for x in r["curve"]]), ""]  # fmt: skip
+        if "command" in r:
+            context += [f"Command: `{r['command']}`", ""]
+        if "oracles" in r:
+            context += ["Copying the true target from the same place at other times, on "
+                        "tokens with a neighbour on both sides: "
+                        + ", ".join(f"{k} {v:.3f}" for k, v in r["oracles"].items())
+                        + " of the position-mean MSE.", ""]  # fmt: skip
     return "\n".join([
         "# Video MaskFeat: masked HOG loss vs predictors that ignore the clip", "",
-        f"Command: `{out['command']}`", "",
+        f"Last command: `{out['command']}`; the rows scored by "
+        + ", ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", "") for r in out["runs"].values()))
+        + " (a run whose folder is gone keeps its row).", "",
         f"{CLIPS} Moving Fashion-MNIST test videos, one clip each (`preview_clips`), the run's own "
         "cube masks (torch seed 0); masked-token MSE (`maskfeat.masked_mse`). Means fitted "
         "on these clips. Commands of the runs: the json (`commands`).", "",
@@ -204,22 +311,30 @@ def render(out: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--context", action="store_true", help="run the context check (docstring)")
+    p.add_argument("--context", nargs="*", default=None, choices=list(CHECKS),
+                   help="run these context checks (none named: `context`); the others keep "
+                   "their earlier record")  # fmt: skip
     args = p.parse_args()
     path = OUT.with_suffix(".json")
     earlier = json.loads(path.read_text()) if path.exists() else {}
     torch.set_num_threads(1)
-    commands = {n: screen(n, p) for n, p in SCREENS.items()}
+    recorded = earlier.get("runs", {})
+    commands = {n: screen(n, p, n in recorded) for n, p in SCREENS.items()}
     for name in RUNS:
         if name in MADE_HERE:
             recipe, overrides = MADE_HERE[name]
             commands[name] = " ".join(["visrep train", recipe, *PRETRAIN, *overrides,
                                        f"run.out_dir={SOURCES[name]}"])  # fmt: skip
-    runs = {n: score(p) for n, p in RUNS.items() if (p / "checkpoint.pt").is_file()}
+    runs = {n: score(p) | {"command": command_line()} if (p / "checkpoint.pt").is_file() else recorded[n]
+            for n, p in RUNS.items() if (p / "checkpoint.pt").is_file() or n in recorded}  # fmt: skip
     out = {"command": command_line(), "environment": environment(), "uptime": uptime(),
            "matmul_gflops": round(matmul_gflops(), 1), "commands": commands, "runs": runs}  # fmt: skip
-    if args.context or "context" in earlier:
-        out["context"] = context_check() if args.context else earlier["context"]
+    todo = [] if args.context is None else args.context or ["context"]
+    for key in CHECKS:
+        if key in todo or key in earlier:
+            out[key] = (
+                context_check(key) | {"command": command_line()} if key in todo else earlier[key]
+            )
     write_json(out, OUT.with_suffix(".json"))
     OUT.with_suffix(".md").write_text(render(out))
     print(render(out))

@@ -1,0 +1,65 @@
+"""Helpers of benchmarks/maskfeat_video_target.py (the context checks' pixel target, clips and
+copy oracles) and benchmarks/rho_claim.py (its table is what the committed outputs give),
+imported by path."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import rho_claim  # noqa: E402
+from maskfeat_video_target import context_clips, neighbour_oracles, pixel_target  # noqa: E402
+
+
+def test_pixel_target_token_layout():
+    model = SimpleNamespace(backbone=SimpleNamespace(patch_size=4, t_patch_size=2))
+    video = torch.randn(2, 3, 4, 8, 12)  # [N, C, T, H, W]: T' = 2, grid 2 × 3
+    t = pixel_target(model, video)
+    assert t.shape == (2, 2 * 2 * 3, 3 * 4 * 4)
+    # token (t'=1, h=1, w=2) reads frame 2 (frames 0, u, …), channel-major, row-major pixels
+    token = 1 * 6 + 1 * 3 + 2
+    for c, y, x in [(0, 0, 0), (1, 3, 2), (2, 1, 3)]:
+        assert t[1, token, c * 16 + y * 4 + x] == video[1, c, 2, 4 + y, 8 + x]
+
+
+def test_neighbour_oracles_by_hand():
+    grid = (3, 1, 2)
+    static = torch.randn(5, 1, 2, 4).expand(5, 3, 2, 4).reshape(5, 6, 4)
+    assert neighbour_oracles(static, grid) == pytest.approx({"previous": 0.0,
+                                                             "mean of previous and next": 0.0})  # fmt: skip
+    # a target linear in time: the mean of the neighbours is exact, the previous one is not
+    base, slope = torch.randn(5, 1, 2, 4), torch.randn(5, 1, 2, 4)
+    ramp = (base + slope * torch.arange(3.0).view(1, 3, 1, 1)).reshape(5, 6, 4)
+    o = neighbour_oracles(ramp, grid)
+    assert o["mean of previous and next"] == pytest.approx(0.0, abs=1e-6)
+    x = ramp.reshape(5, 3, 2, 4)
+    mid = x[:, 1]
+    expected = slope[:, 0].pow(2).mean() / (mid - mid.mean(0)).pow(2).mean()
+    assert o["previous"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_context_clips():
+    clips = torch.randn(3, 3, 4, 8, 8)
+    assert context_clips("moving", clips, 0) is clips
+    static = context_clips("static", clips, 0)
+    assert torch.equal(static[:, :, 3], clips[:, :, 0]) and torch.equal(
+        static[:, :, 0], clips[:, :, 0]
+    )
+    noise = context_clips("noise", clips, 0)
+    assert noise.shape == clips.shape
+    assert torch.equal(noise[:, 0, 0], noise[:, 2, 3])  # static, channels replicated
+    assert torch.equal(noise, context_clips("noise", clips, 0))  # seeded
+    assert not torch.equal(noise, context_clips("noise", clips, 1))
+
+
+def test_rho_claim_table_is_the_committed_one():
+    """Every figure of results/rho_claim.md comes from the per-seed outputs it names."""
+    committed = (rho_claim.OUT.with_suffix(".md")).read_text()
+    assert rho_claim.render(rho_claim.summarise()) == committed
+    out = rho_claim.summarise()
+    for method, r in out.items():
+        d = r["rho2_minus_rho1"]["knn_direction_top1"]["per_seed"]
+        assert len(d) == len(r["seeds"]) >= 3, method
