@@ -41,7 +41,10 @@ pixels are exactly those of the same place at every other time: a copy task, 1,5
 `context_static_lr1e-2`: `context_static` at ten times the lr, 300 steps;
 `context_static_depth2`: with 2 blocks instead of 6; `context_static_sincos`: with fixed
 sin-cos position tables (rms about 1, against the learned tables' 0.02 at init: space image
-MAE's 2-D table, time a 1-D one) instead of learned ones. Beside each, what
+MAE's 2-D table, time a 1-D one) instead of learned ones. `control_position_attention`
+(lr 1e-2) and `_lr1e-3`: the copy task for `PositionAttention`, an attention layer that
+selects by position alone, which shows the task, clips, masks and scoring let a model learn
+the copy (no encoder, no HOG). Beside each, what
 copying the true target from the same place one temporal token away would score
 (`neighbour_oracles`). A check not named keeps its earlier record in the JSON.
 
@@ -144,7 +147,45 @@ CHECKS = {
     "context_static_lr1e-2": ("pixels", "masked", "static", {"lr": 1e-2, "every": 100}),
     "context_static_depth2": ("pixels", "masked", "static", {"depth": 2, "every": 100}),
     "context_static_sincos": ("pixels", "masked", "static", {"pos": "sincos", "every": 100}),
+    # the control: `PositionAttention` instead of the encoder, on the same copy task
+    "control_position_attention": (
+        "pixels",
+        "masked",
+        "static",
+        {"model": "position", "lr": 1e-2, "every": 100},
+    ),
+    "control_position_attention_lr1e-3": (
+        "pixels",
+        "masked",
+        "static",
+        {"model": "position", "every": 100},
+    ),
 }
+
+
+class PositionAttention(torch.nn.Module):
+    """The copy checks' control: one attention layer whose weights are a learned table of
+    logits by (query position, key position), no queries or keys from content. Values: each
+    visible token's target through a linear map, a masked token a learned vector; a token
+    attends to the visible tokens other than itself; a linear map back to the target. It
+    can copy a static clip's token from the same place at another time exactly, and it must
+    learn where to look by position alone: what the encoder has to learn through q·k."""
+
+    def __init__(self, tokens: int, dim: int, width: int = 192) -> None:
+        super().__init__()
+        self.embed, self.out = torch.nn.Linear(dim, width), torch.nn.Linear(width, dim)
+        self.mask_token = torch.nn.Parameter(torch.zeros(width))
+        self.logits = torch.nn.Parameter(torch.zeros(tokens, tokens))  # uniform at the start
+
+    def forward(self, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[N, L, K] targets, [N, L] mask (1 = masked) -> [N, L, K] predictions."""
+        masked = mask.bool()
+        x = torch.where(
+            masked[..., None], self.mask_token.expand(*mask.shape, -1), self.embed(target)
+        )
+        eye = torch.eye(len(self.logits), dtype=torch.bool, device=target.device)
+        logits = self.logits.masked_fill(eye, -1e4)[None].masked_fill(masked[:, None], -1e4)
+        return self.out(torch.softmax(logits, dim=-1) @ x)
 
 
 def pixel_target(model: torch.nn.Module, video: torch.Tensor) -> torch.Tensor:
@@ -224,14 +265,26 @@ def context_check(name: str) -> dict:
         return (torch.rand(n, target.shape[1], generator=gen) < c["mask_ratio"]).float()
 
     test_mask = draw(len(test))
-    trained = [q for q in model.parameters() if q.requires_grad]
+    if c.get("model") == "position":  # the control replaces the encoder
+        net = PositionAttention(target.shape[1], target.shape[2])
+
+        def predict(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return net(model.target(video), mask)
+
+        trained = list(net.parameters())
+    else:
+
+        def predict(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return model({"images": video}, mask=mask)["pred"].float()
+
+        trained = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(trained, lr=c["lr"], betas=cfg.optim.betas,
                             weight_decay=cfg.optim.weight_decay)  # fmt: skip
     curve = []
     for step in range(c["steps"] + 1):
         if step % c["every"] == 0:
             with torch.no_grad():
-                pred = model({"images": test}, mask=test_mask)["pred"].float()
+                pred = predict(test, test_mask)
             curve.append({"step": step} | {
                 k: masked_mse(pred, target, m).item() / masked_mse(position_mean, target, m).item()
                 for k, m in (("masked", test_mask), ("visible", 1 - test_mask))})  # fmt: skip
@@ -240,8 +293,7 @@ def context_check(name: str) -> dict:
             break
         video = clips[torch.randint(0, len(clips), (c["batch"],), generator=gen)]
         mask = draw(c["batch"])
-        pred = model({"images": video}, mask=mask)["pred"].float()
-        truth = model.target(video)
+        pred, truth = predict(video, mask), model.target(video)
         loss = F.mse_loss(pred, truth) if loss_on == "all" else masked_mse(pred, truth, mask)
         for group in opt.param_groups:
             group["lr"] = c["lr"] * min(1.0, (step + 1) / c["warmup_steps"])
@@ -252,6 +304,19 @@ def context_check(name: str) -> dict:
     return {"settings": c, "target": kind, "loss_on": loss_on, "clips": clip_kind,
             "overrides": overrides, "curve": curve,
             "oracles": neighbour_oracles(target, model.grid)}  # fmt: skip
+
+
+@torch.no_grad()
+def token_scales() -> dict[str, float]:
+    """At the 625-step runs' init (SlowFast's, torch seed 0), on the scored clips: the rms of
+    the patch embeddings, and of the learned position table added to them."""
+    cfg = apply_overrides(get_recipe(OTHERS["maskfeat_video"][0]),
+                          [*PRETRAIN, *OTHERS["maskfeat_video"][1]])  # fmt: skip
+    torch.manual_seed(0)
+    bb = build_model(cfg).backbone
+    clips = preview_clips(cfg.data, dataclasses.replace(cfg.eval, dataset="fashion_mnist"), CLIPS)
+    return {"patch_embedding_rms": bb.patch_embed(clips).pow(2).mean().sqrt().item(),
+            "position_rms": bb.pos_table().pow(2).mean().sqrt().item()}  # fmt: skip
 
 
 def render(out: dict) -> str:
@@ -280,9 +345,12 @@ def render(out: dict) -> str:
         same = "" if kind_of_clips == "moving" else " (made the same way)"
         encoder = "".join([f" with {c['depth']} blocks" if "depth" in c else "",
                            " with fixed sin-cos position tables" if c.get("pos") else ""])  # fmt: skip
+        who = ("The control (`PositionAttention`: one attention layer of learned position "
+               "logits) instead of the encoder" if c.get("model") else
+               f"The 625-step runs' encoder{encoder}")  # fmt: skip
         context += [
             f"## `{key}`: can it read a masked token's {what} target from its neighbours?", "",
-            f"The 625-step runs' encoder{encoder}, {c['steps']:,} steps of {c['batch']} from "
+            f"{who}, {c['steps']:,} steps of {c['batch']} from "
             f"{c['train_clips']:,} fixed {clips[kind_of_clips]}, i.i.d. token masks at "
             f"{c['mask_ratio']:.0%}, {what} loss on {loss} (AdamW lr {c['lr']:g}); MSE over the "
             f"position-mean predictor's on the scored clips{same}:", "",
@@ -305,6 +373,9 @@ def render(out: dict) -> str:
         "cube masks (torch seed 0); masked-token MSE (`maskfeat.masked_mse`). Means fitted "
         "on these clips. Commands of the runs: the json (`commands`).", "",
         md_table(heads, rows), "", *context,
+        *([f"At the encoder's init on the scored clips the patch embeddings have rms "
+           f"{out['scales']['patch_embedding_rms']:.3f}, the learned position table added to "
+           f"them {out['scales']['position_rms']:.3f}.", ""] if "scales" in out else []),
         f"torch {env['torch']}, {env['threads']} thread; scores, not timings (load: "
         f"`{out['uptime']}`; matmul probe {out['matmul_gflops']} GFLOP/s).", ""])  # fmt: skip
 
@@ -329,6 +400,7 @@ def main() -> None:
             for n, p in RUNS.items() if (p / "checkpoint.pt").is_file() or n in recorded}  # fmt: skip
     out = {"command": command_line(), "environment": environment(), "uptime": uptime(),
            "matmul_gflops": round(matmul_gflops(), 1), "commands": commands, "runs": runs}  # fmt: skip
+    out["scales"] = token_scales()
     todo = [] if args.context is None else args.context or ["context"]
     for key in CHECKS:
         if key in todo or key in earlier:

@@ -11,7 +11,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import rho_claim  # noqa: E402
-from maskfeat_video_target import context_clips, neighbour_oracles, pixel_target  # noqa: E402
+from maskfeat_video_target import (  # noqa: E402
+    PositionAttention,
+    context_clips,
+    neighbour_oracles,
+    pixel_target,
+)
 
 
 def test_pixel_target_token_layout():
@@ -53,6 +58,24 @@ def test_context_clips():
     assert torch.equal(noise[:, 0, 0], noise[:, 2, 3])  # static, channels replicated
     assert torch.equal(noise, context_clips("noise", clips, 0))  # seeded
     assert not torch.equal(noise, context_clips("noise", clips, 1))
+
+
+def test_position_attention_copies_by_position_from_visible_tokens_only():
+    net = PositionAttention(tokens=4, dim=3, width=3)
+    with torch.no_grad():
+        for lin in (net.embed, net.out):
+            lin.weight.copy_(torch.eye(3))
+            lin.bias.zero_()
+        net.logits.zero_()
+        net.logits[0, 2] = 50.0  # token 0 looks at token 2 (same place, next time)
+    target = torch.randn(2, 4, 3)
+    mask = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 1, 0]])
+    pred = net(target, mask)
+    assert torch.allclose(pred[0, 0], target[0, 2], atol=1e-5)  # copied
+    # token 2 masked in clip 1: token 0 falls back to the mean of the other visible ones
+    assert torch.allclose(pred[1, 0], (target[1, 1] + target[1, 3]) / 2, atol=1e-5)
+    # never itself: token 1 (visible) averages tokens 2 and 3 of clip 0 and excludes token 0 (masked)
+    assert torch.allclose(pred[0, 1], (target[0, 2] + target[0, 3]) / 2, atol=1e-5)
 
 
 def test_rho_claim_table_is_the_committed_one():
