@@ -44,7 +44,12 @@ sin-cos position tables (rms about 1, against the learned tables' 0.02 at init: 
 MAE's 2-D table, time a 1-D one) instead of learned ones. `control_position_attention`
 (lr 1e-2) and `_lr1e-3`: the copy task for `PositionAttention`, an attention layer that
 selects by position alone, which shows the task, clips, masks and scoring let a model learn
-the copy (no encoder, no HOG). Beside each, what
+the copy (no encoder, no HOG). `context_static_hog`: the copy task on the HOG target (a
+static clip's HOG is the same at every time); `context_static_hog_mvit`: the same for the
+MViTv2 of `maskfeat_video_mvit_mfmnist` (its own geometry: 4 × 8 × 8 output tokens, 4 px
+HOG cells), video MaskFeat's official backbone family, whose attention has relative
+position biases. `context_hog_masked` and `_mvit`: the same two on moving clips, the HOG
+loss on the masked tokens only (video MaskFeat's loss, i.i.d. masks). Beside each, what
 copying the true target from the same place one temporal token away would score
 (`neighbour_oracles`). A check not named keeps its earlier record in the JSON.
 
@@ -135,6 +140,7 @@ def score(run: Path) -> dict:
 # batch, fixed train clips, scoring interval; each check's own settings on top
 CONTEXT = {"steps": 300, "mask_ratio": 0.15, "lr": 1e-3, "warmup_steps": 20, "batch": 32,
            "train_clips": 2048, "every": 50}  # fmt: skip
+MVIT = "maskfeat_video_mvit_mfmnist"  # its own encoder and geometry (no overrides)
 # name -> (target, loss on "all" tokens or "masked" only, clips, settings): "moving" are the
 # set's clips; "static" repeat each clip's first frame (a masked token's pixels are those of
 # the same place at every other time); "noise" are static bilinear-upsampled 8 × 8 Gaussian
@@ -147,6 +153,13 @@ CHECKS = {
     "context_static_lr1e-2": ("pixels", "masked", "static", {"lr": 1e-2, "every": 100}),
     "context_static_depth2": ("pixels", "masked", "static", {"depth": 2, "every": 100}),
     "context_static_sincos": ("pixels", "masked", "static", {"pos": "sincos", "every": 100}),
+    # the copy task on the HOG target (a static clip's HOG is the same at every time), on the
+    # ViT and on the recipe's MViTv2 (relative position biases in every attention)
+    "context_static_hog": ("hog", "masked", "static", {"every": 100}),
+    "context_static_hog_mvit": ("hog", "masked", "static", {"every": 100, "recipe": MVIT}),
+    # video MaskFeat's own task with i.i.d. masks: HOG of masked tokens of moving clips
+    "context_hog_masked": ("hog", "masked", "moving", {"every": 100}),
+    "context_hog_masked_mvit": ("hog", "masked", "moving", {"every": 100, "recipe": MVIT}),
     # the control: `PositionAttention` instead of the encoder, on the same copy task
     "control_position_attention": (
         "pixels",
@@ -230,10 +243,11 @@ def context_check(name: str) -> dict:
     `neighbour_oracles` on the scored clips."""
     kind, loss_on, clip_kind, own = CHECKS[name]
     c = CONTEXT | own
-    overrides = [*PRETRAIN, *OTHERS["maskfeat_video"][1]]
+    recipe = c.get("recipe", OTHERS["maskfeat_video"][0])
+    overrides = [] if recipe == MVIT else [*PRETRAIN, *OTHERS["maskfeat_video"][1]]
     if "depth" in c:
         overrides.append(f"backbone.depth={c['depth']}")
-    cfg = apply_overrides(get_recipe(OTHERS["maskfeat_video"][0]), overrides)
+    cfg = apply_overrides(get_recipe(recipe), overrides)
     torch.manual_seed(0)
     model = build_model(cfg)
     if c.get("pos") == "sincos":  # fixed sin-cos tables: space as image MAE's, time 1-D
@@ -303,7 +317,7 @@ def context_check(name: str) -> dict:
         opt.step()
     return {"settings": c, "target": kind, "loss_on": loss_on, "clips": clip_kind,
             "overrides": overrides, "curve": curve,
-            "oracles": neighbour_oracles(target, model.grid)}  # fmt: skip
+            "oracles": neighbour_oracles(target, model.out_grid)}  # fmt: skip
 
 
 @torch.no_grad()
@@ -347,7 +361,8 @@ def render(out: dict) -> str:
                            " with fixed sin-cos position tables" if c.get("pos") else ""])  # fmt: skip
         who = ("The control (`PositionAttention`: one attention layer of learned position "
                "logits) instead of the encoder" if c.get("model") else
-               f"The 625-step runs' encoder{encoder}")  # fmt: skip
+               f"`{MVIT}`'s MViTv2 (SlowFast init, its HOG on 4 px cells)"
+               if c.get("recipe") == MVIT else f"The 625-step runs' encoder{encoder}")  # fmt: skip
         context += [
             f"## `{key}`: can it read a masked token's {what} target from its neighbours?", "",
             f"{who}, {c['steps']:,} steps of {c['batch']} from "
