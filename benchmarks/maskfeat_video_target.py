@@ -237,7 +237,8 @@ def context_clips(kind: str, clips: torch.Tensor, seed: int) -> torch.Tensor:
 
 def context_check(name: str) -> dict:
     """Masked- and visible-token MSE over the position-mean predictor's while the 625-step
-    runs' encoder (`video_finetune.OTHERS["maskfeat_video"]`, SlowFast init, torch seed 0)
+    runs' encoder (`video_finetune.OTHERS["maskfeat_video"]`, SlowFast init, torch seed 0;
+    or the MViTv2 recipe's, or the `PositionAttention` control, as `CHECKS[name]` says)
     learns a target under i.i.d. token masks (`CHECKS[name]` on `CONTEXT`): its HOG, or
     `pixel_target` through a fresh head; the loss on every token or on the masked ones; and
     `neighbour_oracles` on the scored clips."""
