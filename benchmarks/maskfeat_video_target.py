@@ -25,8 +25,10 @@ Runs: `benchmarks/video_finetune.py`'s video MaskFeat pre-trainings (`maskfeat_v
 its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_pseed1`, and
 `maskfeat_video_blr4e-3_625{,_pseed1}` at four times the lr, the recipe's since, and
 `maskfeat_video_blr4e-3_binit_625{,_pseed1}` from the video ViT's own init
-(`method.encoder_init=backbone`): trained by that script, read here) and two 125-step
-screens this script trains when missing, at blr 1e-3 and 1e-2.
+(`method.encoder_init=backbone`), and `maskfeat_video_mvit_blr4e-3_625{,_pseed1}` on the
+MViTv2 of `maskfeat_video_mvit_mfmnist` (its own 4 × 8 × 8 output tokens and 4 px HOG
+cells): trained by that script, read here) and two 125-step screens this script trains when
+missing, at blr 1e-3 and 1e-2.
 
 With `--context [NAME ...]` it also asks whether the encoder can read a masked token from
 its neighbours at all (`context_check`, the checks of `CHECKS`; none named: `context`): the
@@ -78,7 +80,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from host import command_line, environment, md_table, uptime, write_json  # noqa: E402
 from own_colour import matmul_gflops  # noqa: E402
-from video_finetune import MADE_HERE, OTHERS, PRETRAIN, SOURCES  # noqa: E402
+from video_finetune import (  # noqa: E402
+    MADE_HERE,
+    MVIT,
+    MVIT_RUNS,
+    OTHERS,
+    PRETRAIN,
+    SOURCES,
+    pretrain_args,
+)
 
 from visrep.config import apply_overrides  # noqa: E402
 from visrep.configs import get_recipe  # noqa: E402
@@ -101,7 +111,8 @@ RUNS = {n: SOURCES[n] for n in ("maskfeat_video_0", "maskfeat_video_625",
                                 "maskfeat_video_2500_pseed1", "maskfeat_video_blr4e-3_625",
                                 "maskfeat_video_blr4e-3_625_pseed1",
                                 "maskfeat_video_blr4e-3_binit_625",
-                                "maskfeat_video_blr4e-3_binit_625_pseed1")} | SCREENS  # fmt: skip
+                                "maskfeat_video_blr4e-3_binit_625_pseed1",
+                                *MVIT_RUNS)} | SCREENS  # fmt: skip
 
 
 def screen(name: str, out: Path, recorded: bool = False) -> str:
@@ -140,7 +151,6 @@ def score(run: Path) -> dict:
 # batch, fixed train clips, scoring interval; each check's own settings on top
 CONTEXT = {"steps": 300, "mask_ratio": 0.15, "lr": 1e-3, "warmup_steps": 20, "batch": 32,
            "train_clips": 2048, "every": 50}  # fmt: skip
-MVIT = "maskfeat_video_mvit_mfmnist"  # its own encoder and geometry (no overrides)
 # name -> (target, loss on "all" tokens or "masked" only, clips, settings): "moving" are the
 # set's clips; "static" repeat each clip's first frame (a masked token's pixels are those of
 # the same place at every other time); "noise" are static bilinear-upsampled 8 × 8 Gaussian
@@ -409,9 +419,7 @@ def main() -> None:
     commands = {n: screen(n, p, n in recorded) for n, p in SCREENS.items()}
     for name in RUNS:
         if name in MADE_HERE:
-            recipe, overrides = MADE_HERE[name]
-            commands[name] = " ".join(["visrep train", recipe, *PRETRAIN, *overrides,
-                                       f"run.out_dir={SOURCES[name]}"])  # fmt: skip
+            commands[name] = "visrep " + " ".join(pretrain_args(name))
     runs = {n: score(p) | {"command": command_line()} if (p / "checkpoint.pt").is_file() else recorded[n]
             for n, p in RUNS.items() if (p / "checkpoint.pt").is_file() or n in recorded}  # fmt: skip
     out = {"command": command_line(), "environment": environment(), "uptime": uptime(),

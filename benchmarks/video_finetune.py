@@ -38,8 +38,12 @@ fine-tuning seeds 0-3, beside random init on each; `maskfeat_video_625_direction
 video MaskFeat 500 direction steps, and `*_direction_3ep_seed{0..3}` 300 beside random
 init; video MaskFeat from its own init (`maskfeat_video_0*`: SlowFast's, saved by one step
 at lr 0) and after 2,500 pre-training steps (`maskfeat_video_2500*`), pre-training seeds 0
-and 1, on both families the same way (`MASKFEAT_LONG`). `MADE_HERE` trains the thirty-eight
-pre-trainings, seconds to 30 min each.
+and 1, on both families the same way (`MASKFEAT_LONG`); video MaskFeat on its official
+backbone family, the MViTv2 of `maskfeat_video_mvit_mfmnist` (its own geometry, no ViT
+overrides), 625 steps at blr 4e-3 from pre-training seeds 0 and 1
+(`maskfeat_video_mvit_blr4e-3_625*`), beside that MViTv2 at random init
+(`random_init_mvit_*`), on both families the same way (`MVIT_RUNS`). `MADE_HERE` trains the
+forty-two pre-trainings, seconds to 30 min each.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
 
@@ -92,6 +96,9 @@ SOURCES = {"mae_st_60": Path("runs/video_methods/mae_st"),
 PRETRAIN = ["backbone.patch_size=16", "backbone.depth=6", "data.limit=4000",
             "optim.batch_size=32", "run.budget_minutes=0", "run.threads=1",
             "run.progress=False"]  # fmt: skip
+# video MaskFeat's own backbone family keeps its recipe's MViTv2 (no ViT overrides)
+MVIT = "maskfeat_video_mvit_mfmnist"
+PRETRAIN_MVIT = PRETRAIN[2:]
 LENGTHS = {"625": ["optim.epochs=5", "optim.warmup_epochs=0.5"],
            "2500": ["optim.epochs=20", "optim.warmup_epochs=2"]}  # fmt: skip
 # pre-training seeds by name suffix (seed 2 only for the ρBYOL / ρMoCo runs below)
@@ -145,6 +152,14 @@ for _pseed in ("", "_pseed1"):
         "maskfeat_video_mfmnist",
         [*_o, "optim.epochs=1", "optim.warmup_epochs=0", "data.limit=32", "optim.blr=0"],
     )
+# video MaskFeat on its official backbone family: the recipe's MViTv2 (`MVIT`), which learns
+# to read a masked token's HOG from its neighbours where the ViT does not
+# (benchmarks/maskfeat_video_target.py, `context_hog_masked_mvit`), the same 625 steps at blr
+# 4e-3 (the ViT recipe's), pre-training seeds 0 and 1; fine-tuned beside the MViTv2 at random
+# init (`random_init_mvit_*`: its own init, the one its pre-training starts from)
+MVIT_RUNS = [f"maskfeat_video_mvit_blr4e-3_625{p}" for p in ("", "_pseed1")]
+for _pseed, _run in zip(("", "_pseed1"), MVIT_RUNS, strict=True):
+    MADE_HERE[_run] = (MVIT, [*LENGTHS["625"], "optim.blr=4e-3", *PSEEDS[_pseed]])
 SOURCES |= {name: RUNS / f"pretrain_{name}" for name in MADE_HERE}
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
@@ -215,17 +230,27 @@ for _seed in ("0", "1", "2", "3"):
     # its start and its four-times-longer pre-training on the class labels too (the direction
     # rows come from the MADE_HERE loop above)
     _tag = "" if _seed == "0" else f"_seed{_seed}"
-    for _src in MASKFEAT_LONG:
+    for _src in [*MASKFEAT_LONG, *MVIT_RUNS]:
         ROWS[f"{_src}_class_1ep{_tag}"] = (_src, "pretrained", CLASS_SHORT | {"run.seed": _seed})
+    for _family, _extra in (("direction", SHORT), ("class", CLASS_SHORT)):
+        ROWS[f"random_init_mvit_{_family}_1ep{_tag}"] = (MVIT_RUNS[0], "random",
+                                                         _extra | {"run.seed": _seed})  # fmt: skip
+
+
+def pretrain_args(name: str) -> list[str]:
+    """The `visrep` arguments that pre-train `name` of MADE_HERE: its recipe, PRETRAIN (the
+    MViTv2 recipe: PRETRAIN_MVIT), its overrides and its run folder."""
+    recipe, overrides = MADE_HERE[name]
+    base = PRETRAIN_MVIT if recipe == MVIT else PRETRAIN
+    return ["train", recipe, *base, *overrides, f"run.out_dir={SOURCES[name]}"]
 
 
 def pretrain(name: str) -> dict:
-    """Pre-training `name` of MADE_HERE (PRETRAIN + its overrides), trained unless its run has
+    """Pre-training `name` of MADE_HERE (`pretrain_args`), trained unless its run has
     finished (metrics.json), resumed (`visrep train --resume`) when a stopped one left a
     checkpoint; its command, timing and frozen video k-NN."""
     out = SOURCES[name]
-    recipe, overrides = MADE_HERE[name]
-    args = ["train", recipe, *PRETRAIN, *overrides, f"run.out_dir={out}"]
+    args = pretrain_args(name)
     info = {"name": name, "command": "visrep " + " ".join(args), "run_dir": str(out)}
     if not (out / "metrics.json").is_file():
         if (out / "checkpoint.pt").is_file():
@@ -274,14 +299,17 @@ def run_row(name: str) -> dict:
     return row | {"first_loss": next(r["train/loss"] for r in log if "train/loss" in r)}
 
 
-def seed_top1(out: dict, family: str, starts: list[str]) -> dict[str, dict[int, float]]:
+def seed_top1(
+    out: dict, family: str, starts: list[str], random: str = "random_init"
+) -> dict[str, dict[int, float]]:
     """Top-1 of the 100-step rows on `family` ("direction" / "class") by start and fine-tuning
-    seed: the pre-trained rows of each source in `starts`, and random init ("random init")."""
+    seed: the pre-trained rows of each source in `starts`, and random init ("random init":
+    the rows `{random}_{family}_1ep*`, the video ViT's unless named)."""
     top1: dict[str, dict[int, float]] = {}
     for r in out["rows"]:
         if f"_{family}_1ep" not in r["name"]:
             continue
-        if r["init"] == "random" and r["name"].startswith("random_init"):
+        if r["init"] == "random" and r["name"].startswith(f"{random}_{family}_1ep"):
             start = "random init"
         elif r["init"] == "pretrained" and r.get("source") in starts:
             start = r["source"]
@@ -419,6 +447,35 @@ def maskfeat_summary(out: dict) -> str:
     )
 
 
+def mvit_summary(out: dict) -> str:
+    """Video MaskFeat on the MViTv2 (`MVIT_RUNS`) beside the MViTv2 at random init, both label
+    families, 100 fine-tuning steps: top-1 by start and fine-tuning seed, the mean from each
+    pre-training seed, and the lead over random init paired by fine-tuning seed (the
+    pre-training seeds pooled); the video ViT's random init beside it for scale."""
+    tables, rows = [], []
+    for family in ("direction", "class"):
+        top1 = seed_top1(out, family, MVIT_RUNS, random="random_init_mvit")
+        if not any(x in top1 for x in MVIT_RUNS):
+            continue
+        tables.append(f"\n\n{family} labels:\n\n" + seed_table(top1))
+        vit = seed_top1(out, family, []).get("random init", {})
+        mean = [f"{sum(v.values()) / len(v):.3f}" if v else "" for v in (
+            *(top1.get(x, {}) for x in MVIT_RUNS), top1.get("random init", {}), vit)]  # fmt: skip
+        rows.append([family, f"{mean[0]} / {mean[1]}",
+                     paired(top1, MVIT_RUNS, ["random init"] * len(MVIT_RUNS)), *mean[2:]])  # fmt: skip
+    if not rows:
+        return ""
+    headers = ["labels", "MaskFeat on the MViTv2, mean by pre-training seed",
+               "minus MViTv2 random init", "MViTv2 random init", "video ViT random init"]  # fmt: skip
+    return (
+        "\n\n## Video MaskFeat on the MViTv2 after 625 pre-training steps (blr 4e-3) vs the "
+        "MViTv2 at random init: top-1 after 100 fine-tuning steps"
+        + "".join(tables)
+        + "\n\nMeans, and the lead over the MViTv2's random init paired by fine-tuning seed "
+        "(the pre-training seeds pooled):\n\n" + md_table(headers, rows)
+    )
+
+
 def rho_summary(out: dict) -> str:
     """The ρ study's claim for ρMoCo (recipe lr, blr 1e-3) after 625 pre-training steps: ρ = 2
     (`rho_moco_blr1e-3_625*`) minus ρ = 1 (`rho_moco_rho1_blr1e-3_625*`: two augmentations of
@@ -490,6 +547,7 @@ def render(out: dict) -> str:
         + ratio_summary(out)
         + methods_summary(out)
         + maskfeat_summary(out)
+        + mvit_summary(out)
         + rho_summary(out)
         + "\n\nHost shared (2 cores, other 1-thread jobs running): load and matmul probe per row.\n"
     )

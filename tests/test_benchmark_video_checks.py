@@ -1,6 +1,6 @@
 """Helpers of benchmarks/maskfeat_video_target.py (the context checks' pixel target, clips and
-copy oracles) and benchmarks/rho_claim.py (its table is what the committed outputs give),
-imported by path."""
+copy oracles), benchmarks/rho_claim.py (its table is what the committed outputs give) and
+benchmarks/video_finetune.py (the MViTv2 summary), imported by path."""
 
 import sys
 from pathlib import Path
@@ -86,3 +86,33 @@ def test_rho_claim_table_is_the_committed_one():
     for method, r in out.items():
         d = r["rho2_minus_rho1"]["knn_direction_top1"]["per_seed"]
         assert len(d) == len(r["seeds"]) >= 3, method
+
+
+def test_video_finetune_mvit_summary_keeps_each_random_init_apart():
+    """benchmarks/video_finetune.py: the MViTv2's random-init rows are its own baseline and never
+    replace the video ViT's, and the lead is paired by fine-tuning seed over both pre-training
+    seeds."""
+    import video_finetune as vf
+
+    def row(name, source, init, seed, top1):
+        return {"name": name, "source": source, "init": init, "seed": seed,
+                "metrics": {"finetune_top1": top1}}  # fmt: skip
+
+    a, b = vf.MVIT_RUNS
+    out = {"rows": [row("random_init_direction_1ep", "mae_st_625", "random", 0, 0.9),
+                    row("random_init_direction_1ep_seed1", "mae_st_625", "random", 1, 0.7),
+                    row("random_init_mvit_direction_1ep", a, "random", 0, 0.2),
+                    row("random_init_mvit_direction_1ep_seed1", a, "random", 1, 0.4),
+                    row(f"{a}_direction_1ep", a, "pretrained", 0, 0.5),
+                    row(f"{a}_direction_1ep_seed1", a, "pretrained", 1, 0.3),
+                    row(f"{b}_direction_1ep", b, "pretrained", 0, 0.6),
+                    row(f"{b}_direction_1ep_seed1", b, "pretrained", 1, 0.6)]}  # fmt: skip
+    assert vf.seed_top1(out, "direction", [])["random init"] == {0: 0.9, 1: 0.7}
+    mvit = vf.seed_top1(out, "direction", vf.MVIT_RUNS, random="random_init_mvit")
+    assert mvit["random init"] == {0: 0.2, 1: 0.4}
+    # pairs: 0.5-0.2, 0.3-0.4, 0.6-0.2, 0.6-0.4 -> +0.3, -0.1, +0.4, +0.2: mean +0.200,
+    # SE sqrt(0.14 / 3 / 4) = 0.108, 3 of 4 ahead
+    assert vf.paired(mvit, vf.MVIT_RUNS, ["random init"] * 2).startswith("+0.200 (SE ")
+    text = vf.mvit_summary(out)
+    assert "| direction | 0.400 / 0.600 | +0.200 (SE 0.108, 3 of 4 ahead) | 0.300 | 0.800 |" in text
+    assert "class labels" not in text  # no class rows yet: no class table
