@@ -98,7 +98,7 @@ def test_video_finetune_mvit_summary_keeps_each_random_init_apart():
         return {"name": name, "source": source, "init": init, "seed": seed,
                 "metrics": {"finetune_top1": top1}}  # fmt: skip
 
-    a, b = vf.MVIT_RUNS
+    a, b = vf.MVIT_LRS["4e-3"][:2]
     out = {"rows": [row("random_init_direction_1ep", "mae_st_625", "random", 0, 0.9),
                     row("random_init_direction_1ep_seed1", "mae_st_625", "random", 1, 0.7),
                     row("random_init_mvit_direction_1ep", a, "random", 0, 0.2),
@@ -111,8 +111,10 @@ def test_video_finetune_mvit_summary_keeps_each_random_init_apart():
     mvit = vf.seed_top1(out, "direction", vf.MVIT_RUNS, random="random_init_mvit")
     assert mvit["random init"] == {0: 0.2, 1: 0.4}
     # pairs: 0.5-0.2, 0.3-0.4, 0.6-0.2, 0.6-0.4 -> +0.3, -0.1, +0.4, +0.2: mean +0.200,
-    # SE sqrt(0.14 / 3 / 4) = 0.108, 3 of 4 ahead
-    assert vf.paired(mvit, vf.MVIT_RUNS, ["random init"] * 2).startswith("+0.200 (SE ")
+    # SE sqrt(0.14 / 3 / 4) = 0.108, 3 of 4 ahead (the missing seed-2 run and blr 1e-3 skipped)
     text = vf.mvit_summary(out)
-    assert "| direction | 0.400 / 0.600 | +0.200 (SE 0.108, 3 of 4 ahead) | 0.300 | 0.800 |" in text
-    assert "class labels" not in text  # no class rows yet: no class table
+    assert (
+        "| direction | 4e-3 | 0.400 / 0.600 | +0.200 (SE 0.108, 3 of 4 ahead) | 0.300 | 0.800 |"
+        in text
+    )
+    assert "| 1e-3 |" not in text and "class labels" not in text  # no rows: no table row
