@@ -41,10 +41,11 @@ at lr 0) and after 2,500 pre-training steps (`maskfeat_video_2500*`), pre-traini
 and 1, on both families the same way (`MASKFEAT_LONG`); video MaskFeat on its official
 backbone family, the MViTv2 of `maskfeat_video_mvit_mfmnist` (its own geometry, no ViT
 overrides), 625 steps at blr 4e-3 from pre-training seeds 0-2
-(`maskfeat_video_mvit_blr4e-3_625*`) and at its recipe's blr 1e-3 from seed 0
-(`maskfeat_video_mvit_blr1e-3_625`), beside that MViTv2 at random init
-(`random_init_mvit_*`), on both families the same way (`MVIT_LRS`). `MADE_HERE` trains the
-forty-four pre-trainings, seconds to 30 min each.
+(`maskfeat_video_mvit_blr4e-3_625*`), at its recipe's blr 1e-3 from seed 0
+(`maskfeat_video_mvit_blr1e-3_625`) and for 2,500 steps at 4e-3 from seed 0
+(`maskfeat_video_mvit_blr4e-3_2500`), beside that MViTv2 at random init
+(`random_init_mvit_*`), on both families the same way (`MVIT_STARTS`). `MADE_HERE` trains the
+forty-five pre-trainings, seconds to 80 min each.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_finetune.py [--rows NAME ...] [--jobs N]
 
@@ -156,15 +157,17 @@ for _pseed in ("", "_pseed1"):
 # video MaskFeat on its official backbone family: the recipe's MViTv2 (`MVIT`), which learns
 # to read a masked token's HOG from its neighbours where the ViT does not
 # (benchmarks/maskfeat_video_target.py, `context_hog_masked_mvit`), the same 625 steps at blr
-# 4e-3 (the ViT recipe's), pre-training seeds 0-2, and at blr 1e-3 (its own recipe's), seed 0;
-# fine-tuned beside the MViTv2 at random init (`random_init_mvit_*`: its own init, the one its
-# pre-training starts from). blr -> runs
-MVIT_LRS = {"4e-3": [f"maskfeat_video_mvit_blr4e-3_625{p}" for p in PSEEDS],
-            "1e-3": ["maskfeat_video_mvit_blr1e-3_625"]}  # fmt: skip
-MVIT_RUNS = [run for runs in MVIT_LRS.values() for run in runs]
-for _lr, _runs in MVIT_LRS.items():
+# 4e-3 (the ViT recipe's), pre-training seeds 0-2, at blr 1e-3 (its own recipe's), seed 0,
+# and four times as long at 4e-3, seed 0; fine-tuned beside the MViTv2 at random init
+# (`random_init_mvit_*`: its own init, the one its pre-training starts from).
+# (steps, blr) -> runs, pre-training seeds 0, 1, 2 in turn
+MVIT_STARTS = {("625", "4e-3"): [f"maskfeat_video_mvit_blr4e-3_625{p}" for p in PSEEDS],
+               ("625", "1e-3"): ["maskfeat_video_mvit_blr1e-3_625"],
+               ("2500", "4e-3"): ["maskfeat_video_mvit_blr4e-3_2500"]}  # fmt: skip
+MVIT_RUNS = [run for runs in MVIT_STARTS.values() for run in runs]
+for (_steps, _lr), _runs in MVIT_STARTS.items():
     for _pseed, _run in zip(PSEEDS, _runs, strict=False):
-        MADE_HERE[_run] = (MVIT, [*LENGTHS["625"], f"optim.blr={_lr}", *PSEEDS[_pseed]])
+        MADE_HERE[_run] = (MVIT, [*LENGTHS[_steps], f"optim.blr={_lr}", *PSEEDS[_pseed]])
 SOURCES |= {name: RUNS / f"pretrain_{name}" for name in MADE_HERE}
 PROTOCOL = {"eval.limit_train": "1600", "eval.limit_test": "400", "optim.batch_size": "16",
             "optim.epochs": "5", "optim.warmup_epochs": "0.5", "optim.blr": "1e-2",
@@ -453,10 +456,11 @@ def maskfeat_summary(out: dict) -> str:
 
 
 def mvit_summary(out: dict) -> str:
-    """Video MaskFeat on the MViTv2 (`MVIT_LRS`) beside the MViTv2 at random init, both label
-    families, 100 fine-tuning steps: top-1 by start and fine-tuning seed, then per blr the
-    mean from each pre-training seed and the lead over random init paired by fine-tuning seed
-    (the pre-training seeds pooled); the video ViT's random init beside it for scale."""
+    """Video MaskFeat on the MViTv2 (`MVIT_STARTS`) beside the MViTv2 at random init, both label
+    families, 100 fine-tuning steps: top-1 by start and fine-tuning seed, then per
+    pre-training length and blr the mean from each pre-training seed and the lead over random
+    init paired by fine-tuning seed (the pre-training seeds pooled); the video ViT's random
+    init beside it for scale."""
     tables, rows = [], []
     for family in ("direction", "class"):
         top1 = seed_top1(out, family, MVIT_RUNS, random="random_init_mvit")
@@ -466,19 +470,19 @@ def mvit_summary(out: dict) -> str:
         vit = seed_top1(out, family, []).get("random init", {})
         rnd, vit = ("" if not v else f"{sum(v.values()) / len(v):.3f}"
                     for v in (top1.get("random init", {}), vit))  # fmt: skip
-        for lr, runs in MVIT_LRS.items():
+        for (steps, lr), runs in MVIT_STARTS.items():
             runs = [x for x in runs if x in top1]
             if runs:
                 means = " / ".join(f"{sum(top1[x].values()) / len(top1[x]):.3f}" for x in runs)
                 lead = paired(top1, runs, ["random init"] * len(runs))
-                rows.append([family, lr, means, lead, rnd, vit])
+                rows.append([family, f"{int(steps):,}", lr, means, lead, rnd, vit])
     if not rows:
         return ""
-    headers = ["labels", "blr", "MaskFeat on the MViTv2, mean by pre-training seed",
+    headers = ["labels", "pre-training steps", "blr", "MaskFeat on the MViTv2, mean by pre-training seed",
                "minus MViTv2 random init", "MViTv2 random init", "video ViT random init"]  # fmt: skip
     return (
-        "\n\n## Video MaskFeat on the MViTv2 after 625 pre-training steps vs the "
-        "MViTv2 at random init: top-1 after 100 fine-tuning steps"
+        "\n\n## Video MaskFeat on the MViTv2 vs the MViTv2 at random init: top-1 after 100 "
+        "fine-tuning steps"
         + "".join(tables)
         + "\n\nMeans, and the lead over the MViTv2's random init paired by fine-tuning seed "
         "(the pre-training seeds pooled):\n\n" + md_table(headers, rows)

@@ -98,7 +98,7 @@ def test_video_finetune_mvit_summary_keeps_each_random_init_apart():
         return {"name": name, "source": source, "init": init, "seed": seed,
                 "metrics": {"finetune_top1": top1}}  # fmt: skip
 
-    a, b = vf.MVIT_LRS["4e-3"][:2]
+    a, b = vf.MVIT_STARTS["625", "4e-3"][:2]
     out = {"rows": [row("random_init_direction_1ep", "mae_st_625", "random", 0, 0.9),
                     row("random_init_direction_1ep_seed1", "mae_st_625", "random", 1, 0.7),
                     row("random_init_mvit_direction_1ep", a, "random", 0, 0.2),
@@ -114,7 +114,8 @@ def test_video_finetune_mvit_summary_keeps_each_random_init_apart():
     # SE sqrt(0.14 / 3 / 4) = 0.108, 3 of 4 ahead (the missing seed-2 run and blr 1e-3 skipped)
     text = vf.mvit_summary(out)
     assert (
-        "| direction | 4e-3 | 0.400 / 0.600 | +0.200 (SE 0.108, 3 of 4 ahead) | 0.300 | 0.800 |"
+        "| direction | 625 | 4e-3 | 0.400 / 0.600 | +0.200 (SE 0.108, 3 of 4 ahead) | 0.300 | 0.800 |"
         in text
     )
-    assert "| 1e-3 |" not in text and "class labels" not in text  # no rows: no table row
+    assert "| 1e-3 |" not in text and "| 2,500 |" not in text  # no rows: no table row
+    assert "class labels" not in text
