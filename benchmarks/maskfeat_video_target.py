@@ -25,9 +25,10 @@ Runs: `benchmarks/video_finetune.py`'s video MaskFeat pre-trainings (`maskfeat_v
 its init saved after one step at lr 0; `_625`, `_625_pseed1`, `_2500`, `_2500_pseed1`, and
 `maskfeat_video_blr4e-3_625{,_pseed1}` at four times the lr, the recipe's since, and
 `maskfeat_video_blr4e-3_binit_625{,_pseed1}` from the video ViT's own init
-(`method.encoder_init=backbone`), and `maskfeat_video_mvit_blr4e-3_625{,_pseed1}` on the
-MViTv2 of `maskfeat_video_mvit_mfmnist` (its own 4 × 8 × 8 output tokens and 4 px HOG
-cells): trained by that script, read here) and two 125-step screens this script trains when
+(`method.encoder_init=backbone`), and on the MViTv2 of `maskfeat_video_mvit_mfmnist` (its
+own 4 × 8 × 8 output tokens and 4 px HOG cells) `maskfeat_video_mvit_blr4e-3_625{,_pseed1,
+_pseed2}`, `maskfeat_video_mvit_blr1e-3_625` and `maskfeat_video_mvit_blr4e-3_2500`
+(`MVIT_RUNS`): trained by that script, read here) and two 125-step screens this script trains when
 missing, at blr 1e-3 and 1e-2.
 
 With `--context [NAME ...]` it also asks whether the encoder can read a masked token from
@@ -420,8 +421,11 @@ def main() -> None:
     for name in RUNS:
         if name in MADE_HERE:
             commands[name] = "visrep " + " ".join(pretrain_args(name))
-    runs = {n: score(p) | {"command": command_line()} if (p / "checkpoint.pt").is_file() else recorded[n]
-            for n, p in RUNS.items() if (p / "checkpoint.pt").is_file() or n in recorded}  # fmt: skip
+    def done(run: Path) -> bool:  # finished (a run still training has a checkpoint, no metrics)
+        return (run / "metrics.json").is_file()
+
+    runs = {n: score(p) | {"command": command_line()} if done(p) else recorded[n]
+            for n, p in RUNS.items() if done(p) or n in recorded}  # fmt: skip
     out = {"command": command_line(), "environment": environment(), "uptime": uptime(),
            "matmul_gflops": round(matmul_gflops(), 1), "commands": commands, "runs": runs}  # fmt: skip
     out["scales"] = token_scales()
