@@ -421,6 +421,7 @@ def main() -> None:
     for name in RUNS:
         if name in MADE_HERE:
             commands[name] = "visrep " + " ".join(pretrain_args(name))
+
     def done(run: Path) -> bool:  # finished (a run still training has a checkpoint, no metrics)
         return (run / "metrics.json").is_file()
 
