@@ -59,9 +59,9 @@ PLAN = [
     ("mae_st", "mae_st_mfmnist", COMMON),
     ("mae_st_mask75", "mae_st_mfmnist", COMMON | {"method.mask_ratio": 0.75}),  # MAE-ST Fig. 2
     # video MaskFeat on its official backbone family, MViTv2 (its own CPU-size encoder: the
-    # ViT keys of COMMON do not apply), at the same budget
+    # ViT keys of COMMON do not apply), at the same budget and its recipe's lr then
     ("maskfeat_video_mvit", "maskfeat_video_mvit_mfmnist",
-     {k: v for k, v in COMMON.items() if not k.startswith("backbone.")}),
+     {k: v for k, v in COMMON.items() if not k.startswith("backbone.")} | {"optim.blr": 1e-3}),
 ]  # fmt: skip
 COMMANDS = (
     "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_methods.py",
