@@ -168,8 +168,9 @@ def maskfeat_video_mvit_mfmnist() -> TrainConfig:
     thread): at blr 4e-3 (the recipe's lr since), three pre-training seeds, its masked HOG MSE
     ends at 0.71 of the per-position-mean predictor's (the ViT recipe's: 1.00), and it
     fine-tunes above the same MViTv2 at random init on class (+0.025 top-1 after 100 steps,
-    9 of 12 seed pairs) but not on motion direction (−0.060, 4 of 12). At blr 1e-3 (the lr
-    until then), one seed: 0.82, and below random init on both. At 60 steps and blr 1e-3
+    9 of 12 seed pairs) but not on motion direction (−0.060, 4 of 12); after 2,500 steps (one
+    seed) 0.63, class +0.066 (4 of 4), direction −0.095 (2 of 4). At blr 1e-3 (the lr until
+    then), one seed: 0.82, and below random init on both. At 60 steps and blr 1e-3
     ("Video methods side by side", row `maskfeat_video_mvit`) it was no better than its
     initialisation.
     """
