@@ -100,7 +100,7 @@ PRETRAIN = ["backbone.patch_size=16", "backbone.depth=6", "data.limit=4000",
             "run.progress=False"]  # fmt: skip
 # video MaskFeat's own backbone family keeps its recipe's MViTv2 (no ViT overrides)
 MVIT = "maskfeat_video_mvit_mfmnist"
-PRETRAIN_MVIT = PRETRAIN[2:]
+PRETRAIN_MVIT = [x for x in PRETRAIN if not x.startswith("backbone.")]
 LENGTHS = {"625": ["optim.epochs=5", "optim.warmup_epochs=0.5"],
            "2500": ["optim.epochs=20", "optim.warmup_epochs=2"]}  # fmt: skip
 # pre-training seeds by name suffix (seed 2 only for the ρBYOL / ρMoCo runs below)

@@ -119,3 +119,15 @@ def test_video_finetune_mvit_summary_keeps_each_random_init_apart():
     )
     assert "| 1e-3 |" not in text and "| 2,500 |" not in text  # no rows: no table row
     assert "class labels" not in text
+
+
+def test_video_finetune_md_is_what_its_json_gives():
+    """Every figure of results/video_finetune.md (the rows and the summaries docs/results.md
+    quotes) is `render` of the committed JSON."""
+    import json
+
+    import video_finetune as vf
+
+    out = json.loads((vf.RESULTS / "video_finetune.json").read_text())
+    assert vf.render(out) == (vf.RESULTS / "video_finetune.md").read_text()
+    assert "random_init_mvit_direction_1ep" in {r["name"] for r in out["rows"]}
